@@ -1,0 +1,79 @@
+"""Input validation shared by every public entry point.
+
+Errors name the argument, what was expected and what was given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def as_matrix(
+    A: Any,
+    name: str,
+    dtype: np.dtype,
+    n_cols: int | None = None,
+    n_rows: int | None = None,
+    allow_1d: bool = False,
+) -> np.ndarray:
+    """Return ``A`` as a finite, non-empty, C-contiguous 2-D array of ``dtype``.
+
+    ``allow_1d`` accepts a vector as one column (for single-output targets).
+    """
+    if isinstance(A, np.ndarray):
+        arr = A
+    else:
+        try:
+            arr = np.asarray(A)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name} must be a numeric array, got {type(A).__name__}: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must hold real numbers (bool, int or float), got dtype {arr.dtype}"
+        )
+    if arr.ndim == 1 and allow_1d:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        expected = "2-D (n_samples, n_features)" + (" or 1-D" if allow_1d else "")
+        raise ValueError(f"{name} must be {expected}, got an array of shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must be non-empty, got shape {arr.shape}")
+    if n_cols is not None and arr.shape[1] != n_cols:
+        raise ValueError(f"{name} must have {n_cols} columns, got shape {arr.shape}")
+    if n_rows is not None and arr.shape[0] != n_rows:
+        raise ValueError(f"{name} must have {n_rows} rows (one per sample), got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        bad = int(np.size(arr) - np.isfinite(arr).sum())
+        raise ValueError(f"{name} must be finite, got {bad} NaN or inf value(s)")
+    return arr
+
+
+def as_weights(w: Any, n: int, dtype: np.dtype, name: str = "sample_weight") -> np.ndarray | None:
+    """Validate optional per-sample weights: ``None`` or a finite, non-negative ``(n,)`` array."""
+    if w is None:
+        return None
+    arr = np.asarray(w)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        arr = np.full(n, arr)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise ValueError(f"{name} must be finite and non-negative")
+    if not arr.sum() > 0:
+        raise ValueError(f"{name} must not be all zero")
+    return arr
+
+
+def positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    """Validate an integer ``>= minimum`` (bools are rejected)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    return int(value)

@@ -1,0 +1,490 @@
+"""Activations: the seed's f_k and its full Jacobian f'_k.
+
+Conventions (seed, "The model"): rows are samples. For a batch the pre-activation is
+``T`` of shape ``(N, m)`` and the output ``Y = f(T)`` has the same shape. The Jacobian of
+one sample is the ``m x m`` matrix ``f'[i, j] = d f_i / d t_j``; over a batch it is the
+array ``(N, m, m)``.
+
+Every activation offers three things side by side:
+
+``forward(T)``
+    ``Y = f(T)``.
+``jacobian(T, Y)``
+    the full ``(N, m, m)`` Jacobian, for users, tests and the generic path.
+``vjp(T, Y, G)``
+    the backward product ``G . f'`` row by row, the only thing backprop needs. ``G`` is
+    ``(N, m)`` (one row per sample, as in the loss gradient) or ``(N, q, m)`` (q rows per
+    sample, as in the per-output Jacobian). The default builds the Jacobian; every built-in
+    overrides it with a closed form that never materialises an ``m x m`` matrix.
+
+A user activation only needs ``forward`` and ``jacobian``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy import special
+
+Array = np.ndarray
+
+__all__ = [
+    "Activation",
+    "Elementwise",
+    "Identity",
+    "Sigmoid",
+    "Tanh",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "Softplus",
+    "GELU",
+    "SiLU",
+    "Softmax",
+    "LogSoftmax",
+    "Sparsemax",
+    "L2Normalize",
+    "LayerNorm",
+    "ACTIVATIONS",
+    "get_activation",
+    "register_activation",
+]
+
+
+def _rows(A: Array, G: Array) -> Array:
+    """View a per-sample ``(N, m)`` array so that it broadcasts against ``G``.
+
+    ``G`` is ``(N, m)`` or ``(N, q, m)``; in the latter case ``A`` becomes ``(N, 1, m)``.
+    """
+    return A if G.ndim == 2 else A[:, None, :]
+
+
+def _rowsum(A: Array) -> Array:
+    return A.sum(axis=-1, keepdims=True)
+
+
+class Activation:
+    """Base class of an activation ``f: R^m -> R^m`` applied to every row.
+
+    Subclasses implement :meth:`forward` and :meth:`jacobian`; :meth:`vjp` then works
+    through the Jacobian. ``name`` is how users and model files refer to the class;
+    :meth:`get_config` returns the constructor arguments (JSON-serialisable).
+    """
+
+    name: ClassVar[str] = ""
+
+    def forward(self, T: Array) -> Array:
+        """``Y = f(T)``; ``T`` and ``Y`` are ``(N, m)``."""
+        raise NotImplementedError
+
+    def jacobian(self, T: Array, Y: Array) -> Array:
+        """Full Jacobian ``(N, m, m)`` with ``[s, i, j] = d f_i / d t_j`` at sample ``s``.
+
+        Takes both the pre-activation ``T`` and the output ``Y = f(T)``.
+        """
+        raise NotImplementedError
+
+    def vjp(self, T: Array, Y: Array, G: Array) -> Array:
+        """Backward product ``G . f'`` row by row (seed: a row vector times f'_k).
+
+        Parameters
+        ----------
+        T, Y : ndarray of shape (N, m)
+            Pre-activation and output.
+        G : ndarray of shape (N, m) or (N, q, m)
+            Rows to multiply; ``q`` rows per sample for per-output Jacobians.
+
+        Returns
+        -------
+        ndarray of the shape of ``G``.
+        """
+        J = self.jacobian(T, Y)
+        N, m = T.shape
+        if not isinstance(J, np.ndarray) or J.shape != (N, m, m):
+            raise ValueError(
+                f"{type(self).__name__}.jacobian must return an array of shape "
+                f"(N, m, m) = {(N, m, m)}, got "
+                f"{getattr(J, 'shape', type(J).__name__)}"
+            )
+        if G.ndim == 2:
+            return np.matmul(G[:, None, :], J)[:, 0, :]
+        return np.matmul(G, J)
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments, for model files."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
+
+class Elementwise(Activation):
+    """An activation with ``f_i`` depending on ``t_i`` only: f' is diagonal.
+
+    Subclasses give :meth:`derivative`, the diagonal ``f'(t)`` as an ``(N, m)`` array.
+    """
+
+    def derivative(self, T: Array, Y: Array) -> Array:
+        """Diagonal of f' per sample, ``(N, m)``."""
+        raise NotImplementedError
+
+    def jacobian(self, T: Array, Y: Array) -> Array:
+        D = self.derivative(T, Y)
+        J = np.zeros(D.shape + (D.shape[1],), dtype=D.dtype)
+        idx = np.arange(D.shape[1])
+        J[:, idx, idx] = D
+        return J
+
+    def vjp(self, T: Array, Y: Array, G: Array) -> Array:
+        return G * _rows(self.derivative(T, Y), G)
+
+
+class Identity(Elementwise):
+    """``f(t) = t``, ``f'(t) = 1``."""
+
+    name = "identity"
+
+    def forward(self, T: Array) -> Array:
+        return T.copy()
+
+    def derivative(self, T: Array, Y: Array) -> Array:
+        return np.ones_like(T)
+
+    def vjp(self, T: Array, Y: Array, G: Array) -> Array:
+        return G
+
+
+class Sigmoid(Elementwise):
+    """Logistic ``f(t) = 1 / (1 + e^{-t})``, ``f'(t) = y (1 - y)``."""
+
+    name = "sigmoid"
+
+    def forward(self, T: Array) -> Array:
+        return special.expit(T)
+
+    def derivative(self, T: Array, Y: Array) -> Array:
+        return Y * (1 - Y)
+
+
+class Tanh(Elementwise):
+    """``f(t) = tanh t``, ``f'(t) = 1 - y^2``."""
+
+    name = "tanh"
+
+    def forward(self, T: Array) -> Array:
+        return np.tanh(T)
+
+    def derivative(self, T: Array, Y: Array) -> Array:
+        return 1 - Y * Y
+
+
+class ReLU(Elementwise):
+    """``f(t) = max(t, 0)``, ``f'(t) = [t > 0]`` (0 at the kink)."""
+
+    name = "relu"
+
+    def forward(self, T: Array) -> Array:
+        return np.maximum(T, 0)
+
+    def derivative(self, T: Array, Y: Array) -> Array:
+        return (T > 0).astype(T.dtype)
+
+    def vjp(self, T: Array, Y: Array, G: Array) -> Array:
+        return np.where(_rows(T, G) > 0, G, 0).astype(G.dtype, copy=False)
+
+
+class LeakyReLU(Elementwise):
+    """``f(t) = t`` for ``t > 0``, ``a t`` otherwise; ``f'(t) = 1`` or ``a``."""
+
+    name = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, T: Array) -> Array:
+        return np.where(T > 0, T, self.negative_slope * T)
+
+    def derivative(self, T: Array, Y: Array) -> Array:
+        return np.where(T > 0, 1, self.negative_slope).astype(T.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"negative_slope": self.negative_slope}
+
+
+class ELU(Elementwise):
+    """``f(t) = t`` for ``t > 0``, ``a (e^t - 1)`` otherwise; ``f'(t) = 1`` or ``y + a``."""
+
+    name = "elu"
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        self.alpha = float(alpha)
+
+    def forward(self, T: Array) -> Array:
+        return np.where(T > 0, T, self.alpha * np.expm1(np.minimum(T, 0)))
+
+    def derivative(self, T: Array, Y: Array) -> Array:
+        return np.where(T > 0, 1, Y + self.alpha).astype(T.dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
+
+
+class Softplus(Elementwise):
+    """``f(t) = log(1 + e^t)``, ``f'(t) = sigmoid(t)``."""
+
+    name = "softplus"
+
+    def forward(self, T: Array) -> Array:
+        return np.logaddexp(T, 0).astype(T.dtype, copy=False)
+
+    def derivative(self, T: Array, Y: Array) -> Array:
+        return special.expit(T)
+
+
+class GELU(Elementwise):
+    """Exact (erf) GELU: ``f(t) = t Phi(t)``, ``f'(t) = Phi(t) + t phi(t)``.
+
+    ``Phi`` is the standard normal CDF and ``phi`` its density; this is the exact form
+    (PyTorch's default, ``jax.nn.gelu(approximate=False)``), not the tanh approximation.
+    """
+
+    name = "gelu"
+
+    def forward(self, T: Array) -> Array:
+        return T * special.ndtr(T)
+
+    def derivative(self, T: Array, Y: Array) -> Array:
+        pdf = np.exp(-0.5 * T * T) * (1 / np.sqrt(2 * np.pi))
+        return special.ndtr(T) + T * pdf.astype(T.dtype, copy=False)
+
+
+class SiLU(Elementwise):
+    """Swish: ``f(t) = t sigmoid(t)``, ``f'(t) = s (1 + t (1 - s))`` with ``s = sigmoid(t)``."""
+
+    name = "silu"
+
+    def forward(self, T: Array) -> Array:
+        return T * special.expit(T)
+
+    def derivative(self, T: Array, Y: Array) -> Array:
+        s = special.expit(T)
+        return s * (1 + T * (1 - s))
+
+
+class Softmax(Activation):
+    """``f_i(t) = e^{t_i} / sum_j e^{t_j}``; ``f' = diag(y) - y^T y``.
+
+    Closed-form vjp: ``g . f' = y * (g - <g, y>)``.
+    """
+
+    name = "softmax"
+
+    def forward(self, T: Array) -> Array:
+        E = np.exp(T - T.max(axis=1, keepdims=True))
+        E /= E.sum(axis=1, keepdims=True)
+        return E
+
+    def jacobian(self, T: Array, Y: Array) -> Array:
+        J = -Y[:, :, None] * Y[:, None, :]
+        idx = np.arange(Y.shape[1])
+        J[:, idx, idx] += Y
+        return J
+
+    def vjp(self, T: Array, Y: Array, G: Array) -> Array:
+        Yr = _rows(Y, G)
+        return Yr * (G - _rowsum(G * Yr))
+
+
+class LogSoftmax(Activation):
+    """``f_i(t) = t_i - log sum_j e^{t_j}``; ``f'[i, j] = delta_ij - p_j``, ``p = e^y``.
+
+    Closed-form vjp: ``g . f' = g - (sum_i g_i) p``.
+    """
+
+    name = "log_softmax"
+
+    def forward(self, T: Array) -> Array:
+        S = T - T.max(axis=1, keepdims=True)
+        return S - np.log(np.exp(S).sum(axis=1, keepdims=True))
+
+    def jacobian(self, T: Array, Y: Array) -> Array:
+        P = np.exp(Y)
+        m = Y.shape[1]
+        return np.eye(m, dtype=Y.dtype)[None, :, :] - P[:, None, :]
+
+    def vjp(self, T: Array, Y: Array, G: Array) -> Array:
+        return G - _rowsum(G) * _rows(np.exp(Y), G)
+
+
+class Sparsemax(Activation):
+    """Euclidean projection onto the simplex (Martins & Astudillo, 2016).
+
+    ``f(t) = max(t - tau, 0)`` with ``tau`` chosen so the outputs sum to 1. On the support
+    ``S = {i : y_i > 0}`` with indicator ``s``: ``f' = diag(s) - s^T s / |S|``.
+
+    Closed-form vjp: ``g . f' = s * (g - <g, s> / |S|)``.
+    """
+
+    name = "sparsemax"
+
+    def forward(self, T: Array) -> Array:
+        m = T.shape[1]
+        Z = -np.sort(-T, axis=1)  # descending
+        k = np.arange(1, m + 1, dtype=T.dtype)
+        cums = np.cumsum(Z, axis=1)
+        in_support = 1 + k * Z > cums
+        k_max = in_support.sum(axis=1, keepdims=True)
+        tau = (np.take_along_axis(cums, k_max - 1, axis=1) - 1) / k_max.astype(T.dtype)
+        return np.maximum(T - tau, 0)
+
+    def jacobian(self, T: Array, Y: Array) -> Array:
+        s = (Y > 0).astype(Y.dtype)
+        J = -s[:, :, None] * s[:, None, :] / s.sum(axis=1)[:, None, None]
+        idx = np.arange(Y.shape[1])
+        J[:, idx, idx] += s
+        return J
+
+    def vjp(self, T: Array, Y: Array, G: Array) -> Array:
+        s = (Y > 0).astype(Y.dtype)
+        sr = _rows(s, G)
+        return sr * (G - _rowsum(G * sr) / _rowsum(sr))
+
+
+class L2Normalize(Activation):
+    """``f(t) = t / ||t||``; ``f' = (I - y^T y) / ||t||``.
+
+    Closed-form vjp: ``g . f' = (g - <g, y> y) / ||t||``. A zero row maps to zero.
+    """
+
+    name = "l2_normalize"
+
+    @staticmethod
+    def _norm(T: Array) -> Array:
+        n = np.sqrt(np.einsum("ij,ij->i", T, T))[:, None]
+        return np.maximum(n, np.finfo(T.dtype).tiny)
+
+    def forward(self, T: Array) -> Array:
+        return T / self._norm(T)
+
+    def jacobian(self, T: Array, Y: Array) -> Array:
+        m = T.shape[1]
+        J = np.eye(m, dtype=T.dtype)[None] - Y[:, :, None] * Y[:, None, :]
+        return J / self._norm(T)[:, :, None]
+
+    def vjp(self, T: Array, Y: Array, G: Array) -> Array:
+        Yr = _rows(Y, G)
+        return (G - _rowsum(G * Yr) * Yr) / _rows(self._norm(T), G)
+
+
+class LayerNorm(Activation):
+    """Layer normalisation without affine parameters.
+
+    ``y = (t - mean t) / s`` with ``s = sqrt(var t + eps)`` (biased variance, as PyTorch);
+    ``f'[i, j] = (delta_ij - 1/m) / s - y_i y_j / (m s)``.
+
+    Closed-form vjp: ``g . f' = (g - mean(g) - y mean(g y)) / s``.
+    """
+
+    name = "layer_norm"
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        if not eps >= 0:
+            raise ValueError(f"eps must be a non-negative float, got {eps!r}")
+        self.eps = float(eps)
+
+    def _scale(self, T: Array) -> Array:
+        return np.sqrt(T.var(axis=1, keepdims=True) + self.eps)
+
+    def forward(self, T: Array) -> Array:
+        return (T - T.mean(axis=1, keepdims=True)) / self._scale(T)
+
+    def jacobian(self, T: Array, Y: Array) -> Array:
+        m = T.shape[1]
+        s = self._scale(T)[:, :, None]
+        J = (np.eye(m, dtype=T.dtype)[None] - 1 / m) - Y[:, :, None] * Y[:, None, :] / m
+        return J / s
+
+    def vjp(self, T: Array, Y: Array, G: Array) -> Array:
+        Yr = _rows(Y, G)
+        return (G - G.mean(axis=-1, keepdims=True) - Yr * (G * Yr).mean(axis=-1, keepdims=True)) / (
+            _rows(self._scale(T), G)
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {"eps": self.eps}
+
+
+_BUILTINS: tuple[type[Activation], ...] = (
+    Identity,
+    Sigmoid,
+    Tanh,
+    ReLU,
+    LeakyReLU,
+    ELU,
+    Softplus,
+    GELU,
+    SiLU,
+    Softmax,
+    LogSoftmax,
+    Sparsemax,
+    L2Normalize,
+    LayerNorm,
+)
+
+#: name -> class, built from the classes themselves (plus the alias ``logistic``).
+ACTIVATIONS: dict[str, type[Activation]] = {cls.name: cls for cls in _BUILTINS}
+ACTIVATIONS["logistic"] = Sigmoid
+
+
+def register_activation(cls: type[Activation]) -> type[Activation]:
+    """Register a user activation class under ``cls.name`` (usable as a decorator).
+
+    Registered names can be passed as strings and are needed to load a model file that
+    uses the activation.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Activation)):
+        raise TypeError(f"cls must be a subclass of jacnet.Activation, got {cls!r}")
+    if not cls.name or not isinstance(cls.name, str):
+        raise ValueError(f"{cls.__name__}.name must be a non-empty string to register it")
+    existing = ACTIVATIONS.get(cls.name)
+    if existing is not None and existing is not cls:
+        raise ValueError(f"activation name {cls.name!r} is already taken by {existing.__name__}")
+    ACTIVATIONS[cls.name] = cls
+    return cls
+
+
+def get_activation(spec: str | Activation, **config: Any) -> Activation:
+    """Return an activation instance from a name or an instance.
+
+    Parameters
+    ----------
+    spec : str or Activation
+        A registered name (see ``ACTIVATIONS``) or an instance, returned as is.
+    **config
+        Constructor arguments when ``spec`` is a name.
+    """
+    if isinstance(spec, Activation):
+        return spec
+    if isinstance(spec, type) and issubclass(spec, Activation):
+        raise TypeError(
+            f"activation must be a name or an Activation instance, got the class "
+            f"{spec.__name__}; did you mean {spec.__name__}()?"
+        )
+    if not isinstance(spec, str):
+        raise TypeError(
+            f"activation must be a str or an Activation instance, got {type(spec).__name__}"
+        )
+    try:
+        cls = ACTIVATIONS[spec]
+    except KeyError:
+        valid = ", ".join(sorted(ACTIVATIONS))
+        raise ValueError(f"unknown activation {spec!r}; valid names: {valid}") from None
+    return cls(**config)

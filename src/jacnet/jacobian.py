@@ -1,0 +1,145 @@
+"""Per-output Jacobians of the network: the seed's formulas 1-6 and recursion R-b, R-w.
+
+For output ``i`` of sample ``s`` the bias row ``D_k[s, i] = dy_{n,i}/db_k`` starts at
+the last layer as the row ``f'_{n,i}`` (seed 1) and is carried down by
+
+    R-b   dy_{n,i}/db_{k-1} = dy_{n,i}/db_k . W_k^T . f'_{k-1}
+    R-w   dy_{n,i}/dW_k     = y_{k-1}^T . dy_{n,i}/db_k          (an outer product)
+
+All outputs and all samples of a chunk are carried at once as an ``(n, q, m)`` array,
+so no Python loop runs over samples or outputs; each ``. f'`` is an activation's vjp.
+Carrying R-b one step past the first layer gives the input Jacobian ``dy/dx``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from scipy.linalg import blas
+
+from .layers import Dense, forward_cache
+
+Array = np.ndarray
+
+__all__ = ["param_offsets", "param_jacobian", "input_jacobian", "gauss_newton", "default_chunk"]
+
+# Elements of one chunk of J (n * q * P): 4 Mi elements, 32 MiB in float64.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def param_offsets(layers: list[Dense]) -> list[tuple[int, int, int]]:
+    """``(start of W_k, start of b_k, end)`` in theta = [W_1.ravel(), b_1, W_2.ravel(), ...]."""
+    out = []
+    pos = 0
+    for layer in layers:
+        w0 = pos
+        b0 = w0 + layer.n_in * layer.n_out
+        pos = b0 + layer.n_out
+        out.append((w0, b0, pos))
+    return out
+
+
+def default_chunk(n_rows: int, width: int) -> int:
+    """Samples per chunk so that one chunk of ``width`` columns per sample stays bounded."""
+    return max(1, min(n_rows, _CHUNK_ELEMENTS // max(1, width)))
+
+
+def _bias_rows(layers: list[Dense], cache: list[tuple[Array, Array, Array]]) -> Iterator[Array]:
+    """Yield ``D_k`` (n, q, m_k) = dy_n/db_k for k = n, n-1, ..., 1, then dy_n/dx."""
+    _, T, Y = cache[-1]
+    n, q = Y.shape
+    E = np.broadcast_to(np.eye(q, dtype=Y.dtype), (n, q, q))
+    D = layers[-1].activation.vjp(T, Y, E)  # seed 1: the rows f'_{n,i}
+    for k in range(len(layers) - 1, -1, -1):
+        yield D
+        G = D @ layers[k].W.T
+        if k == 0:
+            yield G  # dy/dx: the recursion carried one step further
+        else:
+            _, T, Y = cache[k - 1]
+            D = layers[k - 1].activation.vjp(T, Y, G)  # seed R-b
+
+
+def _fill_jacobian(layers: list[Dense], X: Array, J: Array) -> None:
+    """Write dy/dtheta of the chunk ``X`` (n, n_in) into ``J`` (n, q, P)."""
+    cache = forward_cache(layers, X)
+    n, q = J.shape[:2]
+    offsets = param_offsets(layers)
+    rows = _bias_rows(layers, cache)
+    for k in range(len(layers) - 1, -1, -1):
+        D = next(rows)
+        w0, b0, end = offsets[k]
+        Xin = cache[k][0]
+        Jw = np.reshape(J[:, :, w0:b0], (n, q, layers[k].n_in, layers[k].n_out), copy=False)
+        np.multiply(Xin[:, None, :, None], D[:, :, None, :], out=Jw)  # seed R-w
+        J[:, :, b0:end] = D
+
+
+def param_jacobian(layers: list[Dense], X: Array, chunk: int | None = None) -> Array:
+    """``J[s, i, p] = dy_{s,i} / dtheta_p``, shape (N, n_out, P), chunk by chunk."""
+    N = X.shape[0]
+    q = layers[-1].n_out
+    P = sum(layer.n_params for layer in layers)
+    J = np.empty((N, q, P), dtype=X.dtype)
+    step = chunk or default_chunk(N, q * P)
+    for start in range(0, N, step):
+        _fill_jacobian(layers, X[start : start + step], J[start : start + step])
+    return J
+
+
+def input_jacobian(layers: list[Dense], X: Array, chunk: int | None = None) -> Array:
+    """``dy_{s,i} / dx_{s,j}``, shape (N, n_out, n_in)."""
+    N = X.shape[0]
+    q = layers[-1].n_out
+    out = np.empty((N, q, layers[0].n_in), dtype=X.dtype)
+    widest = max(layer.n_out for layer in layers) + layers[0].n_in
+    step = chunk or default_chunk(N, q * widest)
+    for start in range(0, N, step):
+        Xc = X[start : start + step]
+        rows = _bias_rows(layers, forward_cache(layers, Xc))
+        for _ in layers:
+            next(rows)
+        out[start : start + step] = next(rows)
+    return out
+
+
+def gauss_newton(
+    layers: list[Dense],
+    X: Array,
+    R: Array,
+    weights: Array | None = None,
+    chunk: int | None = None,
+) -> tuple[Array, Array]:
+    """Streaming ``J^T W J`` (P, P) and ``J^T W r`` (P,) over chunks of samples.
+
+    ``J`` is the (N * n_out, P) Jacobian of the outputs, ``r = R.ravel()`` and ``W`` the
+    diagonal of per-sample weights repeated over outputs. Only one chunk of J exists at a
+    time; ``J^T J`` is accumulated by BLAS syrk into the upper triangle and mirrored at
+    the end. Memory: O(P^2 + chunk * n_out * P).
+    """
+    N = X.shape[0]
+    q = layers[-1].n_out
+    P = sum(layer.n_params for layer in layers)
+    dtype = X.dtype
+    step = chunk or default_chunk(N, q * P)
+    syrk = blas.get_blas_funcs("syrk", dtype=dtype)
+    JtJ = np.zeros((P, P), dtype=dtype, order="F")
+    Jtr = np.zeros(P, dtype=dtype)
+    buf = np.empty((min(step, N), q, P), dtype=dtype)
+    for start in range(0, N, step):
+        Xc = X[start : start + step]
+        n = Xc.shape[0]
+        Jc = buf[:n]
+        _fill_jacobian(layers, Xc, Jc)
+        A = Jc.reshape(n * q, P)
+        r = R[start : start + n].reshape(n * q)
+        if weights is not None:
+            sw = np.repeat(np.sqrt(weights[start : start + n]), q).astype(dtype, copy=False)
+            A *= sw[:, None]
+            r = r * sw
+        # A.T is (P, n q) and Fortran-contiguous: syrk computes A^T A with no copy.
+        JtJ = syrk(1.0, A.T, beta=1.0, c=JtJ, trans=0, lower=0, overwrite_c=1)
+        Jtr += A.T @ r
+    upper = np.triu(JtJ)
+    return upper + np.triu(upper, 1).T, Jtr

@@ -1,0 +1,119 @@
+"""The dense layer of the seed: ``y_k = f_k(y_{k-1} . W_k + b_k)``.
+
+Rows are samples: ``X`` is ``(N, n_in)``, ``W`` is ``(n_in, n_out)``, ``b`` is
+``(n_out,)``, ``T = X W + b`` and ``Y = f(T)`` are ``(N, n_out)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import positive_int
+from .activations import ELU, Activation, LeakyReLU, ReLU, get_activation
+
+Array = np.ndarray
+
+__all__ = ["Dense", "forward_cache"]
+
+# He initialisation for the rectifier family (He et al., 2015), Glorot otherwise.
+_HE = (ReLU, LeakyReLU, ELU)
+
+
+class Dense:
+    """A fully connected layer ``Y = f(X W + b)``.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Input and output widths.
+    activation : str or Activation, default "identity"
+        A built-in name (see ``jacnet.ACTIVATIONS``) or an instance.
+
+    Attributes
+    ----------
+    W : ndarray of shape (n_in, n_out)
+        Weights. Assigning an array copies it in (the storage is a view into the
+        network's flat parameter vector).
+    b : ndarray of shape (n_out,)
+        Biases, same storage rule.
+    """
+
+    def __init__(self, n_in: int, n_out: int, activation: str | Activation = "identity") -> None:
+        self.n_in = positive_int(n_in, "n_in")
+        self.n_out = positive_int(n_out, "n_out")
+        self.activation = get_activation(activation)
+        self._W = np.zeros((self.n_in, self.n_out))
+        self._b = np.zeros(self.n_out)
+
+    @property
+    def W(self) -> Array:
+        return self._W
+
+    @W.setter
+    def W(self, value: Array) -> None:
+        self._assign(self._W, value, "W")
+
+    @property
+    def b(self) -> Array:
+        return self._b
+
+    @b.setter
+    def b(self, value: Array) -> None:
+        self._assign(self._b, value, "b")
+
+    @staticmethod
+    def _assign(dest: Array, value: Array, name: str) -> None:
+        value = np.asarray(value)
+        if value.shape != dest.shape:
+            raise ValueError(f"{name} must have shape {dest.shape}, got {value.shape}")
+        if value.dtype.kind not in "biuf" or not np.isfinite(value).all():
+            raise ValueError(f"{name} must hold finite real numbers")
+        dest[...] = value
+
+    @property
+    def n_params(self) -> int:
+        return self.n_in * self.n_out + self.n_out
+
+    def bind(self, W: Array, b: Array) -> None:
+        """Use ``W`` and ``b`` (views into a flat vector) as storage, keeping the values."""
+        W[...] = self._W
+        b[...] = self._b
+        self._W, self._b = W, b
+
+    def init_params(self, rng: np.random.Generator) -> None:
+        """Draw W (He-normal for rectifiers, Glorot-uniform otherwise); b = 0."""
+        if isinstance(self.activation, _HE):
+            W = rng.normal(0.0, np.sqrt(2.0 / self.n_in), size=self._W.shape)
+        else:
+            limit = np.sqrt(6.0 / (self.n_in + self.n_out))
+            W = rng.uniform(-limit, limit, size=self._W.shape)
+        self._W[...] = W
+        self._b[...] = 0
+
+    def forward(self, X: Array) -> tuple[Array, Array]:
+        """Return ``(T, Y)``: pre-activation ``X W + b`` and output ``f(T)``."""
+        T = X @ self._W
+        T += self._b
+        Y = self.activation.forward(T)
+        if not isinstance(Y, np.ndarray) or Y.shape != T.shape:
+            raise ValueError(
+                f"{type(self.activation).__name__}.forward must return an array of shape "
+                f"{T.shape}, got {getattr(Y, 'shape', type(Y).__name__)}"
+            )
+        return T, Y
+
+    def __repr__(self) -> str:
+        return f"Dense({self.n_in}, {self.n_out}, {self.activation!r})"
+
+
+def forward_cache(layers: list[Dense], X: Array) -> list[tuple[Array, Array, Array]]:
+    """Run the network, keeping ``(input, T, Y)`` of every layer: the forward cache.
+
+    The cache is the only state backprop and the Jacobians need.
+    """
+    cache = []
+    for layer in layers:
+        T, Y = layer.forward(X)
+        cache.append((X, T, Y))
+        X = Y
+    return cache

@@ -1,0 +1,203 @@
+"""Losses: value and dJ/dY of each training objective.
+
+Every loss takes the network output ``Y`` and the target ``T`` (both ``(N, m)``) and
+optional per-sample weights ``w`` (``(N,)``). The seed's squared error is ``sse``:
+``J = sum_s w_s sum_i (y_si - t_si)^2``. The others are weighted means over samples
+(``sum_s w_s l_s / sum_s w_s``) of a per-sample loss summed over outputs.
+
+A loss may offer a fused path with the output activation (``fused``): softmax with
+cross-entropy and sigmoid with binary cross-entropy give ``delta_n = dJ/dY . f'_n`` in
+closed form and a numerically stable value. Tests prove it equals the general path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .activations import Activation, Sigmoid, Softmax
+
+Array = np.ndarray
+
+__all__ = [
+    "Loss",
+    "SSE",
+    "MSE",
+    "CrossEntropy",
+    "BinaryCrossEntropy",
+    "Huber",
+    "LOSSES",
+    "get_loss",
+]
+
+
+def _sample_scale(w: Array | None, N: int, dtype: np.dtype) -> Array:
+    """Per-sample factors of a weighted mean: ``w_s / sum(w)``, or ``1/N``; ``(N, 1)``."""
+    if w is None:
+        return np.full((N, 1), 1.0 / N, dtype=dtype)
+    return (w / w.sum())[:, None].astype(dtype, copy=False)
+
+
+class Loss:
+    """Base class: ``value_and_grad(Y, T, w) -> (J, dJ/dY)``.
+
+    ``sum_of_squares`` marks losses of the form ``sum_s c_s ||y_s - t_s||^2`` that
+    Levenberg-Marquardt minimises directly; ``residual_scale(w, N)`` gives ``c_s``.
+    """
+
+    name: ClassVar[str] = ""
+    sum_of_squares: ClassVar[bool] = False
+
+    def value_and_grad(self, Y: Array, T: Array, w: Array | None = None) -> tuple[float, Array]:
+        raise NotImplementedError
+
+    def value(self, Y: Array, T: Array, w: Array | None = None) -> float:
+        return self.value_and_grad(Y, T, w)[0]
+
+    def fused(
+        self, act: Activation, Tpre: Array, Y: Array, T: Array, w: Array | None = None
+    ) -> tuple[float, Array] | None:
+        """``(J, delta_n)`` in closed form for this output activation, or None."""
+        return None
+
+    def residual_scale(self, w: Array | None, N: int) -> Array:
+        """Per-sample ``c_s`` of a sum-of-squares loss, ``(N,)``."""
+        raise TypeError(f"loss {self.name!r} is not a sum of squares")
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SSE(Loss):
+    """The seed's ``J = sum_s w_s sum_i (y_si - t_si)^2``; ``dJ/dY = 2 w (Y - T)``."""
+
+    name = "sse"
+    sum_of_squares = True
+
+    def residual_scale(self, w: Array | None, N: int) -> Array:
+        return np.ones(N) if w is None else np.asarray(w, dtype=float)
+
+    def value_and_grad(self, Y: Array, T: Array, w: Array | None = None) -> tuple[float, Array]:
+        R = Y - T
+        if w is not None:
+            RW = R * w[:, None]
+            return float(np.vdot(RW, R)), 2 * RW
+        return float(np.vdot(R, R)), 2 * R
+
+
+class MSE(Loss):
+    """Mean over samples of the seed's J: ``sse / N`` (weighted: ``sum w_s J_s / sum w``)."""
+
+    name = "mse"
+    sum_of_squares = True
+
+    def residual_scale(self, w: Array | None, N: int) -> Array:
+        return _sample_scale(w, N, np.dtype(np.float64))[:, 0]
+
+    def value_and_grad(self, Y: Array, T: Array, w: Array | None = None) -> tuple[float, Array]:
+        R = Y - T
+        RS = R * _sample_scale(w, Y.shape[0], Y.dtype)
+        return float(np.vdot(RS, R)), 2 * RS
+
+
+class CrossEntropy(Loss):
+    """``J = -mean_s sum_i t_si log y_si`` for probability outputs.
+
+    ``dJ/dY = -c_s t / y`` (``y`` clipped at the dtype's eps). Fused with softmax:
+    ``delta_n = c_s (y sum_i t_i - t)`` and ``log y`` from a stable log-softmax.
+    """
+
+    name = "cross_entropy"
+
+    def value_and_grad(self, Y: Array, T: Array, w: Array | None = None) -> tuple[float, Array]:
+        c = _sample_scale(w, Y.shape[0], Y.dtype)
+        Yc = np.clip(Y, np.finfo(Y.dtype).eps, None)
+        value = -float(np.vdot(c * T, np.log(Yc)))
+        return value, -c * T / Yc
+
+    def fused(
+        self, act: Activation, Tpre: Array, Y: Array, T: Array, w: Array | None = None
+    ) -> tuple[float, Array] | None:
+        if type(act) is not Softmax:
+            return None
+        c = _sample_scale(w, Y.shape[0], Y.dtype)
+        S = Tpre - Tpre.max(axis=1, keepdims=True)
+        logY = S - np.log(np.exp(S).sum(axis=1, keepdims=True))
+        value = -float(np.vdot(c * T, logY))
+        delta = c * (Y * T.sum(axis=1, keepdims=True) - T)
+        return value, delta
+
+
+class BinaryCrossEntropy(Loss):
+    """``J = -mean_s sum_i [t log y + (1 - t) log(1 - y)]`` for outputs in (0, 1).
+
+    ``dJ/dY = c_s (y - t) / (y (1 - y))``. Fused with sigmoid: ``delta_n = c_s (y - t)``
+    and ``log y = -softplus(-t)``, ``log(1 - y) = -softplus(t)``.
+    """
+
+    name = "binary_cross_entropy"
+
+    def value_and_grad(self, Y: Array, T: Array, w: Array | None = None) -> tuple[float, Array]:
+        c = _sample_scale(w, Y.shape[0], Y.dtype)
+        eps = np.finfo(Y.dtype).eps
+        Yc = np.clip(Y, eps, 1 - eps)
+        value = -float(np.vdot(c * T, np.log(Yc)) + np.vdot(c * (1 - T), np.log1p(-Yc)))
+        return value, c * (Yc - T) / (Yc * (1 - Yc))
+
+    def fused(
+        self, act: Activation, Tpre: Array, Y: Array, T: Array, w: Array | None = None
+    ) -> tuple[float, Array] | None:
+        if type(act) is not Sigmoid:
+            return None
+        c = _sample_scale(w, Y.shape[0], Y.dtype)
+        log_y = -np.logaddexp(0, -Tpre)
+        log_1my = -np.logaddexp(0, Tpre)
+        value = -float(np.vdot(c * T, log_y) + np.vdot(c * (1 - T), log_1my))
+        return value, c * (Y - T)
+
+
+class Huber(Loss):
+    """``J = mean_s sum_i h(y_si - t_si)``, ``h(r) = r^2/2`` for ``|r| <= d``, else
+    ``d (|r| - d/2)``; ``dJ/dY = c_s clip(r, -d, d)``."""
+
+    name = "huber"
+
+    def __init__(self, delta: float = 1.0) -> None:
+        if not delta > 0:
+            raise ValueError(f"delta must be a positive float, got {delta!r}")
+        self.delta = float(delta)
+
+    def value_and_grad(self, Y: Array, T: Array, w: Array | None = None) -> tuple[float, Array]:
+        c = _sample_scale(w, Y.shape[0], Y.dtype)
+        R = Y - T
+        A = np.abs(R)
+        d = self.delta
+        h = np.where(A <= d, 0.5 * R * R, d * (A - 0.5 * d))
+        return float(np.vdot(c, h.sum(axis=1))), c * np.clip(R, -d, d)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"delta": self.delta}
+
+
+#: name -> class, built from the classes themselves.
+LOSSES: dict[str, type[Loss]] = {
+    cls.name: cls for cls in (SSE, MSE, CrossEntropy, BinaryCrossEntropy, Huber)
+}
+
+
+def get_loss(spec: str | Loss) -> Loss:
+    """Return a loss instance from a name (see ``LOSSES``) or an instance."""
+    if isinstance(spec, Loss):
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"loss must be a str or a jacnet Loss, got {type(spec).__name__}")
+    try:
+        return LOSSES[spec]()
+    except KeyError:
+        valid = ", ".join(sorted(LOSSES))
+        raise ValueError(f"unknown loss {spec!r}; valid names: {valid}") from None

@@ -1,0 +1,272 @@
+"""The network: a stack of dense layers, backpropagation as the seed derives it.
+
+Rows are samples; ``Y = f(X W + b)`` layer by layer; ``W`` is ``(n_in, n_out)``. All
+parameters live in one flat vector ``theta = [W_1.ravel(), b_1, W_2.ravel(), b_2, ...]``
+(C order) and every ``layer.W``, ``layer.b`` is a view into it, so solvers and
+optimizers update the network in place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import jacobian as _jac
+from ._checks import as_matrix, as_weights
+from .layers import Dense, forward_cache
+from .losses import Loss, get_loss
+
+Array = np.ndarray
+
+__all__ = ["Network"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Network:
+    """A multilayer perceptron ``y_n = f_n(... f_1(x W_1 + b_1) ... W_n + b_n)``.
+
+    Parameters
+    ----------
+    layers : list of Dense
+        Consecutive layers; each ``n_in`` must equal the previous ``n_out``.
+    seed : int, numpy.random.Generator or None
+        Source of the initial weights (He for rectifiers, Glorot otherwise).
+    dtype : float32 or float64, default float64
+        The one dtype of parameters, activations and derivatives.
+    """
+
+    def __init__(
+        self,
+        layers: list[Dense],
+        seed: int | np.random.Generator | None = None,
+        dtype: Any = np.float64,
+    ) -> None:
+        layers = list(layers)
+        if not layers:
+            raise ValueError("layers must hold at least one Dense layer, got an empty list")
+        for k, layer in enumerate(layers):
+            if not isinstance(layer, Dense):
+                raise TypeError(f"layers[{k}] must be a jacnet.Dense, got {type(layer).__name__}")
+            if k and layer.n_in != layers[k - 1].n_out:
+                raise ValueError(
+                    f"layers[{k}].n_in must equal layers[{k - 1}].n_out = "
+                    f"{layers[k - 1].n_out}, got {layer.n_in}"
+                )
+        if len({id(layer) for layer in layers}) != len(layers):
+            raise ValueError("layers must be distinct Dense objects (one is listed twice)")
+        dt = np.dtype(dtype)
+        if dt not in _FLOATS:
+            raise ValueError(f"dtype must be float32 or float64, got {dt}")
+        self.layers = layers
+        self.dtype = dt
+        self._offsets = _jac.param_offsets(layers)
+        self._theta = np.zeros(self._offsets[-1][2], dtype=dt)
+        for layer, (w0, b0, end) in zip(layers, self._offsets):
+            layer.bind(
+                self._theta[w0:b0].reshape(layer.n_in, layer.n_out), self._theta[b0:end]
+            )
+        self.init_params(seed)
+
+    # ----------------------------------------------------------------- parameters
+    @property
+    def n_in(self) -> int:
+        return self.layers[0].n_in
+
+    @property
+    def n_out(self) -> int:
+        return self.layers[-1].n_out
+
+    @property
+    def n_params(self) -> int:
+        """P, the length of theta."""
+        return self._theta.size
+
+    @property
+    def theta(self) -> Array:
+        """The flat parameter vector itself (a writable view, not a copy)."""
+        return self._theta
+
+    def init_params(self, seed: int | np.random.Generator | None = None) -> None:
+        """Redraw all weights from ``numpy.random.default_rng(seed)``; biases to zero."""
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        for layer in self.layers:
+            layer.init_params(rng)
+
+    def get_flat(self) -> Array:
+        """A copy of theta, shape (P,)."""
+        return self._theta.copy()
+
+    def set_flat(self, theta: Array) -> None:
+        """Copy ``theta`` (P,) into the parameters."""
+        theta = np.asarray(theta)
+        if theta.shape != self._theta.shape:
+            raise ValueError(f"theta must have shape ({self.n_params},), got {theta.shape}")
+        if theta.dtype.kind not in "biuf" or not np.isfinite(theta).all():
+            raise ValueError("theta must hold finite real numbers")
+        self._theta[...] = theta
+
+    def split_flat(self, v: Array) -> list[tuple[Array, Array]]:
+        """Views ``[(W_1, b_1), ...]`` of a flat vector laid out like theta."""
+        return [
+            (v[w0:b0].reshape(layer.n_in, layer.n_out), v[b0:end])
+            for layer, (w0, b0, end) in zip(self.layers, self._offsets)
+        ]
+
+    def weight_mask(self) -> Array:
+        """1 where theta holds a weight, 0 where it holds a bias, shape (P,)."""
+        mask = np.zeros(self.n_params, dtype=self.dtype)
+        for w0, b0, _ in self._offsets:
+            mask[w0:b0] = 1
+        return mask
+
+    def copy(self) -> Network:
+        """An independent network with the same layers' settings and parameters."""
+        layers = [Dense(la.n_in, la.n_out, la.activation) for la in self.layers]
+        net = Network(layers, seed=0, dtype=self.dtype)
+        net.set_flat(self._theta)
+        return net
+
+    # -------------------------------------------------------------------- checks
+    def check_X(self, X: Any, name: str = "X") -> Array:
+        """``X`` as a finite (N, n_in) array of the network's dtype."""
+        return as_matrix(X, name, self.dtype, n_cols=self.n_in)
+
+    def check_T(self, T: Any, n_rows: int, name: str = "T") -> Array:
+        """``T`` as a finite (N, n_out) array; a vector is accepted when n_out == 1."""
+        return as_matrix(T, name, self.dtype, n_cols=self.n_out, n_rows=n_rows,
+                         allow_1d=self.n_out == 1)
+
+    # ------------------------------------------------------------------- forward
+    def forward(self, X: Any) -> Array:
+        """Outputs ``Y`` (N, n_out) for inputs ``X`` (N, n_in)."""
+        X = self.check_X(X)
+        for layer in self.layers:
+            X = layer.forward(X)[1]
+        return X
+
+    __call__ = forward
+
+    # ------------------------------------------------------------------ backprop
+    def _loss_and_flat_grad(
+        self, X: Array, T: Array, loss: Loss, w: Array | None, grad: Array | None = None
+    ) -> tuple[float, Array]:
+        """Backpropagation on checked arrays; writes dJ/dtheta into ``grad`` (P,)."""
+        cache = forward_cache(self.layers, X)
+        _, Tn, Yn = cache[-1]
+        act_n = self.layers[-1].activation
+        fused = loss.fused(act_n, Tn, Yn, T, w)
+        if fused is None:
+            value, dY = loss.value_and_grad(Yn, T, w)
+            delta = act_n.vjp(Tn, Yn, dY)  # seed L1: delta_n = dJ/dy_n . f'_n
+        else:
+            value, delta = fused
+        if grad is None:
+            grad = np.empty(self.n_params, dtype=self.dtype)
+        for k in range(len(self.layers) - 1, -1, -1):
+            X_in = cache[k][0]
+            dW, db = self.split_flat(grad)[k]
+            np.dot(X_in.T, delta, out=dW)  # seed R-w: dJ/dW_k = Y_{k-1}^T Delta_k
+            np.sum(delta, axis=0, out=db)
+            if k:
+                _, T_prev, Y_prev = cache[k - 1]
+                G = delta @ self.layers[k].W.T
+                delta = self.layers[k - 1].activation.vjp(T_prev, Y_prev, G)  # seed R-b
+        return value, grad
+
+    def loss(self, X: Any, T: Any, loss: str | Loss = "sse", sample_weight: Any = None) -> float:
+        """The loss value only."""
+        X = self.check_X(X)
+        T = self.check_T(T, X.shape[0])
+        w = as_weights(sample_weight, X.shape[0], self.dtype)
+        loss_fn = get_loss(loss)
+        Y = X
+        for layer in self.layers:
+            Tn, Y = layer.forward(Y)
+        fused = loss_fn.fused(self.layers[-1].activation, Tn, Y, T, w)
+        return fused[0] if fused is not None else loss_fn.value(Y, T, w)
+
+    def loss_and_flat_grad(
+        self, X: Any, T: Any, loss: str | Loss = "sse", sample_weight: Any = None
+    ) -> tuple[float, Array]:
+        """``(J, dJ/dtheta)`` with the gradient flat, shape (P,), laid out like theta."""
+        X = self.check_X(X)
+        T = self.check_T(T, X.shape[0])
+        w = as_weights(sample_weight, X.shape[0], self.dtype)
+        return self._loss_and_flat_grad(X, T, get_loss(loss), w)
+
+    def loss_and_grad(
+        self, X: Any, T: Any, loss: str | Loss = "sse", sample_weight: Any = None
+    ) -> tuple[float, list[tuple[Array, Array]]]:
+        """Loss and its gradient by the seed's backpropagation.
+
+        Parameters
+        ----------
+        X : array-like of shape (N, n_in)
+        T : array-like of shape (N, n_out)
+            Targets (a vector when n_out == 1).
+        loss : str or Loss, default "sse"
+            ``"sse"`` is the seed's J summed over samples; see ``jacnet.LOSSES``.
+        sample_weight : array-like of shape (N,), optional
+
+        Returns
+        -------
+        loss : float
+        grads : list of (dW, db)
+            ``dW`` (n_in, n_out) and ``db`` (n_out,) per layer.
+        """
+        value, g = self.loss_and_flat_grad(X, T, loss, sample_weight)
+        return value, self.split_flat(g)
+
+    # ----------------------------------------------------------------- Jacobians
+    def jacobian(self, X: Any, chunk: int | None = None) -> Array:
+        """Per-output parameter Jacobian (seed 1-6, R-b, R-w).
+
+        Returns
+        -------
+        J : ndarray of shape (N, n_out, P)
+            ``J[s, i, p] = dy_{s,i} / dtheta_p`` in theta order.
+        """
+        return _jac.param_jacobian(self.layers, self.check_X(X), self._chunk(chunk))
+
+    def input_jacobian(self, X: Any, chunk: int | None = None) -> Array:
+        """``dy_{s,i} / dx_{s,j}``, shape (N, n_out, n_in)."""
+        return _jac.input_jacobian(self.layers, self.check_X(X), self._chunk(chunk))
+
+    def gauss_newton(
+        self, X: Any, R: Any, weights: Any = None, chunk: int | None = None
+    ) -> tuple[Array, Array]:
+        """``(J^T W J, J^T W r)`` accumulated over chunks, never holding all of J.
+
+        Parameters
+        ----------
+        X : array-like of shape (N, n_in)
+        R : array-like of shape (N, n_out)
+            Residuals, e.g. ``Y - T``.
+        weights : array-like of shape (N,), optional
+            Per-sample weights (W's diagonal, repeated over outputs).
+        chunk : int, optional
+            Samples per chunk; memory is O(P^2 + chunk * n_out * P).
+
+        Returns
+        -------
+        JtJ : ndarray of shape (P, P)
+        Jtr : ndarray of shape (P,)
+        """
+        X = self.check_X(X)
+        R = self.check_T(R, X.shape[0], name="R")
+        w = as_weights(weights, X.shape[0], self.dtype, name="weights")
+        return _jac.gauss_newton(self.layers, X, R, w, self._chunk(chunk))
+
+    @staticmethod
+    def _chunk(chunk: int | None) -> int | None:
+        if chunk is None:
+            return None
+        if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+            raise ValueError(f"chunk must be a positive int or None, got {chunk!r}")
+        return int(chunk)
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Network([\n  {inner}\n], dtype={self.dtype.name}, n_params={self.n_params})"
