@@ -11,20 +11,32 @@ from .gradcheck import GradCheck, gradcheck
 from .layers import Dense
 from .losses import LOSSES, Loss, get_loss
 from .network import Network
+from .optimizers import OPTIMIZERS, get_optimizer
+from .record import TrainingRecord
+from .schedules import SCHEDULES, get_schedule
+from .training import SOLVERS, TrainConfig, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",
     "LOSSES",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "SOLVERS",
     "Activation",
     "Dense",
     "Elementwise",
     "GradCheck",
     "Loss",
     "Network",
+    "TrainConfig",
+    "TrainingRecord",
     "get_activation",
     "get_loss",
+    "get_optimizer",
+    "get_schedule",
     "gradcheck",
     "register_activation",
+    "train",
 ]

@@ -28,7 +28,9 @@ def as_matrix(
         try:
             arr = np.asarray(A)
         except (ValueError, TypeError) as exc:
-            raise TypeError(f"{name} must be a numeric array, got {type(A).__name__}: {exc}") from None
+            raise TypeError(
+                f"{name} must be a numeric array, got {type(A).__name__}: {exc}"
+            ) from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(
             f"{name} must hold real numbers (bool, int or float), got dtype {arr.dtype}"

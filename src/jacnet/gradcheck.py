@@ -72,7 +72,7 @@ def gradcheck(
         work.theta[p] = saved
         numeric[p] = (up - down) / (2 * eps)
     errors = []
-    for (gW, gb), (nW, nb) in zip(work.split_flat(grad), work.split_flat(numeric)):
+    for (gW, gb), (nW, nb) in zip(work.split_flat(grad), work.split_flat(numeric), strict=True):
         a = np.concatenate([gW.ravel(), gb])
         n = np.concatenate([nW.ravel(), nb])
         scale = max(float(np.abs(n).max()), 1e-8)

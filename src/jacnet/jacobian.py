@@ -110,13 +110,16 @@ def gauss_newton(
     R: Array,
     weights: Array | None = None,
     chunk: int | None = None,
+    weight_residuals: bool = True,
 ) -> tuple[Array, Array]:
     """Streaming ``J^T W J`` (P, P) and ``J^T W r`` (P,) over chunks of samples.
 
     ``J`` is the (N * n_out, P) Jacobian of the outputs, ``r = R.ravel()`` and ``W`` the
-    diagonal of per-sample weights repeated over outputs. Only one chunk of J exists at a
+    diagonal of weights: per sample ``(N,)`` (repeated over outputs) or per output
+    ``(N, n_out)``. Only one chunk of J exists at a
     time; ``J^T J`` is accumulated by BLAS syrk into the upper triangle and mirrored at
-    the end. Memory: O(P^2 + chunk * n_out * P).
+    the end. Memory: O(P^2 + chunk * n_out * P). With ``weight_residuals=False`` the
+    second result is ``J^T r`` (the weights enter ``J^T W J`` only).
     """
     N = X.shape[0]
     q = layers[-1].n_out
@@ -135,11 +138,16 @@ def gauss_newton(
         A = Jc.reshape(n * q, P)
         r = R[start : start + n].reshape(n * q)
         if weights is not None:
-            sw = np.repeat(np.sqrt(weights[start : start + n]), q).astype(dtype, copy=False)
+            if not weight_residuals:
+                Jtr += A.T @ r
+            wc = np.sqrt(weights[start : start + n])
+            sw = (wc.reshape(n * q) if wc.ndim == 2 else np.repeat(wc, q)).astype(dtype, copy=False)
             A *= sw[:, None]
-            r = r * sw
+            if weight_residuals:
+                Jtr += A.T @ (r * sw)
+        else:
+            Jtr += A.T @ r
         # A.T is (P, n q) and Fortran-contiguous: syrk computes A^T A with no copy.
         JtJ = syrk(1.0, A.T, beta=1.0, c=JtJ, trans=0, lower=0, overwrite_c=1)
-        Jtr += A.T @ r
     upper = np.triu(JtJ)
     return upper + np.triu(upper, 1).T, Jtr

@@ -42,12 +42,14 @@ def _sample_scale(w: Array | None, N: int, dtype: np.dtype) -> Array:
 class Loss:
     """Base class: ``value_and_grad(Y, T, w) -> (J, dJ/dY)``.
 
-    ``sum_of_squares`` marks losses of the form ``sum_s c_s ||y_s - t_s||^2`` that
-    Levenberg-Marquardt minimises directly; ``residual_scale(w, N)`` gives ``c_s``.
+    ``sum_of_squares`` marks losses of the form ``sum_s c_s ||y_s - t_s||^2``;
+    ``mean_over_samples`` those normalised by ``sum(w)`` (or N). ``gauss_newton_terms``
+    gives the (generalised) Gauss-Newton model that Levenberg-Marquardt minimises.
     """
 
     name: ClassVar[str] = ""
     sum_of_squares: ClassVar[bool] = False
+    mean_over_samples: ClassVar[bool] = True
 
     def value_and_grad(self, Y: Array, T: Array, w: Array | None = None) -> tuple[float, Array]:
         raise NotImplementedError
@@ -61,9 +63,21 @@ class Loss:
         """``(J, delta_n)`` in closed form for this output activation, or None."""
         return None
 
-    def residual_scale(self, w: Array | None, N: int) -> Array:
-        """Per-sample ``c_s`` of a sum-of-squares loss, ``(N,)``."""
-        raise TypeError(f"loss {self.name!r} is not a sum of squares")
+    def gauss_newton_terms(
+        self, Y: Array, T: Array, w: Array | None = None
+    ) -> tuple[Array, Array, float]:
+        """Output-space terms ``(H, g, scale)`` of the Gauss-Newton model.
+
+        With ``J`` the output Jacobian, the loss near theta is modelled (up to the
+        factor ``scale``) by ``g^T J d + d^T J^T diag(H) J d / 2``, so that
+        ``dJ/dtheta = scale * J^T g``. ``H`` and ``g`` are ``(N, m)``; ``H >= 0``.
+        They are unnormalised (not divided by N) so that Levenberg-Marquardt's mu keeps
+        MATLAB trainlm's meaning for squared errors: ``(J^T J + mu I) d = -J^T e``.
+        """
+        raise NotImplementedError(f"loss {self.name!r} has no Gauss-Newton model")
+
+    def _total_weight(self, w: Array | None, N: int) -> float:
+        return float(N) if w is None else float(w.sum())
 
     def get_config(self) -> dict[str, Any]:
         return {}
@@ -78,9 +92,19 @@ class SSE(Loss):
 
     name = "sse"
     sum_of_squares = True
+    mean_over_samples = False
 
-    def residual_scale(self, w: Array | None, N: int) -> Array:
-        return np.ones(N) if w is None else np.asarray(w, dtype=float)
+    def gauss_newton_terms(
+        self, Y: Array, T: Array, w: Array | None = None
+    ) -> tuple[Array, Array, float]:
+        R = Y - T
+        if w is None:
+            return np.ones_like(R), R, 2.0 / self._norm(w, Y.shape[0])
+        H = np.broadcast_to(w[:, None], R.shape).astype(R.dtype)
+        return H, H * R, 2.0 / self._norm(w, Y.shape[0])
+
+    def _norm(self, w: Array | None, N: int) -> float:
+        return 1.0
 
     def value_and_grad(self, Y: Array, T: Array, w: Array | None = None) -> tuple[float, Array]:
         R = Y - T
@@ -90,14 +114,15 @@ class SSE(Loss):
         return float(np.vdot(R, R)), 2 * R
 
 
-class MSE(Loss):
+class MSE(SSE):
     """Mean over samples of the seed's J: ``sse / N`` (weighted: ``sum w_s J_s / sum w``)."""
 
     name = "mse"
     sum_of_squares = True
+    mean_over_samples = True
 
-    def residual_scale(self, w: Array | None, N: int) -> Array:
-        return _sample_scale(w, N, np.dtype(np.float64))[:, 0]
+    def _norm(self, w: Array | None, N: int) -> float:
+        return self._total_weight(w, N)
 
     def value_and_grad(self, Y: Array, T: Array, w: Array | None = None) -> tuple[float, Array]:
         R = Y - T
@@ -132,6 +157,15 @@ class CrossEntropy(Loss):
         delta = c * (Y * T.sum(axis=1, keepdims=True) - T)
         return value, delta
 
+    def gauss_newton_terms(
+        self, Y: Array, T: Array, w: Array | None = None
+    ) -> tuple[Array, Array, float]:
+        # Generalised Gauss-Newton split at the softmax's logits z: with J_y = S J_z,
+        # S = diag(y) - y^T y, the GGN J_z^T S J_z equals J_y^T diag(1/y) J_y (sum y = 1).
+        Yc = np.clip(Y, np.finfo(Y.dtype).eps, None)
+        ws = np.ones((Y.shape[0], 1), Y.dtype) if w is None else w[:, None].astype(Y.dtype)
+        return ws / Yc, -ws * T / Yc, 1.0 / self._total_weight(w, Y.shape[0])
+
 
 class BinaryCrossEntropy(Loss):
     """``J = -mean_s sum_i [t log y + (1 - t) log(1 - y)]`` for outputs in (0, 1).
@@ -160,6 +194,16 @@ class BinaryCrossEntropy(Loss):
         value = -float(np.vdot(c * T, log_y) + np.vdot(c * (1 - T), log_1my))
         return value, c * (Y - T)
 
+    def gauss_newton_terms(
+        self, Y: Array, T: Array, w: Array | None = None
+    ) -> tuple[Array, Array, float]:
+        # GGN split at the sigmoid's logit: J_z^T y(1-y) J_z = J_y^T [1 / (y(1-y))] J_y.
+        eps = np.finfo(Y.dtype).eps
+        Yc = np.clip(Y, eps, 1 - eps)
+        ws = np.ones((Y.shape[0], 1), Y.dtype) if w is None else w[:, None].astype(Y.dtype)
+        H = ws / (Yc * (1 - Yc))
+        return H, H * (Yc - T), 1.0 / self._total_weight(w, Y.shape[0])
+
 
 class Huber(Loss):
     """``J = mean_s sum_i h(y_si - t_si)``, ``h(r) = r^2/2`` for ``|r| <= d``, else
@@ -179,6 +223,16 @@ class Huber(Loss):
         d = self.delta
         h = np.where(A <= d, 0.5 * R * R, d * (A - 0.5 * d))
         return float(np.vdot(c, h.sum(axis=1))), c * np.clip(R, -d, d)
+
+    def gauss_newton_terms(
+        self, Y: Array, T: Array, w: Array | None = None
+    ) -> tuple[Array, Array, float]:
+        R = Y - T
+        ws = np.ones((Y.shape[0], 1), Y.dtype) if w is None else w[:, None].astype(Y.dtype)
+        H = ws * (np.abs(R) <= self.delta)
+        return H.astype(Y.dtype), ws * np.clip(R, -self.delta, self.delta), (
+            1.0 / self._total_weight(w, Y.shape[0])
+        )
 
     def get_config(self) -> dict[str, Any]:
         return {"delta": self.delta}

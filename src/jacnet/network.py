@@ -63,7 +63,7 @@ class Network:
         self.dtype = dt
         self._offsets = _jac.param_offsets(layers)
         self._theta = np.zeros(self._offsets[-1][2], dtype=dt)
-        for layer, (w0, b0, end) in zip(layers, self._offsets):
+        for layer, (w0, b0, end) in zip(layers, self._offsets, strict=True):
             layer.bind(
                 self._theta[w0:b0].reshape(layer.n_in, layer.n_out), self._theta[b0:end]
             )
@@ -111,7 +111,7 @@ class Network:
         """Views ``[(W_1, b_1), ...]`` of a flat vector laid out like theta."""
         return [
             (v[w0:b0].reshape(layer.n_in, layer.n_out), v[b0:end])
-            for layer, (w0, b0, end) in zip(self.layers, self._offsets)
+            for layer, (w0, b0, end) in zip(self.layers, self._offsets, strict=True)
         ]
 
     def weight_mask(self) -> Array:
@@ -180,12 +180,17 @@ class Network:
         X = self.check_X(X)
         T = self.check_T(T, X.shape[0])
         w = as_weights(sample_weight, X.shape[0], self.dtype)
-        loss_fn = get_loss(loss)
+        return self._loss_value(X, T, get_loss(loss), w)[0]
+
+    def _loss_value(
+        self, X: Array, T: Array, loss: Loss, w: Array | None
+    ) -> tuple[float, Array]:
+        """Loss value and outputs on checked arrays (the fused path when there is one)."""
         Y = X
         for layer in self.layers:
             Tn, Y = layer.forward(Y)
-        fused = loss_fn.fused(self.layers[-1].activation, Tn, Y, T, w)
-        return fused[0] if fused is not None else loss_fn.value(Y, T, w)
+        fused = loss.fused(self.layers[-1].activation, Tn, Y, T, w)
+        return (fused[0] if fused is not None else loss.value(Y, T, w)), Y
 
     def loss_and_flat_grad(
         self, X: Any, T: Any, loss: str | Loss = "sse", sample_weight: Any = None
@@ -244,8 +249,8 @@ class Network:
         X : array-like of shape (N, n_in)
         R : array-like of shape (N, n_out)
             Residuals, e.g. ``Y - T``.
-        weights : array-like of shape (N,), optional
-            Per-sample weights (W's diagonal, repeated over outputs).
+        weights : array-like of shape (N,) or (N, n_out), optional
+            W's diagonal: per-sample weights repeated over outputs, or one per output.
         chunk : int, optional
             Samples per chunk; memory is O(P^2 + chunk * n_out * P).
 
@@ -256,7 +261,13 @@ class Network:
         """
         X = self.check_X(X)
         R = self.check_T(R, X.shape[0], name="R")
-        w = as_weights(weights, X.shape[0], self.dtype, name="weights")
+        w: Array | None
+        if np.ndim(weights) == 2:
+            w = self.check_T(weights, X.shape[0], name="weights")
+            if (w < 0).any():
+                raise ValueError("weights must be non-negative")
+        else:
+            w = as_weights(weights, X.shape[0], self.dtype, name="weights")
         return _jac.gauss_newton(self.layers, X, R, w, self._chunk(chunk))
 
     @staticmethod

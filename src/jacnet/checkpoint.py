@@ -1,0 +1,74 @@
+"""Atomic, pickle-free files: checkpoints of training state.
+
+A checkpoint is an ``.npz`` archive of plain arrays plus one JSON document stored as
+bytes; it is read with ``allow_pickle=False``, so loading never runs code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["atomic_write", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "jacnet-checkpoint-1"
+_META = "__meta__"
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A reader sees the old file or the new one, never a partial one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path: str | os.PathLike[str], arrays: dict[str, np.ndarray],
+                    meta: dict[str, Any]) -> None:
+    """Save named arrays and a JSON-serialisable ``meta`` dict atomically."""
+    import io
+
+    if _META in arrays:
+        raise ValueError(f"array name {_META!r} is reserved")
+    buf = io.BytesIO()
+    doc = json.dumps({"format": CHECKPOINT_FORMAT, **meta}).encode()
+    payload = {**arrays, _META: np.frombuffer(doc, dtype=np.uint8)}
+    np.savez(buf, **payload)  # type: ignore[arg-type]
+    atomic_write(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Load ``(arrays, meta)`` saved by :func:`save_checkpoint`; a clear error otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint file not found: {path}") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"{path} is not a readable jacnet checkpoint: {exc}") from None
+    raw = arrays.pop(_META, None)
+    try:
+        meta = json.loads(bytes(raw).decode()) if raw is not None else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a jacnet checkpoint (format {CHECKPOINT_FORMAT})")
+    return arrays, meta
