@@ -41,6 +41,7 @@ __all__ = [
     "Softplus",
     "GELU",
     "SiLU",
+    "Exp",
     "Softmax",
     "LogSoftmax",
     "Sparsemax",
@@ -281,6 +282,18 @@ class SiLU(Elementwise):
         return s * (1 + T * (1 - s))
 
 
+class Exp(Elementwise):
+    """``f(t) = e^t``, ``f'(t) = y``: the inverse of the log link (Poisson regression)."""
+
+    name = "exp"
+
+    def forward(self, T: Array) -> Array:
+        return np.exp(T)
+
+    def derivative(self, T: Array, Y: Array) -> Array:
+        return Y
+
+
 class Softmax(Activation):
     """``f_i(t) = e^{t_i} / sum_j e^{t_j}``; ``f' = diag(y) - y^T y``.
 
@@ -434,6 +447,7 @@ _BUILTINS: tuple[type[Activation], ...] = (
     Softplus,
     GELU,
     SiLU,
+    Exp,
     Softmax,
     LogSoftmax,
     Sparsemax,

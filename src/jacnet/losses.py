@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .activations import Activation, Sigmoid, Softmax
+from .activations import Activation, Exp, Sigmoid, Softmax
 
 Array = np.ndarray
 
@@ -27,6 +27,8 @@ __all__ = [
     "CrossEntropy",
     "BinaryCrossEntropy",
     "Huber",
+    "Poisson",
+    "Scaled",
     "LOSSES",
     "get_loss",
 ]
@@ -238,9 +240,80 @@ class Huber(Loss):
         return {"delta": self.delta}
 
 
+class Poisson(Loss):
+    """Poisson deviance up to a constant: ``J = mean_s sum_i (y_si - t_si log y_si)``.
+
+    For positive outputs (an ``exp`` output layer); ``dJ/dY = c_s (1 - t / y)``. Fused
+    with exp (the log link): ``log y = z`` and ``delta_n = c_s (y - t)``.
+    """
+
+    name = "poisson"
+
+    def value_and_grad(self, Y: Array, T: Array, w: Array | None = None) -> tuple[float, Array]:
+        c = _sample_scale(w, Y.shape[0], Y.dtype)
+        Yc = np.clip(Y, np.finfo(Y.dtype).tiny, None)
+        value = float(np.vdot(c, (Yc - T * np.log(Yc)).sum(axis=1)))
+        return value, c * (1 - T / Yc)
+
+    def fused(
+        self, act: Activation, Tpre: Array, Y: Array, T: Array, w: Array | None = None
+    ) -> tuple[float, Array] | None:
+        if type(act) is not Exp:
+            return None
+        c = _sample_scale(w, Y.shape[0], Y.dtype)
+        return float(np.vdot(c, (Y - T * Tpre).sum(axis=1))), c * (Y - T)
+
+    def gauss_newton_terms(
+        self, Y: Array, T: Array, w: Array | None = None
+    ) -> tuple[Array, Array, float]:
+        # GGN split at the log link z: J_z^T diag(y) J_z = J_y^T diag(1/y) J_y.
+        Yc = np.clip(Y, np.finfo(Y.dtype).tiny, None)
+        ws = np.ones((Y.shape[0], 1), Y.dtype) if w is None else w[:, None].astype(Y.dtype)
+        return ws / Yc, ws * (1 - T / Yc), 1.0 / self._total_weight(w, Y.shape[0])
+
+
+class Scaled(Loss):
+    """``factor * base``: the same loss in other units (e.g. scikit-learn's half MSE).
+
+    Values, gradients and the fused path scale by ``factor``; the Gauss-Newton model
+    keeps ``H`` and ``g`` (so LM's mu means the same) and scales its ``scale``.
+    """
+
+    def __init__(self, base: Loss | str, factor: float) -> None:
+        if not factor > 0:
+            raise ValueError(f"factor must be a positive float, got {factor!r}")
+        self.base = get_loss(base)
+        self.factor = float(factor)
+        self.sum_of_squares = self.base.sum_of_squares  # type: ignore[misc]
+        self.mean_over_samples = self.base.mean_over_samples  # type: ignore[misc]
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.base.name
+
+    def value_and_grad(self, Y: Array, T: Array, w: Array | None = None) -> tuple[float, Array]:
+        value, dY = self.base.value_and_grad(Y, T, w)
+        return self.factor * value, self.factor * dY
+
+    def fused(
+        self, act: Activation, Tpre: Array, Y: Array, T: Array, w: Array | None = None
+    ) -> tuple[float, Array] | None:
+        out = self.base.fused(act, Tpre, Y, T, w)
+        return None if out is None else (self.factor * out[0], self.factor * out[1])
+
+    def gauss_newton_terms(
+        self, Y: Array, T: Array, w: Array | None = None
+    ) -> tuple[Array, Array, float]:
+        H, g, scale = self.base.gauss_newton_terms(Y, T, w)
+        return H, g, self.factor * scale
+
+    def get_config(self) -> dict[str, Any]:
+        return {"base": self.base.name, "factor": self.factor}
+
+
 #: name -> class, built from the classes themselves.
 LOSSES: dict[str, type[Loss]] = {
-    cls.name: cls for cls in (SSE, MSE, CrossEntropy, BinaryCrossEntropy, Huber)
+    cls.name: cls for cls in (SSE, MSE, CrossEntropy, BinaryCrossEntropy, Huber, Poisson)
 }
 
 
