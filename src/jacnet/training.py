@@ -33,6 +33,8 @@ Callback = Callable[[dict[str, Any], Network], Any]
 
 __all__ = ["TrainConfig", "train", "SOLVERS"]
 
+_SCIPY_FTOL = 2.220446049250313e-09  # scipy's default relative-reduction tolerance
+
 #: Every solver ``train`` accepts: the mini-batch optimizers, then the full-batch ones.
 SOLVERS: tuple[str, ...] = (*OPTIMIZERS, "lbfgs", "lm")
 
@@ -155,6 +157,7 @@ class _Run:
         self.t0 = time.perf_counter() - record.seconds
         self.progress: Any = None
         self.task: Any = None
+        self.carry: dict[str, Any] = {}
 
     def set_loss(self, name: str) -> float | None:
         if name not in self.sets:
@@ -214,6 +217,7 @@ def train(
     validation_data: tuple[Any, Any] | None = None,
     callbacks: Sequence[Callback] = (),
     resume: str | None = None,
+    carry: dict[str, Any] | None = None,
     **options: Any,
 ) -> TrainingRecord:
     """Train ``net`` in place on ``(X, T)`` and return the training record.
@@ -232,6 +236,9 @@ def train(
         Called at each epoch's end; a truthy return stops training ("callback").
     resume : path, optional
         A checkpoint written by an earlier run with the same settings and data.
+    carry : dict, optional
+        Solver state carried from one call to the next (``partial_fit``, warm starts):
+        read when present, written back at the end (optimizer state, LM's mu).
 
     Returns
     -------
@@ -269,6 +276,7 @@ def train(
         sets["validation"] = (Xv, net.check_T(validation_data[1], Xv.shape[0],
                                               "validation_data[1]"), None)
     run = _Run(net, cfg, loss, sets, record, callbacks)
+    run.carry = {} if carry is None else carry
     if saved is not None:
         arrays, meta = saved
         net.set_flat(arrays["theta"])
@@ -315,21 +323,33 @@ def _jsonable(cfg: TrainConfig) -> dict[str, Any]:
 
 def _train_gradient(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
     """Mini-batch epochs with an optimizer's update rule."""
-    net, cfg, loss = run.net, run.cfg, run.loss
-    X, T, w = run.sets["train"]
-    n = X.shape[0]
-    bs = n if cfg.batch_size is None else min(cfg.batch_size, n)
+    cfg = run.cfg
+    net = run.net
     opt = get_optimizer(cfg.solver, lr=cfg.lr, alpha=cfg.alpha, clip_norm=cfg.clip_norm,
                         **cfg.optimizer_options)
     schedule = get_schedule(cfg.schedule, lr=cfg.lr, **cfg.schedule_options)
-    params = [net.theta]
-    state = opt.init(params, decay_mask=[net.weight_mask()])
+    state = opt.init([net.theta], decay_mask=[net.weight_mask()])
     lr_scale = 1.0
     if saved is not None:
         arrays, meta = saved
         state = opt.state_from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")})
         schedule = Schedule.from_dict(meta["schedule"])
         lr_scale = meta["lr_scale"]
+    elif "optimizer" in run.carry:
+        state = opt.state_from_arrays(run.carry["optimizer"])
+    reason, state = _gradient_epochs(run, rng, opt, state, schedule, lr_scale)
+    run.carry["optimizer"] = state.to_arrays()
+    return reason
+
+
+def _gradient_epochs(run: _Run, rng: np.random.Generator, opt: Any, state: Any,
+                     schedule: Schedule, lr_scale: float) -> tuple[str | None, Any]:
+    """The epochs of :func:`_train_gradient`; returns the stop reason and the final state."""
+    net, cfg, loss = run.net, run.cfg, run.loss
+    X, T, w = run.sets["train"]
+    n = X.shape[0]
+    bs = n if cfg.batch_size is None else min(cfg.batch_size, n)
+    params = [net.theta]
     mask = net.weight_mask() if cfg.alpha else None
     # One contiguous buffer per epoch for the shuffled data, batches are views into it.
     Xs, Ts = np.empty_like(X), np.empty_like(T)
@@ -368,7 +388,7 @@ def _train_gradient(run: _Run, rng: np.random.Generator, saved: Any) -> str | No
                 _checkpoint(run, rng, {f"opt.{k}": v for k, v in state.to_arrays().items()},
                             {"schedule": schedule.to_dict(), "lr_scale": lr_scale})
                 if reason:
-                    return reason
+                    return reason, state
                 continue
         # A non-finite loss or theta: restore the epoch's start, halve the step, retry.
         net.set_flat(theta0)
@@ -376,8 +396,8 @@ def _train_gradient(run: _Run, rng: np.random.Generator, saved: Any) -> str | No
         retries += 1
         lr_scale *= 0.5
         if retries > cfg.max_retries:
-            return "non_finite"
-    return None
+            return "non_finite", state
+    return None, state
 
 
 def _train_lm(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
@@ -388,15 +408,20 @@ def _train_lm(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
     lm = LevenbergMarquardt(obj, cfg.mu, cfg.mu_dec, cfg.mu_inc, cfg.mu_max, cfg.chunk)
     if saved is not None:
         lm.mu = saved[1]["mu"]
-    for _ in range(run.record.n_epochs, cfg.max_epochs):
-        step = lm.step()
-        if not step.accepted:
-            return "mu_max"
-        reason = run.epoch_end(step.loss, step.grad_norm, mu=step.mu)
-        _checkpoint(run, rng, {}, {"mu": lm.mu})
-        if reason:
-            return reason
-    return None
+    elif "mu" in run.carry:
+        lm.mu = run.carry["mu"]
+    try:
+        for _ in range(run.record.n_epochs, cfg.max_epochs):
+            step = lm.step()
+            if not step.accepted:
+                return "mu_max"
+            reason = run.epoch_end(step.loss, step.grad_norm, mu=step.mu)
+            _checkpoint(run, rng, {}, {"mu": lm.mu})
+            if reason:
+                return reason
+        return None
+    finally:
+        run.carry["mu"] = lm.mu
 
 
 def _train_lbfgs(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
@@ -432,7 +457,7 @@ def _train_lbfgs(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
     res = optimize.minimize(
         fun, net.get_flat().astype(np.float64), jac=True, method="L-BFGS-B", callback=callback,
         options={"maxiter": remaining, "maxfun": cfg.max_fun, "gtol": cfg.min_grad,
-                 "ftol": cfg.tol},
+                 "ftol": cfg.tol or _SCIPY_FTOL},
     )
     if stop:
         return stop[0]
