@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +59,16 @@ def save_checkpoint(path: str | os.PathLike[str], arrays: dict[str, np.ndarray],
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Load ``(arrays, meta)`` saved by :func:`save_checkpoint`; a clear error otherwise."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a lone .npy array
+            raise ValueError(f"an .npy array of shape {np.shape(z)}, not an .npz archive")
+        with z:
             arrays = {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint file not found: {path}") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    # A corrupted zip header can claim any version, compression or encryption flag.
+    except (OSError, ValueError, EOFError, NotImplementedError, RuntimeError,
+            zipfile.BadZipFile, zlib.error) as exc:
         raise ValueError(f"{path} is not a readable jacnet checkpoint: {exc}") from None
     raw = arrays.pop(_META, None)
     try:

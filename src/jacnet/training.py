@@ -357,7 +357,8 @@ def _gradient_epochs(run: _Run, rng: np.random.Generator, opt: Any, state: Any,
     grad = np.empty(net.n_params, dtype=net.dtype)
     gsum = np.empty(net.n_params, dtype=net.dtype)
     retries = 0
-    for epoch in range(run.record.n_epochs, cfg.max_epochs):
+    # A retried epoch keeps its index: epochs are counted by the record, not by attempts.
+    while (epoch := run.record.n_epochs) < cfg.max_epochs:
         lr = schedule.lr_at(epoch) * lr_scale
         theta0, state0 = net.get_flat(), state.to_arrays()
         order = rng.permutation(n) if cfg.shuffle else np.arange(n)
@@ -413,8 +414,8 @@ def _train_lm(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
     try:
         for _ in range(run.record.n_epochs, cfg.max_epochs):
             step = lm.step()
-            if not step.accepted:
-                return "mu_max"
+            if not step.accepted:  # no mu up to mu_max lowers the loss, or it is NaN/inf
+                return "mu_max" if math.isfinite(step.loss) else "non_finite"
             reason = run.epoch_end(step.loss, step.grad_norm, mu=step.mu)
             _checkpoint(run, rng, {}, {"mu": lm.mu})
             if reason:
@@ -463,6 +464,8 @@ def _train_lbfgs(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
         return stop[0]
     if np.isfinite(res.x).all():
         net.theta[...] = res.x
+    if not math.isfinite(res.fun):  # fun's inf with a zero gradient reads as "converged"
+        return "non_finite"
     message = str(res.message).upper()
     if res.status == 0:
         return "converged"

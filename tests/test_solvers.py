@@ -1,0 +1,321 @@
+"""Tests of jacnet.solvers and the full-batch solvers of ``train``: Levenberg-Marquardt
+against its system written out by hand with numpy, L-BFGS against lstsq and scipy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import optimize
+
+import jacnet as jn
+from jacnet.losses import get_loss
+from jacnet.solvers import LevenbergMarquardt, Objective
+
+MU_MIN = 1e-20  # trainlm's floor on mu, as in solvers.py
+
+
+def sin_data(n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    X = np.linspace(-np.pi, np.pi, n)[:, None]
+    return X, np.sin(X)
+
+
+def sin_net(seed: int = 0) -> jn.Network:
+    return jn.Network([jn.Dense(1, 5, "tanh"), jn.Dense(5, 1)], seed=seed)
+
+
+def flat_jacobian(net: jn.Network, X: np.ndarray) -> np.ndarray:
+    """J of shape (N * n_out, P), rows in the order of ``(Y - T).ravel()``."""
+    return net.jacobian(X).reshape(-1, net.n_params)
+
+
+def loss_at(net: jn.Network, theta: np.ndarray, X, T, loss: str, w=None) -> float:
+    probe = net.copy()
+    probe.theta[...] = theta
+    return probe.loss(X, T, loss, w)
+
+
+def lm_for(net, X, T, loss="mse", w=None, alpha=0.0, **kw) -> LevenbergMarquardt:
+    return LevenbergMarquardt(Objective(net, X, T, get_loss(loss), w, alpha), **kw)
+
+
+def one_step(net, X, T, loss="mse", w=None, mu=1e-2) -> np.ndarray:
+    """The step d that one LM iteration takes from the network's theta (net untouched)."""
+    probe = net.copy()
+    theta0 = probe.get_flat()
+    step = lm_for(probe, X, T, loss, w, mu=mu).step()
+    assert step.accepted and step.trials == 1
+    return probe.theta - theta0
+
+
+# ------------------------------------------------------------------ Levenberg-Marquardt
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_lm_sin_reaches_goal(seed):
+    X, T = sin_data(60)
+    net = sin_net(seed)
+    rec = jn.train(net, X, T, solver="lm", loss="mse", goal=0.002, max_epochs=400)
+    assert rec.stop_reason == "goal"
+    assert rec.epochs[-1]["loss"] <= 0.002
+    assert net.loss(X, T, "mse") == pytest.approx(rec.epochs[-1]["loss"], rel=1e-12)
+    assert all(e["loss"] > 0.002 for e in rec.epochs[:-1])
+
+
+def test_lm_step_solves_damped_normal_equations_and_updates_mu():
+    # Each iteration, by hand: trial k solves (J^T J + mu_k I) d = -J^T e with
+    # mu_k = mu0 * mu_inc^k; failed trials do not lower the loss; the accepted one does and
+    # leaves mu_k * mu_dec.
+    X, T = sin_data(40)
+    net = sin_net(0)
+    lm = lm_for(net, X, T, "mse", mu=1e-6, mu_dec=0.1, mu_inc=10.0)
+    P, N = net.n_params, X.shape[0]
+    seen_failure = seen_first_try = False
+    for _ in range(12):
+        theta0, mu0 = net.get_flat(), lm.mu
+        J = flat_jacobian(net, X)
+        e = (net(X) - T).ravel()
+        loss0 = net.loss(X, T, "mse")
+        step = lm.step()
+        assert step.accepted
+        mu = mu0
+        for _ in range(step.trials - 1):  # the failed trials, in order
+            d_fail = np.linalg.solve(J.T @ J + mu * np.eye(P), -J.T @ e)
+            assert not loss_at(net, theta0 + d_fail, X, T, "mse") < loss0
+            mu *= 10.0
+            seen_failure = True
+        seen_first_try |= step.trials == 1
+        d = np.linalg.solve(J.T @ J + mu * np.eye(P), -J.T @ e)
+        np.testing.assert_allclose(net.theta - theta0, d, rtol=1e-8, atol=1e-12)
+        assert lm.mu == step.mu == max(mu * 0.1, MU_MIN)
+        assert step.loss == pytest.approx(net.loss(X, T, "mse"), rel=1e-12)
+        assert step.loss < loss0
+        # the reported gradient is the one at the start point: d mse/d theta = 2/N J^T e
+        assert step.grad_norm == pytest.approx(np.linalg.norm(2 / N * J.T @ e), rel=1e-10)
+    assert seen_failure and seen_first_try
+
+
+def test_lm_rejected_iteration_restores_theta_and_raises_mu_past_mu_max():
+    X, T = sin_data(20)
+    net = sin_net(1)
+    lm = lm_for(net, X, T, "mse", mu=1e-3, mu_inc=10.0, mu_max=1e-3)
+    lm.obj.value = lambda: (1.0, net(X))  # a loss that no step can lower
+    theta0 = net.get_flat()
+    step = lm.step()
+    assert not step.accepted and step.trials == 1
+    assert lm.mu == pytest.approx(1e-2)
+    np.testing.assert_array_equal(net.theta, theta0)
+
+
+def test_lm_dual_solve_equals_primal_solve():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(4, 11))
+    r = rng.normal(size=4)
+    lm = lm_for(sin_net(), *sin_data(5), mu=0.37)
+    d_dual = lm._solve(None, A.T @ r, A, r)
+    d_primal = lm._solve(A.T @ A, A.T @ r, np.empty(0), np.empty(0))
+    np.testing.assert_allclose(d_dual, d_primal, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(
+        d_primal, np.linalg.solve(A.T @ A + 0.37 * np.eye(11), -A.T @ r), rtol=1e-10
+    )
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lm_overparameterised_step_equals_primal_by_hand(weighted):
+    # N * n_out = 4 < P = 16: LM solves the dual system; the step must equal the primal one.
+    X = np.array([[-2.0], [-0.5], [0.7], [1.9]])
+    T = np.sin(X)
+    w = np.array([1.0, 3.0, 0.5, 2.0]) if weighted else None
+    net = sin_net(2)
+    lm = lm_for(net.copy(), X, T, "sse", w)
+    assert lm._system(net(X))[0] is None  # the dual form was chosen
+    J = flat_jacobian(net, X)
+    Wd = np.diag(np.ones(4) if w is None else w)
+    e = (net(X) - T).ravel()
+    d = np.linalg.solve(J.T @ Wd @ J + 1e-2 * np.eye(net.n_params), -J.T @ Wd @ e)
+    np.testing.assert_allclose(one_step(net, X, T, "sse", w), d, rtol=1e-7, atol=1e-12)
+
+
+def test_lm_step_is_the_same_for_sse_mse_and_unit_weights():
+    # trainlm's mu: the system is (J^T J + mu I) d = -J^T e, not divided by N.
+    X, T = sin_data(30)
+    net = sin_net(3)
+    d = one_step(net, X, T, "sse")
+    np.testing.assert_allclose(one_step(net, X, T, "mse"), d, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(one_step(net, X, T, "mse", np.ones(30)), d, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(one_step(net, X, T, "sse", np.ones(30)), d, rtol=1e-10, atol=1e-14)
+
+
+def test_lm_weighted_step_matches_duplicated_samples_and_hand_system():
+    X, T = sin_data(30)
+    net = sin_net(4)
+    w = np.ones(30)
+    w[[0, 7, 19]] = [2.0, 3.0, 2.0]
+    rows = np.repeat(np.arange(30), w.astype(int))
+    d_dup = one_step(net, X[rows], T[rows], "sse")
+    for loss in ("sse", "mse"):
+        np.testing.assert_allclose(one_step(net, X, T, loss, w), d_dup, rtol=1e-9, atol=1e-13)
+    J = flat_jacobian(net, X)
+    e = (net(X) - T).ravel()
+    d = np.linalg.solve(J.T @ (w[:, None] * J) + 1e-2 * np.eye(net.n_params), -J.T @ (w * e))
+    np.testing.assert_allclose(d_dup, d, rtol=1e-8, atol=1e-13)
+
+
+def test_lm_alpha_enters_the_system():
+    # mse + alpha/2 ||W||^2 divided by scale = 2/N: c = alpha N / 2 on the weights' diagonal.
+    X, T = sin_data(25)
+    N, alpha, mu = 25, 0.3, 1e-2
+    net = sin_net(5)
+    M = net.weight_mask()
+    theta0 = net.get_flat()
+    J = flat_jacobian(net, X)
+    e = (net(X) - T).ravel()
+    c = alpha * N / 2
+    d = np.linalg.solve(J.T @ J + np.diag(c * M) + mu * np.eye(net.n_params),
+                        -(J.T @ e + c * M * theta0))
+    lm = lm_for(net, X, T, "mse", alpha=alpha, mu=mu)
+    step = lm.step()
+    assert step.accepted and step.trials == 1
+    np.testing.assert_allclose(net.theta - theta0, d, rtol=1e-8, atol=1e-13)
+    _, g = sin_net(5).loss_and_flat_grad(X, T, "mse")
+    assert step.grad_norm == pytest.approx(np.linalg.norm(g + alpha * M * theta0), rel=1e-10)
+    penalty = 0.5 * alpha * float(np.sum((M * net.theta) ** 2))
+    assert step.loss == pytest.approx(net.loss(X, T, "mse") + penalty, rel=1e-12)
+    assert np.any(M == 0)  # biases are spared: the test above would catch a full diagonal
+
+
+def blobs(n_per: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])
+    X = np.concatenate([c + 0.7 * rng.normal(size=(n_per, 2)) for c in centres])
+    T = np.repeat(np.eye(3), n_per, axis=0)
+    return X, T
+
+
+def test_lm_cross_entropy_step_is_generalised_gauss_newton_at_the_logits():
+    # GGN split at the softmax's logits z: (sum_s J_z^T (diag y - y y^T) J_z + mu I) d
+    # = -sum_s J_z^T (y - t), both unnormalised; J_z from a twin net with identity output.
+    X, T = blobs(10)
+    net = jn.Network([jn.Dense(2, 4, "tanh"), jn.Dense(4, 3, "softmax")], seed=0)
+    logits = jn.Network([jn.Dense(2, 4, "tanh"), jn.Dense(4, 3)], seed=0)
+    logits.set_flat(net.theta)
+    Jz = logits.jacobian(X)  # (N, 3, P)
+    Y = net(X)
+    S = np.einsum("si,ij->sij", Y, np.eye(3)) - np.einsum("si,sj->sij", Y, Y)
+    G = np.einsum("sip,sij,sjq->pq", Jz, S, Jz)
+    g = np.einsum("sip,si->p", Jz, Y - T)
+    d = np.linalg.solve(G + 1.0 * np.eye(net.n_params), -g)
+    np.testing.assert_allclose(one_step(net, X, T, "cross_entropy", mu=1.0), d, rtol=1e-7,
+                               atol=1e-12)
+
+
+def test_lm_cross_entropy_softmax_trains_monotonically():
+    X, T = blobs(30)
+    net = jn.Network([jn.Dense(2, 6, "tanh"), jn.Dense(6, 3, "softmax")], seed=1)
+    loss0 = net.loss(X, T, "cross_entropy")
+    rec = jn.train(net, X, T, solver="lm", loss="cross_entropy", max_epochs=40)
+    losses = rec.column("loss")
+    assert rec.n_epochs >= 10
+    assert np.all(np.diff(losses) < 0) and losses[0] < loss0
+    assert losses[-1] < 0.2 * loss0
+    assert (net(X).argmax(1) == T.argmax(1)).mean() > 0.95
+
+
+def linear_problem(seed: int = 0, n: int = 50, n_in: int = 4, n_out: int = 2):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, n_in))
+    T = X @ rng.normal(size=(n_in, n_out)) + 0.3 + 0.1 * rng.normal(size=(n, n_out))
+    A = np.hstack([X, np.ones((n, 1))])
+    sol = np.linalg.lstsq(A, T, rcond=None)[0]
+    theta = np.concatenate([sol[:n_in].ravel(), sol[n_in]])  # [W.ravel(), b]
+    return X, T, theta
+
+
+def test_lm_at_the_minimum_stops_with_mu_max():
+    X, T, theta_ls = linear_problem()
+    net = jn.Network([jn.Dense(4, 2)], seed=0)
+    net.set_flat(theta_ls)
+    rec = jn.train(net, X, T, solver="lm", loss="mse", min_grad=0.0, max_epochs=50)
+    assert rec.stop_reason == "mu_max" and rec.n_epochs <= 2  # rounding may allow a step
+    np.testing.assert_allclose(net.theta, theta_ls, rtol=0, atol=1e-13)
+
+
+def test_lm_tiny_mu_max_stops_with_mu_max():
+    X, T = sin_data(20)
+    net = sin_net(0)
+    theta0 = net.get_flat()
+    rec = jn.train(net, X, T, solver="lm", mu=1e-3, mu_max=1e-4, max_epochs=50)
+    assert rec.stop_reason == "mu_max" and rec.n_epochs == 0
+    np.testing.assert_array_equal(net.theta, theta0)
+
+
+def test_lm_min_grad_stops_once_the_gradient_is_small():
+    # Linear least squares: the first LM step almost solves it, the next gradient is tiny.
+    X, T, theta_ls = linear_problem(1)
+    net = jn.Network([jn.Dense(4, 2)], seed=0)
+    rec = jn.train(net, X, T, solver="lm", loss="mse", min_grad=1e-6, max_epochs=50)
+    assert rec.stop_reason == "min_grad"
+    g = rec.column("grad_norm")
+    assert g[-1] < 1e-6 and np.all(g[:-1] >= 1e-6)
+    np.testing.assert_allclose(net.theta, theta_ls, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- L-BFGS
+def scipy_lbfgs(X, T, theta0, **options) -> optimize.OptimizeResult:
+    probe = jn.Network([jn.Dense(X.shape[1], T.shape[1])], seed=0)
+
+    def fun(theta):
+        probe.theta[...] = theta
+        return probe.loss_and_flat_grad(X, T, "mse")
+
+    return optimize.minimize(fun, theta0, jac=True, method="L-BFGS-B", options=options)
+
+
+def test_lbfgs_linear_least_squares_matches_lstsq_and_scipy():
+    # A linear layer with mse is linear least squares on [X, 1]. tol=0 keeps scipy's own
+    # ftol (2.2e-9 relative), which stops short of 1e-6; a tiny tol runs to the solution.
+    X, T, theta_ls = linear_problem(2)
+    net = jn.Network([jn.Dense(4, 2, "identity")], seed=0)
+    theta0 = net.get_flat()
+    rec = jn.train(net, X, T, solver="lbfgs", loss="mse", max_epochs=500, min_grad=1e-12,
+                   tol=1e-15)
+    assert rec.stop_reason in ("converged", "min_grad")
+    np.testing.assert_allclose(net.theta, theta_ls, atol=1e-9)
+    res = scipy_lbfgs(X, T, theta0, maxiter=500, gtol=1e-12, ftol=1e-15)
+    np.testing.assert_allclose(net.theta, res.x, atol=1e-12)
+    assert rec.n_epochs == res.nit
+
+
+def test_lbfgs_default_tol_follows_scipy_default():
+    X, T, theta_ls = linear_problem(2)
+    net = jn.Network([jn.Dense(4, 2, "identity")], seed=0)
+    theta0 = net.get_flat()
+    rec = jn.train(net, X, T, solver="lbfgs", loss="mse", max_epochs=500, min_grad=1e-12, tol=0)
+    res = scipy_lbfgs(X, T, theta0, maxiter=500, gtol=1e-12)
+    assert rec.stop_reason == "converged"
+    np.testing.assert_allclose(net.theta, res.x, atol=1e-12)
+    np.testing.assert_allclose(net.theta, theta_ls, atol=1e-5)
+    assert rec.column("loss")[-1] == pytest.approx(res.fun, rel=1e-12)
+
+
+def test_lbfgs_records_every_iteration_with_the_true_gradient_norm():
+    X, T = sin_data(30)
+    net = sin_net(0)
+    rec = jn.train(net, X, T, solver="lbfgs", loss="mse", max_epochs=15)
+    assert rec.stop_reason == "max_epochs" and rec.n_epochs == 15
+    _, g = net.loss_and_flat_grad(X, T, "mse")
+    assert rec.epochs[-1]["grad_norm"] == pytest.approx(np.linalg.norm(g), rel=1e-10)
+    assert rec.epochs[-1]["loss"] == pytest.approx(net.loss(X, T, "mse"), rel=1e-12)
+    assert all(math.isfinite(e["loss"]) for e in rec.epochs)
+
+
+# ------------------------------------------------------------------------- Objective
+def test_objective_value_and_grad_include_the_l2_penalty_on_weights_only():
+    X, T = sin_data(15)
+    net = sin_net(6)
+    obj = Objective(net, X, T, get_loss("sse"), None, alpha=0.5)
+    value, grad = obj.value_and_grad()
+    M = net.weight_mask()
+    v0, g0 = net.loss_and_flat_grad(X, T, "sse")
+    assert value == pytest.approx(v0 + 0.25 * float(np.sum((M * net.theta) ** 2)), rel=1e-13)
+    np.testing.assert_allclose(grad, g0 + 0.5 * M * net.theta, rtol=1e-13)
+    assert obj.value()[0] == pytest.approx(value, rel=1e-13)

@@ -1,0 +1,448 @@
+"""Tests of jacnet.training: real data, determinism, resume, faults, early stopping, bad
+input and the training record."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+import jacnet as jn
+from jacnet.record import STOP_REASONS, TrainingRecord
+
+EPOCH_KEYS = {"epoch", "loss", "val_loss", "test_loss", "grad_norm", "seconds"}
+
+
+def regression(n: int = 80, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, (n, 3))
+    T = np.stack([np.sin(X.sum(1)), X[:, 0] * X[:, 1]], axis=1)
+    return X, T
+
+
+def small_net(seed: int = 0, hidden: str = "tanh", out: Any = "identity") -> jn.Network:
+    return jn.Network([jn.Dense(3, 6, hidden), jn.Dense(6, 2, out)], seed=seed)
+
+
+class NanAbove(jn.Elementwise):
+    """The identity, except NaN where ``|t| > threshold``: a fault injected from inside."""
+
+    name = "nan_above"
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+
+    def forward(self, T):
+        return np.where(np.abs(T) > self.threshold, np.nan, T)
+
+    def derivative(self, T, Y):
+        return np.ones_like(T)
+
+
+# ------------------------------------------------------------------------ real data
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, ...]:
+    d = load_digits()
+    X, Y = d.data / 16.0, np.eye(10)[d.target]
+    return tuple(train_test_split(X, Y, test_size=0.25, random_state=0, stratify=d.target))
+
+
+@pytest.mark.parametrize(
+    "solver, options",
+    [
+        ("adam", {"lr": 3e-3}),
+        ("sgd", {"lr": 0.05, "optimizer_options": {"momentum": 0.9, "nesterov": True}}),
+    ],
+)
+def test_train_digits_above_95_percent(digits, solver, options):
+    Xtr, Xte, Ytr, Yte = digits
+    net = jn.Network([jn.Dense(64, 64, "relu"), jn.Dense(64, 10, "softmax")], seed=0)
+    rec = jn.train(net, Xtr, Ytr, solver=solver, loss="cross_entropy", max_epochs=30,
+                   batch_size=32, seed=0, **options)
+    accuracy = (net(Xte).argmax(1) == Yte.argmax(1)).mean()
+    assert accuracy > 0.95
+    assert rec.stop_reason == "max_epochs" and rec.n_epochs == 30
+    assert rec.seconds < 10.0
+
+
+# ---------------------------------------------------------------------- determinism
+DETERMINISM = {
+    "sgd": {"solver": "sgd", "lr": 0.05, "batch_size": 16,
+            "optimizer_options": {"momentum": 0.9}},
+    "adam": {"solver": "adam", "lr": 0.01, "batch_size": 16},
+    "lbfgs": {"solver": "lbfgs"},
+    "lm": {"solver": "lm"},
+}
+
+
+def run_seeded(options: dict[str, Any], seed: int | None) -> tuple[np.ndarray, TrainingRecord]:
+    X, T = regression()
+    net = small_net()
+    rec = jn.train(net, X, T, max_epochs=8, seed=seed, validation_fraction=0.2,
+                   max_fail=100, **options)
+    return net.get_flat(), rec
+
+
+def history(rec: TrainingRecord) -> list[tuple]:
+    return [(e["loss"], e["val_loss"], e["grad_norm"]) for e in rec.epochs]
+
+
+@pytest.mark.parametrize("name", sorted(DETERMINISM))
+def test_train_same_seed_is_bit_identical(name):
+    theta_a, rec_a = run_seeded(DETERMINISM[name], seed=7)
+    theta_b, rec_b = run_seeded(DETERMINISM[name], seed=7)
+    np.testing.assert_array_equal(theta_a, theta_b)
+    assert history(rec_a) == history(rec_b)
+    assert rec_a.n_epochs == 8
+    theta_c, rec_c = run_seeded(DETERMINISM[name], seed=8)
+    assert not np.array_equal(theta_a, theta_c)
+    assert not np.array_equal(rec_a.division["validation"], rec_c.division["validation"])
+
+
+@pytest.mark.parametrize("seed", [7, None])
+def test_train_leaves_the_global_random_state_alone(seed):
+    # The legacy global state is the very thing under test.
+    np.random.seed(12345)  # noqa: NPY002
+    before = np.random.get_state()  # noqa: NPY002
+    for options in DETERMINISM.values():
+        run_seeded(options, seed)
+    after = np.random.get_state()  # noqa: NPY002
+    assert before[0] == after[0] and before[2:] == after[2:]
+    np.testing.assert_array_equal(before[1], after[1])
+
+
+# -------------------------------------------------------------------------- resume
+RESUME = {
+    "adam-cosine": {"solver": "adam", "lr": 0.01, "batch_size": 16, "schedule": "cosine",
+                    "schedule_options": {"t_max": 10, "lr_min": 1e-4}},
+    "adam-step": {"solver": "adam", "lr": 0.01, "batch_size": 16, "schedule": "step",
+                  "schedule_options": {"step_size": 4, "gamma": 0.5}},
+    "sgd-momentum": {"solver": "sgd", "lr": 0.05, "batch_size": 16,
+                     "optimizer_options": {"momentum": 0.9}},
+    "sgd-plateau": {"solver": "sgd", "lr": 0.05, "batch_size": 16,
+                    "schedule": "reduce_on_plateau",
+                    "schedule_options": {"patience": 0, "factor": 0.5}},
+    "lm": {"solver": "lm"},
+}
+
+
+@pytest.mark.parametrize("validation_fraction", [0.0, 0.2])
+@pytest.mark.parametrize("name", sorted(RESUME))
+def test_train_resume_equals_uninterrupted(tmp_path, name, validation_fraction):
+    X, T = regression()
+    options = {**RESUME[name], "seed": 3, "validation_fraction": validation_fraction,
+               "max_fail": 100}
+    full = small_net()
+    rec_full = jn.train(full, X, T, max_epochs=10, **options)
+    ck = tmp_path / "ck.npz"
+    first = small_net()
+    jn.train(first, X, T, max_epochs=6, checkpoint=str(ck), checkpoint_every=3, **options)
+    resumed = small_net(seed=99)  # a fresh object: everything must come from the file
+    rec = jn.train(resumed, X, T, max_epochs=10, resume=str(ck), checkpoint=str(ck),
+                   checkpoint_every=3, **options)
+    np.testing.assert_array_equal(resumed.theta, full.theta)
+    assert rec.n_epochs == 10 and [e["epoch"] for e in rec.epochs] == list(range(1, 11))
+    assert history(rec) == history(rec_full)
+    assert rec.stop_reason == rec_full.stop_reason == "max_epochs"
+    assert rec.best_epoch == rec_full.best_epoch
+    for key in rec_full.division:
+        np.testing.assert_array_equal(rec.division[key], rec_full.division[key])
+
+
+def test_train_resume_after_a_retried_epoch_equals_uninterrupted(tmp_path):
+    # NaN in epoch 2 forces a retry at half the step: the retried epoch keeps its index,
+    # so the schedule and the resume point agree with the uninterrupted run.
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (60, 3))
+    T = X @ np.array([[1.0], [2.0], [-1.0]]) + 0.5
+
+    def make() -> jn.Network:
+        return jn.Network([jn.Dense(3, 4, "tanh"), jn.Dense(4, 1, NanAbove(4.0))], seed=0)
+
+    options = {"solver": "adam", "lr": 2.0, "batch_size": 10, "seed": 0, "schedule": "cosine",
+               "schedule_options": {"t_max": 10}}
+    full = make()
+    rec_full = jn.train(full, X, T, max_epochs=10, **options)
+    assert rec_full.n_epochs == 10 and rec_full.stop_reason == "max_epochs"
+    assert rec_full.epochs[-1]["lr"] < options["lr"] * 0.5  # a retry halved the step
+    ck = tmp_path / "ck.npz"
+    jn.train(make(), X, T, max_epochs=6, checkpoint=str(ck), checkpoint_every=3, **options)
+    resumed = make()
+    rec = jn.train(resumed, X, T, max_epochs=10, resume=str(ck), **options)
+    np.testing.assert_array_equal(resumed.theta, full.theta)
+    assert history(rec) == history(rec_full)
+    assert rec.column("lr").tolist() == rec_full.column("lr").tolist()
+
+
+def test_train_resume_lbfgs_continues_the_record(tmp_path):
+    X, T = regression()
+    ck = tmp_path / "ck.npz"
+    first = small_net()
+    rec6 = jn.train(first, X, T, solver="lbfgs", max_epochs=6, checkpoint=str(ck),
+                    checkpoint_every=3)
+    net = small_net(seed=5)
+    rec = jn.train(net, X, T, solver="lbfgs", max_epochs=10, resume=str(ck))
+    assert rec.n_epochs == 10 and history(rec)[:6] == history(rec6)
+    assert rec.epochs[-1]["loss"] < rec6.epochs[-1]["loss"]
+
+
+def test_train_resume_with_another_solver_is_refused(tmp_path):
+    X, T = regression()
+    ck = tmp_path / "ck.npz"
+    jn.train(small_net(), X, T, solver="lm", max_epochs=3, checkpoint=str(ck), checkpoint_every=3)
+    net = small_net()
+    theta0 = net.get_flat()
+    with pytest.raises(ValueError, match="solver"):
+        jn.train(net, X, T, solver="adam", max_epochs=6, resume=str(ck))
+    np.testing.assert_array_equal(net.theta, theta0)
+
+
+# -------------------------------------------------------------------------- faults
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("hidden", ["tanh", "relu"])
+def test_train_huge_learning_rate_keeps_weights_finite(solver, hidden):
+    X, T = regression()
+    net = small_net(hidden=hidden)
+    with np.errstate(all="ignore"):
+        rec = jn.train(net, X, T, solver=solver, lr=1e3, max_epochs=30, seed=0)
+    assert np.isfinite(net.theta).all()
+    assert rec.stop_reason in STOP_REASONS
+    assert all(math.isfinite(e["loss"]) for e in rec.epochs)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_train_recovers_from_nan_by_halving_the_step(solver):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (60, 3))
+    T = X @ np.array([[1.0], [2.0], [-1.0]]) + 0.5
+    net = jn.Network([jn.Dense(3, 4, "tanh"), jn.Dense(4, 1, NanAbove(4.0))], seed=0)
+    rec = jn.train(net, X, T, solver=solver, loss="mse", lr=2.0, batch_size=10, seed=0,
+                   max_epochs=40)
+    assert rec.stop_reason == "max_epochs" and rec.n_epochs == 40
+    lrs = rec.column("lr")
+    assert lrs[-1] <= 1.0 and set(lrs) <= {2.0 * 0.5**k for k in range(40)}  # halvings only
+    assert np.isfinite(net.theta).all() and math.isfinite(net.loss(X, T, "mse"))
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lm", "lbfgs"])
+def test_train_nan_from_the_start_stops_non_finite_with_theta_untouched(solver):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (30, 3))
+    T = X.sum(1, keepdims=True)
+    net = jn.Network([jn.Dense(3, 4, "tanh"), jn.Dense(4, 1, NanAbove(1e-3))], seed=0)
+    theta0 = net.get_flat()
+    with np.errstate(all="ignore"):
+        rec = jn.train(net, X, T, solver=solver, lr=0.1, max_epochs=20, max_retries=3)
+    assert rec.stop_reason == "non_finite" and rec.n_epochs == 0
+    np.testing.assert_array_equal(net.theta, theta0)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lm", "lbfgs"])
+def test_train_overflowing_sse_stops_non_finite_with_finite_theta(solver):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (30, 3)) * 1e200  # finite inputs, an sse of inf
+    T = rng.normal(size=(30, 1))
+    net = jn.Network([jn.Dense(3, 1)], seed=0)
+    theta0 = net.get_flat()
+    with np.errstate(all="ignore"):
+        rec = jn.train(net, X, T, solver=solver, loss="sse", lr=0.1, max_epochs=20)
+    assert rec.stop_reason == "non_finite"
+    np.testing.assert_array_equal(net.theta, theta0)
+
+
+def noisy_sine(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, (n, 1))
+    return X, np.sin(3 * X) + 0.3 * rng.normal(size=X.shape)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"solver": "lm"}, {"solver": "adam", "lr": 0.05, "batch_size": 8}, {"solver": "lbfgs"}],
+    ids=["lm", "adam", "lbfgs"],
+)
+def test_train_early_stopping_restores_the_best_weights(options):
+    X, T = noisy_sine()
+    net = jn.Network([jn.Dense(1, 20, "tanh"), jn.Dense(20, 1)], seed=0)
+    rec = jn.train(net, X, T, loss="mse", validation_fraction=0.25, max_fail=4, max_epochs=300,
+                   seed=1, **options)
+    assert rec.stop_reason == "validation"
+    assert rec.n_epochs - rec.best_epoch == 4 and rec.best_epoch >= 1
+    val = rec.column("val_loss")
+    assert val[rec.best_epoch - 1] == val.min()
+    vi = rec.division["validation"]
+    assert net.loss(X[vi], T[vi], "mse") == pytest.approx(val[rec.best_epoch - 1], rel=1e-12)
+    assert rec.best_val_loss == val[rec.best_epoch - 1]
+    assert net.loss(X[vi], T[vi], "mse") < val[-1]  # not the last epoch's weights
+
+
+def test_train_without_restore_best_keeps_the_last_weights():
+    X, T = noisy_sine()
+    net = jn.Network([jn.Dense(1, 20, "tanh"), jn.Dense(20, 1)], seed=0)
+    rec = jn.train(net, X, T, solver="lm", validation_fraction=0.25, max_fail=4, seed=1,
+                   restore_best=False)
+    vi = rec.division["validation"]
+    assert net.loss(X[vi], T[vi], "mse") == pytest.approx(rec.epochs[-1]["val_loss"], rel=1e-12)
+
+
+def test_train_time_limit_stops_with_time_limit():
+    X, T = regression()
+    rec = jn.train(small_net(), X, T, solver="sgd", lr=1e-3, batch_size=4, max_epochs=10**6,
+                   time_limit=0.2)
+    assert rec.stop_reason == "time_limit"
+    assert 0.2 <= rec.seconds < 5 and rec.n_epochs < 10**6
+
+
+@pytest.mark.parametrize("solver", ["adam", "lm", "lbfgs"])
+def test_train_callback_returning_true_stops_with_callback(solver):
+    X, T = regression()
+    seen: list[int] = []
+
+    def stop_at_three(entry, net):
+        assert isinstance(net, jn.Network)
+        seen.append(entry["epoch"])
+        return entry["epoch"] == 3
+
+    rec = jn.train(small_net(), X, T, solver=solver, max_epochs=50, callbacks=[stop_at_three])
+    assert rec.stop_reason == "callback" and rec.n_epochs == 3 and seen == [1, 2, 3]
+
+
+def test_train_n_iter_no_change_stops_with_no_improvement():
+    # tol larger than any possible gain: only epoch 1 improves (on the initial inf).
+    X, T = regression()
+    rec = jn.train(small_net(), X, T, solver="adam", lr=0.01, max_epochs=100,
+                   n_iter_no_change=5, tol=1e3)
+    assert rec.stop_reason == "no_improvement" and rec.n_epochs == 6
+    assert rec.best_epoch == 1
+
+
+def test_train_goal_stops_the_gradient_solvers():
+    X, T = regression()
+    rec = jn.train(small_net(), X, T, solver="adam", lr=0.01, max_epochs=500, goal=0.01, seed=0)
+    assert rec.stop_reason == "goal" and rec.epochs[-1]["loss"] <= 0.01
+    assert all(e["loss"] > 0.01 for e in rec.epochs[:-1])
+
+
+# ----------------------------------------------------------------------- bad input
+BAD = [
+    ({"lr": -0.1}, ValueError, "lr"),
+    ({"lr": 0.0}, ValueError, "lr"),
+    ({"batch_size": 0}, ValueError, "batch_size"),
+    ({"batch_size": 2.5}, TypeError, "batch_size"),
+    ({"validation_fraction": 1.5}, ValueError, "validation_fraction"),
+    ({"validation_fraction": -0.1}, ValueError, "validation_fraction"),
+    ({"validation_fraction": 1.0}, ValueError, "validation_fraction"),
+    ({"test_fraction": 1.0}, ValueError, "test_fraction"),
+    ({"validation_fraction": 0.5, "test_fraction": 0.5}, ValueError, "test_fraction"),
+    ({"validation_fraction": 0.6, "test_fraction": 0.7}, ValueError, "test_fraction"),
+    ({"solver": "newton"}, ValueError, "solver"),
+    ({"schedule": "exponential"}, ValueError, "schedule"),
+    ({"loss": "hinge"}, ValueError, "loss"),
+    ({"goal": -1e-3}, ValueError, "goal"),
+    ({"mu_dec": 1.0}, ValueError, "mu_dec"),
+    ({"mu_dec": 2.0}, ValueError, "mu_dec"),
+    ({"mu_inc": 1.0}, ValueError, "mu_inc"),
+    ({"mu_inc": 0.5}, ValueError, "mu_inc"),
+    ({"mu": float("nan")}, ValueError, "mu"),
+    ({"max_epochs": -1}, ValueError, "max_epochs"),
+    ({"max_fail": 0}, ValueError, "max_fail"),
+    ({"alpha": -1.0}, ValueError, "alpha"),
+    ({"min_grad": "small"}, TypeError, "min_grad"),
+    ({"learning_rate": 0.1}, TypeError, "learning_rate"),
+]
+
+
+@pytest.mark.parametrize(
+    "options, error, name", BAD, ids=[",".join(f"{k}={v}" for k, v in o.items()) for o, *_ in BAD]
+)
+def test_train_bad_setting_raises_before_any_work(tmp_path, options, error, name):
+    X, T = regression()
+    net = small_net()
+    theta0 = net.get_flat()
+    calls: list[int] = []
+    ck = tmp_path / "ck.npz"
+    with pytest.raises(error, match=name):
+        jn.train(net, X, T, callbacks=[lambda e, n: calls.append(1)],
+                 **{"max_epochs": 5, "checkpoint": str(ck), "checkpoint_every": 1, **options})
+    np.testing.assert_array_equal(net.theta, theta0)
+    assert not calls and not ck.exists()
+
+
+def test_train_bad_setting_in_a_config_object_raises():
+    X, T = regression()
+    net = small_net()
+    with pytest.raises(ValueError, match="mu_inc"):
+        jn.train(net, X, T, jn.TrainConfig(solver="lm", mu_inc=0.9))
+    # keyword options override the config's fields (and are validated with it)
+    rec = jn.train(net, X, T, jn.TrainConfig(solver="lm", mu_inc=0.9), mu_inc=10.0,
+                   max_epochs=2)
+    assert rec.n_epochs == 2
+
+
+# -------------------------------------------------------------------------- record
+def test_record_division_is_a_partition_with_trainlm_fractions():
+    X, T = regression(200)
+    rec = jn.train(small_net(), X, T, solver="lm", max_epochs=2, seed=0,
+                   validation_fraction=0.15, test_fraction=0.15)
+    d = rec.division
+    assert set(d) == {"train", "validation", "test"}
+    assert (len(d["train"]), len(d["validation"]), len(d["test"])) == (140, 30, 30)
+    together = np.concatenate([d["train"], d["validation"], d["test"]])
+    np.testing.assert_array_equal(np.sort(together), np.arange(200))
+    assert all(e["val_loss"] is not None and e["test_loss"] is not None for e in rec.epochs)
+    # the reported set losses are the network's losses on those indices
+    net = small_net()
+    rec = jn.train(net, X, T, solver="lm", max_epochs=1, seed=0, validation_fraction=0.15,
+                   test_fraction=0.15, restore_best=False)
+    for key, name in (("val_loss", "validation"), ("test_loss", "test"), ("loss", "train")):
+        idx = rec.division[name]
+        assert rec.epochs[0][key] == pytest.approx(net.loss(X[idx], T[idx], "mse"), rel=1e-12)
+
+
+def test_record_without_division_trains_on_everything():
+    X, T = regression(50)
+    rec = jn.train(small_net(), X, T, solver="adam", max_epochs=2)
+    assert set(rec.division) == {"train"}
+    np.testing.assert_array_equal(rec.division["train"], np.arange(50))
+    assert all(e["val_loss"] is None and e["test_loss"] is None for e in rec.epochs)
+
+
+@pytest.mark.parametrize(
+    "solver, extra", [("adam", {"lr"}), ("sgd", {"lr"}), ("lm", {"mu"}), ("lbfgs", set())]
+)
+def test_record_epochs_have_the_documented_keys(solver, extra):
+    X, T = regression()
+    rec = jn.train(small_net(), X, T, solver=solver, max_epochs=3, validation_fraction=0.2,
+                   seed=0)
+    assert rec.n_epochs == 3 and rec.solver == solver
+    for k, entry in enumerate(rec.epochs, start=1):
+        assert set(entry) == EPOCH_KEYS | extra
+        assert entry["epoch"] == k
+        assert all(math.isfinite(entry[key]) for key in EPOCH_KEYS - {"test_loss"} | extra)
+    assert np.all(np.diff(rec.column("seconds")) >= 0)
+    assert rec.stop_reason in STOP_REASONS
+
+
+def test_record_json_round_trip():
+    X, T = regression()
+    rec = jn.train(small_net(), X, T, solver="lm", max_epochs=30, validation_fraction=0.2,
+                   test_fraction=0.1, max_fail=2, seed=0)
+    text = json.dumps(rec.to_dict(), allow_nan=False)  # strict JSON
+    assert json.loads(rec.to_json()) == json.loads(text)
+    back = TrainingRecord.from_dict(json.loads(text))
+    assert back.to_dict() == rec.to_dict()
+    assert (back.solver, back.stop_reason, back.best_epoch) == (
+        rec.solver, rec.stop_reason, rec.best_epoch)
+    assert back.best_loss == rec.best_loss and back.best_val_loss == rec.best_val_loss
+    assert back.epochs == rec.epochs and back.seconds == rec.seconds
+    for key, idx in rec.division.items():
+        assert back.division[key].dtype.kind == "i"
+        np.testing.assert_array_equal(back.division[key], idx)
+    assert json.loads(text)["stop_message"] == STOP_REASONS[rec.stop_reason]
+    empty = TrainingRecord.from_dict(json.loads(TrainingRecord().to_json()))
+    assert empty.best_loss == math.inf and empty.n_epochs == 0
