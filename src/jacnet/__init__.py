@@ -7,6 +7,7 @@ Formulas are named as in the lecture notes (``seed 1``-``seed 6``, ``seed R-b``,
 """
 
 from .activations import ACTIVATIONS, Activation, Elementwise, get_activation, register_activation
+from .estimators import MLPClassifier, MLPRegressor
 from .gradcheck import GradCheck, gradcheck
 from .layers import Dense
 from .losses import LOSSES, Loss, get_loss
@@ -29,6 +30,8 @@ __all__ = [
     "Elementwise",
     "GradCheck",
     "Loss",
+    "MLPClassifier",
+    "MLPRegressor",
     "Network",
     "TrainConfig",
     "TrainingRecord",

@@ -73,7 +73,7 @@ class TrainingRecord:
             "best_loss": _num(self.best_loss),
             "best_val_loss": _num(self.best_val_loss),
             "seconds": self.seconds,
-            "epochs": self.epochs,
+            "epochs": [{k: _clean(v) for k, v in e.items()} for e in self.epochs],
             "division": {k: np.asarray(v).tolist() for k, v in self.division.items()},
         }
 
@@ -98,6 +98,15 @@ class TrainingRecord:
             f"TrainingRecord(solver={self.solver!r}, epochs={self.n_epochs}, "
             f"stop_reason={self.stop_reason!r}, best_epoch={self.best_epoch})"
         )
+
+
+def _clean(v: Any) -> Any:
+    """Strict-JSON value: non-finite floats become None."""
+    if isinstance(v, (float, np.floating)):
+        return _num(float(v))
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
 
 
 def _num(x: float | None) -> float | None:

@@ -113,14 +113,20 @@ class LevenbergMarquardt:
             Jtg += c * obj.mask * net.theta
         return JtHJ, Jtg, np.empty(0), scale, np.empty(0)
 
-    def step(self) -> LMStep:
-        """One iteration: build the system once, try mu until the loss falls or mu_max."""
+    def step(self, min_grad: float = 0.0) -> LMStep:
+        """One iteration: build the system once, try mu until the loss falls or mu_max.
+
+        As trainlm, a gradient norm below ``min_grad`` ends the iteration before any
+        trial (``accepted`` False, ``trials`` 0).
+        """
         net = self.obj.net
         if self._current is None:
             self._current = self.obj.value()
         loss, Y = self._current
         JtHJ, Jtg, A, scale, r = self._system(Y)
         grad_norm = scale * float(np.linalg.norm(Jtg))
+        if grad_norm < min_grad:
+            return LMStep(loss, grad_norm, self.mu, False, 0)
         theta0 = net.get_flat()
         trials = 0
         while self.mu <= self.mu_max:

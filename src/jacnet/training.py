@@ -184,6 +184,8 @@ class _Run:
         else:
             self.fails += 1
         self._show(entry)
+        if any([bool(cb(entry, self.net)) for cb in self.callbacks]):
+            return "callback"
         if cfg.goal and loss <= cfg.goal:
             return "goal"
         if grad_norm < cfg.min_grad:
@@ -192,8 +194,6 @@ class _Run:
             return "validation"
         if not self.has_val and cfg.n_iter_no_change and self.fails >= cfg.n_iter_no_change:
             return "no_improvement"
-        if any([bool(cb(entry, self.net)) for cb in self.callbacks]):
-            return "callback"
         if cfg.time_limit is not None and entry["seconds"] >= cfg.time_limit:
             return "time_limit"
         return None
@@ -282,6 +282,11 @@ def train(
         net.set_flat(arrays["theta"])
         run.best_theta = arrays.get("best_theta")
         run.best_score, run.fails = meta["best_score"], meta["fails"]
+    elif run.has_val:  # the initial weights are the first candidate (trainlm's epoch 0)
+        initial = run.set_loss("validation")
+        if initial is not None and math.isfinite(initial):
+            run.best_score, run.best_theta = initial, net.get_flat()
+            record.best_val_loss = initial
     solver = {"lm": _train_lm, "lbfgs": _train_lbfgs}.get(cfg.solver, _train_gradient)
     if cfg.verbose:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -294,9 +299,12 @@ def train(
             run.progress = progress
             run.task = progress.add_task(cfg.solver, total=cfg.max_epochs,
                                          completed=record.n_epochs, loss="-", val="-", step="-")
-            reason = solver(run, rng, saved)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                reason = solver(run, rng, saved)
     else:
-        reason = solver(run, rng, saved)
+        # Overflow is handled (restore, smaller step, a stop reason): no warnings for it.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            reason = solver(run, rng, saved)
     record.stop_reason = reason or "max_epochs"
     if run.has_val and cfg.restore_best and run.best_theta is not None:
         net.set_flat(run.best_theta)
@@ -413,8 +421,12 @@ def _train_lm(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
         lm.mu = run.carry["mu"]
     try:
         for _ in range(run.record.n_epochs, cfg.max_epochs):
-            step = lm.step()
+            step = lm.step(cfg.min_grad)
+            if not step.accepted and step.trials == 0:
+                run.epoch_end(step.loss, step.grad_norm, mu=step.mu)
+                return "min_grad"
             if not step.accepted:  # no mu up to mu_max lowers the loss, or it is NaN/inf
+                lm.mu = min(lm.mu, cfg.mu_max)  # a later call (partial_fit) may try again
                 return "mu_max" if math.isfinite(step.loss) else "non_finite"
             reason = run.epoch_end(step.loss, step.grad_norm, mu=step.mu)
             _checkpoint(run, rng, {}, {"mu": lm.mu})

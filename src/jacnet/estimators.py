@@ -1,0 +1,706 @@
+"""scikit-learn estimators: drop-in ``MLPRegressor`` and ``MLPClassifier``.
+
+Every constructor parameter of scikit-learn's estimators of the same names keeps its name,
+default and meaning where it applies; jacnet adds Levenberg-Marquardt (``solver="lm"``
+with trainlm's ``mu``, ``mu_dec``, ``mu_inc``, ``mu_max``, ``goal``, ``min_grad``), AdamW
+and RMSprop, per-layer and vector activations, ``output_activation``, ``dtype``,
+standardisation, ``network_``, ``training_record_`` and exact Jacobians.
+
+Differences from scikit-learn, by design:
+
+- ``early_stopping`` watches the validation *loss* (scikit-learn: the score); the score
+  is still recorded in ``validation_scores_``. The best weights are restored.
+- ``standardize="auto"`` standardises inputs (and regression targets) for ``solver="lm"``
+  only; the model's outputs, ``coefs_``, ``jacobian`` and ``input_jacobian`` are in the
+  units of the original data all the same.
+- ``learning_rate="adaptive"`` maps to a reduce-on-plateau schedule (factor 1/5, as
+  scikit-learn) without its stop at lr < 1e-6.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+from .activations import Activation, get_activation
+from .layers import Dense
+from .losses import Loss, Scaled, get_loss
+from .network import Network
+from .record import STOP_REASONS, TrainingRecord
+from .training import TrainConfig, train
+
+Array = np.ndarray
+
+__all__ = ["MLPRegressor", "MLPClassifier", "expected_failed_checks"]
+
+_SOLVERS = ("lm", "lbfgs", "sgd", "adam", "adamw", "rmsprop")
+_STOCHASTIC = ("sgd", "adam", "adamw", "rmsprop")
+_SCHEDULES = {"constant": "constant", "invscaling": "invscaling", "adaptive": "reduce_on_plateau"}
+
+
+class _BaseMLP(BaseEstimator):
+    """Shared machinery; see MLPRegressor and MLPClassifier for the parameters."""
+
+    n_outputs_: int
+    training_record_: TrainingRecord
+
+    def __init__(
+        self,
+        hidden_layer_sizes: Any = (100,),
+        activation: Any = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: Any = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: Any = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int = 10,
+        max_fun: int = 15000,
+        output_activation: Any = None,
+        mu: float = 1e-3,
+        mu_dec: float = 0.1,
+        mu_inc: float = 10.0,
+        mu_max: float = 1e10,
+        goal: float = 0.0,
+        min_grad: float = 1e-7,
+        standardize: Any = "auto",
+        dtype: Any = "float64",
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.output_activation = output_activation
+        self.mu = mu
+        self.mu_dec = mu_dec
+        self.mu_inc = mu_inc
+        self.mu_max = mu_max
+        self.goal = goal
+        self.min_grad = min_grad
+        self.standardize = standardize
+        self.dtype = dtype
+
+    # ------------------------------------------------------------ to override
+    def _targets(self, y: Any, incremental: bool, reset: bool) -> Array:
+        raise NotImplementedError
+
+    def _output(self) -> tuple[Activation, Loss]:
+        raise NotImplementedError
+
+    def _score_fn(self, y: Any, pred: Any, sample_weight: Any = None) -> float:
+        raise NotImplementedError
+
+    def _val_targets(self, T: Array) -> Any:
+        return T
+
+    # ------------------------------------------------------------ validation
+    def _check_params(self) -> tuple[list[int], list[Activation]]:
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
+        for s in sizes:
+            if isinstance(s, bool) or not isinstance(s, Integral) or int(s) <= 0:
+                raise ValueError(f"hidden_layer_sizes must hold positive ints, got {sizes}")
+        acts = self.activation
+        if isinstance(acts, (list, tuple)):
+            if len(acts) != len(sizes):
+                raise ValueError(
+                    f"activation must be one name/Activation or a list with one per hidden "
+                    f"layer ({len(sizes)}), got a list of {len(acts)}"
+                )
+            hidden = [get_activation(a) for a in acts]
+        else:
+            hidden = [get_activation(acts) for _ in sizes]
+        if self.solver not in _SOLVERS:
+            raise ValueError(f"solver must be one of {_SOLVERS}, got {self.solver!r}")
+        if self.learning_rate not in _SCHEDULES:
+            raise ValueError(
+                f"learning_rate must be one of {tuple(_SCHEDULES)}, got {self.learning_rate!r}"
+            )
+        if not (self.batch_size == "auto" or (isinstance(self.batch_size, Integral)
+                                              and not isinstance(self.batch_size, bool)
+                                              and int(self.batch_size) >= 1)):
+            raise ValueError(f"batch_size must be 'auto' or an int >= 1, got {self.batch_size!r}")
+        if self.standardize not in ("auto", True, False):
+            raise ValueError(f"standardize must be 'auto', True or False, got {self.standardize!r}")
+        for name in ("learning_rate_init", "epsilon"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("alpha", "tol", "power_t", "goal", "min_grad"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("beta_1", "beta_2", "momentum"):
+            if not 0 <= getattr(self, name) <= (1 if name == "momentum" else 1 - 1e-16):
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(
+                f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
+            )
+        for name in ("max_iter", "n_iter_no_change", "max_fun"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        if np.dtype(self.dtype) not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        return sizes, hidden
+
+    def _standardizes(self) -> bool:
+        return self.solver == "lm" if self.standardize == "auto" else bool(self.standardize)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _BaseMLP:
+        """Fit the model to ``X`` (n_samples, n_features) and ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> _BaseMLP:
+        sizes, hidden = self._check_params()
+        dtype = np.dtype(self.dtype)
+        first = not hasattr(self, "network_") or (not self.warm_start and not incremental)
+        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
+                             reset=first, y_numeric=not isinstance(self, ClassifierMixin))
+        X = X.astype(dtype, copy=False)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        T = self._targets(y, incremental, reset=first)
+        sw = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(sample_weight, X, dtype=dtype)
+        rs = check_random_state(self.random_state)
+        if first:
+            self._init_model(X, T, sizes, hidden, dtype, rs)
+        Xs, Ts = self._scale_in(X), self._scale_out(T)
+        cfg, val = self._config(Xs, Ts, sw, incremental, rs)
+        if val is not None:
+            Xs, Ts, sw = val["train"]
+        callbacks = [self._score_callback(*val["validation"])] if val is not None else []
+        record = train(self.network_, Xs, Ts, cfg, sample_weight=sw,
+                       validation_data=None if val is None else val["validation"][:2],
+                       callbacks=callbacks, carry=self._carry)
+        self._after_fit(record, Xs.shape[0], incremental)
+        return self
+
+    def _init_model(self, X: Array, T: Array, sizes: list[int], hidden: list[Activation],
+                    dtype: np.dtype, rs: np.random.RandomState) -> None:
+        out_act, _ = self._output()
+        widths = [X.shape[1], *sizes, T.shape[1]]
+        acts = [*hidden, out_act]
+        layers = [Dense(a, b, f) for a, b, f in zip(widths[:-1], widths[1:], acts, strict=True)]
+        self.network_ = Network(layers, seed=int(rs.randint(2**31 - 1)), dtype=dtype)
+        self.x_mean_: Array | None = None
+        self.x_scale_: Array | None = None
+        self.y_mean_: Array | None = None
+        self.y_scale_: Array | None = None
+        if self._standardizes():
+            self.x_mean_, self.x_scale_ = X.mean(axis=0), _safe_std(X)
+            if self._standardizes_targets():
+                self.y_mean_, self.y_scale_ = T.mean(axis=0), _safe_std(T)
+        self._carry: dict[str, Any] = {}
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_: list[float] = []
+        self.validation_scores_: list[float] | None = [] if self.early_stopping else None
+        self.best_validation_score_: float | None = -np.inf if self.early_stopping else None
+        self.best_loss_: float | None = None if self.early_stopping else np.inf
+        self.n_layers_ = len(sizes) + 2
+        self.out_activation_ = {"sigmoid": "logistic"}.get(out_act.name, out_act.name)
+
+    def _standardizes_targets(self) -> bool:
+        return False
+
+    def _config(self, X: Array, T: Array, sw: Array | None, incremental: bool,
+                rs: np.random.RandomState) -> tuple[TrainConfig, dict[str, Any] | None]:
+        stochastic = self.solver in _STOCHASTIC
+        if incremental and not stochastic:
+            raise ValueError(f"partial_fit needs a stochastic solver {_STOCHASTIC}, "
+                             f"got solver={self.solver!r}")
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        val = None
+        if self.early_stopping:
+            val = self._split(X, T, sw, rs)
+            n = val["train"][0].shape[0]
+        else:
+            n = X.shape[0]
+        n_weight = n if sw is None else float(
+            (val["train"][2] if val is not None else sw).sum())
+        bs = min(200, n) if self.batch_size == "auto" else min(int(self.batch_size), n)
+        _, loss = self._output()
+        options: dict[str, Any] = {}
+        if self.solver == "sgd":
+            options = {"momentum": self.momentum,
+                       "nesterov": self.nesterovs_momentum and self.momentum > 0}
+        elif self.solver in ("adam", "adamw"):
+            options = {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+        elif self.solver == "rmsprop":
+            options = {"epsilon": self.epsilon}
+        schedule = _SCHEDULES[self.learning_rate] if self.solver == "sgd" else "constant"
+        sched_opts: dict[str, Any] = {}
+        if schedule == "invscaling":
+            sched_opts = {"power_t": self.power_t}
+        elif schedule == "reduce_on_plateau":
+            sched_opts = {"factor": 0.2, "patience": self.n_iter_no_change, "threshold": 0.0}
+        cfg = TrainConfig(
+            solver=self.solver, loss=loss, max_epochs=1 if incremental else self.max_iter,
+            batch_size=bs, lr=self.learning_rate_init, schedule=schedule,
+            schedule_options=sched_opts, optimizer_options=options,
+            # scikit-learn's penalty: alpha/2 ||W||^2 divided by the samples in the objective
+            alpha=self.alpha / (bs if stochastic else n_weight),
+            shuffle=self.shuffle, seed=int(rs.randint(2**31 - 1)),
+            early_stopping=self.early_stopping, max_fail=self.n_iter_no_change + 1,
+            n_iter_no_change=(self.n_iter_no_change + 1) if stochastic else None,
+            tol=self.tol if stochastic else 0.0,
+            goal=self.goal, min_grad=self.tol if self.solver == "lbfgs" else self.min_grad,
+            mu=self.mu, mu_dec=self.mu_dec, mu_inc=self.mu_inc, mu_max=self.mu_max,
+            max_fun=self.max_fun, verbose=bool(self.verbose),
+        )
+        return cfg, val
+
+    def _split(self, X: Array, T: Array, sw: Array | None,
+               rs: np.random.RandomState) -> dict[str, Any]:
+        stratify = None
+        if isinstance(self, ClassifierMixin) and T.shape[1] > 1 and self._multiclass:
+            stratify = T.argmax(axis=1)
+        elif isinstance(self, ClassifierMixin) and T.shape[1] == 1:
+            stratify = T[:, 0]
+        parts = [X, T] + ([] if sw is None else [sw])
+        split = train_test_split(*parts, test_size=self.validation_fraction,
+                                 random_state=rs, stratify=stratify)
+        if split[2].shape[0] < 2:
+            raise ValueError("The validation set is too small: increase validation_fraction "
+                             "or the number of samples (validation_fraction)")
+        sw_tr, sw_va = (split[4], split[5]) if sw is not None else (None, None)
+        return {"train": (split[0], split[2], sw_tr), "validation": (split[1], split[3], sw_va)}
+
+    def _score_callback(self, Xv: Array, Tv: Array, wv: Array | None) -> Any:
+        yv = self._val_targets(self._unscale_out(Tv))
+
+        def callback(entry: dict[str, Any], net: Network) -> None:
+            score = self._score_fn(yv, self._decode(self._unscale_out(net.forward(Xv))), wv)
+            entry["val_score"] = float(score)
+
+        return callback
+
+    def _after_fit(self, record: TrainingRecord, n_train: int, incremental: bool) -> None:
+        if incremental and hasattr(self, "training_record_"):
+            prev = self.training_record_
+            for e in record.epochs:
+                e["epoch"] += prev.n_epochs
+            prev.epochs.extend(record.epochs)
+            prev.stop_reason = record.stop_reason
+            record = prev
+        self.training_record_ = record
+        new = record.epochs if not incremental else record.epochs[-1:]
+        if not incremental:
+            self.loss_curve_ = []
+            if self.validation_scores_ is not None:
+                self.validation_scores_ = []
+        self.loss_curve_.extend(e["loss"] for e in new)
+        self.n_iter_ = len(self.loss_curve_)
+        self.t_ += n_train * len(new)
+        self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else np.nan
+        if self.early_stopping:
+            assert self.validation_scores_ is not None
+            self.validation_scores_.extend(e.get("val_score", np.nan) for e in new)
+            self.best_validation_score_ = float(np.nanmax(self.validation_scores_))
+        else:
+            self.best_loss_ = float(np.min(self.loss_curve_))
+        theta = self.network_.theta
+        if not np.isfinite(theta).all():  # never expected: training restores finite weights
+            raise ValueError("Solver produced non-finite parameter weights")
+        if record.stop_reason == "non_finite":
+            warnings.warn(f"training stopped: {STOP_REASONS['non_finite']}; the last finite "
+                          "weights were kept. Scale the inputs or lower learning_rate_init.",
+                          RuntimeWarning, stacklevel=3)
+        elif record.stop_reason == "max_epochs" and not incremental:
+            warnings.warn(f"{type(self).__name__}: maximum iterations ({self.max_iter}) reached "
+                          "and the optimization hasn't converged yet.", ConvergenceWarning,
+                          stacklevel=3)
+        self.coefs_, self.intercepts_ = self._folded_params()
+
+    # ---------------------------------------------------------- scaling
+    def _scale_in(self, X: Array) -> Array:
+        if getattr(self, "x_mean_", None) is None:
+            return X
+        return ((X - self.x_mean_) / self.x_scale_).astype(X.dtype, copy=False)
+
+    def _scale_out(self, T: Array) -> Array:
+        if getattr(self, "y_mean_", None) is None:
+            return T
+        return ((T - self.y_mean_) / self.y_scale_).astype(T.dtype, copy=False)
+
+    def _unscale_out(self, Y: Array) -> Array:
+        if getattr(self, "y_mean_", None) is None:
+            return Y
+        return Y * self.y_scale_ + self.y_mean_
+
+    def _folded_params(self) -> tuple[list[Array], list[Array]]:
+        """Weights with the standardisation folded in: the model in the data's units."""
+        coefs = [layer.W.copy() for layer in self.network_.layers]
+        intercepts = [layer.b.copy() for layer in self.network_.layers]
+        if self.x_mean_ is not None and self.x_scale_ is not None:
+            W0 = coefs[0] / self.x_scale_[:, None]
+            intercepts[0] = intercepts[0] - (self.x_mean_ @ W0)
+            coefs[0] = W0
+        if self.y_mean_ is not None:
+            coefs[-1] = coefs[-1] * self.y_scale_
+            intercepts[-1] = intercepts[-1] * self.y_scale_ + self.y_mean_
+        return coefs, intercepts
+
+    # ------------------------------------------------------------ predict
+    def _forward(self, X: Any) -> Array:
+        check_is_fitted(self, "network_")
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        X = X.astype(self.network_.dtype, copy=False)
+        return self._unscale_out(self.network_.forward(self._scale_in(X)))
+
+    def _decode(self, Y: Array) -> Any:
+        return Y
+
+    def jacobian(self, X: Any) -> Array:
+        """``d y_i / d theta`` per sample, (n_samples, n_outputs, P), in the targets' units.
+
+        ``theta`` is ``network_``'s flat parameter vector (``network_.get_flat()``).
+        """
+        check_is_fitted(self, "network_")
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        J = self.network_.jacobian(self._scale_in(X.astype(self.network_.dtype, copy=False)))
+        if self.y_scale_ is not None:
+            J *= self.y_scale_[None, :, None]
+        return J
+
+    def input_jacobian(self, X: Any) -> Array:
+        """``d y_i / d x_j`` per sample, (n_samples, n_outputs, n_features), data units."""
+        check_is_fitted(self, "network_")
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        J = self.network_.input_jacobian(
+            self._scale_in(X.astype(self.network_.dtype, copy=False)))
+        if self.x_scale_ is not None:
+            J /= self.x_scale_[None, None, :]
+        if self.y_scale_ is not None:
+            J *= self.y_scale_[None, :, None]
+        return J
+
+    def save(self, path: str) -> None:
+        """Write the fitted estimator to a safetensors file (see :func:`jacnet.load`)."""
+        from .io import save_estimator
+
+        save_estimator(self, path)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+
+
+def expected_failed_checks(estimator: _BaseMLP) -> dict[str, str]:
+    """The scikit-learn estimator checks expected to fail, with the reason.
+
+    Pass it to ``check_estimator(..., expected_failed_checks=...)`` or
+    ``parametrize_with_checks``. Only the stochastic solvers have one: with
+    ``solver="lbfgs"`` or ``"lm"`` every check passes.
+    """
+    if estimator.solver in _STOCHASTIC:
+        return {
+            "check_sample_weight_equivalence_on_dense_data": (
+                "mini-batch solvers see a repeated sample in other batches than a weighted "
+                "one, so the fits differ at the 1e-4 level; the full-batch solvers 'lbfgs' "
+                "and 'lm' satisfy the equivalence"
+            )
+        }
+    return {}
+
+
+def _safe_std(A: Array) -> Array:
+    s = A.std(axis=0)
+    return np.where(s > 0, s, 1.0).astype(A.dtype)
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multilayer perceptron regressor on exact Jacobian backpropagation.
+
+    The parameters of ``sklearn.neural_network.MLPRegressor`` keep their names, defaults
+    and meaning, plus:
+
+    Parameters
+    ----------
+    loss : {"squared_error", "huber", "poisson"}, default "squared_error"
+        ``squared_error`` is the seed's J normalised as scikit-learn does (half the mean
+        over samples and outputs); ``poisson`` uses an ``exp`` output.
+    solver : {"adam", "sgd", "lbfgs", "lm", "adamw", "rmsprop"}, default "adam"
+        ``"lm"``: Levenberg-Marquardt on exact Jacobians (MATLAB trainlm's settings
+        ``mu``, ``mu_dec``, ``mu_inc``, ``mu_max``, ``goal``, ``min_grad``).
+    activation : str, Activation or list, default "relu"
+        One for every hidden layer, or one per hidden layer (vector activations such as
+        softmax allowed).
+    output_activation : str or Activation, optional
+        Default identity (exp for poisson).
+    standardize : {"auto", True, False}, default "auto"
+        Standardise inputs and targets inside the model; "auto" does it for ``lm``.
+    dtype : {"float64", "float32"}, default "float64"
+
+    Attributes
+    ----------
+    network_ : Network
+    training_record_ : TrainingRecord
+    coefs_, intercepts_, loss_, best_loss_, loss_curve_, validation_scores_,
+    best_validation_score_, n_iter_, n_layers_, n_outputs_, out_activation_, t_,
+    n_features_in_, feature_names_in_ : as in scikit-learn.
+    """
+
+    def __init__(
+        self,
+        loss: str = "squared_error",
+        hidden_layer_sizes: Any = (100,),
+        activation: Any = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: Any = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: Any = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int = 10,
+        max_fun: int = 15000,
+        output_activation: Any = None,
+        mu: float = 1e-3,
+        mu_dec: float = 0.1,
+        mu_inc: float = 10.0,
+        mu_max: float = 1e10,
+        goal: float = 0.0,
+        min_grad: float = 1e-7,
+        standardize: Any = "auto",
+        dtype: Any = "float64",
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+            output_activation=output_activation,
+            mu=mu,
+            mu_dec=mu_dec,
+            mu_inc=mu_inc,
+            mu_max=mu_max,
+            goal=goal,
+            min_grad=min_grad,
+            standardize=standardize,
+            dtype=dtype,
+        )
+        self.loss = loss
+
+    def _output(self) -> tuple[Activation, Loss]:
+        losses = {"squared_error": "mse", "huber": "huber", "poisson": "poisson"}
+        if self.loss not in losses:
+            raise ValueError(f"loss must be one of {tuple(losses)}, got {self.loss!r}")
+        default = "exp" if self.loss == "poisson" else "identity"
+        act = get_activation(self.output_activation or default)
+        q = self.n_outputs_
+        # scikit-learn's units: half the mean over samples and outputs
+        factor = 1.0 / (2 * q) if self.loss == "squared_error" else 1.0 / q
+        return act, Scaled(get_loss(losses[self.loss]), factor)
+
+    def _standardizes_targets(self) -> bool:
+        act = get_activation(self.output_activation or "identity")
+        return self.loss != "poisson" and act.name == "identity"
+
+    def _targets(self, y: Any, incremental: bool, reset: bool) -> Array:
+        T = np.asarray(y, dtype=np.dtype(self.dtype))
+        self._y_1d = T.ndim == 1
+        T = T.reshape(T.shape[0], -1)
+        if self.loss == "poisson" and (T < 0).any():
+            raise ValueError("y must be non-negative for loss='poisson'")
+        if not reset and T.shape[1] != self.n_outputs_:
+            raise ValueError(f"y must have {self.n_outputs_} outputs as in the first fit, "
+                             f"got {T.shape[1]}")
+        self.n_outputs_ = T.shape[1]
+        return T
+
+    def _score_fn(self, y: Any, pred: Any, sample_weight: Any = None) -> float:
+        return float(r2_score(y, pred, sample_weight=sample_weight))
+
+    def predict(self, X: Any) -> Array:
+        """Predicted values, (n_samples,) for one output, else (n_samples, n_outputs)."""
+        Y = self._forward(X)
+        return Y.ravel() if Y.shape[1] == 1 else Y
+
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
+        """One epoch over ``(X, y)``, continuing the optimizer's state (stochastic solvers)."""
+        self._fit(X, y, sample_weight, incremental=True)
+        return self
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multilayer perceptron classifier on exact Jacobian backpropagation.
+
+    The parameters of ``sklearn.neural_network.MLPClassifier`` keep their names, defaults
+    and meaning; the extras are those of :class:`MLPRegressor`. The output is softmax with
+    cross-entropy for multiclass targets, sigmoid with binary cross-entropy for binary and
+    multilabel targets (``output_activation`` overrides the activation). With
+    ``solver="lm"`` the step uses the generalised Gauss-Newton model of the
+    cross-entropy (see ``jacnet.losses``).
+    """
+
+    def _output(self) -> tuple[Activation, Loss]:
+        if self._multiclass:
+            return get_activation(self.output_activation or "softmax"), get_loss("cross_entropy")
+        return (get_activation(self.output_activation or "sigmoid"),
+                get_loss("binary_cross_entropy"))
+
+    def _targets(self, y: Any, incremental: bool, reset: bool) -> Array:
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        if reset and not (incremental and hasattr(self, "_label_binarizer")):
+            self._label_binarizer = LabelBinarizer().fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            unseen = np.setdiff1d(classes, self.classes_)
+            if len(unseen):
+                raise ValueError(f"y has classes not seen in the first fit: {unseen.tolist()}; "
+                                 f"known classes_: {self.classes_.tolist()}")
+            if self.warm_start and not incremental and set(classes) != set(self.classes_):
+                raise ValueError("warm_start needs y to have the same classes as before, "
+                                 f"got {classes.tolist()} vs {self.classes_.tolist()}")
+        self._multiclass = self._label_binarizer.y_type_ == "multiclass"
+        T = self._label_binarizer.transform(y).astype(np.dtype(self.dtype))
+        self.n_outputs_ = T.shape[1]
+        return T
+
+    def _val_targets(self, T: Array) -> Any:
+        return self._label_binarizer.inverse_transform(T)
+
+    def _decode(self, Y: Array) -> Any:
+        return self._label_binarizer.inverse_transform(Y)
+
+    def _score_fn(self, y: Any, pred: Any, sample_weight: Any = None) -> float:
+        return float(accuracy_score(y, pred, sample_weight=sample_weight))
+
+    def predict(self, X: Any) -> Array:
+        """Predicted class labels."""
+        return self._decode(self._forward(X))
+
+    def predict_proba(self, X: Any) -> Array:
+        """Class probabilities, (n_samples, n_classes), columns ordered as ``classes_``."""
+        Y = self._forward(X)
+        if Y.shape[1] == 1 and not self._label_binarizer.y_type_.startswith("multilabel"):
+            return np.hstack([1 - Y, Y])
+        return Y
+
+    def predict_log_proba(self, X: Any) -> Array:
+        """``log(predict_proba(X))``."""
+        P = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(P)
+
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None,
+                    classes: Sequence[Any] | None = None) -> MLPClassifier:
+        """One epoch over ``(X, y)``; ``classes`` is required on the first call."""
+        if not hasattr(self, "classes_"):
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit")
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(np.asarray(classes))
+            self.classes_ = self._label_binarizer.classes_
+        self._fit(X, y, sample_weight, incremental=True)
+        return self
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
