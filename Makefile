@@ -25,8 +25,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
+# Two pytest workers on two cores: one BLAS thread each, or OpenBLAS threads spin
+# against each other and small products run many times slower.
 test: lint
-	$(BIN)/python -m pytest -q -n 2
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run
