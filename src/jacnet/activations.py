@@ -108,6 +108,9 @@ class Activation:
                 f"(N, m, m) = {(N, m, m)}, got "
                 f"{getattr(J, 'shape', type(J).__name__)}"
             )
+        # One dtype end to end: a user Jacobian built in float64 (np.eye's default) must
+        # not upcast a float32 network's backward pass.
+        J = J.astype(G.dtype, copy=False)
         if G.ndim == 2:
             return np.matmul(G[:, None, :], J)[:, 0, :]
         return np.matmul(G, J)
