@@ -9,6 +9,7 @@ Formulas are named as in the lecture notes (``seed 1``-``seed 6``, ``seed R-b``,
 from .activations import ACTIVATIONS, Activation, Elementwise, get_activation, register_activation
 from .estimators import MLPClassifier, MLPRegressor
 from .gradcheck import GradCheck, gradcheck
+from .io import ModelFileError, load, load_network, save_network
 from .layers import Dense
 from .losses import LOSSES, Loss, get_loss
 from .network import Network
@@ -30,6 +31,7 @@ __all__ = [
     "Elementwise",
     "GradCheck",
     "Loss",
+    "ModelFileError",
     "MLPClassifier",
     "MLPRegressor",
     "Network",
@@ -40,6 +42,9 @@ __all__ = [
     "get_optimizer",
     "get_schedule",
     "gradcheck",
+    "load",
+    "load_network",
     "register_activation",
+    "save_network",
     "train",
 ]
