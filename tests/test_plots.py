@@ -1,0 +1,74 @@
+"""The PNG figures: written, readable as images, not blank."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from jacnet import plots
+from jacnet.record import TrainingRecord
+
+
+def assert_picture(path, min_size=(200, 300)):
+    """A readable PNG of at least ``min_size`` (rows, columns) with visible content."""
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[0] >= min_size[0] and image.shape[1] >= min_size[1]
+    gray = image[..., :3].mean(axis=2)
+    assert gray.std() > 0.05, "the picture is (nearly) blank"
+    assert (gray < 0.5).mean() > 0.002, "no dark pixels: no text, lines or markers"
+
+
+def _record(n=40, validation=True, test=True):
+    epochs = []
+    for k in range(1, n + 1):
+        epochs.append({"epoch": k, "loss": 2.0 / k, "val_loss": 2.2 / k + 0.01 * k if validation
+                       else None, "test_loss": 2.4 / k + 0.012 * k if test else None})
+    return TrainingRecord(solver="adam", epochs=epochs, stop_reason="validation",
+                          best_epoch=14)
+
+
+@pytest.mark.parametrize("sets", [(True, True), (False, False), (True, False)])
+def test_plots_loss_curves(tmp_path, sets):
+    plots.loss_curves(_record(validation=sets[0], test=sets[1]), tmp_path / "loss.png")
+    assert_picture(tmp_path / "loss.png")
+    assert os.listdir(tmp_path) == ["loss.png"]  # written atomically, no temporary left
+
+
+def test_plots_loss_curves_single_epoch(tmp_path):
+    plots.loss_curves(_record(n=1), tmp_path / "loss.png")
+    assert_picture(tmp_path / "loss.png")
+
+
+def test_plots_predicted_vs_true_several_outputs(tmp_path):
+    rng = np.random.default_rng(0)
+    splits = {}
+    for name, n in (("train", 50), ("validation", 10), ("test", 10)):
+        t = rng.normal(size=(n, 2))
+        splits[name] = (t, t + 0.3 * rng.normal(size=(n, 2)))
+    plots.predicted_vs_true(splits, tmp_path / "pvt.png", names=["height", "weight"])
+    assert_picture(tmp_path / "pvt.png", (300, 600))
+
+
+def test_plots_predicted_vs_true_skips_empty_split(tmp_path):
+    t = np.linspace(0, 1, 20)
+    plots.predicted_vs_true({"train": (t, t**2), "test": (t[:0], t[:0])}, tmp_path / "p.png")
+    assert_picture(tmp_path / "p.png")
+
+
+def test_plots_confusion_matrix(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.choice(["cat", "dog", "bird"], size=60)
+    pred = np.where(rng.random(60) < 0.8, y, "dog")
+    plots.confusion_matrix(y, pred, ["bird", "cat", "dog"], tmp_path / "c.png")
+    assert_picture(tmp_path / "c.png")
+
+
+def test_plots_blank_picture_is_caught(tmp_path):
+    from matplotlib.figure import Figure
+
+    Figure(figsize=(5, 4)).savefig(tmp_path / "blank.png")
+    with pytest.raises(AssertionError, match="blank"):
+        assert_picture(tmp_path / "blank.png")
