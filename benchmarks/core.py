@@ -1,0 +1,330 @@
+"""Suite "core": the engine's three hot paths against their alternatives, float64.
+
+1. ``Softmax.vjp`` in closed form against the generic path that builds the Jacobian.
+2. ``Network.jacobian`` against ``torch.func.vmap(torch.func.jacrev(f))``.
+3. ``Network.gauss_newton`` (streamed, syrk) against a materialised ``J.T @ J`` in numpy
+   and in torch, and against the machine's own dsyrk rate on chunks of the same shape.
+
+Every comparison first checks that both sides agree to 1e-10 (scaled by the largest
+entry), then times them on the same data with the same threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from scipy.linalg import blas
+
+import jacnet as jn
+
+from ._harness import Case, Context, Row, check_close
+
+TITLE = "Core engine (float64)"
+DESCRIPTION = """\
+Closed-form softmax vjp against the generic Jacobian path; per-sample parameter Jacobians
+against `torch.func.vmap(torch.func.jacrev(f))` (explicit function of the parameter tensors,
+same weights, output flattened to jacnet's theta order and checked equal to 1e-10 before
+timing); streaming Gauss-Newton `JᵀJ, Jᵀr` against a materialised `J.T @ J` (numpy, torch)
+and against scipy's `dsyrk` run on chunks of the same shape (the BLAS ceiling: its ratio is
+GN's effective GFLOP/s as a fraction of dsyrk's). Networks are `n_in-h-h-n_out` with tanh
+hidden layers and a linear output."""
+
+Array = np.ndarray
+TOL = 1e-10
+
+# Sizes: (full, smoke).
+SOFTMAX_N = (256, 8)
+SOFTMAX_M = ((10, 100, 1000), (3, 10))
+JACOBIAN_SHAPES = (
+    (((8, 64, 64, 1), 10_000), ((13, 32, 32, 3), 5_000), ((64, 128, 128, 10), 2_000)),
+    (((3, 5, 4, 2), 11), ((4, 6, 1), 9)),
+)
+GN_SHAPES = (
+    (((13, 32, 32, 3), 5_000), ((8, 64, 64, 1), 10_000)),
+    (((3, 5, 4, 2), 13),),
+)
+# Verify the Jacobian on all samples while J fits in this; on the first rows otherwise.
+VERIFY_BYTES = 512 * 2**20
+
+
+def _tag(widths: Sequence[int]) -> str:
+    return "-".join(map(str, widths))
+
+
+def make_network(widths: Sequence[int], seed: int = 0) -> jn.Network:
+    """``n_in-h-...-n_out``: tanh hidden layers, a linear output, float64."""
+    pairs = list(zip(widths[:-1], widths[1:], strict=True))
+    layers = [jn.Dense(a, b, "tanh") for a, b in pairs[:-1]]
+    layers.append(jn.Dense(*pairs[-1], "identity"))
+    return jn.Network(layers, seed=seed, dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------- torch
+_TORCH_ACTS: dict[str, Callable[[Any], Any]] = {
+    "identity": lambda h: h,
+    "tanh": lambda h: h.tanh(),
+    "sigmoid": lambda h: h.sigmoid(),
+    "relu": lambda h: h.relu(),
+    "softmax": lambda h: h.softmax(-1),
+}
+
+
+def torch_params(torch: ModuleType, net: jn.Network) -> tuple[Any, ...]:
+    """``(W_1, b_1, W_2, b_2, ...)`` as float64 tensors, jacnet's ``(n_in, n_out)`` layout."""
+    return tuple(
+        torch.tensor(a, dtype=torch.float64) for layer in net.layers for a in (layer.W, layer.b)
+    )
+
+
+def torch_jacobian_parts(torch: ModuleType, net: jn.Network) -> Callable[[Any, Any], Any]:
+    """``parts(params, X)``: ``vmap(jacrev(f))``, one ``(N, q, *param.shape)`` per parameter.
+
+    ``f(params, x)`` maps one sample ``x`` (n_in,) to ``y`` (q,) with the same row-vector
+    convention as jacnet (``h @ W + b``), so each part flattens in C order like theta.
+    """
+    acts = [_TORCH_ACTS[layer.activation.name] for layer in net.layers]
+
+    def f(params: tuple[Any, ...], x: Any) -> Any:
+        h = x
+        for k, act in enumerate(acts):
+            h = act(h @ params[2 * k] + params[2 * k + 1])
+        return h
+
+    return torch.func.vmap(torch.func.jacrev(f), in_dims=(None, 0))
+
+
+def torch_jacobian_fn(torch: ModuleType, net: jn.Network) -> Callable[[Any, Any], Any]:
+    """``jac(params, X) -> (N, q, P)``: the parts concatenated in theta order, like jacnet."""
+    parts_fn = torch_jacobian_parts(torch, net)
+
+    def jac(params: tuple[Any, ...], X: Any) -> Any:
+        parts = parts_fn(params, X)
+        n, q = X.shape[0], net.n_out
+        return torch.cat([p.reshape(n, q, -1) for p in parts], dim=2)
+
+    return jac
+
+
+# ------------------------------------------------------------------ 1. softmax vjp
+def softmax_case(ctx: Context, m: int, n: int) -> list[Row]:
+    case = f"core.softmax_vjp.m{m}"
+    name = f"softmax vjp, closed form (N={n}, m={m})"
+    peer = "generic vjp (builds f')"
+    rng = np.random.default_rng(0)
+    sm = jn.get_activation("softmax")
+    T = rng.standard_normal((n, m))
+    Y = sm.forward(T)
+    G = rng.standard_normal((n, m))
+    skip = ctx.skip_for_memory(2 * n * m * m * 8)
+    if skip:
+        return [ctx.row(case, name, peer, status="skip", note=skip)]
+    closed = partial(sm.vjp, T, Y, G)
+    generic = partial(jn.Activation.vjp, sm, T, Y, G)
+    check_close(f"{case}: closed vs generic", closed(), generic(), TOL)
+    t = ctx.measure({"jacnet": closed, "generic": generic})
+    return [
+        ctx.row(
+            case,
+            name,
+            peer,
+            jacnet=t["jacnet"],
+            peer_time=t["generic"],
+            target=50.0 if m >= 1000 else None,
+        )
+    ]
+
+
+# ------------------------------------------------------------------- 2. Jacobians
+def jacobian_case(ctx: Context, widths: Sequence[int], n: int) -> list[Row]:
+    case = f"core.jacobian.{_tag(widths)}"
+    net = make_network(widths)
+    P, q = net.n_params, net.n_out
+    name = f"`net.jacobian` {_tag(widths)} (N={n}, P={P}, J {n * q * P * 8 / 2**20:.0f} MiB)"
+    peer = "torch.func vmap(jacrev)"
+    if ctx.torch is None:
+        return [ctx.row(case, name, peer, note=ctx.torch_note)]
+    torch = ctx.torch
+    X = np.random.default_rng(1).standard_normal((n, widths[0]))
+    bytes_J = n * q * P * 8
+    skip = ctx.skip_for_memory(3 * bytes_J)  # torch holds the parts and their concatenation
+    if skip:
+        return [ctx.row(case, name, peer, status="skip", note=skip)]
+    params = torch_params(torch, net)
+    jac = torch_jacobian_fn(torch, net)
+    Xt = torch.from_numpy(X)
+    rows_checked = min(n, max(1, VERIFY_BYTES // (q * P * 8)))
+    err = check_close(
+        f"{case}: jacnet vs torch",
+        net.jacobian(X[:rows_checked]),
+        jac(params, Xt[:rows_checked]).numpy(),
+        TOL,
+    )
+    parts = torch_jacobian_parts(torch, net)
+    t = ctx.measure(
+        {
+            "jacnet": partial(net.jacobian, X),
+            "torch": partial(jac, params, Xt),
+            "parts": partial(parts, params, Xt),
+        }
+    )
+    checked = "all" if rows_checked == n else f"the first {rows_checked}"
+    note = f"checked on {checked} samples, scaled max difference {err:.1e}"
+    return [
+        ctx.row(
+            case,
+            name,
+            peer + ", concatenated to (N, q, P)",
+            jacnet=t["jacnet"],
+            peer_time=t["torch"],
+            target=3.0,
+            note=note,
+        ),
+        ctx.row(
+            case,
+            name,
+            peer + ", per-parameter tuple (no concatenation)",
+            jacnet=t["jacnet"],
+            peer_time=t["parts"],
+            note="for reference: torch's own output format, not the same result as "
+            "jacnet's single theta-ordered array; no target",
+        ),
+    ]
+
+
+# ------------------------------------------------------------- 3. Gauss-Newton
+def _chunk(n: int, width: int) -> int:
+    """The engine's own default chunk (samples), so dsyrk runs on the same shape."""
+    try:
+        from jacnet.jacobian import default_chunk
+    except ImportError:  # the engine renamed it: fall back to its documented 4 Mi elements
+        return max(1, min(n, (1 << 22) // max(1, width)))
+    return int(default_chunk(n, width))
+
+
+def dsyrk_chunks(n_rows: int, P: int, rows_per_chunk: int) -> Callable[[], Array]:
+    """``JᵀJ`` by scipy's dsyrk over chunks of ``rows_per_chunk`` rows, as the engine calls it.
+
+    The same flop count (``n_rows * P²``) and the same chunk shape as streaming
+    Gauss-Newton, minus everything that is not syrk: the machine's ceiling for it.
+    """
+    A = np.random.default_rng(2).standard_normal((rows_per_chunk, P))
+    syrk = blas.get_blas_funcs("syrk", dtype=A.dtype)
+    sizes = [min(rows_per_chunk, n_rows - s) for s in range(0, n_rows, rows_per_chunk)]
+
+    def run() -> Array:
+        C = np.zeros((P, P), order="F")
+        for rows in sizes:
+            C = syrk(1.0, A[:rows].T, beta=1.0, c=C, trans=0, lower=0, overwrite_c=1)
+        return C
+
+    return run
+
+
+def gauss_newton_case(ctx: Context, widths: Sequence[int], n: int) -> list[Row]:
+    case = f"core.gauss_newton.{_tag(widths)}"
+    net = make_network(widths)
+    P, q = net.n_params, net.n_out
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((n, widths[0]))
+    R = rng.standard_normal((n, q))
+    r = R.reshape(n * q)
+    chunk = _chunk(n, q * P)
+    name = f"`net.gauss_newton` {_tag(widths)} (N={n}, P={P})"
+    skip = ctx.skip_for_memory(3 * n * q * P * 8 + 4 * P * P * 8)
+    if skip:
+        return [
+            ctx.row(case, name, p, status="skip", note=skip)
+            for p in ("numpy J.T @ J", "torch jacrev + matmul", "dsyrk rate")
+        ]
+
+    def numpy_gn() -> tuple[Array, Array]:
+        A = net.jacobian(X).reshape(n * q, P)
+        return A.T @ A, A.T @ r
+
+    JtJ, Jtr = net.gauss_newton(X, R)
+    e_np = max(
+        check_close(f"{case}: JtJ vs numpy", JtJ, (ref := numpy_gn())[0], TOL),
+        check_close(f"{case}: Jtr vs numpy", Jtr, ref[1], TOL),
+    )
+    del ref
+    fns: dict[str, Callable[[], Any]] = {
+        "jacnet": partial(net.gauss_newton, X, R),
+        "numpy": numpy_gn,
+        "dsyrk": dsyrk_chunks(n * q, P, chunk * q),
+    }
+    e_t = None
+    if ctx.torch is not None:
+        torch = ctx.torch
+        params, jac = torch_params(torch, net), torch_jacobian_fn(torch, net)
+        Xt, rt = torch.from_numpy(X), torch.from_numpy(r)
+
+        def torch_gn() -> tuple[Any, Any]:
+            Jt = jac(params, Xt).reshape(n * q, P)
+            return Jt.T @ Jt, Jt.T @ rt
+
+        out = torch_gn()
+        e_t = max(
+            check_close(f"{case}: JtJ vs torch", JtJ, out[0].numpy(), TOL),
+            check_close(f"{case}: Jtr vs torch", Jtr, out[1].numpy(), TOL),
+        )
+        del out
+        fns["torch"] = torch_gn
+    del JtJ, Jtr
+    t = ctx.measure(fns)
+    flops = n * q * P * P
+    gn_rate = flops / t["jacnet"].median / 1e9
+    syrk_rate = flops / t["dsyrk"].median / 1e9
+    rows = [
+        ctx.row(
+            case,
+            name,
+            "numpy: materialised `J.T @ J`",
+            jacnet=t["jacnet"],
+            peer_time=t["numpy"],
+            note=f"agrees to {e_np:.1e}",
+        ),
+        ctx.row(
+            case,
+            name,
+            "torch jacrev + `J.T @ J`",
+            jacnet=t["jacnet"],
+            peer_time=t.get("torch"),
+            target=2.0,
+            note=ctx.torch_note if e_t is None else f"agrees to {e_t:.1e}",
+        ),
+        ctx.row(
+            case,
+            name,
+            f"dsyrk on {chunk * q}×{P} chunks",
+            jacnet=t["jacnet"],
+            peer_time=t["dsyrk"],
+            target=0.8,
+            kind="fraction",
+            note=f"GN {gn_rate:.1f} GFLOP/s vs dsyrk {syrk_rate:.1f} GFLOP/s "
+            f"(flops = N·q·P², chunk {chunk} samples)",
+        ),
+    ]
+    return rows
+
+
+# --------------------------------------------------------------------------- cases
+def cases(smoke: bool) -> list[Case]:
+    """Every case of the suite; ``smoke`` picks the tiny sizes."""
+    i = 1 if smoke else 0
+    out = [
+        Case(f"core.softmax_vjp.m{m}", partial(softmax_case, m=m, n=SOFTMAX_N[i]))
+        for m in SOFTMAX_M[i]
+    ]
+    out += [
+        Case(f"core.jacobian.{_tag(w)}", partial(jacobian_case, widths=w, n=n))
+        for w, n in JACOBIAN_SHAPES[i]
+    ]
+    out += [
+        Case(f"core.gauss_newton.{_tag(w)}", partial(gauss_newton_case, widths=w, n=n))
+        for w, n in GN_SHAPES[i]
+    ]
+    return out

@@ -1,0 +1,76 @@
+"""The benchmark runner's smoke mode: every case runs and agrees with its peer.
+
+Correctness only (tiny sizes, no timing asserted). It must pass without torch, so one run
+forces the torch peers off; the other uses torch when it is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run_smoke(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("OPENBLAS_CORETYPE", None)
+    env.pop("OPENBLAS_L2_SIZE", None)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--smoke",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _section(text: str, suite: str) -> str:
+    start, end = f"<!-- suite:{suite}:start -->", f"<!-- suite:{suite}:end -->"
+    assert text.count(start) == 1 and text.count(end) == 1
+    return text[text.index(start) : text.index(end)]
+
+
+def test_benchmarks_smoke_runs_without_torch(tmp_path: Path) -> None:
+    out = tmp_path / "b.md"
+    out.write_text(
+        "# mine\n\n<!-- suite:core:start -->\nstale-row-42\n<!-- suite:core:end -->\n\n"
+        "<!-- suite:other:start -->\nkeep me\n<!-- suite:other:end -->\n"
+    )
+    proc = _run_smoke(out, "--no-torch")
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    # its own section is replaced; the rest of the file is left as it was
+    assert text.startswith("# mine\n")
+    assert "keep me" in _section(text, "other")
+    core = _section(text, "core")
+    assert "stale-row-42" not in core
+    assert "core.softmax_vjp" in core and "core.jacobian" in core and "core.gauss_newton" in core
+    assert "| skip |" in core  # torch rows are skipped with a note, not failed
+    assert "FAIL" not in core
+    assert "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benchmarks.run" in core
+
+
+def test_benchmarks_smoke_agrees_with_torch(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    out = tmp_path / "b.md"
+    proc = _run_smoke(out)
+    assert proc.returncode == 0, proc.stderr
+    core = _section(out.read_text(), "core")
+    assert "torch.func vmap(jacrev)" in core
+    assert "| skip |" not in core and "FAIL" not in core
