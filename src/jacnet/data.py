@@ -1,0 +1,364 @@
+"""Tabular data for the command line: files, built-in datasets, encoding, task, division.
+
+Files are CSV, TSV, Parquet or ``.npz`` (arrays ``X`` and ``y``, or one 1-D array per
+column). Feature columns that hold text are one-hot encoded with the category list kept
+in the model file, so ``jacnet predict`` encodes new data identically. Every problem is a
+:class:`DataError` whose message is one line naming the file, column or row.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "BUILTIN",
+    "MAX_CATEGORIES",
+    "DataError",
+    "FeatureEncoder",
+    "builtin",
+    "default_targets",
+    "divide",
+    "infer_task",
+    "read_table",
+    "target_values",
+]
+
+#: Most distinct values a text feature column may have to be one-hot encoded.
+MAX_CATEGORIES = 50
+#: Most distinct values of an integer target still read as class labels.
+MAX_CLASSES = 20
+#: The built-in datasets (scikit-learn's bundled copies; no download).
+BUILTIN = ("digits", "iris", "wine", "breast_cancer", "diabetes", "linnerud")
+
+_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "csv",
+             ".parquet": "parquet", ".pq": "parquet", ".npz": "npz"}
+
+
+class DataError(ValueError):
+    """Unusable input data; the message is one line meant for the user."""
+
+
+# ------------------------------------------------------------------------- reading
+def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a CSV/TSV/Parquet/``.npz`` file into a DataFrame with string column names."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"file not found: {p}")
+    if p.is_dir():
+        raise DataError(f"{p} is a directory, not a data file")
+    suffixes = [s.lower() for s in p.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".bz2", ".xz", ".zip", ".zst"):
+        suffixes = suffixes[:-1]
+    kind = _SUFFIXES.get(suffixes[-1] if suffixes else "")
+    if kind is None:
+        raise DataError(f"{p}: unsupported file type {p.suffix or '(none)'!r}; "
+                        "use .csv, .tsv, .parquet or .npz")
+    if p.stat().st_size == 0:
+        raise DataError(f"{p} is empty")
+    try:
+        if kind == "npz":
+            frame = _read_npz(p)
+        elif kind == "parquet":
+            frame = pd.read_parquet(p)
+        else:
+            frame = pd.read_csv(p, sep="\t" if kind == "tsv" else ",")
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{p} is empty") from None
+    except Exception as exc:  # parsers raise many types; the user needs the one line
+        raise DataError(f"cannot read {p} as {kind}: {_one_line(exc)}") from None
+    frame.columns = [str(c) for c in frame.columns]
+    if len(set(frame.columns)) != frame.shape[1]:
+        raise DataError(f"{p} has duplicate column names")
+    if frame.shape[0] == 0:
+        raise DataError(f"{p} has no data rows")
+    if frame.shape[1] == 0:
+        raise DataError(f"{p} has no columns")
+    return frame
+
+
+def _read_npz(p: Path) -> pd.DataFrame:
+    with np.load(p, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    if not arrays:
+        raise DataError(f"{p} holds no arrays")
+    if "X" in arrays:
+        X = arrays.pop("X")
+        if X.ndim != 2:
+            raise DataError(f"{p}: X must be 2-D (samples, features), got shape {X.shape}")
+        cols: dict[str, Any] = {f"x{j}": X[:, j] for j in range(X.shape[1])}
+        y = arrays.pop("y", None)
+        if y is not None:
+            if y.ndim == 1:
+                cols["y"] = y
+            elif y.ndim == 2:
+                cols.update({f"y{j}": y[:, j] for j in range(y.shape[1])})
+            else:
+                raise DataError(f"{p}: y must be 1-D or 2-D, got shape {y.shape}")
+        arrays = {}
+    else:
+        cols = {}
+    for k, a in arrays.items():
+        if a.ndim != 1:
+            raise DataError(f"{p}: array {k!r} must be 1-D to be a column (or name the "
+                            f"arrays X and y), got shape {a.shape}")
+        cols[k] = a
+    lengths = {len(v) for v in cols.values()}
+    if len(lengths) > 1:
+        raise DataError(f"{p}: arrays have different lengths {sorted(lengths)}")
+    return pd.DataFrame(cols)
+
+
+def builtin(name: str) -> tuple[pd.DataFrame, list[str]]:
+    """A built-in dataset as ``(frame, target columns)``; class labels use their names."""
+    from sklearn import datasets
+
+    if name not in BUILTIN:
+        raise DataError(f"unknown dataset {name!r}; built-in datasets: {', '.join(BUILTIN)}")
+    bunch = getattr(datasets, f"load_{name}")(as_frame=True)
+    frame = bunch.frame.copy()
+    targets = [bunch.target.name] if bunch.target.ndim == 1 else list(bunch.target.columns)
+    if name in ("iris", "wine", "breast_cancer"):
+        frame[targets[0]] = np.asarray(bunch.target_names)[frame[targets[0]].to_numpy()]
+    frame.columns = [str(c) for c in frame.columns]
+    return frame, targets
+
+
+def default_targets(frame: pd.DataFrame) -> list[str]:
+    """The columns ``y``/``y0, y1, ...`` of an ``.npz`` with ``X`` and ``y``, else the last."""
+    ys = [c for c in frame.columns if c == "y" or (c[:1] == "y" and c[1:].isdigit())]
+    if ys and all(c == "y" or c[:1] in "xy" and c[1:].isdigit() for c in frame.columns):
+        return ys
+    return [str(frame.columns[-1])]
+
+
+# ------------------------------------------------------------------------ features
+@dataclass
+class FeatureEncoder:
+    """Feature columns to a float matrix: numbers as they are, text columns one-hot.
+
+    Attributes
+    ----------
+    columns : list of str
+        The feature columns of the data, in order.
+    categories : dict of str -> list of str
+        For each one-hot encoded column, its categories (the order of its new columns).
+    """
+
+    columns: list[str]
+    categories: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, columns: list[str]) -> FeatureEncoder:
+        """Decide per column: numeric, one-hot (at most ``MAX_CATEGORIES`` values) or error."""
+        if not columns:
+            raise DataError("no feature columns left (every column is a target or dropped)")
+        categories: dict[str, list[str]] = {}
+        for col in columns:
+            s = frame[col]
+            _no_missing(s, col, "feature")
+            if _numeric(s) is not None:
+                continue
+            if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s):
+                raise DataError(f"feature column {col!r} holds dates or times; convert it to "
+                                "numbers or leave it out with --drop")
+            values = s.astype(str)
+            n = values.nunique()
+            if n > MAX_CATEGORIES:
+                raise DataError(
+                    f"feature column {col!r} holds text with {n} distinct values (such as "
+                    f"{values.iloc[0]!r}); jacnet one-hot encodes text columns of at most "
+                    f"{MAX_CATEGORIES} values: encode it as numbers or leave it out with --drop")
+            categories[col] = sorted(values.unique().tolist())
+        return cls(list(columns), categories)
+
+    @property
+    def names(self) -> list[str]:
+        """The encoded columns: a numeric column's name, or ``column=category``."""
+        out: list[str] = []
+        for col in self.columns:
+            if col in self.categories:
+                out.extend(f"{col}={c}" for c in self.categories[col])
+            else:
+                out.append(col)
+        return out
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The encoded float64 feature frame, columns :attr:`names`, rows as given."""
+        missing = [c for c in self.columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"the data lacks the feature column(s) {_list(missing)} the "
+                            "model was trained on")
+        parts = []
+        for col in self.columns:
+            s = frame[col]
+            _no_missing(s, col, "feature")
+            if col in self.categories:
+                known = self.categories[col]
+                values = s.astype(str)
+                unseen = sorted(set(values.unique()) - set(known))
+                if unseen:
+                    raise DataError(f"feature column {col!r} has values not seen in training: "
+                                    f"{_list(unseen)} (known: {_list(known)})")
+                onehot = (values.to_numpy()[:, None] == np.asarray(known)[None, :])
+                parts.append(pd.DataFrame(onehot.astype(np.float64), index=frame.index,
+                                          columns=[f"{col}={c}" for c in known]))
+            else:
+                num = _numeric(s)
+                if num is None:
+                    bad = s[pd.to_numeric(s, errors="coerce").isna()]
+                    raise DataError(f"feature column {col!r} holds a non-numeric value "
+                                    f"{bad.iloc[0]!r} at row index {bad.index[0]}")
+                parts.append(pd.DataFrame({col: num}, index=frame.index))
+        return pd.concat(parts, axis=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"columns": list(self.columns), "categories": dict(self.categories)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureEncoder:
+        columns, categories = d["columns"], d.get("categories", {})
+        if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)
+                and isinstance(categories, dict)
+                and all(isinstance(v, list) and k in columns for k, v in categories.items())):
+            raise DataError("the model file's feature encoding is malformed")
+        return cls(columns, {k: [str(c) for c in v] for k, v in categories.items()})
+
+
+def _numeric(s: pd.Series) -> np.ndarray | None:
+    """The column as float64, or None when some value is not a number."""
+    if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+        return s.to_numpy(dtype=np.float64)
+    if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s):
+        return None
+    num = pd.to_numeric(s, errors="coerce")
+    return None if num.isna().any() else num.to_numpy(dtype=np.float64)
+
+
+def _no_missing(s: pd.Series, col: str, what: str) -> None:
+    isna = s.isna()
+    if isna.any():
+        raise DataError(f"{what} column {col!r} has {int(isna.sum())} missing value(s), the "
+                        f"first at row index {isna.to_numpy().argmax()}; fill or drop them")
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        bad = ~np.isfinite(s.to_numpy(dtype=np.float64))
+        if bad.any():
+            raise DataError(f"{what} column {col!r} has {int(bad.sum())} infinite value(s), "
+                            f"the first at row index {bad.argmax()}")
+
+
+# -------------------------------------------------------------------------- targets
+def check_columns(frame: pd.DataFrame, names: list[str], what: str) -> None:
+    """A one-line error for names that are not columns of ``frame``."""
+    unknown = [c for c in names if c not in frame.columns]
+    if unknown:
+        raise DataError(f"unknown {what} column {_list(unknown)}; the columns are "
+                        f"{_list(list(frame.columns))}")
+
+
+def infer_task(frame: pd.DataFrame, targets: list[str]) -> str:
+    """``"classification"`` for text, boolean or few-valued integer targets, else regression.
+
+    Several targets are regression, or multilabel classification when all are 0/1.
+    """
+    kinds = []
+    for col in targets:
+        s = frame[col]
+        if pd.api.types.is_float_dtype(s):
+            kinds.append("regression")
+        elif pd.api.types.is_integer_dtype(s):
+            kinds.append("classification" if s.nunique() <= MAX_CLASSES else "regression")
+        else:
+            kinds.append("classification")
+    if len(targets) == 1 or len(set(kinds)) == 1 and kinds[0] == "regression":
+        return kinds[0]
+    if all(k == "classification" and set(frame[c].unique()) <= {0, 1}
+           for k, c in zip(kinds, targets, strict=True)):
+        return "classification"
+    raise DataError(f"several targets {_list(targets)} must all be numbers (regression) or "
+                    "all 0/1 (multilabel classification); pass --task or one --target")
+
+
+def target_values(frame: pd.DataFrame, targets: list[str], task: str) -> np.ndarray:
+    """The targets as an array: (n,) for one target, (n, k) for several.
+
+    Class labels keep their kind (int, bool, str); regression targets are float64.
+    """
+    for col in targets:
+        _no_missing(frame[col], col, "target")
+    cols = []
+    for col in targets:
+        s = frame[col]
+        if task == "regression":
+            num = _numeric(s)
+            if num is None or pd.api.types.is_bool_dtype(s):
+                raise DataError(f"target {col!r} is not numeric (e.g. {s.iloc[0]!r}); use "
+                                "--task classification for class labels")
+            cols.append(num)
+        elif pd.api.types.is_bool_dtype(s) or pd.api.types.is_integer_dtype(s):
+            cols.append(s.to_numpy())
+        elif pd.api.types.is_float_dtype(s):
+            v = s.to_numpy(dtype=np.float64)
+            if not np.array_equal(v, np.round(v)):
+                raise DataError(f"target {col!r} holds non-integer numbers; classification "
+                                "needs class labels (use --task regression)")
+            cols.append(v.astype(np.int64))
+        else:
+            cols.append(s.astype(str).to_numpy(dtype=str))
+    if task == "classification":
+        for col, v in zip(targets, cols, strict=True):
+            if len(np.unique(v)) < 2:
+                raise DataError(f"target {col!r} has a single class {v[0]!r}; classification "
+                                "needs at least two")
+    return cols[0] if len(cols) == 1 else np.column_stack(cols)
+
+
+# ------------------------------------------------------------------------- division
+def divide(n: int, val_fraction: float, test_fraction: float, seed: int,
+           stratify: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Seeded train/validation/test row indices (sorted), stratified by class if possible."""
+    from sklearn.model_selection import train_test_split
+
+    for name, f in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
+        if not 0 <= f < 1:
+            raise DataError(f"{name} must be in [0, 1), got {f}")
+    if val_fraction + test_fraction >= 1:
+        raise DataError(f"--val-fraction + --test-fraction must be < 1, got "
+                        f"{val_fraction} + {test_fraction}")
+    n_val = round(n * val_fraction) if val_fraction else 0
+    n_test = round(n * test_fraction) if test_fraction else 0
+    n_val, n_test = max(n_val, 1 if val_fraction else 0), max(n_test, 1 if test_fraction else 0)
+    if n - n_val - n_test < 1:
+        raise DataError(f"too few rows ({n}) to divide into train/validation/test")
+    idx = np.arange(n)
+    rng = np.random.RandomState(seed)
+
+    def split(rows: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        if size == 0:
+            return rows, rows[:0]
+        strat = None if stratify is None else stratify[rows]
+        try:
+            a, b = train_test_split(rows, test_size=size, random_state=rng, stratify=strat)
+        except ValueError:  # a class too small to stratify: a plain random split
+            a, b = train_test_split(rows, test_size=size, random_state=rng)
+        return a, b
+
+    rest, test = split(idx, n_test)
+    train, val = split(rest, n_val)
+    return {"train": np.sort(train), "validation": np.sort(val), "test": np.sort(test)}
+
+
+def _list(items: list[Any], limit: int = 8) -> str:
+    shown = ", ".join(repr(x) if isinstance(x, str) else str(x) for x in items[:limit])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

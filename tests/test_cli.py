@@ -1,0 +1,296 @@
+"""The ``jacnet`` command, run as users run it: the console script in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_plots import assert_picture
+
+import jacnet as jn
+from jacnet.data import FeatureEncoder
+
+_SCRIPT = Path(sys.executable).with_name("jacnet")
+JACNET = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "jacnet.cli"]
+
+
+def run(*args, cwd=None, code=0):
+    """The console script in a subprocess; asserts the exit code."""
+    proc = subprocess.run([*JACNET, *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+    assert proc.returncode == code, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    return proc
+
+
+def run_inline(capsys, *args, code=0):
+    """``jacnet.cli.main``, the console script's function, in this process (faster)."""
+    from jacnet.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    assert exit_.value.code == code, (exit_.value.code, captured.out[-2000:], captured.err)
+    return captured
+
+
+def _table(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n),
+                       "color": rng.choice(["red", "green", "blue"], n)})
+    df["label"] = np.where(df.x1 + (df.color == "red") > 0.3, "yes", "no")
+    df["size"] = 2 * df.x1 - df.x2 + (df.color == "blue") + 0.1 * rng.normal(size=n)
+    df["weight"] = df.x1 * df.x2 + 0.1 * rng.normal(size=n)
+    return df
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def csv_file(work):
+    path = work / "animals.csv"
+    _table().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def classifier_run(work, csv_file):
+    out = work / "cls"
+    proc = run("train", csv_file, "--target", "label", "--drop", "size", "--drop", "weight",
+               "--hidden", "8", "--solver", "adam", "--epochs", "15", "--seed", "3",
+               "--out", out)
+    return out, proc
+
+
+@pytest.fixture(scope="module")
+def regressor_run(work):
+    path = work / "table.parquet"
+    _table(seed=1).drop(columns="label").to_parquet(path)
+    out = work / "reg"
+    proc = run("train", path, "-t", "size", "-t", "weight", "--hidden", "6,4",
+               "--activation", "tanh,relu", "--epochs", "8", "--out", out)
+    return out, proc
+
+
+# ------------------------------------------------------------------------------ train
+def test_cli_train_classification_outputs(classifier_run):
+    out, proc = classifier_run
+    assert {p.name for p in out.iterdir()} == {"model.safetensors", "record.json", "loss.png",
+                                              "confusion.png"}
+    for text in ("epoch", "loss", "val", "lr", "ETA", "accuracy", "test", "wrote"):
+        assert text in proc.stdout
+    record = json.loads((out / "record.json").read_text())
+    for key in ("stop_reason", "best_epoch", "epochs", "division", "metrics", "versions",
+                "timings"):
+        assert key in record
+    assert len(record["epochs"]) >= 1 and {"loss", "val_loss", "test_loss", "lr"} <= set(
+        record["epochs"][0])
+    division = record["division"]
+    rows = sorted(division["train"] + division["validation"] + division["test"])
+    assert rows == list(range(120))
+    assert len(division["test"]) == 18 and len(division["validation"]) == 18
+    for split in ("train", "validation", "test"):
+        assert 0 <= record["metrics"][split]["accuracy"] <= 1
+    assert record["classes"] == ["no", "yes"]
+    assert_picture(out / "loss.png")
+    assert_picture(out / "confusion.png")
+
+
+def test_cli_train_regression_outputs(regressor_run):
+    out, proc = regressor_run
+    record = json.loads((out / "record.json").read_text())
+    assert record["task"] == "regression" and record["targets"] == ["size", "weight"]
+    assert set(record["metrics"]["test"]) == {"n", "r2", "mse"}
+    assert record["model"]["solver"] == "lm"  # --solver auto on a small problem
+    assert "mu" in proc.stdout and "r2" in proc.stdout
+    assert_picture(out / "predicted_vs_true.png", (300, 600))
+    assert_picture(out / "loss.png")
+
+
+def test_cli_train_is_reproducible(work, csv_file, classifier_run, capsys):
+    out, _ = classifier_run
+    again = work / "cls_again"
+    run_inline(capsys, "train", csv_file, "--target", "label", "--drop", "size", "--drop", "weight",
+        "--hidden", "8", "--solver", "adam", "--epochs", "15", "--seed", "3", "--out", again,
+        "--quiet", "--no-plots")
+    a, b = (jn.load(p / "model.safetensors") for p in (out, again))
+    assert np.array_equal(a.network_.get_flat(), b.network_.get_flat())
+
+
+def test_cli_train_builtin_default_dataset_quiet(work):
+    proc = run("train", "--epochs", "2", "--quiet", "--no-plots", "--out", work / "digits")
+    assert proc.stdout == ""
+    record = json.loads((work / "digits" / "record.json").read_text())
+    assert record["data"]["source"] == "dataset digits" and len(record["epochs"]) == 2
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "npz"])
+def test_cli_train_reads_tsv_and_npz(work, fmt):
+    df = _table(60, seed=2)
+    if fmt == "tsv":
+        path = work / "t.tsv"
+        df.to_csv(path, sep="\t", index=False)
+        args = ["--target", "label"]
+    else:
+        path = work / "t.npz"
+        np.savez(path, X=df[["x1", "x2"]].to_numpy(), y=df["size"].to_numpy())
+        args = []
+    run("train", path, *args, "--epochs", "3", "--hidden", "4", "--quiet", "--out",
+        work / f"run_{fmt}")
+    record = json.loads((work / f"run_{fmt}" / "record.json").read_text())
+    assert record["task"] == ("classification" if fmt == "tsv" else "regression")
+
+
+# ------------------------------------------------------------------ predict, evaluate
+def test_cli_predict_matches_the_library(work, csv_file, classifier_run):
+    out, _ = classifier_run
+    proc = run("predict", out / "model.safetensors", csv_file)
+    pred = pd.read_csv(__import__("io").StringIO(proc.stdout))
+    assert list(pred.columns) == ["label", "proba_no", "proba_yes"] and len(pred) == 120
+    est, doc = jn.io.read_model(out / "model.safetensors")
+    X = FeatureEncoder.from_dict(doc["extra"]["data"]["features"]).transform(
+        pd.read_csv(csv_file))
+    assert pred["label"].tolist() == est.predict(X).tolist()
+    np.testing.assert_allclose(pred["proba_yes"], est.predict_proba(X)[:, 1], rtol=1e-12)
+    run("predict", out / "model.safetensors", csv_file, "-o", work / "p.parquet", "--no-proba")
+    assert pd.read_parquet(work / "p.parquet").columns.tolist() == ["label"]
+
+
+def test_cli_predict_regression_to_csv(work, regressor_run):
+    out, _ = regressor_run
+    data = work / "new.csv"
+    _table(10, seed=5).drop(columns=["label", "size", "weight"]).to_csv(data, index=False)
+    run("predict", out / "model.safetensors", data, "-o", work / "pred.csv")
+    assert pd.read_csv(work / "pred.csv").shape == (10, 2)
+
+
+def test_cli_evaluate(csv_file, classifier_run):
+    out, _ = classifier_run
+    proc = run("evaluate", out / "model.safetensors", csv_file, "--json")
+    metrics = json.loads(proc.stdout)
+    record = json.loads((out / "record.json").read_text())
+    n = {k: v["n"] for k, v in record["metrics"].items()}
+    overall = sum(record["metrics"][k]["accuracy"] * n[k] for k in n) / sum(n.values())
+    assert metrics["n"] == 120 and metrics["accuracy"] == pytest.approx(overall)
+    assert "accuracy" in run("evaluate", out / "model.safetensors", csv_file,
+                             "--target", "label").stdout
+
+
+def test_cli_info(classifier_run, regressor_run):
+    proc = run("info", classifier_run[0] / "model.safetensors")
+    for text in ("MLPClassifier", "parameters", "ReLU", "Sigmoid", "one-hot",
+                 "color: blue, green, red", "classes", "no, yes", "stopped", "division"):
+        assert text in proc.stdout
+    proc = run("info", regressor_run[0] / "model.safetensors")
+    assert "MLPRegressor" in proc.stdout and "Tanh" in proc.stdout
+
+
+def test_cli_info_bare_network(work, capsys):
+    jn.save_network(jn.Network([jn.Dense(2, 3, "tanh"), jn.Dense(3, 1)], seed=0),
+                    work / "net.safetensors")
+    assert "network, 13 parameters" in run_inline(capsys, "info", work / "net.safetensors").out
+
+
+def test_cli_gradcheck_passes_and_fails(capsys):
+    proc = run("gradcheck")
+    assert "softmax + cross-entropy" in proc.stdout and "19 of 19 passed" in proc.stdout
+    assert "FAIL" in run_inline(capsys, "gradcheck", "--tol", "1e-30", code=1).out
+
+
+def test_cli_help_and_no_arguments(capsys):
+    assert "train" in run().stdout
+    assert "--hidden" in run_inline(capsys, "train", "--help").out
+
+
+# ---------------------------------------------------------------------------- errors
+@pytest.fixture(scope="module")
+def bad_files(work):
+    files = {"empty.csv": "", "header.csv": "a,b,y\n", "nan.csv": "a,b,y\n1,2,\n2,3,1\n3,1,0\n",
+             "data.csv": "a,b,y\n1,2,0\n2,3,1\n3,1,0\n4,4,1\n", "model.csv": "a,b\n1,2\n",
+             "notes.xlsx": "x", "unseen.csv": "x1,x2,color\n0.1,0.2,purple\n"}
+    for name, text in files.items():
+        (work / name).write_text(text)
+    ids = _table(60)
+    ids["id"] = [f"row{i}" for i in range(60)]
+    ids.to_csv(work / "ids.csv", index=False)
+    return work
+
+
+# The errors the issue names run through the console script; the rest through main().
+ERRORS = {
+    "missing file": (["train", "nothere.csv"], "file not found: nothere.csv"),
+    "empty file": (["train", "empty.csv"], "empty.csv is empty"),
+    "no rows": (["train", "header.csv"], "has no data rows"),
+    "unknown column": (["train", "data.csv", "--target", "z"], "unknown target column 'z'"),
+    "unknown drop": (["train", "data.csv", "--drop", "q"], "unknown --drop column 'q'"),
+    "text feature": (["train", "ids.csv", "--target", "label"], "feature column 'id'"),
+    "NaN target": (["train", "nan.csv"], "target column 'y' has 1 missing value"),
+    "not a model": (["info", "model.csv"], "is not a jacnet model file"),
+    "no model": (["predict", "nothere.safetensors", "data.csv"], "model file not found"),
+    "bad epochs": (["train", "data.csv", "--epochs", "0"], "'--epochs'"),
+}
+MORE_ERRORS = {
+    "file type": (["train", "notes.xlsx"], "unsupported file type '.xlsx'"),
+    "bad hidden": (["train", "data.csv", "--hidden", "8,x"], "--hidden"),
+    "bad activation": (["train", "data.csv", "--activation", "swishy"], "unknown name"),
+    "activation count": (["train", "data.csv", "--hidden", "3,3,3", "--activation",
+                          "tanh,relu"], "one per hidden layer"),
+    "bad solver": (["train", "data.csv", "--solver", "newton"], "'--solver'"),
+    "bad lr": (["train", "data.csv", "--lr", "0"], "--lr must be a positive"),
+    "bad fractions": (["train", "data.csv", "--val-fraction", "0.6", "--test-fraction", "0.5"],
+                      "must be < 1"),
+    "unknown option": (["train", "--colour"], "--colour"),
+    "both inputs": (["train", "data.csv", "--dataset", "iris"], "not both"),
+    "unknown dataset": (["train", "--dataset", "mnist"], "unknown dataset 'mnist'"),
+    "text target": (["train", "ids.csv", "--target", "label", "--task", "regression",
+                     "--drop", "id"],
+                    "target 'label' is not numeric"),
+}
+
+
+def _assert_one_line(stderr, message):
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jacnet: error: "), stderr
+    assert message in lines[0]
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("case", sorted(ERRORS))
+def test_cli_errors_exit_2_with_one_line(bad_files, case):
+    args, message = ERRORS[case]
+    _assert_one_line(run(*args, cwd=bad_files, code=2).stderr, message)
+
+
+@pytest.mark.parametrize("case", sorted(MORE_ERRORS))
+def test_cli_more_errors_exit_2_with_one_line(bad_files, case, capsys, monkeypatch):
+    monkeypatch.chdir(bad_files)
+    args, message = MORE_ERRORS[case]
+    _assert_one_line(run_inline(capsys, *args, code=2).err, message)
+
+
+def test_cli_predict_unseen_category(bad_files, classifier_run):
+    proc = run("predict", classifier_run[0] / "model.safetensors", "unseen.csv",
+               cwd=bad_files, code=2)
+    assert "values not seen in training: 'purple'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_cli_evaluate_corrupted_model(bad_files, classifier_run):
+    data = bytearray((classifier_run[0] / "model.safetensors").read_bytes())
+    data[-5] ^= 0xFF
+    (bad_files / "broken.safetensors").write_bytes(bytes(data))
+    proc = run("evaluate", "broken.safetensors", "unseen.csv", cwd=bad_files, code=2)
+    assert "corrupted" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_cli_debug_shows_the_traceback(bad_files):
+    proc = run("train", "nothere.csv", "--debug", cwd=bad_files, code=2)
+    assert "Traceback" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("jacnet: error: file not found")
