@@ -346,7 +346,8 @@ def _plots(plotting: Any, est: Any, kind: str, record: Any,
            splits: dict[str, tuple[pd.DataFrame, np.ndarray]], targets: list[str],
            run_dir: Path) -> list[Path]:
     files = [run_dir / "loss.png"]
-    plotting.loss_curves(record, files[0])
+    plotting.loss_curves(record, files[0], train_label="train (with the L2 penalty)"
+                         if est.alpha > 0 else "train")
     nonempty = {k: v for k, v in splits.items() if len(v[1])}
     if kind == "classification" and next(iter(nonempty.values()))[1].ndim == 1:
         name = "test" if "test" in nonempty else "validation" if "validation" in nonempty \

@@ -23,11 +23,12 @@ PathLike = str | os.PathLike[str]
 _COLORS = {"train": "tab:blue", "validation": "tab:orange", "test": "tab:green"}
 
 
-def loss_curves(record: TrainingRecord, path: PathLike, title: str = "") -> None:
+def loss_curves(record: TrainingRecord, path: PathLike, title: str = "",
+                train_label: str = "train") -> None:
     """Training, validation and test loss per epoch, the best epoch marked.
 
-    The training curve is the objective the solver minimised (L2 term included); the
-    validation and test curves are the loss alone on those sets.
+    The training curve is the objective the solver minimised (L2 term included, say so in
+    ``train_label``); the validation and test curves are the loss alone on those sets.
     """
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
@@ -36,7 +37,8 @@ def loss_curves(record: TrainingRecord, path: PathLike, title: str = "") -> None
               "test": record.column("test_loss")}
     shown = {k: v for k, v in curves.items() if len(v) and np.isfinite(v).any()}
     for name, values in shown.items():
-        ax.plot(epochs, values, color=_COLORS[name], label=name, lw=1.6,
+        ax.plot(epochs, values, color=_COLORS[name], lw=1.6,
+                label=train_label if name == "train" else name,
                 marker="o" if len(epochs) < 30 else None, ms=3)
     best = record.best_epoch
     if best >= 1 and len(epochs):
