@@ -158,13 +158,6 @@ def test_estimator_pickle_predictions_identical(cls, solver):
         assert other.get_params() == est.get_params()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="network.py bug: Network has no __setstate__, so after unpickling (or deepcopy) "
-    "network_.theta and the layers' W, b are separate arrays instead of views: changing "
-    "theta does not change predict, and a warm-start fit of an unpickled model trains "
-    "nothing (an LM refit even crashes on an empty loss curve)",
-)
 def test_estimator_pickle_keeps_theta_bound_to_layers():
     X, y = _regression_data(q=2)
     est = _reg(solver="lm", max_iter=5).fit(X, y)

@@ -713,3 +713,17 @@ def test_network_copy_is_independent():
     np.testing.assert_array_equal(twin.get_flat(), net.get_flat())
     twin.layers[0].W = np.zeros((4, 16))
     assert np.abs(net.layers[0].W).sum() > 0
+
+
+def test_deepcopy_and_pickle_keep_layers_bound_to_theta():
+    import copy
+    import pickle
+
+    net = jn.Network([jn.Dense(3, 4, "tanh"), jn.Dense(4, 2)], seed=0)
+    X = np.random.default_rng(0).normal(size=(5, 3))
+    for other in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
+        np.testing.assert_array_equal(other.forward(X), net.forward(X))
+        other.theta[:] = 0
+        assert not other.layers[0].W.any() and not other.layers[1].b.any()
+        assert not other.forward(X).any()
+    assert net.layers[0].W.any()  # the original is untouched

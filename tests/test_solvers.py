@@ -215,7 +215,9 @@ def test_lm_cross_entropy_softmax_trains_monotonically():
     rec = jn.train(net, X, T, solver="lm", loss="cross_entropy", max_epochs=40)
     losses = rec.column("loss")
     assert rec.n_epochs >= 10
-    assert np.all(np.diff(losses) < 0) and losses[0] < loss0
+    # Every accepted step lowers the loss; a final min_grad entry records the same theta.
+    steps = losses[:-1] if rec.stop_reason == "min_grad" else losses
+    assert np.all(np.diff(steps) < 0) and losses[0] < loss0
     assert losses[-1] < 0.2 * loss0
     assert (net(X).argmax(1) == T.argmax(1)).mean() > 0.95
 
@@ -243,7 +245,7 @@ def test_lm_tiny_mu_max_stops_with_mu_max():
     X, T = sin_data(20)
     net = sin_net(0)
     theta0 = net.get_flat()
-    rec = jn.train(net, X, T, solver="lm", mu=1e-3, mu_max=1e-4, max_epochs=50)
+    rec = jn.train(net, X, T, solver="lm", mu=1e-3, mu_max=1e-4, min_grad=0.0, max_epochs=50)
     assert rec.stop_reason == "mu_max" and rec.n_epochs == 0
     np.testing.assert_array_equal(net.theta, theta0)
 

@@ -63,11 +63,21 @@ class Network:
         self.dtype = dt
         self._offsets = _jac.param_offsets(layers)
         self._theta = np.zeros(self._offsets[-1][2], dtype=dt)
-        for layer, (w0, b0, end) in zip(layers, self._offsets, strict=True):
+        self._bind()
+        self.init_params(seed)
+
+    def _bind(self) -> None:
+        """Make every layer's W and b views into ``self._theta``."""
+        for layer, (w0, b0, end) in zip(self.layers, self._offsets, strict=True):
             layer.bind(
                 self._theta[w0:b0].reshape(layer.n_in, layer.n_out), self._theta[b0:end]
             )
-        self.init_params(seed)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Pickle and deepcopy restore theta and the layers' arrays as separate copies;
+        # rebind W and b as views so that theta stays the one home of the parameters.
+        self.__dict__.update(state)
+        self._bind()
 
     # ----------------------------------------------------------------- parameters
     @property
