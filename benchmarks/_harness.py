@@ -314,6 +314,9 @@ class Row:
     status: str = ""
     note: str = ""
     command: str = ""
+    #: Shown in the target column instead of ``target`` when the row is judged on
+    #: something other than its time ratio (its status is then set by the suite).
+    target_label: str = ""
 
     @property
     def ratio(self) -> float | None:
@@ -341,6 +344,8 @@ class Row:
         return text
 
     def target_text(self) -> str:
+        if self.target_label:
+            return self.target_label
         if self.target is None:
             return "—"
         if self.kind == "fraction":
@@ -369,6 +374,13 @@ class Context:
     warmup: int = 1
     extra_args: Sequence[str] = field(default_factory=tuple)
     only: Sequence[str] = field(default_factory=tuple)
+    #: Extra ``(title, markdown table)`` pairs a suite adds to its section with
+    #: :meth:`add_table`, for results that are not one row per comparison (a study).
+    tables: list[tuple[str, str]] = field(default_factory=list)
+
+    def add_table(self, title: str, markdown: str) -> None:
+        """Add a titled markdown block to the suite's section, above its rows table."""
+        self.tables.append((title, markdown.strip()))
 
     def measure(self, fns: dict[str, Callable[[], Any]]) -> dict[str, Timing]:
         return measure(
@@ -541,6 +553,7 @@ def format_section(
             "",
             format_header(info, ctx),
             "",
+            *(f"### {t}\n\n{md}\n" for t, md in ctx.tables),
             format_table(rows),
             end,
         ]

@@ -22,6 +22,10 @@ from . import _harness as h
 #: Suite name -> module. A suite module gives TITLE, DESCRIPTION and cases(smoke).
 SUITES: dict[str, str] = {
     "core": "benchmarks.core",
+    "distributed": "benchmarks.distributed",
+    "estimators": "benchmarks.estimators",
+    "training": "benchmarks.training",
+    "perf": "benchmarks.perf",
 }
 
 DEFAULT_OUT = h.REPO_ROOT / "docs" / "benchmarks.md"

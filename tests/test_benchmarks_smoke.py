@@ -36,7 +36,7 @@ def _run_smoke(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=900,
     )
 
 
@@ -52,7 +52,7 @@ def test_benchmarks_smoke_runs_without_torch(tmp_path: Path) -> None:
         "# mine\n\n<!-- suite:core:start -->\nstale-row-42\n<!-- suite:core:end -->\n\n"
         "<!-- suite:other:start -->\nkeep me\n<!-- suite:other:end -->\n"
     )
-    proc = _run_smoke(out, "--no-torch")
+    proc = _run_smoke(out, "--suite", "core", "--no-torch")
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
     # its own section is replaced; the rest of the file is left as it was
@@ -66,11 +66,60 @@ def test_benchmarks_smoke_runs_without_torch(tmp_path: Path) -> None:
     assert "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benchmarks.run" in core
 
 
+def test_benchmarks_smoke_estimators_section(tmp_path: Path) -> None:
+    out = tmp_path / "b.md"
+    proc = _run_smoke(out, "--suite", "estimators", "--no-torch")
+    assert proc.returncode == 0, proc.stderr
+    est = _section(out.read_text(), "estimators")  # the drop-in's scores, no torch needed
+    assert "estimators.iris" in est and "estimators.diabetes" in est
+    assert "accuracy" in est and "R²" in est and "scikit-learn lbfgs" in est
+    assert "FAIL" not in est and "| skip |" not in est
+
+
 def test_benchmarks_smoke_agrees_with_torch(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     out = tmp_path / "b.md"
-    proc = _run_smoke(out)
+    proc = _run_smoke(out, "--suite", "core")
     assert proc.returncode == 0, proc.stderr
     core = _section(out.read_text(), "core")
     assert "torch.func vmap(jacrev)" in core
     assert "| skip |" not in core and "FAIL" not in core
+
+
+def test_benchmarks_smoke_perf_suite_runs_and_agrees(tmp_path: Path) -> None:
+    # Training speed (issue 6): every case agrees with its peers on the first batch.
+    out = tmp_path / "b.md"
+    proc = _run_smoke(out, "--suite", "perf")
+    assert proc.returncode == 0, proc.stderr
+    perf = _section(out.read_text(), "perf")
+    assert "perf.mlp.b128.f32" in perf and "perf.small.b32.f32" in perf
+    assert "roofline: the epoch's GEMMs alone" in perf
+    assert "FAIL" not in perf
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return
+    assert "PyTorch eager" in perf and "first-batch loss and gradient agree" in perf
+
+
+def test_benchmarks_smoke_training_section(tmp_path: Path) -> None:
+    out = tmp_path / "b.md"
+    proc = _run_smoke(out, "--suite", "training", "--no-torch")
+    assert proc.returncode == 0, proc.stderr
+    training = _section(out.read_text(), "training")
+    for case in ("training.study.sin", "training.study.sinc", "training.study.surface",
+                 "training.torch_lm.sinc", "training.memory.lm"):
+        assert case in training
+    # the study tables: one line per solver, success counted over the seeds
+    assert "### sinc: 1-20-1 tanh (P = 61)" in training
+    assert "| LM | " in training and "| L-BFGS | " in training and "| Adam | " in training
+    assert "LM peak memory" in training and "FAIL" not in training
+
+
+def test_benchmarks_smoke_distributed_section(tmp_path: Path) -> None:
+    out = tmp_path / "b.md"
+    proc = _run_smoke(out, "--suite", "distributed", "--no-torch")
+    assert proc.returncode == 0, proc.stderr
+    section = _section(out.read_text(), "distributed")
+    assert "distributed.lm." in section and "theta agrees" in section
+    assert "FAIL" not in section

@@ -575,9 +575,9 @@ def test_estimator_warm_start_adam_continues_exactly():
 def test_estimator_warm_start_lm_starts_from_previous_weights():
     X, y = _regression_data(q=2)
     est = _reg(solver="lm", warm_start=True, max_iter=5).fit(X, y)
-    first_loss = est.loss_
+    first_loss, n_first = est.loss_, est.n_iter_
     est.fit(X, y)
-    assert est.loss_curve_[0] <= first_loss  # LM keeps only steps that lower the loss
+    assert est.loss_curve_[n_first] <= first_loss  # LM keeps only steps that lower the loss
     cold = _reg(solver="lm", warm_start=False, max_iter=5).fit(X, y)
     cold_again = clone(cold).fit(X, y)
     assert cold_again.loss_curve_[0] > first_loss
@@ -587,13 +587,108 @@ def test_estimator_warm_start_lm_starts_from_previous_weights():
         clf.fit(Xc[yc < 2], yc[yc < 2])
 
 
+@pytest.mark.parametrize("solver", ["adam"])
+def test_estimator_warm_start_appends_to_loss_curve_as_sklearn(solver):
+    """scikit-learn keeps appending to loss_curve_ (and counting n_iter_, t_) when a
+    warm-started model is fitted again; so does jacnet, and with its optimizer state
+    carried over the curve is the one of a single fit of twice the epochs."""
+    X, y = _regression_data(q=2)
+    kw = {"solver": solver, "shuffle": False, "n_iter_no_change": 1000,
+          "learning_rate_init": 0.01, "max_iter": 4}
+    theirs = sknn.MLPRegressor(hidden_layer_sizes=(5,), warm_start=True, random_state=0, **kw)
+    theirs.fit(X, y).fit(X, y)
+    ours = _reg(warm_start=True, **kw).fit(X, y).fit(X, y)
+    assert len(ours.loss_curve_) == len(theirs.loss_curve_) == 8
+    assert ours.n_iter_ == theirs.n_iter_ == 4  # the epochs of the latest fit
+    assert ours.t_ == theirs.t_ == 8 * 40
+    assert ours.training_record_.n_epochs == 8
+    straight = _reg(**{**kw, "max_iter": 8}).fit(X, y)
+    np.testing.assert_allclose(ours.loss_curve_, straight.loss_curve_, rtol=1e-12)
+    cold = _reg(**kw).fit(X, y).fit(X, y)  # without warm_start the curve starts over
+    assert len(cold.loss_curve_) == cold.n_iter_ == 4
+
+
+@pytest.mark.parametrize("q", [1, 2])
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_regressor_lm_loss_in_data_units(q, alpha):
+    """With standardised targets (solver="lm"), loss_ and loss_curve_ are still in the
+    targets' units: half the mean squared error plus scikit-learn's L2 term (on the
+    weights as trained, alpha / (2 n) ||W||²), while training_record_ keeps the
+    standardised objective it minimised."""
+    X, y = _regression_data(q=q)
+    est = _reg(solver="lm", max_iter=8, alpha=alpha).fit(X, y)
+    assert est.y_scale_ is not None and (est.y_scale_ > 10).all()
+    Wsq = sum(float(np.sum(layer.W**2)) for layer in est.network_.layers)
+    expected = 0.5 * np.mean((est.predict(X) - y) ** 2) + 0.5 * alpha / len(X) * Wsq
+    assert est.loss_ == pytest.approx(expected, rel=1e-9)
+    assert est.loss_curve_[-1] == est.loss_ and est.best_loss_ == min(est.loss_curve_)
+    trained = [e["loss"] for e in est.training_record_.epochs]
+    assert [e["loss_sklearn"] for e in est.training_record_.epochs] == est.loss_curve_
+    assert trained[-1] < 0.1 * est.loss_  # the standardised value, far smaller here
+    same = _reg(solver="lm", max_iter=8, alpha=alpha, standardize=False).fit(X, y / 50)
+    assert all("loss_sklearn" not in e for e in same.training_record_.epochs)
+
+
+def test_sgd_invscaling_counts_samples_seen_as_sklearn():
+    """scikit-learn's invscaling rate is lr / (t + 1)^power_t with t the samples seen
+    (updated at each epoch's end), not the epoch index."""
+    X, y = _regression_data(q=1)
+    est = _reg(solver="sgd", learning_rate="invscaling", learning_rate_init=0.01,
+               power_t=0.25, max_iter=4, n_iter_no_change=1000).fit(X, y)
+    lrs = [e["lr"] for e in est.training_record_.epochs]
+    np.testing.assert_allclose(lrs, [0.01 / (e * 40 + 1) ** 0.25 for e in range(4)], rtol=1e-12)
+    est.partial_fit(X, y)  # continues the count: t_ = 160 samples seen
+    assert est.training_record_.epochs[-1]["lr"] == pytest.approx(0.01 / 161**0.25, rel=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("n_iter_no_change", [1, 3])
+def test_stochastic_stops_after_n_iter_no_change_like_sklearn(solver, n_iter_no_change):
+    """A tol no epoch can beat: the first epoch sets the best loss, then both libraries
+    stop after n_iter_no_change + 1 epochs without improvement."""
+    X, y = _regression_data(q=1)
+    kw = {"solver": solver, "tol": 1e6, "n_iter_no_change": n_iter_no_change, "max_iter": 50}
+    ours = _reg(**kw).fit(X, y)
+    theirs = sknn.MLPRegressor(hidden_layer_sizes=(5,), random_state=0, **kw).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ == n_iter_no_change + 2
+    assert ours.training_record_.stop_reason == "no_improvement"
+
+
+def test_stochastic_no_improvement_is_counted_against_the_best_loss():
+    """scikit-learn's rule: an epoch fails when its loss is above (best so far - tol), and
+    the best follows every new minimum; steady gains smaller than tol still stop it."""
+    X, y = _regression_data(q=1)
+    est = _reg(solver="adam", tol=0.6, n_iter_no_change=2, max_iter=1).fit(X, y)
+    est._carry.clear()
+    cfg, _ = est._config(X, y[:, None], None, False, np.random.RandomState(0))
+    callback = est._epoch_callback(X, y[:, None], None, cfg)
+    stops = [callback({"loss": v}, est.network_) for v in (10.0, 9.5, 9.0, 8.5, 8.0)]
+    assert stops == [False, False, False, True, True]  # fails: 0, 1, 2, 3 > 2
+
+
+def test_sgd_adaptive_divides_lr_by_5_until_1e_6_like_sklearn():
+    """learning_rate="adaptive": each stall divides the rate by 5; below 1e-6, it stops."""
+    X, y = _regression_data(q=1)
+    kw = {"solver": "sgd", "learning_rate": "adaptive", "tol": 1e6, "n_iter_no_change": 1,
+          "max_iter": 100, "learning_rate_init": 1e-3}
+    ours = _reg(**kw).fit(X, y)
+    theirs = sknn.MLPRegressor(hidden_layer_sizes=(5,), random_state=0, **kw).fit(X, y)
+    # the first epoch sets the best loss; then every 2 failed epochs divide the rate by
+    # 5, and the stall after 5 divisions (1e-3 / 5^5 < 1e-6) stops: 1 + 6 * 2 epochs
+    assert ours.n_iter_ == theirs.n_iter_ == 13
+    lrs = [e["lr"] for e in ours.training_record_.epochs]
+    expected = [1e-3 / 5 ** max(0, (e - 1) // 2) for e in range(13)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12)
+
+
 def test_lm_goal_stops_training():
     X, y = _regression_data(q=2)
     free = _reg(solver="lm", max_iter=30).fit(X, y)
-    goal = free.loss_curve_[3]
+    # goal is on the objective as trained (standardised targets), the record's loss column
+    goal = free.training_record_.column("loss")[3]
     est = _reg(solver="lm", max_iter=30, goal=goal).fit(X, y)
     assert est.training_record_.stop_reason == "goal"
-    assert est.loss_ <= goal and est.n_iter_ <= 4
+    assert est.training_record_.column("loss")[-1] <= goal and est.n_iter_ <= 4
 
 
 def test_lm_min_grad_stops_training():

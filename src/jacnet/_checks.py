@@ -47,10 +47,22 @@ def as_matrix(
     if n_rows is not None and arr.shape[0] != n_rows:
         raise ValueError(f"{name} must have {n_rows} rows (one per sample), got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
+    if not _all_finite(arr):
         bad = int(np.size(arr) - np.isfinite(arr).sum())
         raise ValueError(f"{name} must be finite, got {bad} NaN or inf value(s)")
     return arr
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """``np.isfinite(arr).all()`` without its boolean array of ``arr``'s size.
+
+    A NaN or inf makes the sum non-finite, so a finite sum proves every entry finite;
+    only a non-finite sum (a bad entry, or an overflow of large finite ones) needs the
+    entry-by-entry check.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = arr.sum()
+    return bool(np.isfinite(total)) or bool(np.isfinite(arr).all())
 
 
 def as_weights(w: Any, n: int, dtype: np.dtype, name: str = "sample_weight") -> np.ndarray | None:

@@ -13,12 +13,21 @@ Differences from scikit-learn, by design:
 - ``standardize="auto"`` standardises inputs (and regression targets) for ``solver="lm"``
   only; the model's outputs, ``coefs_``, ``jacobian`` and ``input_jacobian`` are in the
   units of the original data all the same.
-- ``learning_rate="adaptive"`` maps to a reduce-on-plateau schedule (factor 1/5, as
-  scikit-learn) without its stop at lr < 1e-6.
+- With ``early_stopping=True``, ``learning_rate="adaptive"`` maps to a reduce-on-plateau
+  schedule on the validation loss (factor 1/5, as scikit-learn) without its stop at
+  lr < 1e-6; without early stopping it is scikit-learn's rule exactly.
+- ``warm_start=True`` carries the optimizer's state (Adam's moments, LM's mu) into the
+  next ``fit``, so two fits of ``max_iter`` epochs equal one of twice as many; scikit-learn
+  restarts its optimizer. ``loss_curve_`` and ``t_`` continue and ``n_iter_`` counts the
+  new fit's epochs, as there.
+- ``loss_``, ``loss_curve_`` and ``best_loss_`` are in the units of the data even when the
+  targets are standardised inside the model (``solver="lm"``); ``training_record_`` holds
+  the objective as trained (standardised units, the ones ``goal`` and ``val_loss`` use).
 """
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 from numbers import Integral
@@ -45,6 +54,7 @@ from .layers import Dense
 from .losses import Loss, Scaled, get_loss
 from .network import Network
 from .record import STOP_REASONS, TrainingRecord
+from .schedules import Schedule
 from .training import TrainConfig, train
 
 Array = np.ndarray
@@ -207,6 +217,8 @@ class _BaseMLP(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            A dask array or DataFrame trains on its Dask cluster (``solver`` "lbfgs" or
+            "lm"; see ``jacnet.distributed``), with ``y`` and ``sample_weight`` in dask too.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
         sample_weight : array-like of shape (n_samples,), optional
 
@@ -214,6 +226,11 @@ class _BaseMLP(BaseEstimator):
         -------
         self
         """
+        dask = sys.modules.get("dask")  # loaded whenever X can be a dask collection
+        if dask is not None and dask.is_dask_collection(X):
+            from .distributed import fit_estimator
+
+            return fit_estimator(self, X, y, sample_weight)
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> _BaseMLP:
@@ -237,10 +254,14 @@ class _BaseMLP(BaseEstimator):
         if val is not None:
             Xs, Ts, sw = val["train"]
         callbacks = [self._score_callback(*val["validation"])] if val is not None else []
+        callbacks.append(self._epoch_callback(Xs, Ts, sw, cfg))
+        self._carry.pop("stalled", None)
         record = train(self.network_, Xs, Ts, cfg, sample_weight=sw,
                        validation_data=None if val is None else val["validation"][:2],
                        callbacks=callbacks, carry=self._carry)
-        self._after_fit(record, Xs.shape[0], incremental)
+        if record.stop_reason == "callback" and self._carry.pop("stalled", False):
+            record.stop_reason = "no_improvement"
+        self._after_fit(record, Xs.shape[0], incremental, first)
         return self
 
     def _init_model(self, X: Array, T: Array, sizes: list[int], hidden: list[Activation],
@@ -298,11 +319,20 @@ class _BaseMLP(BaseEstimator):
             options = {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
         elif self.solver == "rmsprop":
             options = {"epsilon": self.epsilon}
-        schedule = _SCHEDULES[self.learning_rate] if self.solver == "sgd" else "constant"
+        # scikit-learn's no-improvement rule (and "adaptive"'s lr / 5) run in the estimator's
+        # epoch callback unless early stopping watches the validation loss instead
+        sk_rule = stochastic and not self.early_stopping
+        schedule: str | Schedule = "constant"
         sched_opts: dict[str, Any] = {}
-        if schedule == "invscaling":
-            sched_opts = {"power_t": self.power_t}
-        elif schedule == "reduce_on_plateau":
+        if self.solver == "sgd" and (sk_rule or self.learning_rate == "invscaling"):
+            if self.learning_rate == "adaptive" and incremental:
+                lr_now = self._carry.get("adaptive_lr", self.learning_rate_init)
+            else:
+                lr_now = self.learning_rate_init
+            schedule = _SGDRate(self.learning_rate_init, self.learning_rate, self.power_t,
+                                t0=self.t_, n_samples=n, current=lr_now)
+        elif self.solver == "sgd" and self.learning_rate == "adaptive":
+            schedule = "reduce_on_plateau"
             sched_opts = {"factor": 0.2, "patience": self.n_iter_no_change, "threshold": 0.0}
         cfg = TrainConfig(
             solver=self.solver, loss=loss, max_epochs=1 if incremental else self.max_iter,
@@ -312,8 +342,8 @@ class _BaseMLP(BaseEstimator):
             alpha=self.alpha / (bs if stochastic else n_weight),
             shuffle=self.shuffle, seed=int(rs.randint(2**31 - 1)),
             early_stopping=self.early_stopping, max_fail=self.n_iter_no_change + 1,
-            n_iter_no_change=(self.n_iter_no_change + 1) if stochastic else None,
-            tol=self.tol if stochastic else 0.0,
+            n_iter_no_change=None,
+            tol=self.tol if stochastic and not sk_rule else 0.0,
             goal=self.goal, min_grad=self.tol if self.solver == "lbfgs" else self.min_grad,
             mu=self.mu, mu_dec=self.mu_dec, mu_inc=self.mu_inc, mu_max=self.mu_max,
             max_fun=self.max_fun, verbose=bool(self.verbose),
@@ -345,8 +375,56 @@ class _BaseMLP(BaseEstimator):
 
         return callback
 
-    def _after_fit(self, record: TrainingRecord, n_train: int, incremental: bool) -> None:
-        if incremental and hasattr(self, "training_record_"):
+    def _epoch_callback(self, X: Array, T: Array, w: Array | None, cfg: TrainConfig) -> Any:
+        """Per epoch: the loss in scikit-learn's units and scikit-learn's stopping rule.
+
+        With standardised targets and ``loss="squared_error"`` the trained objective is in
+        standardised units; ``entry["loss_sklearn"]`` is the same objective with the data
+        term in the targets' own units (half the mean squared error, at the epoch's final
+        weights) plus the same L2 term, and ``loss_curve_`` takes that value. For the
+        stochastic solvers without early stopping it applies scikit-learn's rule: an epoch
+        counts as no improvement when its loss is above the best loss so far minus ``tol``;
+        more than ``n_iter_no_change`` of them in a row stop training or, for
+        ``learning_rate="adaptive"``, divide the learning rate by 5 (stop below 1e-6).
+        """
+        _, loss = self._output()
+        in_data_units = self.y_scale_ is not None and getattr(self, "loss", "") == "squared_error"
+        T_data = self._unscale_out(T) if in_data_units else None
+        mask = self.network_.weight_mask() if cfg.alpha else None
+        sk_rule = self.solver in _STOCHASTIC and not self.early_stopping
+        rate = cfg.schedule if isinstance(cfg.schedule, _SGDRate) else None
+
+        def callback(entry: dict[str, Any], net: Network) -> bool:
+            value = entry["loss"]
+            if T_data is not None:
+                value = loss.value(self._unscale_out(net.forward(X)), T_data, w)
+                if mask is not None:
+                    value += 0.5 * cfg.alpha * float(np.vdot(net.theta * mask, net.theta))
+                entry["loss_sklearn"] = value = float(value)
+            if not sk_rule:
+                return False
+            best = self._carry.get("best_loss", np.inf)
+            count = self._carry.get("no_improvement", 0) + 1 if value > best - self.tol else 0
+            stop = False
+            if count > self.n_iter_no_change:
+                if rate is not None and rate.kind == "adaptive" and rate.current > 1e-6:
+                    rate.current /= 5.0
+                    count = 0
+                else:
+                    stop = True
+            self._carry.update(best_loss=min(best, value), no_improvement=count, stalled=stop)
+            if rate is not None:
+                self._carry["adaptive_lr"] = rate.current
+            return stop
+
+        return callback
+
+    def _after_fit(self, record: TrainingRecord, n_train: int, incremental: bool,
+                   first: bool = True) -> None:
+        new = list(record.epochs)
+        if not first and hasattr(self, "training_record_"):
+            # partial_fit and warm starts continue the record and loss_curve_ (scikit-learn
+            # keeps appending to loss_curve_ and counting n_iter_ and t_)
             prev = self.training_record_
             for e in record.epochs:
                 e["epoch"] += prev.n_epochs
@@ -354,13 +432,9 @@ class _BaseMLP(BaseEstimator):
             prev.stop_reason = record.stop_reason
             record = prev
         self.training_record_ = record
-        new = record.epochs if not incremental else record.epochs[-1:]
-        if not incremental:
-            self.loss_curve_ = []
-            if self.validation_scores_ is not None:
-                self.validation_scores_ = []
-        self.loss_curve_.extend(e["loss"] for e in new)
-        self.n_iter_ = len(self.loss_curve_)
+        self.loss_curve_.extend(e.get("loss_sklearn", e["loss"]) for e in new)
+        # scikit-learn: a warm-started fit counts its own epochs in n_iter_
+        self.n_iter_ = len(new) if not (first or incremental) else len(self.loss_curve_)
         self.t_ += n_train * len(new)
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else np.nan
         if self.early_stopping:
@@ -473,6 +547,38 @@ def expected_failed_checks(estimator: _BaseMLP) -> dict[str, str]:
             )
         }
     return {}
+
+
+class _SGDRate(Schedule):
+    """scikit-learn's learning rate for ``solver="sgd"``, with time counted in samples.
+
+    ::
+
+        constant:    lr
+        invscaling:  lr / (t + 1)^power_t,   t = t0 + epoch · n_samples
+        adaptive:    current (the estimator divides it by 5 when training stalls)
+
+    ``t`` is scikit-learn's ``t_``: the samples seen before the epoch (``t0`` before this
+    call), so a fresh fit's first epoch runs at ``lr`` and the rate falls per sample seen,
+    not per epoch.
+    """
+
+    name = "sklearn_sgd"
+
+    def __init__(self, lr: float, kind: str, power_t: float, t0: int, n_samples: int,
+                 current: float) -> None:
+        super().__init__(lr)
+        self.kind, self.power_t, self.t0, self.n_samples = kind, power_t, t0, n_samples
+        self.current = current
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "kind": self.kind, "power_t": self.power_t,
+                "t0": self.t0, "n_samples": self.n_samples, "current": self.current}
+
+    def lr_at(self, epoch: int) -> float:
+        if self.kind == "invscaling":
+            return float(self.lr / (self.t0 + epoch * self.n_samples + 1) ** self.power_t)
+        return self.current if self.kind == "adaptive" else self.lr
 
 
 def _weighted_moments(A: Array, w: Array | None) -> tuple[Array, Array]:

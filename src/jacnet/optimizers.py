@@ -274,6 +274,13 @@ class Optimizer(ABC):
         lr : float or None, default=None
             Learning rate for this step (>= 0, e.g. a schedule's value); ``None``: ``self.lr``.
         """
+        lr = self._check_update(params, grads, state, lr)
+        self._step(params, grads, state, lr)
+
+    def _check_update(
+        self, params: list[Array], grads: list[Array], state: OptimizerState, lr: float | None
+    ) -> float:
+        """Everything :meth:`update` checks, and its scratch buffers; returns the step's lr."""
         lr = self.lr if lr is None else _non_negative(lr, "lr")
         if len(params) != state.n_arrays or len(grads) != state.n_arrays:
             raise ValueError(
@@ -289,6 +296,14 @@ class Optimizer(ABC):
                 # out= ufuncs would cast silently; refuse instead of mixing precisions.
                 raise TypeError(f"grads[{i}] must have dtype {p.dtype}, got {g.dtype}")
         self._ensure_scratch(params, state)
+        return lr
+
+    def _step(
+        self, params: list[Array], grads: list[Array], state: OptimizerState, lr: float
+    ) -> None:
+        """:meth:`update` without the checks: for a loop that ran :meth:`_check_update` on
+        the same ``params``, ``grads`` arrays and ``state`` (the training loop, once per
+        epoch). The same update, bit for bit."""
         grads = self._effective_grads(params, grads, state)
         state.step += 1
         self._apply(params, grads, state, lr)

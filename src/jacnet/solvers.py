@@ -16,6 +16,7 @@ form ``(A A^T + mu I) a = -r``, ``d = A^T a`` with ``A = H^(1/2) J``, ``r = H^(-
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import linalg
@@ -26,7 +27,7 @@ from .network import Network
 
 Array = np.ndarray
 
-__all__ = ["Objective", "LevenbergMarquardt", "LMStep"]
+__all__ = ["Objective", "LevenbergMarquardt", "LMStep", "gauss_newton_system"]
 
 _MU_MIN = 1e-20  # trainlm's floor on mu
 
@@ -34,11 +35,14 @@ _MU_MIN = 1e-20  # trainlm's floor on mu
 class Objective:
     """The training objective on fixed data: ``loss(net(X), T; w) + alpha/2 ||W||^2``.
 
-    ``alpha`` penalises weights only (``net.weight_mask()``), not biases.
+    ``alpha`` penalises weights only (``net.weight_mask()``), not biases. The solvers see
+    only :meth:`value`, :meth:`value_and_grad` and :meth:`system`; the three ``_data_*``
+    methods are the sums over samples, the one part that a data-parallel objective
+    (``jacnet.distributed``) replaces with a reduction over partitions.
     """
 
     def __init__(
-        self, net: Network, X: Array, T: Array, loss: Loss, w: Array | None, alpha: float = 0.0
+        self, net: Network, X: Any, T: Any, loss: Loss, w: Any, alpha: float = 0.0
     ) -> None:
         self.net, self.X, self.T, self.loss, self.w, self.alpha = net, X, T, loss, w, alpha
         self.mask = net.weight_mask() if alpha else None
@@ -50,18 +54,78 @@ class Objective:
         Wt = theta * self.mask
         return 0.5 * self.alpha * float(np.vdot(Wt, Wt))
 
-    def value(self) -> tuple[float, Array]:
-        """Objective at the network's current theta, and the outputs."""
-        value, Y = self.net._loss_value(self.X, self.T, self.loss, self.w)
+    def value(self) -> tuple[float, Any]:
+        """Objective at the network's current theta, and what :meth:`system` reuses of it
+        (the outputs ``Y`` here)."""
+        value, Y = self._data_value()
         return value + self.penalty(self.net.theta), Y
 
     def value_and_grad(self) -> tuple[float, Array]:
         """Objective and its gradient (P,) at the current theta (the buffer is reused)."""
-        value, grad = self.net._loss_and_flat_grad(self.X, self.T, self.loss, self.w, self._grad)
+        value, grad = self._data_value_and_grad()
         if self.mask is not None:
             value += self.penalty(self.net.theta)
             grad += self.alpha * self.mask * self.net.theta
         return value, grad
+
+    def system(
+        self, state: Any, chunk: int | None = None
+    ) -> tuple[Array | None, Array, Array, float, Array]:
+        """LM's linear system at the current theta: ``(JtHJ or None, Jtg, A, scale, r)``.
+
+        ``state`` is the second result of :meth:`value` at the same theta. ``JtHJ`` is None
+        when the dual form ``A = H^(1/2) J``, ``r = H^(-1/2) g`` was chosen instead.
+        """
+        JtHJ, Jtg, A, scale, r = self._data_system(state, chunk)
+        if self.mask is not None and JtHJ is not None:
+            c = self.alpha / scale  # the penalty's Hessian and gradient in the model's units
+            JtHJ[np.diag_indices(self.net.n_params)] += c * self.mask
+            Jtg += c * self.mask * self.net.theta
+        return JtHJ, Jtg, A, scale, r
+
+    # ------------------------------------------------- sums over the samples
+    def _data_value(self) -> tuple[float, Any]:
+        return self.net._loss_value(self.X, self.T, self.loss, self.w)
+
+    def _data_value_and_grad(self) -> tuple[float, Array]:
+        return self.net._loss_and_flat_grad(self.X, self.T, self.loss, self.w, self._grad)
+
+    def _data_system(
+        self, Y: Array, chunk: int | None
+    ) -> tuple[Array | None, Array, Array, float, Array]:
+        return gauss_newton_system(
+            self.net, self.X, self.T, self.loss, self.w, Y, chunk, dual=self.mask is None
+        )
+
+
+def gauss_newton_system(
+    net: Network,
+    X: Array,
+    T: Array,
+    loss: Loss,
+    w: Array | None,
+    Y: Array,
+    chunk: int | None = None,
+    dual: bool = True,
+) -> tuple[Array | None, Array, Array, float, Array]:
+    """The loss's Gauss-Newton system on ``(X, T, w)`` at ``Y = net(X)``, no penalty.
+
+    Returns ``(J^T H J, J^T g, A, scale, r)`` with ``A``, ``r`` empty; or, when ``dual``
+    allows it and ``N * n_out < P`` with ``H > 0``, ``(None, J^T g, A, scale, r)`` for the
+    dual form. ``J^T H J`` and ``J^T g`` are sums over samples (``H``, ``g`` are not
+    normalised), so the system of a data set is the sum of its partitions' systems.
+    """
+    H, g, scale = loss.gauss_newton_terms(Y, T, w)
+    P = net.n_params
+    nq = Y.size
+    if dual and nq < P and bool(np.all(H > 0)):
+        h = np.sqrt(H).reshape(nq, 1)
+        A = _jac.param_jacobian(net.layers, X, chunk).reshape(nq, P) * h
+        r = g.reshape(nq) / h[:, 0]
+        return None, A.T @ r, A, scale, r
+    weights = None if loss.sum_of_squares and w is None else H
+    JtHJ, Jtg = _jac.gauss_newton(net.layers, X, g, weights, chunk, weight_residuals=False)
+    return JtHJ, Jtg, np.empty(0), scale, np.empty(0)
 
 
 @dataclass
@@ -90,28 +154,11 @@ class LevenbergMarquardt:
         self.obj = objective
         self.mu, self.mu_dec, self.mu_inc, self.mu_max = mu, mu_dec, mu_inc, mu_max
         self.chunk = chunk
-        self._current: tuple[float, Array] | None = None
+        self._current: tuple[float, Any] | None = None
 
-    def _system(self, Y: Array) -> tuple[Array | None, Array, Array, float, Array]:
+    def _system(self, Y: Any) -> tuple[Array | None, Array, Array, float, Array]:
         """Return ``(JtHJ or None, Jtg, A (dual form) or None, scale, r)``."""
-        obj, net = self.obj, self.obj.net
-        H, g, scale = obj.loss.gauss_newton_terms(Y, obj.T, obj.w)
-        P = net.n_params
-        nq = Y.size
-        if nq < P and obj.mask is None and bool(np.all(H > 0)):
-            h = np.sqrt(H).reshape(nq, 1)
-            A = _jac.param_jacobian(net.layers, obj.X, self.chunk).reshape(nq, P) * h
-            r = g.reshape(nq) / h[:, 0]
-            return None, A.T @ r, A, scale, r
-        weights = None if obj.loss.sum_of_squares and obj.w is None else H
-        JtHJ, Jtg = _jac.gauss_newton(
-            net.layers, obj.X, g, weights, self.chunk, weight_residuals=False
-        )
-        if obj.mask is not None:
-            c = obj.alpha / scale
-            JtHJ[np.diag_indices(P)] += c * obj.mask
-            Jtg += c * obj.mask * net.theta
-        return JtHJ, Jtg, np.empty(0), scale, np.empty(0)
+        return self.obj.system(Y, self.chunk)
 
     def step(self, min_grad: float = 0.0) -> LMStep:
         """One iteration: build the system once, try mu until the loss falls or mu_max.

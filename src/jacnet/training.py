@@ -20,10 +20,11 @@ import numpy as np
 from scipy import optimize
 
 from ._checks import as_weights, positive_int
+from .batch import BatchBackprop
 from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import LOSSES, Loss, get_loss
 from .network import Network
-from .optimizers import OPTIMIZERS, get_optimizer
+from .optimizers import OPTIMIZERS, Optimizer, get_optimizer
 from .record import TrainingRecord
 from .schedules import SCHEDULES, Schedule, get_schedule
 from .solvers import LevenbergMarquardt, Objective
@@ -143,6 +144,15 @@ def _divide(n: int, cfg: TrainConfig, rng: np.random.Generator) -> dict[str, Arr
     return out
 
 
+def _rows(idx: Array, X: Array, T: Array, w: Array | None) -> tuple[Array, Array, Array | None]:
+    """``(X[idx], T[idx], w[idx])``; the arrays themselves when ``idx`` is every row in
+    order (no division): training only reads them, and a copy of a large data set costs
+    as much as an epoch's shuffle."""
+    if idx.shape[0] == X.shape[0] and np.array_equal(idx, np.arange(X.shape[0])):
+        return X, T, w
+    return X[idx], T[idx], None if w is None else w[idx]
+
+
 class _Run:
     """The state of one training run; ``epoch_end`` is the bookkeeping of every solver."""
 
@@ -158,6 +168,11 @@ class _Run:
         self.progress: Any = None
         self.task: Any = None
         self.carry: dict[str, Any] = {}
+
+    def objective(self) -> Objective:
+        """The full-batch objective on the training set (``jacnet.distributed`` overrides it)."""
+        X, T, w = self.sets["train"]
+        return Objective(self.net, X, T, self.loss, w, self.cfg.alpha)
 
     def set_loss(self, name: str) -> float | None:
         if name not in self.sets:
@@ -270,7 +285,7 @@ def train(
     else:
         division = _divide(X.shape[0], cfg, rng)
         record.division = division
-    sets = {name: (X[idx], T[idx], None if w is None else w[idx]) for name, idx in division.items()}
+    sets = {name: _rows(idx, X, T, w) for name, idx in division.items()}
     if validation_data is not None:
         Xv = net.check_X(validation_data[0], "validation_data[0]")
         sets["validation"] = (Xv, net.check_T(validation_data[1], Xv.shape[0],
@@ -287,6 +302,17 @@ def train(
         if initial is not None and math.isfinite(initial):
             run.best_score, run.best_theta = initial, net.get_flat()
             record.best_val_loss = initial
+    reason = _run_solver(run, rng, saved)
+    record.stop_reason = reason or "max_epochs"
+    if run.has_val and cfg.restore_best and run.best_theta is not None:
+        net.set_flat(run.best_theta)
+    return record
+
+
+def _run_solver(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
+    """Run the configured solver on ``run`` (with a progress bar when verbose); the stop
+    reason, or None when the epoch budget ran out."""
+    cfg = run.cfg
     solver = {"lm": _train_lm, "lbfgs": _train_lbfgs}.get(cfg.solver, _train_gradient)
     if cfg.verbose:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -298,17 +324,14 @@ def train(
         with Progress(*columns, transient=False) as progress:
             run.progress = progress
             run.task = progress.add_task(cfg.solver, total=cfg.max_epochs,
-                                         completed=record.n_epochs, loss="-", val="-", step="-")
+                                         completed=run.record.n_epochs, loss="-", val="-", step="-")
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 reason = solver(run, rng, saved)
     else:
         # Overflow is handled (restore, smaller step, a stop reason): no warnings for it.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             reason = solver(run, rng, saved)
-    record.stop_reason = reason or "max_epochs"
-    if run.has_val and cfg.restore_best and run.best_theta is not None:
-        net.set_flat(run.best_theta)
-    return record
+    return reason
 
 
 def _checkpoint(run: _Run, rng: np.random.Generator, arrays: dict[str, Array],
@@ -335,7 +358,8 @@ def _train_gradient(run: _Run, rng: np.random.Generator, saved: Any) -> str | No
     net = run.net
     opt = get_optimizer(cfg.solver, lr=cfg.lr, alpha=cfg.alpha, clip_norm=cfg.clip_norm,
                         **cfg.optimizer_options)
-    schedule = get_schedule(cfg.schedule, lr=cfg.lr, **cfg.schedule_options)
+    schedule = (cfg.schedule if isinstance(cfg.schedule, Schedule)  # used as it is
+                else get_schedule(cfg.schedule, lr=cfg.lr, **cfg.schedule_options))
     state = opt.init([net.theta], decay_mask=[net.weight_mask()])
     lr_scale = 1.0
     if saved is not None:
@@ -362,8 +386,12 @@ def _gradient_epochs(run: _Run, rng: np.random.Generator, opt: Any, state: Any,
     # One contiguous buffer per epoch for the shuffled data, batches are views into it.
     Xs, Ts = np.empty_like(X), np.empty_like(T)
     ws = None if w is None else np.empty_like(w)
-    grad = np.empty(net.n_params, dtype=net.dtype)
     gsum = np.empty(net.n_params, dtype=net.dtype)
+    # The fast paths (each equal to the general one, tests prove it): backprop into
+    # buffers reused by every batch, and the optimizer's update checked once per epoch.
+    backprop = BatchBackprop(net, loss, bs)
+    grad, grads = backprop.grad, [backprop.grad]
+    checked_once = type(opt).update is Optimizer.update
     retries = 0
     # A retried epoch keeps its index: epochs are counted by the record, not by attempts.
     while (epoch := run.record.n_epochs) < cfg.max_epochs:
@@ -376,15 +404,19 @@ def _gradient_epochs(run: _Run, rng: np.random.Generator, opt: Any, state: Any,
             np.take(w, order, out=ws)
         total = 0.0
         gsum[...] = 0
+        step = opt.update
+        if checked_once:
+            lr = opt._check_update(params, grads, state, lr)
+            step = opt._step
+        mean = loss.mean_over_samples
         for start in range(0, n, bs):
             stop = min(start + bs, n)
-            value, _ = net._loss_and_flat_grad(Xs[start:stop], Ts[start:stop], loss,
-                                               None if ws is None else ws[start:stop], grad)
+            value = backprop(Xs[start:stop], Ts[start:stop], None if ws is None else ws[start:stop])
             if not math.isfinite(value):
                 break
-            total += value * ((stop - start) / n if loss.mean_over_samples else 1.0)
+            total += value * ((stop - start) / n if mean else 1.0)
             gsum += grad
-            opt.update(params, [grad], state, lr=lr)
+            step(params, grads, state, lr)
         else:
             if np.isfinite(net.theta).all():
                 retries = 0
@@ -412,8 +444,7 @@ def _gradient_epochs(run: _Run, rng: np.random.Generator, opt: Any, state: Any,
 def _train_lm(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
     """Levenberg-Marquardt epochs (trainlm)."""
     cfg = run.cfg
-    X, T, w = run.sets["train"]
-    obj = Objective(run.net, X, T, run.loss, w, cfg.alpha)
+    obj = run.objective()
     lm = LevenbergMarquardt(obj, cfg.mu, cfg.mu_dec, cfg.mu_inc, cfg.mu_max, cfg.chunk)
     if saved is not None:
         lm.mu = saved[1]["mu"]
@@ -440,8 +471,7 @@ def _train_lm(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
 def _train_lbfgs(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
     """Full-batch L-BFGS through scipy's L-BFGS-B on the flat theta, exact gradients."""
     net, cfg = run.net, run.cfg
-    X, T, w = run.sets["train"]
-    obj = Objective(net, X, T, run.loss, w, cfg.alpha)
+    obj = run.objective()
     last: dict[str, Any] = {}
     stop: list[str] = []
 

@@ -1,0 +1,398 @@
+"""Suite "perf": mini-batch training speed against PyTorch eager and scikit-learn.
+
+1. 784-256-256-10 ReLU, softmax + cross-entropy, 60,000 random samples, Adam lr 1e-3,
+   batch 128, float32, one epoch: ``jacnet.train`` against a standard PyTorch eager loop
+   and scikit-learn's ``MLPClassifier`` (one epoch), and against the roofline: the same
+   epoch's GEMMs alone, at their shapes, in numpy's BLAS. Batch 32 and 512 and float64
+   are reported without a target.
+2. 10-32-32-1 tanh regression, MSE, Adam, batch 32, float32: steps per second against
+   PyTorch eager.
+
+Before timing, each case checks that jacnet and the peer agree on the first batch from the
+same weights (loss and gradient to float32 tolerance). A missed target comes with a
+measured breakdown of jacnet's epoch and cProfile's top entries, in the notes.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import inspect
+import io
+import pstats
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from functools import partial
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+import jacnet as jn
+from jacnet.batch import BatchBackprop
+
+from ._harness import Case, Context, Row, check_close
+
+TITLE = "Training performance (mini-batch epochs)"
+DESCRIPTION = """\
+One epoch of mini-batch training with Adam (lr 1e-3), `jacnet.train(..., max_epochs=1)`
+(its shuffle copy, checks and record included) against PyTorch eager (the same initial
+weights copied in, the same data as a pre-shuffled tensor sliced per batch; `zero_grad`,
+forward, loss, `backward`, `Adam.step`) and scikit-learn's `MLPClassifier` (`fit` with
+`max_iter=1`, `alpha=0`, the same batch size). The roofline row divides the time of the
+epoch's GEMMs alone (numpy's BLAS at the epoch's exact shapes: forward, weight gradients,
+input gradients of all but the first layer) by jacnet's epoch: the share of the BLAS limit
+jacnet reaches. Each case first checks that jacnet and the peer give the same loss and
+gradient on the first batch from the same weights."""
+
+Array = np.ndarray
+
+# (full, smoke) sizes.
+MNIST_WIDTHS = ((784, 256, 256, 10), (20, 16, 16, 4))
+MNIST_N = (60_000, 300)
+SMALL_WIDTHS = ((10, 32, 32, 1), (10, 32, 32, 1))
+SMALL_N = (32 * 512, 32 * 8)
+TOL32 = 2e-4
+TOL64 = 1e-9
+
+
+# ------------------------------------------------------------------ shared pieces
+def _data(n: int, widths: Sequence[int], dtype: Any, classify: bool) -> tuple[Array, Array, Array]:
+    """``(X, labels, T)``: standard normal inputs; random labels one-hot, or a regression."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, widths[0])).astype(dtype)
+    if classify:
+        labels = rng.integers(0, widths[-1], n)
+        return X, labels, np.eye(widths[-1], dtype=dtype)[labels]
+    y = np.sin(X[:, :3].sum(axis=1, keepdims=True)) + 0.1 * X[:, 3:4]
+    return X, y[:, 0], y.astype(dtype)
+
+
+def _network(widths: Sequence[int], hidden: str, out: str, dtype: Any) -> jn.Network:
+    pairs = list(zip(widths[:-1], widths[1:], strict=True))
+    layers = [jn.Dense(a, b, hidden) for a, b in pairs[:-1]]
+    layers.append(jn.Dense(*pairs[-1], out))
+    return jn.Network(layers, seed=0, dtype=dtype)
+
+
+def _torch_model(torch: ModuleType, net: jn.Network, hidden: str) -> Any:
+    """``nn.Sequential`` of Linear layers holding jacnet's weights (``weight = W.T``)."""
+    dt = torch.float32 if net.dtype == np.float32 else torch.float64
+    act = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[hidden]
+    mods: list[Any] = []
+    for k, layer in enumerate(net.layers):
+        lin = torch.nn.Linear(layer.n_in, layer.n_out, dtype=dt)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(layer.W.T)))
+            lin.bias.copy_(torch.from_numpy(layer.b.copy()))
+        mods.append(lin)
+        if k < len(net.layers) - 1:
+            mods.append(act())
+    return torch.nn.Sequential(*mods)
+
+
+def _torch_flat_grad(model: Any) -> Array:
+    """The torch gradients in jacnet's theta order: ``W = weight.T`` then ``b``, per layer."""
+    parts = []
+    for mod in model:
+        if hasattr(mod, "weight"):
+            parts += [mod.weight.grad.numpy().T.ravel(), mod.bias.grad.numpy().ravel()]
+    return np.concatenate(parts)
+
+
+def _torch_epoch(torch: ModuleType, model: Any, opt: Any, lossf: Any, Xt: Any, yt: Any,
+                 bs: int) -> Callable[[], None]:
+    n = Xt.shape[0]
+
+    def run() -> None:
+        for start in range(0, n, bs):
+            opt.zero_grad()
+            loss = lossf(model(Xt[start : start + bs]), yt[start : start + bs])
+            loss.backward()
+            opt.step()
+
+    return run
+
+
+def _jacnet_epoch(net: jn.Network, X: Array, T: Array, loss: str, bs: int) -> Callable[[], None]:
+    theta0 = net.get_flat()
+
+    def run() -> None:
+        net.set_flat(theta0)  # every repeat trains the same epoch
+        jn.train(net, X, T, solver="adam", loss=loss, lr=1e-3, batch_size=bs, max_epochs=1,
+                 seed=0, min_grad=0.0)
+
+    return run
+
+
+def _gemm_epoch(widths: Sequence[int], n: int, bs: int, dtype: Any) -> Callable[[], None]:
+    """The epoch's GEMMs alone: forward, dW, and dX of every layer but the first."""
+    rng = np.random.default_rng(4)
+    sizes = [min(bs, n - s) for s in range(0, n, bs)]
+    pairs = list(zip(widths[:-1], widths[1:], strict=True))
+    W = [rng.standard_normal((a, b)).astype(dtype) for a, b in pairs]
+    A = [rng.standard_normal((bs, a)).astype(dtype) for a, _ in pairs]  # layer inputs
+    D = [rng.standard_normal((bs, b)).astype(dtype) for _, b in pairs]  # deltas
+    O = [np.empty((bs, b), dtype) for _, b in pairs]
+    dW = [np.empty((a, b), dtype) for a, b in pairs]
+    G = [np.empty((bs, a), dtype) for a, _ in pairs]
+
+    def run() -> None:
+        for m in sizes:
+            for k in range(len(pairs)):
+                np.matmul(A[k][:m], W[k], out=O[k][:m])
+            for k in range(len(pairs) - 1, -1, -1):
+                np.dot(A[k][:m].T, D[k][:m], out=dW[k])
+                if k:
+                    np.matmul(D[k][:m], W[k].T, out=G[k][:m])
+
+    return run
+
+
+def epoch_flops(widths: Sequence[int], n: int) -> int:
+    """``2 N sum(n_in n_out)`` forward, as much for dW, and dX except the first layer."""
+    macs = [a * b for a, b in zip(widths[:-1], widths[1:], strict=True)]
+    return 2 * n * (2 * sum(macs) + sum(macs[1:]))
+
+
+def breakdown(net: jn.Network, X: Array, T: Array, loss: str, bs: int, total: float,
+              gemm: float | None) -> str:
+    """A measured time breakdown of one ``train`` epoch, phase by phase (one run each).
+
+    Phases are timed alone with jacnet's own functions: the shuffle copy, backprop of every
+    batch (BatchBackprop: GEMMs, bias, activations, loss; the GEMM share from ``gemm``),
+    the optimizer's steps, the gradient sum kept for the record; the rest of ``total`` is
+    the loop's Python work, the input checks and the record.
+    """
+    n = X.shape[0]
+    theta0 = net.get_flat()
+    lossf = jn.get_loss(loss)
+    bp = BatchBackprop(net, lossf, bs)
+    opt = jn.optimizers.Adam(lr=1e-3)
+    state = opt.init([net.theta])
+    opt._check_update([net.theta], [bp.grad], state, 1e-3)
+    order = np.random.default_rng(0).permutation(n)
+    Xs, Ts = np.empty_like(X), np.empty_like(T)
+    starts = range(0, n, bs)
+
+    def clock(fn: Callable[[], Any]) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    def shuffle() -> None:
+        np.take(X, order, axis=0, out=Xs)
+        np.take(T, order, axis=0, out=Ts)
+
+    def backprop() -> None:
+        for s in starts:
+            bp(Xs[s : s + bs], Ts[s : s + bs])
+
+    def optimizer() -> None:
+        for _ in starts:
+            opt._step([net.theta], [bp.grad], state, 1e-3)
+
+    gsum = np.zeros_like(bp.grad)
+
+    def gradsum() -> None:
+        for _ in starts:
+            gsum.__iadd__(bp.grad)
+
+    with np.errstate(all="ignore"):
+        phases = {name: clock(fn) for name, fn in
+                  (("shuffle copy", shuffle), ("backprop", backprop),
+                   ("optimizer", optimizer), ("gradient sum", gradsum))}
+    net.set_flat(theta0)
+    parts = []
+    if gemm is not None:
+        parts.append(f"GEMMs {gemm:.3g} s")
+        parts.append(f"backprop besides GEMMs {phases['backprop'] - gemm:.3g} s")
+    else:
+        parts.append(f"backprop {phases['backprop']:.3g} s")
+    parts += [f"{k} {v:.3g} s" for k, v in phases.items() if k != "backprop"]
+    rest = total - sum(phases.values())
+    parts.append(f"the rest (loop, checks, record) {rest:.3g} s")
+    return f"breakdown of jacnet's {total:.3g} s epoch: " + ", ".join(parts)
+
+
+def profile_top(fn: Callable[[], Any], k: int = 6) -> str:
+    """cProfile's top ``k`` entries by own time of one call: ``name own-s/calls``."""
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    stats = pstats.Stats(prof, stream=io.StringIO())
+    entries = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:k]  # type: ignore[attr-defined]
+    out = []
+    for (file, line, name), (_, calls, own, _, _) in entries:
+        where = name if file == "~" else f"{file.rsplit('/', 1)[-1]}:{line} {name}"
+        out.append(f"{where} {own:.3g} s/{calls}")
+    return "cProfile top own time: " + "; ".join(out)
+
+
+def _check_first_batch(ctx: Context, case: str, net: jn.Network, loss: str, X: Array, T: Array,
+                       value: float, grad: Array) -> float:
+    ref_v, ref_g = net.loss_and_flat_grad(X, T, loss)
+    tol = TOL32 if net.dtype == np.float32 else TOL64
+    check_close(f"{case}: first-batch loss", value, ref_v, tol)
+    return check_close(f"{case}: first-batch gradient", grad, ref_g, tol)
+
+
+def _miss_notes(row: Row, ctx: Context, detail: Callable[[], str]) -> Row:
+    if row.status == "miss":
+        row.note = (row.note + "; " if row.note else "") + detail()
+    return row
+
+
+# ----------------------------------------------------------- 1. MNIST-sized MLP
+def mnist_case(ctx: Context, bs: int, dtype: Any, main: bool) -> list[Row]:
+    i = 1 if ctx.smoke else 0
+    widths, n = MNIST_WIDTHS[i], MNIST_N[i]
+    tag = "f32" if dtype == np.float32 else "f64"
+    case = f"perf.mlp.b{bs}.{tag}"
+    name = (f"one epoch, {'-'.join(map(str, widths))} ReLU, softmax + CE, N={n}, "
+            f"batch {bs}, {np.dtype(dtype).name}")
+    X, labels, T = _data(n, widths, dtype, classify=True)
+    net = _network(widths, "relu", "softmax", dtype)
+    fns: dict[str, Callable[[], Any]] = {"jacnet": _jacnet_epoch(net, X, T, "cross_entropy", bs)}
+    notes: dict[str, str] = {}
+    torch = ctx.torch
+    if torch is not None:
+        model = _torch_model(torch, net, "relu")
+        lossf = torch.nn.CrossEntropyLoss()
+        Xt, yt = torch.from_numpy(X[:bs]), torch.from_numpy(labels[:bs])
+        out = lossf(model(Xt), yt)
+        out.backward()
+        err = _check_first_batch(ctx, case, net, "cross_entropy", X[:bs], T[:bs],
+                                 float(out.item()), _torch_flat_grad(model))
+        notes["torch"] = f"first-batch loss and gradient agree to {err:.1e}"
+        model.zero_grad()
+        perm = np.random.default_rng(1).permutation(n)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        fns["torch"] = _torch_epoch(torch, model, opt, lossf, torch.from_numpy(X[perm]),
+                                    torch.from_numpy(labels[perm]), bs)
+    sk = _sklearn_classifier(widths, bs, n)
+    if sk is not None and main:
+        err, sk_dtype = _check_sklearn(sk, net, X[:bs], T[:bs], (X[:2000], labels[:2000]))
+        notes["sklearn"] = (f"first-batch loss and gradient agree to {err:.1e}; "
+                            f"scikit-learn trains in {sk_dtype}")
+        fns["sklearn"] = partial(_sklearn_fit, sk, X, labels)
+    gemm_fn = _gemm_epoch(widths, n, bs, dtype)
+    fns["gemm"] = gemm_fn
+    t = ctx.measure(fns)
+    flops = epoch_flops(widths, n)
+    gemm_rate = flops / t["gemm"].median / 1e9
+    cache: dict[str, str] = {}
+
+    def detail() -> str:
+        if "text" not in cache:
+            total = t["jacnet"].median
+            cache["text"] = (breakdown(net, X, T, "cross_entropy", bs, total, t["gemm"].median)
+                             + "; " + profile_top(fns["jacnet"]))
+        return cache["text"]
+
+    rows = []
+    target_peer = 2.0 if main else None
+    rows.append(_miss_notes(ctx.row(
+        case, name, "PyTorch eager", jacnet=t["jacnet"], peer_time=t.get("torch"),
+        target=target_peer, note=notes.get("torch", ctx.torch_note)), ctx, detail))
+    if main:
+        rows.append(_miss_notes(ctx.row(
+            case, name, "scikit-learn MLPClassifier", jacnet=t["jacnet"],
+            peer_time=t.get("sklearn"), target=2.0,
+            note=notes.get("sklearn", "scikit-learn not installed")), ctx, detail))
+    rows.append(_miss_notes(ctx.row(
+        case, name, "roofline: the epoch's GEMMs alone", jacnet=t["jacnet"],
+        peer_time=t["gemm"], target=0.7 if main else None, kind="fraction",
+        note=f"{flops / 1e9:.3g} GFLOP per epoch, GEMMs alone at {gemm_rate:.1f} GFLOP/s, "
+        f"jacnet's epoch at {flops / t['jacnet'].median / 1e9:.1f} GFLOP/s"), ctx, detail))
+    return rows
+
+
+def _sklearn_classifier(widths: Sequence[int], bs: int, n: int) -> Any:
+    try:
+        from sklearn.neural_network import MLPClassifier
+    except ImportError:
+        return None
+    return MLPClassifier(hidden_layer_sizes=tuple(widths[1:-1]), activation="relu",
+                         solver="adam", alpha=0.0, batch_size=bs, learning_rate_init=1e-3,
+                         max_iter=1, shuffle=True, random_state=0, tol=0.0)
+
+
+def _sklearn_fit(sk: Any, X: Array, labels: Array) -> None:
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk.fit(X, labels)
+
+
+def _check_sklearn(sk: Any, net: jn.Network, X: Array, T: Array,
+                   fit_on: tuple[Array, Array]) -> tuple[float, str]:
+    """Set jacnet's weights into a fitted MLPClassifier; compare loss and gradient."""
+    _sklearn_fit(sk, *fit_on)
+    sk.coefs_ = [layer.W.copy() for layer in net.layers]
+    sk.intercepts_ = [layer.b.copy() for layer in net.layers]
+    proba = sk.predict_proba(X)
+    tol = TOL32 if net.dtype == np.float32 else TOL64
+    check_close("perf: scikit-learn forward", proba, net(X), tol)
+    n = X.shape[0]
+    acts = [X] + [np.empty((n, layer.n_out), X.dtype) for layer in net.layers]
+    deltas = [np.empty_like(a) for a in acts[1:]]
+    cg = [np.empty_like(layer.W) for layer in net.layers]
+    ig = [np.empty_like(layer.b) for layer in net.layers]
+    weights: tuple[None, ...] = ()
+    if "sample_weight" in inspect.signature(sk._backprop).parameters:
+        weights = (None,)  # scikit-learn >= 1.7: _backprop(X, y, sample_weight, ...)
+    value, cg, ig = sk._backprop(X, T, *weights, acts, deltas, cg, ig)
+    grad = np.concatenate([a.ravel() for pair in zip(cg, ig, strict=True) for a in pair])
+    ref_v, ref_g = net.loss_and_flat_grad(X, T, "cross_entropy")
+    check_close("perf: scikit-learn first-batch loss", value, ref_v, tol)
+    err = check_close("perf: scikit-learn first-batch gradient", grad, ref_g, tol)
+    return err, str(sk.coefs_[0].dtype)
+
+
+# ---------------------------------------------------------- 2. small networks
+def small_case(ctx: Context) -> list[Row]:
+    i = 1 if ctx.smoke else 0
+    widths, n, bs = SMALL_WIDTHS[i], SMALL_N[i], 32
+    case = "perf.small.b32.f32"
+    steps = -(-n // bs)
+    name = f"{'-'.join(map(str, widths))} tanh regression, MSE, batch {bs}, float32, {steps} steps"
+    peer = "PyTorch eager"
+    torch = ctx.torch
+    if torch is None:
+        return [ctx.row(case, name, peer, note=ctx.torch_note)]
+    X, _, T = _data(n, widths, np.float32, classify=False)
+    net = _network(widths, "tanh", "identity", np.float32)
+    model = _torch_model(torch, net, "tanh")
+    lossf = torch.nn.MSELoss()
+    out = lossf(model(torch.from_numpy(X[:bs])), torch.from_numpy(T[:bs]))
+    out.backward()
+    err = _check_first_batch(ctx, case, net, "mse", X[:bs], T[:bs], float(out.item()),
+                             _torch_flat_grad(model))
+    model.zero_grad()
+    perm = np.random.default_rng(1).permutation(n)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    fns = {"jacnet": _jacnet_epoch(net, X, T, "mse", bs),
+           "torch": _torch_epoch(torch, model, opt, lossf, torch.from_numpy(X[perm]),
+                                 torch.from_numpy(T[perm]), bs)}
+    t = ctx.measure(fns)
+    rate = {k: steps / v.median for k, v in t.items()}
+    note = (f"first-batch loss and gradient agree to {err:.1e}; steps/s: jacnet "
+            f"{rate['jacnet']:.0f}, PyTorch {rate['torch']:.0f}")
+    row = ctx.row(case, name, peer, jacnet=t["jacnet"], peer_time=t["torch"], target=3.0,
+                  note=note)
+    return [_miss_notes(row, ctx, lambda: breakdown(net, X, T, "mse", bs, t["jacnet"].median,
+                                                    None) + "; " + profile_top(fns["jacnet"]))]
+
+
+# --------------------------------------------------------------------------- cases
+def cases(smoke: bool) -> list[Case]:
+    return [
+        Case("perf.mlp.b128.f32", partial(mnist_case, bs=128, dtype=np.float32, main=True)),
+        Case("perf.small.b32.f32", small_case),
+        Case("perf.mlp.b32.f32", partial(mnist_case, bs=32, dtype=np.float32, main=False)),
+        Case("perf.mlp.b512.f32", partial(mnist_case, bs=512, dtype=np.float32, main=False)),
+        Case("perf.mlp.b128.f64", partial(mnist_case, bs=128, dtype=np.float64, main=False)),
+    ]

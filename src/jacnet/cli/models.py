@@ -1,0 +1,205 @@
+"""``jacnet predict``, ``evaluate`` and ``info``: use and inspect a model file."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.table import Table
+
+from ..checkpoint import atomic_write
+from ..data import (
+    DataError,
+    check_columns,
+    target_values,
+)
+from ._common import (
+    CliError,
+    DatasetOpt,
+    Debug,
+    _features,
+    _fmt,
+    _frame,
+    _g,
+    _list,
+    _load_model,
+    _metrics,
+    app,
+    out,
+)
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="A model file (model.safetensors).")],
+    data: Annotated[Path | None, typer.Argument(
+        help="CSV, TSV, Parquet or .npz file with the feature columns.",
+        show_default=False)] = None,
+    dataset: DatasetOpt = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write predictions here (.csv, .tsv, .parquet); default: "
+        "CSV on stdout.", show_default=False)] = None,
+    proba: Annotated[bool, typer.Option("--proba/--no-proba",
+                                        help="Add class probabilities.")] = True,
+    debug: Debug = False,
+) -> None:
+    """Predict with a trained model; one output row per input row."""
+    est, doc = _load_model(model)
+    frame, _, _ = _frame(data, dataset, None, default=None)
+    spec = (doc.get("extra") or {}).get("data") or {}
+    targets = list(spec.get("targets", []))
+    X = _features(est, doc, frame, targets)
+    if doc["kind"] == "network":
+        Y = est.forward(np.asarray(X, dtype=est.dtype))
+        result = pd.DataFrame(Y, columns=[f"y{j}" for j in range(Y.shape[1])])
+    else:
+        pred = est.predict(X)
+        pred2 = pred.reshape(len(frame), -1)
+        names = targets if len(targets) == pred2.shape[1] else (
+            ["prediction"] if pred2.shape[1] == 1 else [f"prediction{j}"
+                                                        for j in range(pred2.shape[1])])
+        result = pd.DataFrame({n: pred2[:, j] for j, n in enumerate(names)})
+        if proba and doc["kind"] == "MLPClassifier":
+            P = est.predict_proba(X)
+            multilabel = doc["estimator"]["label_binarizer"]["y_type"].startswith("multilabel")
+            labels = names if multilabel else est.classes_
+            for j, c in enumerate(labels):
+                result[f"proba_{c}"] = P[:, j]
+    _write_table(result, output)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A model file (model.safetensors).")],
+    data: Annotated[Path | None, typer.Argument(
+        help="CSV, TSV, Parquet or .npz file with features and targets.",
+        show_default=False)] = None,
+    dataset: DatasetOpt = None,
+    target: Annotated[list[str] | None, typer.Option(
+        "--target", "-t", metavar="COL",
+        help="Target column(s); default: those the model was trained on.",
+        show_default=False)] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Score a trained model on labelled data: accuracy, or R² and MSE."""
+    est, doc = _load_model(model)
+    if doc["kind"] == "network":
+        raise CliError(f"{model} holds a bare network; evaluate needs a trained estimator")
+    spec = (doc.get("extra") or {}).get("data") or {}
+    frame, _, _ = _frame(data, dataset, None, default=None)
+    targets = list(target or spec.get("targets") or [])
+    if not targets:
+        raise CliError("name the target column(s) with --target")
+    check_columns(frame, targets, "target")
+    kind = "classification" if doc["kind"] == "MLPClassifier" else "regression"
+    y = target_values(frame, targets, kind)
+    X = _features(est, doc, frame, targets)
+    if kind == "classification":
+        unknown = sorted({str(c) for c in np.unique(y).tolist()} -
+                         {str(c) for c in est.classes_.tolist()})
+        if unknown and y.ndim == 1:
+            raise DataError(f"target {targets[0]!r} has classes the model does not know: "
+                            f"{', '.join(unknown)}")
+        y = _as_classes(y, est.classes_)
+    metrics = _metrics(est, kind, X, y)
+    assert metrics is not None
+    if json_out:
+        out.print_json(json.dumps(metrics))
+        return
+    out.print(f"[bold]{model}[/] on {data or dataset}: {kind}")
+    table = Table()
+    for k in metrics:
+        table.add_column(k, justify="right")
+    table.add_row(*(_fmt(v, k) if k != "n" else str(v) for k, v in metrics.items()))
+    out.print(table)
+
+
+def _as_classes(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Labels read from a file (ints or strings) in the type of the model's classes."""
+    if y.ndim != 1 or y.dtype.kind == classes.dtype.kind:
+        return y
+    lookup = {str(c): c for c in classes.tolist()}
+    return np.asarray([lookup[str(v)] for v in y.tolist()], dtype=classes.dtype)
+
+
+def _write_table(frame: pd.DataFrame, path: Path | None) -> None:
+    if path is None:
+        sys.stdout.write(frame.to_csv(index=False))
+        return
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".tsv", ".parquet", ".pq"):
+        raise CliError(f"--output {path}: use a .csv, .tsv or .parquet file name")
+    if suffix in (".parquet", ".pq"):
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        data = buffer.getvalue()
+    else:
+        data = frame.to_csv(index=False, sep="\t" if suffix == ".tsv" else ",").encode()
+    atomic_write(path, data)  # a reader never sees half a predictions file
+
+
+# ------------------------------------------------------------------------------ info
+@app.command()
+def info(
+    model: Annotated[Path, typer.Argument(help="A model file (model.safetensors).")],
+    debug: Debug = False,
+) -> None:
+    """Show a model file: architecture, parameters, preprocessing, training summary."""
+    obj, doc = _load_model(model)
+    net = obj if doc["kind"] == "network" else obj.network_
+    out.print(f"[bold]{model}[/]: {doc['kind']}, {net.n_params} parameters, {doc['dtype']}, "
+              f"format {doc['format']} v{doc['format_version']}, written by jacnet "
+              f"{doc['jacnet_version']}")
+    table = Table(title="Layers", title_justify="left")
+    for c, j in (("#", "right"), ("n_in", "right"), ("n_out", "right"), ("activation", "left"),
+                 ("parameters", "right")):
+        table.add_column(c, justify=j)  # type: ignore[arg-type]
+    for k, layer in enumerate(net.layers):
+        table.add_row(str(k), str(layer.n_in), str(layer.n_out), repr(layer.activation),
+                      str(layer.n_params))
+    out.print(table)
+    if doc["kind"] == "network":
+        return
+    spec = (doc.get("extra") or {}).get("data") or {}
+    rows = []
+    if spec:
+        rows.append(("task", f"{spec['task']} of {_list(spec['targets'])} ({spec['source']})"))
+        cats = spec["features"].get("categories", {})
+        rows.append(("features", f"{len(spec['features']['columns'])} columns: "
+                                 f"{_list(spec['features']['columns'])}"))
+        if cats:
+            rows.append(("one-hot", "; ".join(f"{c}: {_list(v)}" for c, v in cats.items())))
+    elif getattr(obj, "feature_names_in_", None) is not None:
+        rows.append(("features", _list([str(s) for s in obj.feature_names_in_])))
+    rows.append(("inputs", "standardised (mean/std of the training rows)"
+                 if obj.x_mean_ is not None else "used as given"))
+    if doc["kind"] == "MLPRegressor":
+        rows.append(("targets", "standardised inside the model" if obj.y_mean_ is not None
+                     else "used as given"))
+    else:
+        rows.append(("classes", _list([str(c) for c in obj.classes_.tolist()])))
+    record = getattr(obj, "training_record_", None)
+    if record is not None:
+        rows.append(("training", f"solver {record.solver}, {record.n_epochs} epochs, "
+                                 f"{record.seconds:.1f} s, stopped: {record.stop_reason}"))
+        best = f"best epoch {record.best_epoch}, loss {_g(record.best_loss)}"
+        if record.best_val_loss is not None:
+            best += f", validation loss {_g(record.best_val_loss)}"
+        rows.append(("best", best))
+        if record.division:
+            rows.append(("division", ", ".join(f"{k} {len(record.division[k])}" for k in
+                                               ("train", "validation", "test")
+                                               if k in record.division)))
+    summary = Table(show_header=False, box=None)
+    summary.add_column(style="bold")
+    summary.add_column()
+    for key, value in rows:
+        summary.add_row(key, value)
+    out.print(summary)

@@ -1,0 +1,398 @@
+"""``jacnet train``: divide the data, fit an estimator with live progress, write the run folder."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import replace
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.table import Table
+
+from ..checkpoint import atomic_write
+from ..data import (
+    DataError,
+    FeatureEncoder,
+    check_columns,
+    divide,
+    infer_task,
+    target_values,
+)
+from ._common import (
+    CliError,
+    DatasetOpt,
+    Debug,
+    _fmt,
+    _frame,
+    _g,
+    _jsonable,
+    _list,
+    _metrics,
+    _versions,
+    app,
+    out,
+)
+
+
+class Task(str, Enum):
+    auto = "auto"
+    classification = "classification"
+    regression = "regression"
+
+
+class Solver(str, Enum):
+    auto = "auto"
+    lm = "lm"
+    lbfgs = "lbfgs"
+    adam = "adam"
+    adamw = "adamw"
+    sgd = "sgd"
+    rmsprop = "rmsprop"
+
+
+class DType(str, Enum):
+    float64 = "float64"
+    float32 = "float32"
+
+
+
+#: ``--solver auto`` picks Levenberg-Marquardt when one LM epoch costs at most this many
+#: floating-point operations (N·outputs·P² for JᵀJ plus P³ for the solve), else Adam.
+LM_BUDGET = 1e9
+
+
+# ----------------------------------------------------------------------------- train
+@app.command()
+def train(
+    data: Annotated[Path | None, typer.Argument(
+        help="CSV, TSV, Parquet or .npz file; without it, --dataset.", show_default=False)] = None,
+    dataset: DatasetOpt = None,
+    target: Annotated[list[str] | None, typer.Option(
+        "--target", "-t", metavar="COL", help="Target column (repeat for several outputs); "
+        "default: the last column.", show_default=False)] = None,
+    drop: Annotated[list[str] | None, typer.Option(
+        "--drop", metavar="COL", help="Column to leave out of the features (repeatable).",
+        show_default=False)] = None,
+    task: Annotated[Task, typer.Option(help="Inferred from the target by default.")] = Task.auto,
+    hidden: Annotated[str, typer.Option(
+        metavar="SIZES",
+        help="Hidden layer sizes, comma separated ('' or 'none' for no hidden layer).")] = "512",
+    activation: Annotated[str, typer.Option(
+        metavar="NAMES",
+        help="Hidden activation: one name, or one per hidden layer, comma separated.")] = "relu",
+    solver: Annotated[Solver, typer.Option(
+        help="'auto': Levenberg-Marquardt for small problems, else Adam.")] = Solver.auto,
+    epochs: Annotated[int, typer.Option(min=1, help="Most epochs to train.")] = 200,
+    batch_size: Annotated[int, typer.Option(min=1, help="Mini-batch size (Adam, SGD, ...).")] = 32,
+    lr: Annotated[float, typer.Option(help="Learning rate (Adam, SGD, ...).")] = 1e-3,
+    alpha: Annotated[float, typer.Option(min=0.0, help="L2 penalty on the weights.")] = 0.03,
+    patience: Annotated[int | None, typer.Option(
+        min=1, help="Stop after this many epochs without a better validation loss "
+        "(default 30; 6 for lm and lbfgs, as trainlm).", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the division, initial weights and "
+                                           "shuffling.")] = 0,
+    val_fraction: Annotated[float, typer.Option(
+        help="Fraction of rows for validation (early stopping).")] = 0.15,
+    test_fraction: Annotated[float, typer.Option(
+        help="Fraction of rows held out for the test metrics.")] = 0.15,
+    dtype: Annotated[DType, typer.Option(help="Floating-point type of the network.")
+                     ] = DType.float64,
+    standardize: Annotated[bool, typer.Option(
+        "--standardize/--no-standardize",
+        help="Standardise inputs (and regression targets) inside the model.")] = True,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Output folder; default runs/<timestamp>.", show_default=False)
+    ] = None,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q",
+                                        help="No progress bar and no summary.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Train a network on a data file or a built-in dataset; write model, record and plots."""
+    from .. import plots as plotting
+    from ..io import save_estimator
+
+    t0 = time.perf_counter()
+    options = {k: (v.value if isinstance(v, Enum) else str(v) if isinstance(v, Path) else v)
+               for k, v in locals().items() if k not in ("t0", "plotting", "save_estimator")}
+    if not lr > 0:
+        raise CliError(f"--lr must be a positive number, got {lr}")
+    sizes = _parse_hidden(hidden)
+    acts = _parse_activations(activation, len(sizes))
+    frame, targets, source = _frame(data, dataset, target, default="digits")
+    features = [c for c in frame.columns if c not in targets and c not in (drop or [])]
+    check_columns(frame, list(drop or []), "--drop")
+    kind = infer_task(frame, targets) if task is Task.auto else task.value
+    encoder = FeatureEncoder.fit(frame, features)
+    X = encoder.transform(frame)
+    y = target_values(frame, targets, kind)
+    stratify = y if kind == "classification" and y.ndim == 1 else None
+    division = divide(len(frame), val_fraction, test_fraction, seed, stratify)
+    _check_classes_in_train(y, division, kind)
+    n_out = _n_outputs(y, kind)
+    n_params = _n_params([X.shape[1], *sizes, n_out])
+    chosen = _choose_solver(solver.value, len(division["train"]) * n_out, n_params)
+    if patience is None:
+        patience = 6 if chosen in ("lm", "lbfgs") else 30
+    est = _estimator(kind, sizes, acts, chosen, epochs, batch_size, lr, alpha, patience, seed,
+                     val_fraction, standardize, dtype.value)
+    t_load = time.perf_counter()
+    if not quiet:
+        out.print(f"[bold]jacnet train[/]: {source}, {len(frame)} rows, {len(features)} "
+                  f"feature columns ({X.shape[1]} encoded), {kind} of {_list(targets)}")
+        out.print(f"network {' -> '.join(map(str, [X.shape[1], *sizes, n_out]))} "
+                  f"({n_params} parameters), solver {chosen}, {dtype.value}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        record = _fit_divided(est, X, y, division, patience, progress=not quiet)
+    notes = sorted({" ".join(str(w.message).split()) for w in caught
+                    if not issubclass(w.category, DeprecationWarning)})
+    est.verbose = False
+    t_train = time.perf_counter()
+    splits = {name: (X.iloc[idx], y[idx]) for name, idx in division.items()}
+    metrics = {name: _metrics(est, kind, *xy) for name, xy in splits.items()}
+    run_dir = _run_dir(out_dir)
+    spec = {"features": encoder.to_dict(), "targets": targets, "task": kind, "source": source}
+    save_estimator(est, run_dir / "model.safetensors", extra={"data": spec})
+    t_save = time.perf_counter()
+    pictures = _plots(plotting, est, kind, record, splits, targets, run_dir) if plots else []
+    t_end = time.perf_counter()
+    doc = record.to_dict()
+    doc.update({
+        "metrics": metrics, "task": kind, "targets": targets,
+        "classes": [_jsonable(c) for c in est.classes_] if kind == "classification" else None,
+        "data": {"source": source, "rows": len(frame), "features": features,
+                 "encoded_features": encoder.names},
+        "model": {"file": "model.safetensors", "solver": chosen, "n_params": n_params,
+                  "layers": [X.shape[1], *sizes, n_out], "activations": acts},
+        "options": options, "warnings": notes, "versions": _versions(),
+        "timings": {"data_s": t_load - t0, "train_s": t_train - t_load,
+                    "evaluate_save_s": t_save - t_train, "plots_s": t_end - t_save,
+                    "total_s": t_end - t0},
+    })
+    atomic_write(run_dir / "record.json", json.dumps(doc, indent=1, allow_nan=False).encode())
+    if not quiet:
+        _summary(record, metrics, kind, notes, run_dir, pictures, t_end - t0)
+
+
+def _fit_divided(est: Any, X: pd.DataFrame, y: np.ndarray, division: dict[str, np.ndarray],
+                 patience: int, progress: bool) -> Any:
+    """Fit ``est`` on the training rows, stop early on the validation rows, log test loss.
+
+    The steps of ``est.fit`` (``_BaseMLP._fit``: keep them in step) with the division made
+    here, so that ``record.json`` can name it, and a test-loss column per epoch; the
+    standardisation statistics come from the training rows only.
+    """
+    from sklearn.utils import check_random_state
+    from sklearn.utils.validation import validate_data
+
+    from ..training import train
+
+    tr, va, te = division["train"], division["validation"], division["test"]
+    sizes, hidden = est._check_params()
+    dtype = np.dtype(est.dtype)
+    X_tr = validate_data(est, X.iloc[tr], reset=True, dtype=(np.float64, np.float32))
+    X_tr = X_tr.astype(dtype, copy=False)
+    T_tr = est._targets(y[tr], incremental=False, reset=True)
+    rs = check_random_state(est.random_state)
+    est._init_model(X_tr, T_tr, sizes, hidden, dtype, rs, None)
+
+    def scaled(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        Xp = est._scale_in(X.iloc[idx].to_numpy(dtype=dtype))
+        return Xp, est._scale_out(est._targets(y[idx], incremental=False, reset=False))
+
+    Xs, Ts = est._scale_in(X_tr), est._scale_out(T_tr)
+    cfg, _ = est._config(Xs, Ts, None, False, rs)
+    has_val = len(va) > 0
+    cfg = replace(cfg, early_stopping=has_val, max_fail=patience, verbose=False,
+                  n_iter_no_change=None if has_val else cfg.n_iter_no_change)
+    val = scaled(va) if has_val else None
+    test = scaled(te) if len(te) else None
+    bar = _Progress(cfg.max_epochs, est.solver) if progress else None
+
+    def callback(entry: dict[str, Any], net: Any) -> None:
+        if test is not None:
+            entry["test_loss"] = float(net.loss(test[0], test[1], cfg.loss))
+        if bar is not None:
+            bar.update(entry)
+
+    try:
+        record = train(est.network_, Xs, Ts, cfg, validation_data=val, callbacks=[callback],
+                       carry=est._carry)
+    finally:
+        if bar is not None:
+            bar.stop()
+    record.division = {name: np.asarray(idx, dtype=np.int64) for name, idx in division.items()}
+    est._after_fit(record, len(tr), False)
+    return record
+
+
+class _Progress:
+    """A live bar: epoch, loss, validation loss, test loss, learning rate or mu, ETA."""
+
+    def __init__(self, total: int, solver: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.step = "mu" if solver == "lm" else "lr"
+        self.bar = Progress(
+            TextColumn("epoch"), MofNCompleteColumn(), BarColumn(bar_width=16),
+            TextColumn("loss {task.fields[loss]}  val {task.fields[val]}  "
+                       "test {task.fields[test]}  {task.fields[step]}"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=out, transient=False)
+        self.task = self.bar.add_task("train", total=total, loss="-", val="-", test="-",
+                                      step="")
+        self.bar.start()
+
+    def update(self, e: dict[str, Any]) -> None:
+        step = e.get("mu", e.get("lr"))
+        self.bar.update(self.task, completed=e["epoch"], loss=_g(e["loss"]),
+                        val=_g(e.get("val_loss")), test=_g(e.get("test_loss")),
+                        step="" if step is None else f"{self.step} {step:.2g}")
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+
+
+def _estimator(kind: str, sizes: list[int], acts: list[str], solver: str, epochs: int,
+               batch_size: int, lr: float, alpha: float, patience: int, seed: int,
+               val_fraction: float, standardize: bool, dtype: str) -> Any:
+    from ..estimators import MLPClassifier, MLPRegressor
+
+    cls = MLPClassifier if kind == "classification" else MLPRegressor
+    return cls(hidden_layer_sizes=tuple(sizes), activation=acts if len(set(acts)) > 1
+               else (acts[0] if acts else "relu"), solver=solver, alpha=alpha,
+               batch_size=batch_size, learning_rate_init=lr, max_iter=epochs,
+               random_state=seed, n_iter_no_change=patience,
+               validation_fraction=val_fraction if val_fraction > 0 else 0.1,
+               standardize=standardize, dtype=dtype)
+
+
+def _choose_solver(solver: str, rows: int, n_params: int) -> str:
+    if solver != "auto":
+        return solver
+    cost = rows * n_params**2 + n_params**3
+    return "lm" if cost <= LM_BUDGET else "adam"
+
+
+def _n_outputs(y: np.ndarray, kind: str) -> int:
+    if kind == "regression" or y.ndim == 2:
+        return 1 if y.ndim == 1 else y.shape[1]
+    n = len(np.unique(y))
+    return 1 if n == 2 else n
+
+
+def _n_params(widths: list[int]) -> int:
+    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+
+
+def _check_classes_in_train(y: np.ndarray, division: dict[str, np.ndarray], kind: str) -> None:
+    if kind != "classification" or y.ndim != 1:
+        return
+    seen = set(np.unique(y[division["train"]]).tolist())
+    rare = sorted({str(c) for c in np.unique(y).tolist() if c not in seen})
+    if rare:
+        raise DataError(f"class(es) {', '.join(rare)} have no row in the training part; use "
+                        "more data or smaller --val-fraction/--test-fraction")
+
+
+
+
+def _plots(plotting: Any, est: Any, kind: str, record: Any,
+           splits: dict[str, tuple[pd.DataFrame, np.ndarray]], targets: list[str],
+           run_dir: Path) -> list[Path]:
+    files = [run_dir / "loss.png"]
+    plotting.loss_curves(record, files[0], train_label="train (with the L2 penalty)"
+                         if est.alpha > 0 else "train")
+    nonempty = {k: v for k, v in splits.items() if len(v[1])}
+    if kind == "classification" and next(iter(nonempty.values()))[1].ndim == 1:
+        name = "test" if "test" in nonempty else "validation" if "validation" in nonempty \
+            else "train"
+        Xp, yp = nonempty[name]
+        pred = est.predict(Xp)
+        acc = float(np.mean(pred == yp))
+        files.append(run_dir / "confusion.png")
+        plotting.confusion_matrix(yp, pred, est.classes_, files[-1],
+                                  title=f"Confusion matrix, {name} rows (accuracy {acc:.1%})")
+    elif kind == "regression":
+        files.append(run_dir / "predicted_vs_true.png")
+        plotting.predicted_vs_true({k: (v[1], est.predict(v[0])) for k, v in nonempty.items()},
+                                   files[-1], names=targets)
+    return files
+
+
+def _summary(record: Any, metrics: dict[str, Any], kind: str, notes: list[str],
+             run_dir: Path, pictures: list[Path], seconds: float) -> None:
+    table = Table(title="Result", title_justify="left")
+    table.add_column("rows")
+    table.add_column("n", justify="right")
+    cols = ["accuracy"] if kind == "classification" else ["r2", "mse"]
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, m in metrics.items():
+        if m is not None:
+            table.add_row(name, str(m["n"]), *(_fmt(m[c], c) for c in cols))
+    out.print(table)
+    out.print(f"stopped: {record.stop_reason} ({record.to_dict()['stop_message']}); best epoch "
+              f"{record.best_epoch} of {record.n_epochs}; {seconds:.1f} s in all")
+    for note in notes:
+        out.print(f"[yellow]note:[/] {note}")
+    files = ["model.safetensors", "record.json", *(p.name for p in pictures)]
+    out.print(f"wrote {run_dir}/: {', '.join(files)}")
+
+
+
+def _run_dir(path: Path | None) -> Path:
+    if path is None:
+        base = Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+        path, k = base, 1
+        while path.exists():
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
+    if path.exists() and not path.is_dir():
+        raise CliError(f"--out {path} exists and is not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _parse_hidden(text: str) -> list[int]:
+    if text.strip().lower() in ("", "none", "0"):
+        return []
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise CliError(f"--hidden must be comma-separated positive integers such as 64,32, "
+                       f"got {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise CliError(f"--hidden sizes must be positive, got {text!r}")
+    return sizes
+
+
+def _parse_activations(text: str, n_hidden: int) -> list[str]:
+    from ..activations import ACTIVATIONS
+
+    names = [s.strip() for s in text.split(",")]
+    unknown = [s for s in names if s not in ACTIVATIONS]
+    if unknown:
+        raise CliError(f"--activation: unknown name(s) {', '.join(unknown)}; valid names: "
+                       f"{', '.join(sorted(ACTIVATIONS))}")
+    if len(names) not in (1, n_hidden):
+        raise CliError(f"--activation needs one name or one per hidden layer ({n_hidden}), "
+                       f"got {len(names)}")
+    return names * n_hidden if len(names) == 1 else names

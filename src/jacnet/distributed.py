@@ -1,0 +1,430 @@
+"""Data-parallel full-batch training on Dask: L-BFGS and Levenberg-Marquardt at any scale.
+
+Every quantity the full-batch solvers need is a sum over samples. With the samples split
+into partitions ``p`` (the row blocks of a ``dask.array``), a weighted mean loss is
+
+    L = sum_p (W_p / W) L_p,       dL/dtheta = sum_p (W_p / W) dL_p/dtheta
+
+(``W_p`` the partition's total sample weight, ``W = sum_p W_p``), and LM's Gauss-Newton
+system, whose ``H`` and ``g`` are not normalised (``Loss.gauss_newton_terms``), is
+
+    J^T H J = sum_p J_p^T H_p J_p,   J^T g = sum_p J_p^T g_p,   scale = c / W.
+
+So each evaluation runs the single-machine engine on every partition where the partition
+lives, and only P-sized (L-BFGS) or P x P (LM) results travel, summed by a tree reduction
+on the workers; the client receives one of them. theta is scattered to every worker once
+per evaluation (``client.scatter(..., broadcast=True)``) and the tasks refer to it, so it
+is not re-sent with each task. The data are persisted on the workers once and never
+gathered; a lost worker's partitions are recomputed by Dask from their lineage.
+
+The solver logic is not repeated here: :class:`DaskObjective` replaces the three sums of
+:class:`~jacnet.solvers.Objective`, and the single-machine ``_train_lm`` and
+``_train_lbfgs`` of :mod:`jacnet.training` run on it, so the record, stop reasons and
+theta are those of ``jacnet.train`` up to floating-point summation order.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+
+try:
+    import dask
+    import dask.array as da
+    from dask.core import flatten
+    from distributed import Client, Future, default_client, futures_of
+except ImportError as exc:  # pragma: no cover - the extra is part of dev
+    raise ImportError(
+        "jacnet.distributed needs Dask: pip install 'jacnet[distributed]'"
+    ) from exc
+
+from .losses import Loss, get_loss
+from .network import Network
+from .record import TrainingRecord
+from .solvers import Objective, gauss_newton_system
+from .training import Callback, TrainConfig, _Run, _run_solver
+
+Array = np.ndarray
+
+__all__ = ["SCALABLE_SOLVERS", "DaskObjective", "train", "fit_estimator"]
+
+#: The solvers that train on a Dask cluster: the full-batch ones.
+SCALABLE_SOLVERS: tuple[str, ...] = ("lbfgs", "lm")
+
+_FAN_IN = 4  # partial results summed per task of the tree reduction
+
+
+# ------------------------------------------------------------ on the workers
+@dataclass
+class _Model:
+    """What every task needs besides theta and its partition; scattered once per run."""
+
+    net: Network
+    loss: Loss
+    chunk: int | None
+
+
+def _local_net(model: _Model, theta: Array) -> Network:
+    # A worker may run several tasks in threads: each gets its own network, the shared
+    # scattered one is never written to.
+    net = copy.deepcopy(model.net)
+    net.theta[...] = theta
+    return net
+
+
+def _part_value(model: _Model, theta: Array, X: Array, T: Array, w: Array | None,
+                share: float) -> float:
+    """The partition's share of the loss: ``(W_p / W) L_p``."""
+    return share * _local_net(model, theta)._loss_value(X, T, model.loss, w)[0]
+
+
+def _part_value_and_grad(model: _Model, theta: Array, X: Array, T: Array, w: Array | None,
+                         share: float) -> tuple[float, Array]:
+    """The partition's share of the loss and of its gradient (P,)."""
+    value, grad = _local_net(model, theta)._loss_and_flat_grad(X, T, model.loss, w)
+    return share * value, share * grad
+
+
+def _part_system(model: _Model, theta: Array, X: Array, T: Array, w: Array | None,
+                 share: float) -> tuple[Array, Array]:
+    """The partition's ``J_p^T H_p J_p`` (P, P) and ``J_p^T g_p`` (P,): plain sums."""
+    net = _local_net(model, theta)
+    Y = net._loss_value(X, T, model.loss, w)[1]
+    JtHJ, Jtg = gauss_newton_system(net, X, T, model.loss, w, Y, model.chunk, dual=False)[:2]
+    assert JtHJ is not None  # dual=False: always the primal system
+    return JtHJ, Jtg
+
+
+def _part_stats(X: Array, T: Array, w: Array | None) -> Array:
+    """``[rows, total weight, non-finite in X, in T, bad weights]`` of one partition."""
+    bad_w = 0 if w is None else int(np.sum(~np.isfinite(w) | (w < 0)))
+    weight = X.shape[0] if w is None else float(np.sum(w, dtype=np.float64))
+    return np.array([X.shape[0], weight, np.sum(~np.isfinite(X)), np.sum(~np.isfinite(T)),
+                     bad_w], dtype=np.float64)
+
+
+def _add(*parts: Any) -> Any:
+    """Elementwise sum of partial results (floats, arrays or tuples of them)."""
+    if isinstance(parts[0], tuple):
+        return tuple(_add(*items) for items in zip(*parts, strict=True))
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p  # a new object: task results must stay unchanged for retries
+    return total
+
+
+# ------------------------------------------------------------- on the client
+class DaskObjective(Objective):
+    """:class:`~jacnet.solvers.Objective` whose sums over samples run on a Dask cluster.
+
+    ``X``, ``T`` and ``w`` are dask arrays with the same row chunks, already validated
+    (see :func:`train`). They are persisted on the workers here, once; every evaluation
+    then maps over their partitions and tree-reduces the partial sums.
+    """
+
+    def __init__(self, net: Network, X: Any, T: Any, loss: Loss, w: Any, alpha: float,
+                 client: Client, chunk: int | None = None) -> None:
+        super().__init__(net, X, T, loss, w, alpha)
+        self.client = client
+        persisted = client.persist([X, T] if w is None else [X, T, w])
+        X, T = persisted[:2]
+        w = persisted[2] if w is not None else None
+        self.X, self.T, self.w = X, T, w
+        xs, ts = _block_futures(X), _block_futures(T)
+        ws = _block_futures(w) if w is not None else [None] * len(xs)
+        stats = client.gather(client.map(_part_stats, xs, ts, ws, pure=False))
+        _check_partitions(np.asarray(stats), X.chunks[0], w is not None)
+        weights = [float(s[1]) for s in stats]
+        self.total_weight = math.fsum(weights)
+        # Empty partitions add nothing (and a mean over zero weight is undefined).
+        self.blocks = [(x, t, wp, (wt / self.total_weight) if loss.mean_over_samples else 1.0)
+                       for x, t, wp, wt in zip(xs, ts, ws, weights, strict=True) if wt > 0]
+        self.scale = _global_scale(loss, self.total_weight, net.n_out)
+        self.model = client.scatter(_Model(net, loss, chunk), broadcast=True, hash=False)
+
+    def reduce(self, fn: Callable[..., Any]) -> Any:
+        """``sum_p fn(model, theta, X_p, T_p, w_p, share_p)`` at the network's theta."""
+        client = self.client
+        # a fresh key per evaluation: the same theta twice must not share a key being released
+        theta = client.scatter(self.net.get_flat(), broadcast=True, hash=False)
+        parts = [client.submit(fn, self.model, theta, x, t, w, share, pure=False)
+                 for x, t, w, share in self.blocks]
+        held = list(parts)  # every level stays referenced until the result is in
+        while len(parts) > 1:  # the tree: fan-in _FAN_IN, on the workers
+            parts = [client.submit(_add, *parts[i:i + _FAN_IN], pure=False)
+                     if len(parts[i:i + _FAN_IN]) > 1 else parts[i]
+                     for i in range(0, len(parts), _FAN_IN)]
+            held += parts
+        result = parts[0].result()
+        client.cancel(held + [theta])  # release theta and the partial sums now, not at GC
+        return result
+
+    def _data_value(self) -> tuple[float, Any]:
+        return float(self.reduce(_part_value)), None
+
+    def _data_value_and_grad(self) -> tuple[float, Array]:
+        value, grad = self.reduce(_part_value_and_grad)
+        self._grad[...] = grad
+        return float(value), self._grad
+
+    def _data_system(self, state: Any, chunk: int | None
+                     ) -> tuple[Array | None, Array, Array, float, Array]:
+        JtHJ, Jtg = self.reduce(_part_system)
+        return JtHJ, Jtg, np.empty(0), self.scale, np.empty(0)
+
+
+def _block_futures(arr: Any) -> list[Future]:
+    """The futures of a persisted dask array's row blocks, in row order."""
+    by_key = {f.key: f for f in futures_of(arr)}
+    return [by_key[k] for k in flatten(arr.__dask_keys__())]
+
+
+def _check_partitions(stats: Array, rows: Sequence[int], weighted: bool) -> None:
+    """A ValueError naming the first partition that holds NaN/inf (or bad weights)."""
+    starts = np.concatenate([[0], np.cumsum(rows)])
+    for name, col in (("X", 2), ("T", 3), ("sample_weight", 4)):
+        bad = np.flatnonzero(stats[:, col])
+        if bad.size:
+            p = int(bad[0])
+            what = "negative, NaN or inf" if col == 4 else "NaN or inf"
+            raise ValueError(
+                f"{name} partition {p} (block {p} of {len(rows)}, rows "
+                f"{starts[p]}:{starts[p + 1]}) holds {int(stats[p, col])} {what} value(s); "
+                f"{len(bad)} partition(s) in all: {bad.tolist()[:10]}"
+            )
+    if weighted and not stats[:, 1].sum() > 0:
+        raise ValueError("sample_weight must not be all zero")
+
+
+def _global_scale(loss: Loss, total_weight: float, n_out: int) -> float:
+    """The Gauss-Newton ``scale`` of the whole data set (it depends on the total weight
+    only): the loss's own formula on one row that carries all the weight."""
+    Y = np.full((1, n_out), 0.5)
+    return loss.gauss_newton_terms(Y, Y.copy(), np.array([total_weight]))[2]
+
+
+class _DaskRun(_Run):
+    objective_: DaskObjective
+
+    def objective(self) -> Objective:
+        return self.objective_
+
+
+# ------------------------------------------------------------------ the inputs
+def _as_dask(A: Any, name: str) -> Any:
+    """A dask array from a dask array, DataFrame or Series (row chunks computed)."""
+    if hasattr(A, "to_dask_array"):  # dask DataFrame or Series
+        return A.to_dask_array(lengths=True)
+    if isinstance(A, da.Array):
+        return A
+    raise TypeError(
+        f"{name} must be a dask array or DataFrame, got {type(A).__name__}; for in-memory "
+        "data use jacnet.train, or wrap it with dask.array.from_array(a, chunks=...)"
+    )
+
+
+def _prepare(net: Network, X: Any, T: Any, w: Any) -> tuple[Any, Any, Any]:
+    """Check shapes and dtypes lazily; give X, T, w one row chunking and net's dtype."""
+    X = _as_dask(X, "X")
+    if X.ndim != 2 or X.shape[1] != net.n_in:
+        raise ValueError(f"X must be 2-D with {net.n_in} columns, got shape {X.shape}")
+    if any(math.isnan(c) for c in X.chunks[0]):
+        raise ValueError("X has unknown chunk sizes: call X.compute_chunk_sizes() first, or "
+                         "DataFrame.to_dask_array(lengths=True)")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
+    rows = X.chunks[0]
+    X = X.rechunk({0: rows, 1: -1}).astype(net.dtype)
+    T = _as_rows(T, "T", rows)
+    if T.ndim == 1 and net.n_out == 1:
+        T = T[:, None]
+    if T.ndim != 2 or T.shape != (X.shape[0], net.n_out):
+        raise ValueError(f"T must have shape ({X.shape[0]}, {net.n_out}), got {T.shape}")
+    T = T.rechunk({0: rows, 1: -1}).astype(net.dtype)
+    if w is not None:
+        w = _as_rows(w, "sample_weight", rows)
+        if w.shape != (X.shape[0],):
+            raise ValueError(f"sample_weight must have shape ({X.shape[0]},), got {w.shape}")
+        w = w.astype(net.dtype)
+    return X, T, w
+
+
+def _as_rows(A: Any, name: str, rows: tuple[int, ...], numeric: bool = True) -> Any:
+    """``A`` (dask or in-memory) as a dask array chunked like X's rows."""
+    if not (isinstance(A, da.Array) or hasattr(A, "to_dask_array")):
+        A = np.asarray(A)
+        A = da.from_array(A, chunks=(rows, *A.shape[1:]))
+    A = _as_dask(A, name)
+    if numeric and A.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {A.dtype}")
+    return A.rechunk({0: rows})
+
+
+# --------------------------------------------------------------------- train
+#: TrainConfig fields that mean nothing without a validation/test division.
+_NO_DIVISION = ("validation_fraction", "test_fraction")
+
+
+def train(
+    net: Network,
+    X: Any,
+    T: Any,
+    config: TrainConfig | None = None,
+    *,
+    client: Client | None = None,
+    sample_weight: Any = None,
+    callbacks: Sequence[Callback] = (),
+    carry: dict[str, Any] | None = None,
+    **options: Any,
+) -> TrainingRecord:
+    """Train ``net`` in place on a Dask cluster and return the training record.
+
+    The same solvers, options and record as :func:`jacnet.train` (``solver`` "lm" or
+    "lbfgs"; ``loss``, ``max_epochs``, ``goal``, ``min_grad``, ``mu``, ``mu_dec``,
+    ``mu_inc``, ``mu_max``, ``alpha``, ``max_fun``, ``tol``, ``n_iter_no_change``,
+    ``time_limit``, ``chunk``, ``verbose``); every evaluation is a map over the
+    partitions of ``X`` and a tree reduction.
+
+    Parameters
+    ----------
+    net : Network
+    X : dask array of shape (N, n_in), or a dask DataFrame
+        Its row blocks are the partitions; they stay on the workers.
+    T : dask array of shape (N, n_out) (or (N,) for one output), DataFrame or Series
+        Rechunked to X's rows; an in-memory array is accepted (and sent once).
+    config : TrainConfig, optional
+        ``options`` override its fields.
+    client : distributed.Client, optional
+        Default: the current client (``distributed.default_client()``).
+    sample_weight : dask or numpy array of shape (N,), optional
+    callbacks : sequence of callables ``cb(epoch_entry, net)``
+        Called on the client at each epoch's end; a truthy return stops training.
+    carry : dict, optional
+        LM's ``mu`` carried from one call to the next (warm starts).
+
+    Returns
+    -------
+    TrainingRecord
+
+    Raises
+    ------
+    ValueError
+        A solver other than "lm"/"lbfgs", a validation/test division, a checkpoint, or a
+        partition with NaN/inf (named by its block index).
+    """
+    unknown = set(options) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise TypeError(f"unknown training option(s) {sorted(unknown)}")
+    cfg = replace(config or TrainConfig(), **options).validate()
+    if cfg.solver not in SCALABLE_SOLVERS:
+        raise ValueError(f"solver {cfg.solver!r} does not scale out; jacnet.distributed trains "
+                         f"with the full-batch solvers {SCALABLE_SOLVERS}")
+    for name in _NO_DIVISION:
+        if getattr(cfg, name):
+            raise ValueError(
+                f"{name}={getattr(cfg, name)!r}: jacnet.distributed trains on all of X and "
+                "does not divide it into validation/test sets; split the data yourself "
+                "(e.g. dask_ml.model_selection.train_test_split) and evaluate afterwards"
+            )
+    if cfg.checkpoint is not None:
+        raise ValueError("checkpoint: jacnet.distributed does not write checkpoints")
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be a jacnet.Network, got {type(net).__name__}")
+    if client is None:
+        try:
+            client = default_client()
+        except ValueError:
+            raise ValueError("no Dask client: pass client=distributed.Client(...) or create "
+                             "one first") from None
+    loss = get_loss(cfg.loss)
+    X, T, w = _prepare(net, X, T, sample_weight)
+    record = TrainingRecord(solver=cfg.solver)
+    record.division = {}
+    run = _DaskRun(net, cfg, loss, {"train": (X, T, w)}, record, callbacks)
+    run.carry = {} if carry is None else carry
+    run.objective_ = DaskObjective(net, X, T, loss, w, cfg.alpha, client, cfg.chunk)
+    reason = _run_solver(run, np.random.default_rng(cfg.seed), None)
+    record.stop_reason = reason or "max_epochs"
+    return record
+
+
+# ---------------------------------------------------------------- estimators
+def fit_estimator(est: Any, X: Any, y: Any, sample_weight: Any = None,
+                  client: Client | None = None) -> Any:
+    """``MLPRegressor/MLPClassifier.fit`` on dask arrays (called by ``fit``).
+
+    Targets are encoded and the standardisation statistics computed with Dask (small
+    reductions); the network is trained by :func:`train`. Returns ``est``.
+    """
+    from sklearn.base import ClassifierMixin
+    from sklearn.utils import check_random_state
+
+    if est.solver not in SCALABLE_SOLVERS:
+        raise ValueError(
+            f"solver={est.solver!r} cannot train on dask arrays: only the full-batch solvers "
+            f"{SCALABLE_SOLVERS} scale out to a cluster; pick one, or pass in-memory data"
+        )
+    if est.early_stopping:
+        raise ValueError("early_stopping=True needs a validation division, which "
+                         "jacnet.distributed does not make; set early_stopping=False")
+    sizes, hidden = est._check_params()
+    dtype = np.dtype(est.dtype)
+    names = getattr(X, "columns", None)
+    X = _as_dask(X, "X")
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+    rows = X.chunks[0]
+    X = X.astype(dtype)
+    y = _as_rows(y, "y", rows, numeric=not isinstance(est, ClassifierMixin))
+    sw = None if sample_weight is None else _as_rows(sample_weight, "sample_weight", rows)
+    first = not hasattr(est, "network_") or not est.warm_start
+    if not first and X.shape[1] != est.n_features_in_:
+        raise ValueError(f"X has {X.shape[1]} features, but {type(est).__name__} is expecting "
+                         f"{est.n_features_in_} features as input")
+    T = _dask_targets(est, y, dtype, isinstance(est, ClassifierMixin), first)
+    rs = check_random_state(est.random_state)
+    if first:
+        est.n_features_in_ = X.shape[1]
+        if names is not None and all(isinstance(c, str) for c in names):
+            est.feature_names_in_ = np.asarray(list(names), dtype=object)
+        elif hasattr(est, "feature_names_in_"):
+            del est.feature_names_in_
+        est._init_model(X, T, sizes, hidden, dtype, rs, sw)
+        # _init_model's moments are lazy dask arrays here: reduce them on the cluster.
+        keys = ("x_mean_", "x_scale_", "y_mean_", "y_scale_")
+        values = dask.compute(*(getattr(est, k) for k in keys))
+        for k, v in zip(keys, values, strict=True):
+            setattr(est, k, None if v is None else np.asarray(v, dtype=dtype))
+    Xs, Ts = est._scale_in(X), est._scale_out(T)
+    cfg, _ = est._config(Xs, Ts, sw, False, rs)
+    record = train(est.network_, Xs, Ts, cfg, client=client, sample_weight=sw,
+                   carry=est._carry)
+    est._after_fit(record, X.shape[0], False)
+    return est
+
+
+def _dask_targets(est: Any, y: Any, dtype: np.dtype, classifier: bool, reset: bool) -> Any:
+    """The network's targets T as a dask array (classes found by a reduction)."""
+    if classifier:
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D class labels for a dask fit, got shape {y.shape}")
+        classes = np.asarray(da.unique(y).compute())
+        est._targets(classes, incremental=False, reset=reset)  # fits the label binarizer
+        q = est.n_outputs_
+        return y.map_blocks(_binarize, est._label_binarizer, dtype, new_axis=1,
+                            chunks=(y.chunks[0], (q,)), dtype=dtype)
+    est._targets(np.zeros((1, *y.shape[1:])), incremental=False, reset=reset)  # sets the shape
+    T = y.astype(dtype)
+    T = T[:, None] if T.ndim == 1 else T
+    if est.loss == "poisson" and bool((T < 0).any().compute()):
+        raise ValueError("y must be non-negative for loss='poisson'")
+    return T
+
+
+def _binarize(block: Array, binarizer: Any, dtype: np.dtype) -> Array:
+    return binarizer.transform(block).astype(dtype)

@@ -1,0 +1,201 @@
+"""jacnet.distributed on a 2-worker LocalCluster that the tests start and stop themselves.
+
+The distributed solvers must reach the single-machine theta and record (up to summation
+order), keep training through a worker lost mid-evaluation, and name a partition with NaN.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed")  # part of the dev extra; a guard for partial installs
+
+import dask.array as da  # noqa: E402
+import dask.dataframe as dd  # noqa: E402
+import joblib  # noqa: E402
+import pandas as pd  # noqa: E402
+from distributed import Client, LocalCluster  # noqa: E402
+from numpy.testing import assert_allclose  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV  # noqa: E402
+
+import jacnet as jn  # noqa: E402
+from jacnet import distributed as jd  # noqa: E402
+from jacnet.losses import MSE  # noqa: E402
+
+ROWS = (70, 70, 70, 30)  # uneven partitions on purpose
+N = sum(ROWS)
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as c:
+        yield c
+
+
+def _data(n_out: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N, 3))
+    T = np.column_stack([np.sin(X[:, 0]) + X[:, 1] * X[:, 2] + 0.1 * k for k in range(n_out)])
+    return X, T
+
+
+def _net(n_out: int = 1, out: str = "identity") -> jn.Network:
+    return jn.Network([jn.Dense(3, 6, "tanh"), jn.Dense(6, n_out, out)], seed=0)
+
+
+def _dask(A: np.ndarray) -> Any:
+    return da.from_array(A, chunks=(ROWS, *A.shape[1:]))
+
+
+def _assert_same_run(a: jn.Network, b: jn.Network, ra: jn.TrainingRecord,
+                     rb: jn.TrainingRecord) -> None:
+    assert (rb.n_epochs, rb.stop_reason, rb.best_epoch) == (ra.n_epochs, ra.stop_reason,
+                                                            ra.best_epoch)
+    assert [sorted(e) for e in rb.epochs] == [sorted(e) for e in ra.epochs]
+    for key in ("loss", "grad_norm", "mu"):
+        if key in ra.epochs[0]:
+            assert_allclose(rb.column(key), ra.column(key), rtol=1e-9)
+    assert_allclose(b.theta, a.theta, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["lm", "lbfgs"])
+@pytest.mark.parametrize("case", ["mse", "sse_weighted_alpha", "cross_entropy"])
+def test_distributed_matches_single_machine(client: Client, solver: str, case: str) -> None:
+    X, T = _data(n_out=3 if case == "cross_entropy" else 1)
+    opts: dict[str, Any] = {"solver": solver, "max_epochs": 12, "loss": "mse"}
+    w = None
+    if case == "sse_weighted_alpha":
+        w = np.random.default_rng(1).uniform(0.5, 2.0, N)
+        opts.update(loss="sse", alpha=1e-3)
+    if case == "cross_entropy":
+        T = np.eye(3)[np.argmax(T + X[:, :1], axis=1)]
+        opts["loss"] = "cross_entropy"
+    out = "softmax" if case == "cross_entropy" else "identity"
+    single, dist = _net(T.shape[1], out), _net(T.shape[1], out)
+    r1 = jn.train(single, X, T, sample_weight=w, **opts)
+    r2 = jd.train(dist, _dask(X), _dask(T), client=client,
+                  sample_weight=None if w is None else _dask(w), **opts)
+    assert isinstance(r2, jn.TrainingRecord) and r2.solver == solver
+    _assert_same_run(single, dist, r1, r2)
+
+
+def test_distributed_lm_stop_reason_goal(client: Client) -> None:
+    X, T = _data()
+    single, dist = _net(), _net()
+    r1 = jn.train(single, X, T, solver="lm", goal=0.05, max_epochs=50)
+    r2 = jd.train(dist, _dask(X), _dask(T), client=client, solver="lm", goal=0.05,
+                  max_epochs=50)
+    assert r1.stop_reason == "goal"
+    _assert_same_run(single, dist, r1, r2)
+
+
+def test_distributed_accepts_dataframes(client: Client) -> None:
+    X, T = _data()
+    df = dd.from_pandas(pd.DataFrame(X, columns=["a", "b", "c"]), npartitions=3)
+    ts = dd.from_pandas(pd.Series(T[:, 0]), npartitions=3)
+    single, dist = _net(), _net()
+    r1 = jn.train(single, X, T, solver="lm", max_epochs=5)
+    r2 = jd.train(dist, df, ts, client=client, solver="lm", max_epochs=5)
+    _assert_same_run(single, dist, r1, r2)
+
+
+def test_distributed_nan_partition_is_named(client: Client) -> None:
+    X, T = _data()
+    X[150, 1] = np.nan  # rows 140:210 are partition 2
+    with pytest.raises(ValueError, match=r"X partition 2 \(block 2 of 4, rows 140:210\)"):
+        jd.train(_net(), _dask(X), _dask(T), client=client, solver="lm", max_epochs=2)
+    X, T = _data()
+    T[5, 0] = np.inf
+    with pytest.raises(ValueError, match="T partition 0"):
+        jd.train(_net(), _dask(X), _dask(T), client=client, solver="lbfgs", max_epochs=2)
+
+
+def test_distributed_rejects_what_does_not_scale(client: Client) -> None:
+    X, T = _data()
+    dX, dT = _dask(X), _dask(T)
+    with pytest.raises(ValueError, match=r"solver 'adam'.*\('lbfgs', 'lm'\)"):
+        jd.train(_net(), dX, dT, client=client, solver="adam")
+    with pytest.raises(ValueError, match="validation_fraction=0.2.*does not divide"):
+        jd.train(_net(), dX, dT, client=client, validation_fraction=0.2)
+    with pytest.raises(TypeError, match="X must be a dask array"):
+        jd.train(_net(), X, dT, client=client)
+    with pytest.raises(ValueError, match="T must have shape"):
+        jd.train(_net(), dX, _dask(np.ones((N, 2))), client=client)
+
+
+def test_estimators_fit_dask_arrays(client: Client) -> None:
+    X, T = _data()
+    y = T[:, 0]
+    kw = {"hidden_layer_sizes": (6,), "activation": "tanh", "max_iter": 8, "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for solver in ("lm", "lbfgs"):
+            ref = jn.MLPRegressor(solver=solver, **kw).fit(X, y)
+            est = jn.MLPRegressor(solver=solver, **kw).fit(_dask(X), _dask(y))
+            if solver == "lm":  # standardised, the statistics reduced by dask
+                assert isinstance(est.x_mean_, np.ndarray)
+                assert_allclose(est.x_mean_, ref.x_mean_, rtol=1e-12)
+                assert_allclose(est.y_scale_, ref.y_scale_, rtol=1e-12)
+            assert est.n_iter_ == ref.n_iter_ and est.n_features_in_ == 3
+            assert_allclose(est.predict(X), ref.predict(X), rtol=1e-8, atol=1e-10)
+        labels = np.array(["a", "b", "c"])[np.argmax(T + X, axis=1)]
+        ref_c = jn.MLPClassifier(solver="lm", **kw).fit(X, labels)
+        est_c = jn.MLPClassifier(solver="lm", **kw).fit(_dask(X), _dask(labels))
+    assert list(est_c.classes_) == ["a", "b", "c"]
+    assert_allclose(est_c.predict_proba(X), ref_c.predict_proba(X), rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match=r"solver='adam'.*\('lbfgs', 'lm'\)"):
+        jn.MLPRegressor(solver="adam").fit(_dask(X), _dask(y))
+
+
+def test_grid_search_with_joblib_dask_backend(client: Client) -> None:
+    X, T = _data()
+    y = T[:, 0]
+    est = jn.MLPRegressor(solver="lm", activation="tanh", max_iter=5, random_state=0)
+    grid = {"hidden_layer_sizes": [(2,), (6,)], "alpha": [1e-4, 1e-1]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        serial = GridSearchCV(est, grid, cv=2).fit(X, y)
+        with joblib.parallel_backend("dask"):
+            search = GridSearchCV(est, grid, cv=2, n_jobs=-1).fit(X, y)
+    assert search.best_params_ == serial.best_params_
+    assert_allclose(search.cv_results_["mean_test_score"],
+                    serial.cv_results_["mean_test_score"], rtol=1e-10)
+
+
+def test_worker_killed_mid_evaluation_is_survived(client: Client, tmp_path: Path) -> None:
+    # Last in the file: it costs the cluster a worker restart. A worker process exits
+    # inside a task, mid-evaluation, at the first evaluation after the marker appears
+    # (the first worker to remove the marker exits; the file makes that happen once).
+    marker = str(tmp_path / "kill-a-worker")
+
+    class KillOnce(MSE):
+        def value(self, Y: np.ndarray, T: np.ndarray, w: np.ndarray | None = None) -> float:
+            try:
+                os.remove(marker)
+            except FileNotFoundError:
+                return super().value(Y, T, w)
+            os._exit(1)
+
+    def arm(entry: dict[str, Any], net: jn.Network) -> None:
+        if entry["epoch"] == 3:
+            Path(marker).touch()
+
+    X, T = _data()
+    single, dist = _net(), _net()
+    r1 = jn.train(single, X, T, solver="lm", max_epochs=8)
+    before = set(client.scheduler_info()["workers"])
+    r2 = jd.train(dist, _dask(X), _dask(T), client=client, solver="lm", max_epochs=8,
+                  loss=KillOnce(), callbacks=[arm])
+    assert not os.path.exists(marker)  # a worker did die
+    client.wait_for_workers(2, timeout=60)
+    assert set(client.scheduler_info()["workers"]) != before  # one was replaced
+    _assert_same_run(single, dist, r1, r2)
