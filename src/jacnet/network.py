@@ -77,6 +77,8 @@ class Network:
         # Pickle and deepcopy restore theta and the layers' arrays as separate copies;
         # rebind W and b as views so that theta stays the one home of the parameters.
         self.__dict__.update(state)
+        if not self._theta.flags.writeable:  # e.g. loaded from a read-only memmap
+            self._theta = self._theta.copy()
         self._bind()
 
     # ----------------------------------------------------------------- parameters
