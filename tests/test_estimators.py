@@ -845,3 +845,33 @@ def test_classifier_accuracy_close_to_sklearn(load, solver, sk_solver, max_iter)
     theirs = mean_accuracy(sknn.MLPClassifier, sk_solver)
     assert ours >= theirs - 0.05, (ours, theirs)
     assert ours > 0.85
+
+
+@pytest.mark.parametrize("cls, activation, hidden, n_classes", [
+    (MLPRegressor, "relu", (5, 3), None), (MLPRegressor, "logistic", (4,), None),
+    (MLPClassifier, "tanh", (6,), 2), (MLPClassifier, "logistic", (5, 2), 3),
+    (MLPRegressor, "logistic", (), None)])
+def test_initial_weights_are_sklearns(cls, activation, hidden, n_classes):
+    # With the same random_state the drop-in starts from scikit-learn's weights: an SGD
+    # epoch at a learning rate of 1e-300 leaves both at their initial values, which must
+    # agree exactly, and equal the documented draw (W then b per layer, uniform on
+    # ±sqrt(factor / (fan_in + fan_out)), factor 2 for logistic and 6 otherwise).
+    if n_classes is None:
+        X, y = _regression_data(q=2)
+    else:
+        X, y = _classification_data(n_classes=n_classes)
+    kw = {"hidden_layer_sizes": hidden, "activation": activation, "solver": "sgd",
+          "learning_rate_init": 1e-300, "momentum": 0.0, "max_iter": 1, "random_state": 7}
+    sk_cls = sknn.MLPRegressor if cls is MLPRegressor else sknn.MLPClassifier
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours, theirs = cls(**kw).fit(X, y), sk_cls(**kw).fit(X, y)
+    rs = np.random.RandomState(7)
+    widths = [X.shape[1], *hidden, ours.n_outputs_]
+    factor = 2.0 if activation == "logistic" else 6.0
+    for k, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        bound = np.sqrt(factor / (a + b))
+        W, c = rs.uniform(-bound, bound, (a, b)), rs.uniform(-bound, bound, b)
+        assert np.array_equal(ours.coefs_[k], W) and np.array_equal(ours.intercepts_[k], c)
+        assert np.array_equal(ours.coefs_[k], theirs.coefs_[k])
+        assert np.array_equal(ours.intercepts_[k], theirs.intercepts_[k])

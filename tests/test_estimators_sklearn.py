@@ -3,7 +3,9 @@
 Every check must pass; the only declared expected failure is
 ``check_sample_weight_equivalence_on_dense_data`` for the mini-batch solvers, declared
 with its reason by :func:`jacnet.estimators.expected_failed_checks`. The nets are small
-so the whole suite runs in seconds per solver.
+so the whole suite runs in seconds per solver. The solvers checked cover both training
+paths: mini-batch (adam; sgd differs only in its update rule, tested by hand in
+test_optimizers.py) and full-batch (lbfgs, lm).
 """
 
 from __future__ import annotations
@@ -18,11 +20,9 @@ from jacnet.estimators import expected_failed_checks
 _SMALL = {"hidden_layer_sizes": (8,), "random_state": 0}
 _SOLVER_SETTINGS = {
     "adam": {"max_iter": 100, "learning_rate_init": 0.01},
-    "sgd": {"max_iter": 100, "learning_rate_init": 0.01},
     "lbfgs": {"max_iter": 100},
     "lm": {"max_iter": 30},
 }
-
 
 
 @pytest.fixture(autouse=True)

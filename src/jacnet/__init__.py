@@ -6,10 +6,11 @@ pre-activation ``X @ W + b``; an activation's Jacobian is ``[s, i, j] = df_i/dt_
 Formulas are named as in the lecture notes (``seed 1``-``seed 6``, ``seed R-b``, ...).
 """
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .activations import ACTIVATIONS, Activation, Elementwise, get_activation, register_activation
-from .estimators import MLPClassifier, MLPRegressor
 from .gradcheck import GradCheck, gradcheck
-from .io import ModelFileError, load, load_network, save_network
 from .layers import Dense
 from .losses import LOSSES, Loss, get_loss
 from .network import Network
@@ -18,7 +19,37 @@ from .record import TrainingRecord
 from .schedules import SCHEDULES, get_schedule
 from .training import SOLVERS, TrainConfig, train
 
+if TYPE_CHECKING:
+    from .estimators import MLPClassifier, MLPRegressor
+    from .io import ModelFileError, load, load_network, save_network
+
 __version__ = "0.1.0"
+
+# The engine needs numpy and scipy only. The estimators and model files pull in
+# scikit-learn (and safetensors), which costs more to import than the rest of jacnet: they
+# load on first use, so that a Dask worker or a script using only the engine starts fast.
+_LAZY = {
+    "MLPClassifier": "estimators",
+    "MLPRegressor": "estimators",
+    "ModelFileError": "io",
+    "load": "io",
+    "load_network": "io",
+    "save_network": "io",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jacnet' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ACTIVATIONS",

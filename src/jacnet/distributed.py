@@ -80,7 +80,7 @@ def _local_net(model: _Model, theta: Array) -> Network:
 def _part_value(model: _Model, theta: Array, X: Array, T: Array, w: Array | None,
                 share: float) -> float:
     """The partition's share of the loss: ``(W_p / W) L_p``."""
-    return share * _local_net(model, theta)._loss_value(X, T, model.loss, w)[0]
+    return share * _local_net(model, theta)._loss_value(X, T, model.loss, w, model.chunk)[0]
 
 
 def _part_value_and_grad(model: _Model, theta: Array, X: Array, T: Array, w: Array | None,
@@ -94,7 +94,7 @@ def _part_system(model: _Model, theta: Array, X: Array, T: Array, w: Array | Non
                  share: float) -> tuple[Array, Array]:
     """The partition's ``J_p^T H_p J_p`` (P, P) and ``J_p^T g_p`` (P,): plain sums."""
     net = _local_net(model, theta)
-    Y = net._loss_value(X, T, model.loss, w)[1]
+    Y = net._loss_value(X, T, model.loss, w, model.chunk)[1]
     JtHJ, Jtg = gauss_newton_system(net, X, T, model.loss, w, Y, model.chunk, dual=False)[:2]
     assert JtHJ is not None  # dual=False: always the primal system
     return JtHJ, Jtg
@@ -129,7 +129,7 @@ class DaskObjective(Objective):
 
     def __init__(self, net: Network, X: Any, T: Any, loss: Loss, w: Any, alpha: float,
                  client: Client, chunk: int | None = None) -> None:
-        super().__init__(net, X, T, loss, w, alpha)
+        super().__init__(net, X, T, loss, w, alpha, chunk)
         self.client = client
         persisted = client.persist([X, T] if w is None else [X, T, w])
         X, T = persisted[:2]

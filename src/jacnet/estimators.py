@@ -270,7 +270,8 @@ class _BaseMLP(BaseEstimator):
         widths = [X.shape[1], *sizes, T.shape[1]]
         acts = [*hidden, out_act]
         layers = [Dense(a, b, f) for a, b, f in zip(widths[:-1], widths[1:], acts, strict=True)]
-        self.network_ = Network(layers, seed=int(rs.randint(2**31 - 1)), dtype=dtype)
+        self.network_ = Network(layers, seed=0, dtype=dtype)
+        _init_like_sklearn(self.network_, rs, self.activation in ("logistic", "sigmoid"))
         self.x_mean_: Array | None = None
         self.x_scale_: Array | None = None
         self.y_mean_: Array | None = None
@@ -581,6 +582,21 @@ class _SGDRate(Schedule):
         return self.current if self.kind == "adaptive" else self.lr
 
 
+def _init_like_sklearn(net: Network, rs: np.random.RandomState, logistic: bool) -> None:
+    """scikit-learn's MLP initialisation, drawn from ``rs`` in its order: per layer, W then b
+    uniform on ``±sqrt(factor / (fan_in + fan_out))`` with factor 2 for a logistic layer and
+    6 otherwise; the output layer takes the factor of ``activation`` (``logistic``: the
+    estimator's activation is "logistic"), as scikit-learn does. With the same
+    ``random_state`` the initial weights are scikit-learn's, so the two start alike.
+    """
+    for k, layer in enumerate(net.layers):
+        last = k == len(net.layers) - 1
+        small = logistic if last else layer.activation.name == "sigmoid"
+        bound = np.sqrt((2.0 if small else 6.0) / (layer.n_in + layer.n_out))
+        layer.W[...] = rs.uniform(-bound, bound, (layer.n_in, layer.n_out))
+        layer.b[...] = rs.uniform(-bound, bound, layer.n_out)
+
+
 def _weighted_moments(A: Array, w: Array | None) -> tuple[Array, Array]:
     """Column means and standard deviations (1 where 0) of ``A`` under weights ``w``."""
     mean = np.average(A, axis=0, weights=w)
@@ -600,7 +616,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multilayer perceptron regressor on exact Jacobian backpropagation.
 
     The parameters of ``sklearn.neural_network.MLPRegressor`` keep their names, defaults
-    and meaning, plus:
+    and meaning (``random_state`` included: the initial weights are scikit-learn's own draw,
+    so both start from the same weights), plus:
 
     Parameters
     ----------
@@ -747,7 +764,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multilayer perceptron classifier on exact Jacobian backpropagation.
 
     The parameters of ``sklearn.neural_network.MLPClassifier`` keep their names, defaults
-    and meaning; the extras are those of :class:`MLPRegressor`. The output is softmax with
+    and meaning (the initial weights are scikit-learn's for the same ``random_state``); the
+    extras are those of :class:`MLPRegressor`. The output is softmax with
     cross-entropy for multiclass targets, sigmoid with binary cross-entropy for binary and
     multilabel targets (``output_activation`` overrides the activation). With
     ``solver="lm"`` the step uses the generalised Gauss-Newton model of the

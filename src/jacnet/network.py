@@ -195,14 +195,34 @@ class Network:
         return self._loss_value(X, T, get_loss(loss), w)[0]
 
     def _loss_value(
-        self, X: Array, T: Array, loss: Loss, w: Array | None
+        self, X: Array, T: Array, loss: Loss, w: Array | None, chunk: int | None = None
     ) -> tuple[float, Array]:
-        """Loss value and outputs on checked arrays (the fused path when there is one)."""
+        """Loss value and outputs on checked arrays (the fused path when there is one).
+
+        The forward pass runs on at most ``chunk`` rows at a time (default: a bounded
+        number of elements per layer), so that its memory is that of the outputs, not of
+        every hidden layer over all N samples (Levenberg-Marquardt on large N).
+        """
+        N = X.shape[0]
+        step = chunk or _jac.default_chunk(N, max(layer.n_out for layer in self.layers))
+        if step >= N:
+            Tn, Y = self._forward_last(X)
+        else:
+            Tn = np.empty((N, self.n_out), dtype=self.dtype)
+            Y = np.empty_like(Tn)
+            for start in range(0, N, step):
+                Tn[start : start + step], Y[start : start + step] = self._forward_last(
+                    X[start : start + step]
+                )
+        fused = loss.fused(self.layers[-1].activation, Tn, Y, T, w)
+        return (fused[0] if fused is not None else loss.value(Y, T, w)), Y
+
+    def _forward_last(self, X: Array) -> tuple[Array, Array]:
+        """The last layer's pre-activation and output on checked ``X``."""
         Y = X
         for layer in self.layers:
             Tn, Y = layer.forward(Y)
-        fused = loss.fused(self.layers[-1].activation, Tn, Y, T, w)
-        return (fused[0] if fused is not None else loss.value(Y, T, w)), Y
+        return Tn, Y
 
     def loss_and_flat_grad(
         self, X: Any, T: Any, loss: str | Loss = "sse", sample_weight: Any = None

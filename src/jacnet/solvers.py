@@ -42,9 +42,11 @@ class Objective:
     """
 
     def __init__(
-        self, net: Network, X: Any, T: Any, loss: Loss, w: Any, alpha: float = 0.0
+        self, net: Network, X: Any, T: Any, loss: Loss, w: Any, alpha: float = 0.0,
+        chunk: int | None = None,
     ) -> None:
         self.net, self.X, self.T, self.loss, self.w, self.alpha = net, X, T, loss, w, alpha
+        self.chunk = chunk  # rows per forward pass of value(); None: bounded by default
         self.mask = net.weight_mask() if alpha else None
         self._grad = np.empty(net.n_params, dtype=net.dtype)
 
@@ -85,7 +87,7 @@ class Objective:
 
     # ------------------------------------------------- sums over the samples
     def _data_value(self) -> tuple[float, Any]:
-        return self.net._loss_value(self.X, self.T, self.loss, self.w)
+        return self.net._loss_value(self.X, self.T, self.loss, self.w, self.chunk)
 
     def _data_value_and_grad(self) -> tuple[float, Array]:
         return self.net._loss_and_flat_grad(self.X, self.T, self.loss, self.w, self._grad)

@@ -172,7 +172,7 @@ class _Run:
     def objective(self) -> Objective:
         """The full-batch objective on the training set (``jacnet.distributed`` overrides it)."""
         X, T, w = self.sets["train"]
-        return Objective(self.net, X, T, self.loss, w, self.cfg.alpha)
+        return Objective(self.net, X, T, self.loss, w, self.cfg.alpha, self.cfg.chunk)
 
     def set_loss(self, name: str) -> float | None:
         if name not in self.sets:
@@ -453,7 +453,7 @@ def _train_lm(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
     try:
         for _ in range(run.record.n_epochs, cfg.max_epochs):
             step = lm.step(cfg.min_grad)
-            if not step.accepted and step.trials == 0:
+            if not step.accepted and step.trials == 0 and step.grad_norm < cfg.min_grad:
                 run.epoch_end(step.loss, step.grad_norm, mu=step.mu)
                 return "min_grad"
             if not step.accepted:  # no mu up to mu_max lowers the loss, or it is NaN/inf
