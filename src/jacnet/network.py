@@ -153,10 +153,7 @@ class Network:
     # ------------------------------------------------------------------- forward
     def forward(self, X: Any) -> Array:
         """Outputs ``Y`` (N, n_out) for inputs ``X`` (N, n_in)."""
-        X = self.check_X(X)
-        for layer in self.layers:
-            X = layer.forward(X)[1]
-        return X
+        return self._forward_last(self.check_X(X))[1]
 
     __call__ = forward
 
