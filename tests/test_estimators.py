@@ -172,6 +172,48 @@ def test_estimator_pickle_keeps_theta_bound_to_layers():
     assert again.loss_curve_[n] <= est.loss_
 
 
+# ------------------------------------------------------------------ fixed division
+def test_fit_divided_without_validation_equals_fit_on_the_training_rows():
+    X, y = _regression_data(n=60, q=2)
+    rows = np.arange(0, 60, 3)
+    plain = _reg(solver="lm", max_iter=5).fit(X[rows], y[rows])
+    divided = _reg(solver="lm", max_iter=5)
+    record = divided.fit_divided(X, y, rows)
+    np.testing.assert_array_equal(divided.network_.theta, plain.network_.theta)
+    np.testing.assert_array_equal(divided.x_mean_, plain.x_mean_)  # training rows' statistics
+    assert record is divided.training_record_
+    assert record.division["train"].tolist() == rows.tolist()
+    assert record.division["validation"].size == record.division["test"].size == 0
+    assert divided.loss_curve_ == plain.loss_curve_
+
+
+def test_fit_divided_stops_on_validation_rows_and_only_logs_the_test_rows():
+    X, y = _classification_data(n=90)
+    tr, va, te = np.arange(0, 60), np.arange(60, 75), np.arange(75, 90)
+    est = _clf(solver="adam", max_iter=300, learning_rate_init=0.05)
+    record = est.fit_divided(X, y, tr, va, te, max_fail=4)
+    assert record.stop_reason == "validation"
+    val = [e["val_loss"] for e in record.epochs]
+    assert record.best_epoch == 1 + int(np.argmin(val)) < len(val) - 3
+    assert all(np.isfinite(e["test_loss"]) for e in record.epochs)
+    # the kept weights are the best epoch's: the validation loss now is the lowest seen
+    proba = est.predict_proba(X[va])
+    val_now = -np.mean(np.log(proba[np.arange(len(va)), y[va]]))
+    assert val_now == pytest.approx(min(val), rel=1e-6, abs=1e-3 * est.alpha)
+    # other test targets change no weight: the test rows never steer training
+    y_other = y.copy()
+    y_other[te] = (y[te] + 1) % 3
+    other = _clf(solver="adam", max_iter=300, learning_rate_init=0.05)
+    other.fit_divided(X, y_other, tr, va, te, max_fail=4)
+    np.testing.assert_array_equal(other.network_.theta, est.network_.theta)
+
+
+def test_fit_divided_rejects_an_empty_training_part():
+    X, y = _regression_data()
+    with pytest.raises(ValueError, match="train must name at least one row"):
+        _reg().fit_divided(X, y, [])
+
+
 # ------------------------------------------------------------------ sample weights
 @pytest.mark.parametrize("solver", FULL_BATCH)
 @pytest.mark.parametrize("cls", [MLPRegressor, MLPClassifier])

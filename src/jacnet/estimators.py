@@ -30,6 +30,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from numbers import Integral
 from typing import Any
 
@@ -255,14 +256,97 @@ class _BaseMLP(BaseEstimator):
             Xs, Ts, sw = val["train"]
         callbacks = [self._score_callback(*val["validation"])] if val is not None else []
         callbacks.append(self._epoch_callback(Xs, Ts, sw, cfg))
+        self._train(Xs, Ts, sw, cfg, None if val is None else val["validation"][:2],
+                    callbacks, incremental, first)
+        return self
+
+    def fit_divided(self, X: Any, y: Any, train: Any, validation: Any = (), test: Any = (),
+                    *, max_fail: int | None = None, callbacks: Sequence[Any] = ()
+                    ) -> TrainingRecord:
+        """Fit on the rows ``train``, stop early on the rows ``validation``, log ``test``.
+
+        MATLAB's ``divideind`` with trainlm's early stopping: the initial weights and the
+        standardisation statistics come from the training rows only. With validation rows,
+        training stops after ``max_fail`` epochs in a row without a lower validation loss
+        (default ``n_iter_no_change + 1``, as ``fit`` with ``early_stopping``) and keeps the
+        best weights; without them ``fit``'s own stopping rules apply. With test rows every
+        epoch of the record gets a ``test_loss`` (the objective on those rows; they never
+        steer training). Always a fresh fit; ``early_stopping`` and ``validation_fraction``
+        do not apply.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        train, validation, test : sequences of int
+            Row indices (positions) of the three parts.
+        max_fail : int, optional
+            Patience of the early stop on the validation rows.
+        callbacks : sequence of callables
+            Each is called as ``callback(entry, network)`` after every epoch (after the test
+            loss is entered); a true return value stops training.
+
+        Returns
+        -------
+        TrainingRecord
+            Also ``training_record_``; its ``division`` holds the three index arrays.
+        """
+        from sklearn.utils import _safe_indexing
+
+        parts = {name: np.asarray(idx, dtype=np.int64).reshape(-1)
+                 for name, idx in (("train", train), ("validation", validation),
+                                   ("test", test))}
+        if not len(parts["train"]):
+            raise ValueError("train must name at least one row")
+        sizes, hidden = self._check_params()
+        dtype = np.dtype(self.dtype)
+        y = np.asarray(y)
+
+        def rows(idx: Array, reset: bool) -> tuple[Array, Array]:
+            Xp = validate_data(self, _safe_indexing(X, idx), reset=reset,
+                               dtype=(np.float64, np.float32)).astype(dtype, copy=False)
+            return Xp, self._targets(y[idx], incremental=False, reset=reset)
+
+        X_tr, T_tr = rows(parts["train"], reset=True)
+        rs = check_random_state(self.random_state)
+        self._init_model(X_tr, T_tr, sizes, hidden, dtype, rs, None)
+
+        def scaled(idx: Array) -> tuple[Array, Array] | None:
+            if not len(idx):
+                return None
+            Xp, Tp = rows(idx, reset=False)
+            return self._scale_in(Xp), self._scale_out(Tp)
+
+        Xs, Ts = self._scale_in(X_tr), self._scale_out(T_tr)
+        cfg, _ = self._config(Xs, Ts, None, False, rs)
+        val, test_data = scaled(parts["validation"]), scaled(parts["test"])
+        cfg = replace(cfg, early_stopping=val is not None, verbose=False,
+                      max_fail=self.n_iter_no_change + 1 if max_fail is None else int(max_fail))
+
+        def test_loss(entry: dict[str, Any], net: Network) -> None:
+            if test_data is not None:
+                entry["test_loss"] = float(net.loss(test_data[0], test_data[1], cfg.loss))
+
+        # loss_curve_ in the data's units; scikit-learn's no-improvement rule only when no
+        # validation rows stop training
+        in_fit = self._epoch_callback(Xs, Ts, None, cfg, sk_rule=None if val is None else False)
+        return self._train(Xs, Ts, None, cfg, val, [test_loss, in_fit, *callbacks], False, True,
+                           division=parts)
+
+    def _train(self, Xs: Array, Ts: Array, sw: Array | None, cfg: TrainConfig,
+               validation: tuple[Array, Array] | None, callbacks: list[Any],
+               incremental: bool, first: bool,
+               division: dict[str, Array] | None = None) -> TrainingRecord:
+        """Run ``jacnet.train`` on scaled data and set the fitted attributes from its record."""
         self._carry.pop("stalled", None)
-        record = train(self.network_, Xs, Ts, cfg, sample_weight=sw,
-                       validation_data=None if val is None else val["validation"][:2],
+        record = train(self.network_, Xs, Ts, cfg, sample_weight=sw, validation_data=validation,
                        callbacks=callbacks, carry=self._carry)
         if record.stop_reason == "callback" and self._carry.pop("stalled", False):
             record.stop_reason = "no_improvement"
+        if division is not None:
+            record.division = division
         self._after_fit(record, Xs.shape[0], incremental, first)
-        return self
+        return record
 
     def _init_model(self, X: Array, T: Array, sizes: list[int], hidden: list[Activation],
                     dtype: np.dtype, rs: np.random.RandomState, sw: Array | None) -> None:
@@ -376,7 +460,8 @@ class _BaseMLP(BaseEstimator):
 
         return callback
 
-    def _epoch_callback(self, X: Array, T: Array, w: Array | None, cfg: TrainConfig) -> Any:
+    def _epoch_callback(self, X: Array, T: Array, w: Array | None, cfg: TrainConfig,
+                        sk_rule: bool | None = None) -> Any:
         """Per epoch: the loss in scikit-learn's units and scikit-learn's stopping rule.
 
         With standardised targets and ``loss="squared_error"`` the trained objective is in
@@ -392,7 +477,8 @@ class _BaseMLP(BaseEstimator):
         in_data_units = self.y_scale_ is not None and getattr(self, "loss", "") == "squared_error"
         T_data = self._unscale_out(T) if in_data_units else None
         mask = self.network_.weight_mask() if cfg.alpha else None
-        sk_rule = self.solver in _STOCHASTIC and not self.early_stopping
+        if sk_rule is None:
+            sk_rule = self.solver in _STOCHASTIC and not self.early_stopping
         rate = cfg.schedule if isinstance(cfg.schedule, _SGDRate) else None
 
         def callback(entry: dict[str, Any], net: Network) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import replace
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -184,54 +183,15 @@ def train(
 
 def _fit_divided(est: Any, X: pd.DataFrame, y: np.ndarray, division: dict[str, np.ndarray],
                  patience: int, progress: bool) -> Any:
-    """Fit ``est`` on the training rows, stop early on the validation rows, log test loss.
-
-    The steps of ``est.fit`` (``_BaseMLP._fit``: keep them in step) with the division made
-    here, so that ``record.json`` can name it, and a test-loss column per epoch; the
-    standardisation statistics come from the training rows only.
-    """
-    from sklearn.utils import check_random_state
-    from sklearn.utils.validation import validate_data
-
-    from ..training import train
-
-    tr, va, te = division["train"], division["validation"], division["test"]
-    sizes, hidden = est._check_params()
-    dtype = np.dtype(est.dtype)
-    X_tr = validate_data(est, X.iloc[tr], reset=True, dtype=(np.float64, np.float32))
-    X_tr = X_tr.astype(dtype, copy=False)
-    T_tr = est._targets(y[tr], incremental=False, reset=True)
-    rs = check_random_state(est.random_state)
-    est._init_model(X_tr, T_tr, sizes, hidden, dtype, rs, None)
-
-    def scaled(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        Xp = est._scale_in(X.iloc[idx].to_numpy(dtype=dtype))
-        return Xp, est._scale_out(est._targets(y[idx], incremental=False, reset=False))
-
-    Xs, Ts = est._scale_in(X_tr), est._scale_out(T_tr)
-    cfg, _ = est._config(Xs, Ts, None, False, rs)
-    has_val = len(va) > 0
-    cfg = replace(cfg, early_stopping=has_val, max_fail=patience, verbose=False,
-                  n_iter_no_change=None if has_val else cfg.n_iter_no_change)
-    val = scaled(va) if has_val else None
-    test = scaled(te) if len(te) else None
-    bar = _Progress(cfg.max_epochs, est.solver) if progress else None
-
-    def callback(entry: dict[str, Any], net: Any) -> None:
-        if test is not None:
-            entry["test_loss"] = float(net.loss(test[0], test[1], cfg.loss))
-        if bar is not None:
-            bar.update(entry)
-
+    """``est.fit_divided`` on the division made here, with the live progress bar."""
+    bar = _Progress(est.max_iter, est.solver) if progress else None
     try:
-        record = train(est.network_, Xs, Ts, cfg, validation_data=val, callbacks=[callback],
-                       carry=est._carry)
+        return est.fit_divided(X, y, division["train"], division["validation"],
+                               division["test"], max_fail=patience,
+                               callbacks=[bar.update] if bar is not None else [])
     finally:
         if bar is not None:
             bar.stop()
-    record.division = {name: np.asarray(idx, dtype=np.int64) for name, idx in division.items()}
-    est._after_fit(record, len(tr), False)
-    return record
 
 
 class _Progress:
@@ -258,7 +218,7 @@ class _Progress:
                                       step="")
         self.bar.start()
 
-    def update(self, e: dict[str, Any]) -> None:
+    def update(self, e: dict[str, Any], net: Any = None) -> None:
         step = e.get("mu", e.get("lr"))
         self.bar.update(self.task, completed=e["epoch"], loss=_g(e["loss"]),
                         val=_g(e.get("val_loss")), test=_g(e.get("test_loss")),
@@ -266,8 +226,6 @@ class _Progress:
 
     def stop(self) -> None:
         self.bar.stop()
-
-
 
 
 def _estimator(kind: str, sizes: list[int], acts: list[str], solver: str, epochs: int,
