@@ -212,6 +212,10 @@ def test_fit_divided_rejects_an_empty_training_part():
     X, y = _regression_data()
     with pytest.raises(ValueError, match="train must name at least one row"):
         _reg().fit_divided(X, y, [])
+    with pytest.raises(ValueError, match=r"validation must hold row positions in \[0, 40\)"):
+        _reg().fit_divided(X, y, [0, 1], [39, 40])
+    with pytest.raises(ValueError, match="max_fail must be an int >= 1"):
+        _reg().fit_divided(X, y, [0, 1], max_fail=0)
 
 
 # ------------------------------------------------------------------ sample weights

@@ -298,6 +298,13 @@ class _BaseMLP(BaseEstimator):
                                    ("test", test))}
         if not len(parts["train"]):
             raise ValueError("train must name at least one row")
+        n_rows = len(X)
+        for name, idx in parts.items():
+            if len(idx) and (idx.min() < 0 or idx.max() >= n_rows):
+                raise ValueError(f"{name} must hold row positions in [0, {n_rows}), got "
+                                 f"values from {idx.min()} to {idx.max()}")
+        if max_fail is not None and (isinstance(max_fail, bool) or int(max_fail) < 1):
+            raise ValueError(f"max_fail must be an int >= 1, got {max_fail!r}")
         sizes, hidden = self._check_params()
         dtype = np.dtype(self.dtype)
         y = np.asarray(y)
