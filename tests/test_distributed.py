@@ -7,6 +7,8 @@ order), keep training through a worker lost mid-evaluation, and name a partition
 from __future__ import annotations
 
 import os
+import signal
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,8 +41,11 @@ N = sum(ROWS)
 def client() -> Iterator[Client]:
     # Worker processes import numpy and jacnet first: on a slow, shared CI machine that can
     # take minutes, so the connection timeouts are generous (a hang is caught by
-    # pytest-timeout, with a traceback).
-    slow = {"distributed.comm.timeouts.connect": "600s", "distributed.comm.timeouts.tcp": "600s"}
+    # pytest-timeout, with a traceback). So is the time LocalCluster gives a killed
+    # worker's restart before it closes that worker's nanny for good (15 s by default,
+    # which a restart on such a machine overruns, leaving the cluster one worker short).
+    slow = {"distributed.comm.timeouts.connect": "600s", "distributed.comm.timeouts.tcp": "600s",
+            "distributed.deploy.lost-worker-timeout": "600s"}
     with dask.config.set(slow), LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster, Client(cluster, timeout="600s") as c:
@@ -178,6 +183,26 @@ def test_grid_search_with_joblib_dask_backend(client: Client) -> None:
     assert search.best_params_ == serial.best_params_
     assert_allclose(search.cv_results_["mean_test_score"],
                     serial.cv_results_["mean_test_score"], rtol=1e-10)
+
+
+def test_losing_the_only_replica_of_theta_or_model_is_survived(client: Client) -> None:
+    # Dask's active memory manager trims extra replicas, so a run's model may live on one
+    # worker only; killing that worker must cost a recomputation, not the run (scattered
+    # data would be "already forgotten" and the next evaluation cancelled).
+    X, T = _data()
+    obj = jd.DaskObjective(_net(), _dask(X), _dask(T), MSE(), None, 0.0, client)
+    expected = obj.value()[0]
+    client.amm.run_once()  # what the memory manager does every few seconds
+    holders = client.who_has([obj.model])[obj.model.key]
+    assert len(holders) == 1
+    pid = client.run(os.getpid, workers=holders)[holders[0]]
+    os.kill(pid, signal.SIGKILL)  # a LocalCluster: the worker is a process on this machine
+    deadline = time.monotonic() + 600
+    while holders[0] in client.scheduler_info()["workers"]:
+        assert time.monotonic() < deadline, "the killed worker was never removed"
+        time.sleep(0.1)
+    assert obj.value()[0] == pytest.approx(expected, rel=1e-12)
+    client.wait_for_workers(2, timeout=600)  # leave the cluster whole for the next test
 
 
 def test_worker_killed_mid_evaluation_is_survived(client: Client, tmp_path: Path) -> None:

@@ -12,10 +12,15 @@ system, whose ``H`` and ``g`` are not normalised (``Loss.gauss_newton_terms``), 
 
 So each evaluation runs the single-machine engine on every partition where the partition
 lives, and only P-sized (L-BFGS) or P x P (LM) results travel, summed by a tree reduction
-on the workers; the client receives one of them. theta is scattered to every worker once
-per evaluation (``client.scatter(..., broadcast=True)``) and the tasks refer to it, so it
-is not re-sent with each task. The data are persisted on the workers once and never
-gathered; a lost worker's partitions are recomputed by Dask from their lineage.
+on the workers; the client receives one of them. theta is sent once per evaluation, as
+the argument of one small task that every partition's task depends on, so it is not
+re-sent with each task. The data are persisted on the workers once and never gathered.
+
+Nothing a run needs lives only in a worker's memory: theta and the model are task
+results, not scattered data, so when a worker dies mid-evaluation Dask recomputes them,
+and the lost partitions from their lineage, and the evaluation completes. (Scattered data
+cannot be recomputed, and Dask's active memory manager may leave a single replica of a
+broadcast, so a scatter would not survive the loss of the worker holding it.)
 
 The solver logic is not repeated here: :class:`DaskObjective` replaces the three sums of
 :class:`~jacnet.solvers.Objective`, and the single-machine ``_train_lm`` and
@@ -62,16 +67,21 @@ _FAN_IN = 4  # partial results summed per task of the tree reduction
 # ------------------------------------------------------------ on the workers
 @dataclass
 class _Model:
-    """What every task needs besides theta and its partition; scattered once per run."""
+    """What every task needs besides theta and its partition; sent once per run."""
 
     net: Network
     loss: Loss
     chunk: int | None
 
 
+def _held(obj: Any) -> Any:
+    """A task whose result is its argument: data Dask can recompute if its worker dies."""
+    return obj
+
+
 def _local_net(model: _Model, theta: Array) -> Network:
     # A worker may run several tasks in threads: each gets its own network, the shared
-    # scattered one is never written to.
+    # one held by the worker is never written to.
     net = copy.deepcopy(model.net)
     net.theta[...] = theta
     return net
@@ -145,13 +155,18 @@ class DaskObjective(Objective):
         self.blocks = [(x, t, wp, (wt / self.total_weight) if loss.mean_over_samples else 1.0)
                        for x, t, wp, wt in zip(xs, ts, ws, weights, strict=True) if wt > 0]
         self.scale = _global_scale(loss, self.total_weight, net.n_out)
-        self.model = client.scatter(_Model(net, loss, chunk), broadcast=True, hash=False)
+        self.model = self._hold(_Model(net, loss, chunk))
+
+    def _hold(self, obj: Any) -> Future:
+        """``obj`` on the cluster as a recomputable task result (see the module notes)."""
+        return self.client.submit(_held, obj, pure=False)
 
     def reduce(self, fn: Callable[..., Any]) -> Any:
         """``sum_p fn(model, theta, X_p, T_p, w_p, share_p)`` at the network's theta."""
         client = self.client
-        # a fresh key per evaluation: the same theta twice must not share a key being released
-        theta = client.scatter(self.net.get_flat(), broadcast=True, hash=False)
+        # a fresh key per evaluation (pure=False): the same theta twice must not share a key
+        # that is being released
+        theta = self._hold(self.net.get_flat())
         parts = [client.submit(fn, self.model, theta, x, t, w, share, pure=False)
                  for x, t, w, share in self.blocks]
         held = list(parts)  # every level stays referenced until the result is in
