@@ -216,6 +216,22 @@ def test_fit_divided_rejects_an_empty_training_part():
         _reg().fit_divided(X, y, [0, 1], [39, 40])
     with pytest.raises(ValueError, match="max_fail must be an int >= 1"):
         _reg().fit_divided(X, y, [0, 1], max_fail=0)
+    with pytest.raises(TypeError, match="max_fail must be an int >= 1"):
+        _reg().fit_divided(X, y, [0, 1], max_fail=2.5)
+    with pytest.raises(ValueError, match="test must hold integer row positions"):
+        _reg().fit_divided(X, y, [0, 1], test=[2.0, 3.5])
+    with pytest.raises(ValueError, match="train as a boolean mask must have 40 entries"):
+        _reg().fit_divided(X, y, [True, False])
+
+
+def test_fit_divided_takes_boolean_masks_as_row_positions():
+    X, y = _regression_data()
+    mask = np.zeros(len(X), dtype=bool)
+    mask[:30] = True
+    by_mask = _reg().fit_divided(X, y, mask, ~mask)
+    by_rows = _reg().fit_divided(X, y, np.arange(30), np.arange(30, len(X)))
+    np.testing.assert_array_equal(by_mask.division["train"], np.arange(30))
+    np.testing.assert_array_equal(by_mask.column("loss"), by_rows.column("loss"))
 
 
 # ------------------------------------------------------------------ sample weights

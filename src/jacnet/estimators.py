@@ -50,6 +50,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._checks import positive_int
 from .activations import Activation, get_activation
 from .layers import Dense
 from .losses import Loss, Scaled, get_loss
@@ -65,6 +66,25 @@ __all__ = ["MLPRegressor", "MLPClassifier", "expected_failed_checks"]
 _SOLVERS = ("lm", "lbfgs", "sgd", "adam", "adamw", "rmsprop")
 _STOCHASTIC = ("sgd", "adam", "adamw", "rmsprop")
 _SCHEDULES = {"constant": "constant", "invscaling": "invscaling", "adaptive": "reduce_on_plateau"}
+
+
+def _row_positions(idx: Any, name: str, n_rows: int) -> Array:
+    """``idx`` (row positions, or a boolean mask over the rows) as int64 positions."""
+    arr = np.asarray(idx).reshape(-1)
+    if arr.dtype == bool:
+        if arr.size != n_rows:
+            raise ValueError(f"{name} as a boolean mask must have {n_rows} entries, "
+                             f"got {arr.size}")
+        return np.flatnonzero(arr)
+    if not arr.size:
+        return arr.astype(np.int64)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer row positions or be a boolean mask, "
+                         f"got dtype {arr.dtype}")
+    if arr.min() < 0 or arr.max() >= n_rows:
+        raise ValueError(f"{name} must hold row positions in [0, {n_rows}), got values "
+                         f"from {arr.min()} to {arr.max()}")
+    return arr.astype(np.int64, copy=False)
 
 
 class _BaseMLP(BaseEstimator):
@@ -278,8 +298,8 @@ class _BaseMLP(BaseEstimator):
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-        train, validation, test : sequences of int
-            Row indices (positions) of the three parts.
+        train, validation, test : sequences of int, or boolean masks over the rows
+            Row positions of the three parts (a mask names the rows where it is true).
         max_fail : int, optional
             Patience of the early stop on the validation rows.
         callbacks : sequence of callables
@@ -293,18 +313,13 @@ class _BaseMLP(BaseEstimator):
         """
         from sklearn.utils import _safe_indexing
 
-        parts = {name: np.asarray(idx, dtype=np.int64).reshape(-1)
+        parts = {name: _row_positions(idx, name, len(X))
                  for name, idx in (("train", train), ("validation", validation),
                                    ("test", test))}
         if not len(parts["train"]):
             raise ValueError("train must name at least one row")
-        n_rows = len(X)
-        for name, idx in parts.items():
-            if len(idx) and (idx.min() < 0 or idx.max() >= n_rows):
-                raise ValueError(f"{name} must hold row positions in [0, {n_rows}), got "
-                                 f"values from {idx.min()} to {idx.max()}")
-        if max_fail is not None and (isinstance(max_fail, bool) or int(max_fail) < 1):
-            raise ValueError(f"max_fail must be an int >= 1, got {max_fail!r}")
+        if max_fail is not None:
+            positive_int(max_fail, "max_fail")
         sizes, hidden = self._check_params()
         dtype = np.dtype(self.dtype)
         y = np.asarray(y)
