@@ -1,7 +1,9 @@
-"""jacnet.distributed on a 2-worker LocalCluster that the tests start and stop themselves.
+"""jacnet.distributed on 2-worker LocalClusters that the tests start and stop themselves.
 
 The distributed solvers must reach the single-machine theta and record (up to summation
 order), keep training through a worker lost mid-evaluation, and name a partition with NaN.
+Most tests run on a cluster whose workers are threads; the two that kill a worker run on
+one whose workers are processes, and they also check the full run on it end to end.
 """
 
 from __future__ import annotations
@@ -37,16 +39,35 @@ ROWS = (70, 70, 70, 30)  # uneven partitions on purpose
 N = sum(ROWS)
 
 
+# One xdist worker runs this whole file, in file order (make test: --dist loadgroup): one
+# pair of clusters, and the fault tests placed around the others (see below).
+pytestmark = pytest.mark.xdist_group("dask")
+
+# Worker processes import numpy and jacnet first: on a slow, shared CI machine that can take
+# minutes, so the connection timeouts are generous (a hang is caught by pytest-timeout, with
+# a traceback). So is the time LocalCluster gives a killed worker's restart before it closes
+# that worker's nanny for good (15 s by default, which a restart on such a machine overruns,
+# leaving the cluster one worker short).
+_SLOW = {"distributed.comm.timeouts.connect": "600s", "distributed.comm.timeouts.tcp": "600s",
+         "distributed.deploy.lost-worker-timeout": "600s"}
+
+
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    # Worker processes import numpy and jacnet first: on a slow, shared CI machine that can
-    # take minutes, so the connection timeouts are generous (a hang is caught by
-    # pytest-timeout, with a traceback). So is the time LocalCluster gives a killed
-    # worker's restart before it closes that worker's nanny for good (15 s by default,
-    # which a restart on such a machine overruns, leaving the cluster one worker short).
-    slow = {"distributed.comm.timeouts.connect": "600s", "distributed.comm.timeouts.tcp": "600s",
-            "distributed.deploy.lost-worker-timeout": "600s"}
-    with dask.config.set(slow), LocalCluster(
+    """2 workers in threads of this process: the same scheduler, tasks and reductions as
+    a real cluster, without a process hop per task (on a machine whose CPU is shared, each
+    hop between processes can stall for seconds)."""
+    with dask.config.set(_SLOW), LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster, Client(cluster, timeout="600s") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def proc_client() -> Iterator[Client]:
+    """2 worker processes, each under a nanny that restarts it: for the tests that kill
+    one, and that send the model and theta through serialisation."""
+    with dask.config.set(_SLOW), LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster, Client(cluster, timeout="600s") as c:
         yield c
@@ -76,6 +97,28 @@ def _assert_same_run(a: jn.Network, b: jn.Network, ra: jn.TrainingRecord,
         if key in ra.epochs[0]:
             assert_allclose(rb.column(key), ra.column(key), rtol=rtol)
     assert_allclose(b.theta, a.theta, rtol=rtol, atol=1e-3 * rtol)
+
+
+def test_losing_the_only_replica_of_theta_or_model_is_survived(proc_client: Client) -> None:
+    # First in the file (the other fault test is last): see the note at its end.
+    # Dask's active memory manager trims extra replicas, so a run's model may live on one
+    # worker only; killing that worker must cost a recomputation, not the run (scattered
+    # data would be "already forgotten" and the next evaluation cancelled).
+    X, T = _data()
+    obj = jd.DaskObjective(_net(), _dask(X), _dask(T), MSE(), None, 0.0, proc_client)
+    expected = obj.value()[0]
+    proc_client.amm.run_once()  # what the memory manager does every few seconds
+    holders = proc_client.who_has([obj.model])[obj.model.key]
+    assert len(holders) == 1
+    pid = proc_client.run(os.getpid, workers=holders)[holders[0]]
+    os.kill(pid, signal.SIGKILL)  # a LocalCluster: the worker is a process on this machine
+    deadline = time.monotonic() + 600
+    while holders[0] in proc_client.scheduler_info()["workers"]:
+        assert time.monotonic() < deadline, "the killed worker was never removed"
+        time.sleep(0.1)
+    assert obj.value()[0] == pytest.approx(expected, rel=1e-12)  # on the survivor
+    # No wait for the restart here: the nanny restarts the worker while the next tests run
+    # on the threaded cluster, and the last test of the file waits for it.
 
 
 @pytest.mark.parametrize("solver", ["lm", "lbfgs"])
@@ -150,7 +193,7 @@ def test_estimators_fit_dask_arrays(client: Client) -> None:
     X, T = _data()
     y = T[:, 0]
     kw = {"hidden_layer_sizes": (6,), "activation": "tanh", "max_iter": 4, "random_state": 0}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), client.as_current():  # fit finds the client by itself
         warnings.simplefilter("ignore", ConvergenceWarning)
         for solver in ("lm", "lbfgs"):
             ref = jn.MLPRegressor(solver=solver, **kw).fit(X, y)
@@ -164,10 +207,10 @@ def test_estimators_fit_dask_arrays(client: Client) -> None:
         labels = np.array(["a", "b", "c"])[np.argmax(T + X, axis=1)]
         ref_c = jn.MLPClassifier(solver="lm", **kw).fit(X, labels)
         est_c = jn.MLPClassifier(solver="lm", **kw).fit(_dask(X), _dask(labels))
+        with pytest.raises(ValueError, match=r"solver='adam'.*\('lbfgs', 'lm'\)"):
+            jn.MLPRegressor(solver="adam").fit(_dask(X), _dask(y))
     assert list(est_c.classes_) == ["a", "b", "c"]
     assert_allclose(est_c.predict_proba(X), ref_c.predict_proba(X), rtol=1e-8, atol=1e-10)
-    with pytest.raises(ValueError, match=r"solver='adam'.*\('lbfgs', 'lm'\)"):
-        jn.MLPRegressor(solver="adam").fit(_dask(X), _dask(y))
 
 
 def test_grid_search_with_joblib_dask_backend(client: Client) -> None:
@@ -178,35 +221,16 @@ def test_grid_search_with_joblib_dask_backend(client: Client) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         serial = GridSearchCV(est, grid, cv=2).fit(X, y)
-        with joblib.parallel_backend("dask"):
+        with joblib.parallel_backend("dask", client=client):
             search = GridSearchCV(est, grid, cv=2, n_jobs=-1).fit(X, y)
     assert search.best_params_ == serial.best_params_
     assert_allclose(search.cv_results_["mean_test_score"],
                     serial.cv_results_["mean_test_score"], rtol=1e-10)
 
 
-def test_losing_the_only_replica_of_theta_or_model_is_survived(client: Client) -> None:
-    # Dask's active memory manager trims extra replicas, so a run's model may live on one
-    # worker only; killing that worker must cost a recomputation, not the run (scattered
-    # data would be "already forgotten" and the next evaluation cancelled).
-    X, T = _data()
-    obj = jd.DaskObjective(_net(), _dask(X), _dask(T), MSE(), None, 0.0, client)
-    expected = obj.value()[0]
-    client.amm.run_once()  # what the memory manager does every few seconds
-    holders = client.who_has([obj.model])[obj.model.key]
-    assert len(holders) == 1
-    pid = client.run(os.getpid, workers=holders)[holders[0]]
-    os.kill(pid, signal.SIGKILL)  # a LocalCluster: the worker is a process on this machine
-    deadline = time.monotonic() + 600
-    while holders[0] in client.scheduler_info()["workers"]:
-        assert time.monotonic() < deadline, "the killed worker was never removed"
-        time.sleep(0.1)
-    assert obj.value()[0] == pytest.approx(expected, rel=1e-12)
-    client.wait_for_workers(2, timeout=600)  # leave the cluster whole for the next test
-
-
-def test_worker_killed_mid_evaluation_is_survived(client: Client, tmp_path: Path) -> None:
-    # Last in the file: it costs the cluster a worker restart. A worker process exits
+def test_worker_killed_mid_evaluation_is_survived(proc_client: Client, tmp_path: Path) -> None:
+    # Last in the file, so the restart after the first fault test has had the other tests'
+    # time; the restart this one causes is left to the cluster's teardown. A worker process exits
     # inside a task, mid-evaluation, at the first evaluation after the marker appears
     # (the first worker to remove the marker exits; the file makes that happen once).
     marker = str(tmp_path / "kill-a-worker")
@@ -226,10 +250,10 @@ def test_worker_killed_mid_evaluation_is_survived(client: Client, tmp_path: Path
     X, T = _data()
     single, dist = _net(), _net()
     r1 = jn.train(single, X, T, solver="lm", max_epochs=5)
-    before = set(client.scheduler_info()["workers"])
-    r2 = jd.train(dist, _dask(X), _dask(T), client=client, solver="lm", max_epochs=5,
+    proc_client.wait_for_workers(2, timeout=600)  # a survivor must be there to retry on
+    before = set(proc_client.scheduler_info()["workers"])
+    r2 = jd.train(dist, _dask(X), _dask(T), client=proc_client, solver="lm", max_epochs=5,
                   loss=KillOnce(), callbacks=[arm])
-    assert not os.path.exists(marker)  # a worker did die
-    client.wait_for_workers(2, timeout=600)
-    assert set(client.scheduler_info()["workers"]) != before  # one was replaced
+    assert not os.path.exists(marker)  # a worker did die ...
+    assert not before <= set(proc_client.scheduler_info()["workers"])  # ... and was removed
     _assert_same_run(single, dist, r1, r2)
