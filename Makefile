@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench bench-smoke clean
+.PHONY: run test test-all lint bench bench-smoke clean
 
 # Installs go through uv, taken from PyPI into .venv/uv by the system's pip: on a slow
 # machine pip took 25 minutes to resolve and install the dev extra, uv 4.4 minutes (and a
@@ -43,8 +43,16 @@ lint: $(STAMP)
 # Two pytest workers on two cores (loadgroup: an xdist_group, such as the Dask tests, runs on
 # one of them, in file order): one BLAS thread each, or OpenBLAS threads spin
 # against each other and small products run many times slower.
+PYTEST := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+# make test leaves out the tests marked slow (the wider sweeps and the heaviest end-to-end
+# runs, each covering what a faster test also checks on a smaller case); make test-all runs
+# everything, with JACNET_TEST_NETWORKS=60 random networks against JAX instead of 24.
 test: lint
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(PYTEST) -m "not slow"
+
+test-all: lint
+	JACNET_TEST_NETWORKS=60 $(PYTEST)
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run

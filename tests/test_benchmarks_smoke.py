@@ -110,6 +110,7 @@ def test_benchmarks_smoke_training_section(tmp_path: Path) -> None:
     assert "LM peak memory" in training and "FAIL" not in training
 
 
+@pytest.mark.slow  # a Dask cluster: test_distributed.py covers the solvers; make test-all
 def test_benchmarks_smoke_distributed_section(tmp_path: Path) -> None:
     out = tmp_path / "b.md"
     proc = _run_smoke(out, "--suite", "distributed", "--no-torch")

@@ -20,6 +20,10 @@ import jacnet as jn
 from jacnet.data import FeatureEncoder
 from jacnet.io import read_model
 
+# One pytest worker runs this file (make test: --dist loadgroup), so the module fixtures
+# below (a training in a subprocess among them) run once, not once per worker.
+pytestmark = pytest.mark.xdist_group("cli")
+
 _SCRIPT = Path(sys.executable).with_name("jacnet")
 JACNET = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "jacnet.cli"]
 

@@ -94,6 +94,7 @@ def test_estimator_pipeline_matches_manual_scaling():
     assert pipe.score(X, y) > 0.9
 
 
+@pytest.mark.slow  # worker processes, each importing scikit-learn and jacnet: make test-all
 def test_estimator_grid_search_parallel_matches_serial():
     X, y = _classification_data()
     grid = {"hidden_layer_sizes": [(3,), (6,)], "alpha": [1e-4, 1.0]}
@@ -887,7 +888,9 @@ def test_estimator_rejects_other_bad_settings():
 # ---------------------------------------------------------------- accuracy smoke
 @pytest.mark.parametrize("solver, sk_solver, max_iter", [
     ("adam", "adam", 200), ("lbfgs", "lbfgs", 100), ("lm", "lbfgs", 50)])
-@pytest.mark.parametrize("load", [load_iris, load_breast_cancer], ids=["iris", "cancer"])
+@pytest.mark.parametrize(
+    "load", [load_iris, pytest.param(load_breast_cancer, marks=pytest.mark.slow)],
+    ids=["iris", "cancer"])
 def test_classifier_accuracy_close_to_sklearn(load, solver, sk_solver, max_iter):
     """Test accuracy, mean over 3 seeds, with the same architecture, budget, seeds and
     learning rate; ``solver="lm"`` against scikit-learn's lbfgs (it has no LM).

@@ -7,6 +7,8 @@ differences. Then the API contract of DESIGN.md, bad input and statelessness.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,9 @@ ALL_ACTIVATIONS = BUILTINS + ["cube"]
 NON_ELEMENTWISE_HIDDEN = {"softmax", "sparsemax", "l2_normalize", "layer_norm"}
 KINKED = {"relu", "leaky_relu", "elu", "sparsemax"}
 
-N_NETWORKS = 60
+# Every activation sits in a hidden layer and at the output within the first 17 networks
+# (the coverage test checks it); make test runs 24, JACNET_TEST_NETWORKS=200 a wider sweep.
+N_NETWORKS = int(os.environ.get("JACNET_TEST_NETWORKS", "24"))
 MAX_PARAMS = 1500  # keeps the full finite-difference Jacobian cheap
 FD_STEP = 1e-6
 
@@ -190,7 +194,7 @@ def test_network_random_suite_covers_every_activation_everywhere():
     assert {len(s["acts"]) for s in SPECS} == {1, 2, 3, 4, 5}
     widths = [w for s in SPECS for w in s["widths"]]
     assert min(widths) == 1 and max(widths) >= 38
-    assert len(SPECS) >= 50
+    assert len(SPECS) >= 17
     used_losses = {loss for s in SPECS for loss in losses_for(s["acts"][-1])}
     assert set(jn.LOSSES) <= used_losses
 

@@ -358,7 +358,7 @@ def test_adam_matches_scikit_learn_with_its_epsilon_placement():
     name=st.sampled_from(["sgd", "adam", "adamw", "rmsprop"]),
     data=st.data(),
 )
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 def test_optimizer_update_keeps_shapes_dtype_and_zero_grad_fixed_point(shapes, dtype, name, data):
     values = st.floats(-1e3, 1e3, allow_nan=False, width=32)
     params = [data.draw(hnp.arrays(dtype, shape, elements=values)) for shape in shapes]

@@ -12,14 +12,14 @@ import traceback
 
 import typer
 
-from ..data import DataError
-from ..io import ModelFileError
 from . import check, models, train  # noqa: F401  (each registers its command on app)
 from ._common import CliError, app
 
 __all__ = ["app", "main", "CliError"]
 
-_USER_ERRORS = (CliError, DataError, ModelFileError, FileNotFoundError, ValueError, OSError)
+# CliError, jacnet.data.DataError and jacnet.io.ModelFileError are ValueErrors: naming them
+# here would import scikit-learn (through jacnet.io) before every command, --help included.
+_USER_ERRORS = (ValueError, OSError)
 
 
 def main(argv: list[str] | None = None) -> None:
