@@ -185,7 +185,7 @@ def test_activation_jacobian_matches_finite_differences(case, oracle):
 
 # --------------------------------------------------- (d) property-based
 @pytest.mark.parametrize("case", CASES)
-@settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_activation_derivatives_hold_for_any_shape_and_values(case, data, oracle):
     """vjp, JAX and FD agree for hypothesis-drawn shapes (N 1..5, m 1..8) and values."""

@@ -134,10 +134,11 @@ def test_cli_train_regression_outputs(regressor_run):
 def test_cli_train_is_reproducible(work, csv_file, classifier_run):
     out, _ = classifier_run
     again = work / "cls_again"
-    # a second process, as a user reruns it (both runs in fresh interpreters)
+    # the first run was the console script in a fresh interpreter; this one runs in the
+    # test's process, after everything else the tests did in it
     run("train", csv_file, "--target", "label", "--drop", "size", "--drop", "weight",
         "--hidden", "8", "--solver", "adam", "--epochs", "15", "--seed", "3", "--out", again,
-        "--quiet", "--no-plots", script=True)
+        "--quiet", "--no-plots")
     a, b = (jn.load(p / "model.safetensors") for p in (out, again))
     assert np.array_equal(a.network_.get_flat(), b.network_.get_flat())
 
@@ -160,8 +161,8 @@ def test_cli_train_reads_tsv_and_npz(work, fmt):
         path = work / "t.npz"
         np.savez(path, X=df[["x1", "x2"]].to_numpy(), y=df["size"].to_numpy())
         args = []
-    run("train", path, *args, "--epochs", "3", "--hidden", "4", "--quiet", "--out",
-        work / f"run_{fmt}")
+    run("train", path, *args, "--epochs", "3", "--hidden", "4", "--quiet", "--no-plots",
+        "--out", work / f"run_{fmt}")
     record = json.loads((work / f"run_{fmt}" / "record.json").read_text())
     assert record["task"] == ("classification" if fmt == "tsv" else "regression")
 

@@ -52,25 +52,26 @@ _SLOW = {"distributed.comm.timeouts.connect": "600s", "distributed.comm.timeouts
          "distributed.deploy.lost-worker-timeout": "600s"}
 
 
+def _cluster(processes: bool) -> Iterator[Client]:
+    with dask.config.set(_SLOW), LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=processes, dashboard_address=None
+    ) as cluster, Client(cluster, timeout="600s") as c:
+        yield c
+
+
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
     """2 workers in threads of this process: the same scheduler, tasks and reductions as
     a real cluster, without a process hop per task (on a machine whose CPU is shared, each
     hop between processes can stall for seconds)."""
-    with dask.config.set(_SLOW), LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
-    ) as cluster, Client(cluster, timeout="600s") as c:
-        yield c
+    yield from _cluster(processes=False)
 
 
 @pytest.fixture(scope="module")
 def proc_client() -> Iterator[Client]:
     """2 worker processes, each under a nanny that restarts it: for the tests that kill
     one, and that send the model and theta through serialisation."""
-    with dask.config.set(_SLOW), LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, Client(cluster, timeout="600s") as c:
-        yield c
+    yield from _cluster(processes=True)
 
 
 def _data(n_out: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -149,6 +150,7 @@ def test_distributed_matches_single_machine(client: Client, solver: str, case: s
     _assert_same_run(single, dist, r1, r2, rtol)
 
 
+@pytest.mark.slow  # 50 LM epochs; the stop reasons are the single-machine loop's: make test-all
 def test_distributed_lm_stop_reason_goal(client: Client) -> None:
     X, T = _data()
     single, dist = _net(), _net()
@@ -198,7 +200,7 @@ def test_distributed_rejects_what_does_not_scale(client: Client) -> None:
 def test_estimators_fit_dask_arrays(client: Client, solver: str) -> None:
     X, T = _data()
     y = T[:, 0]
-    kw = {"hidden_layer_sizes": (6,), "activation": "tanh", "max_iter": 3, "random_state": 0}
+    kw = {"hidden_layer_sizes": (6,), "activation": "tanh", "max_iter": 2, "random_state": 0}
     with warnings.catch_warnings(), client.as_current():  # fit finds the client by itself
         warnings.simplefilter("ignore", ConvergenceWarning)
         ref = jn.MLPRegressor(solver=solver, **kw).fit(X, y)
