@@ -304,6 +304,6 @@ def test_cli_evaluate_corrupted_model(bad_files, classifier_run):
 def test_cli_debug_shows_the_traceback(bad_files):
     _assert_one_line(run("train", "nothere.csv", cwd=bad_files, code=2, script=True).stderr,
                      "file not found: nothere.csv")
-    proc = run("train", "nothere.csv", "--debug", cwd=bad_files, code=2, script=True)
+    proc = run("train", "nothere.csv", "--debug", cwd=bad_files, code=2)
     assert "Traceback" in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("jacnet: error: file not found")
