@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test test-suite test-all test-suite-all lint bench bench-smoke clean
+.PHONY: run test test-suite test-all lint bench bench-smoke clean
 
 # Installs go through uv, taken from PyPI into .venv/uv by the system's pip: on a slow
 # machine pip took 25 minutes to resolve and install the dev extra, uv 4.4 minutes (and a
@@ -50,17 +50,16 @@ PYTEST := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/pyth
 # everything, with JACNET_TEST_NETWORKS=60 random networks against JAX instead of 18.
 # Lint and tests run side by side: the first minutes of pytest (its controller loading
 # jax and writing the .pyc of what it imports) keep one core busy, mypy takes the other.
+SELECT := -m "not slow"
+
 test: $(STAMP)
 	$(MAKE) --no-print-directory -j2 lint test-suite
 
 test-suite: $(STAMP)
-	$(PYTEST) -m "not slow"
+	$(PYTEST) $(SELECT)
 
 test-all: $(STAMP)
-	$(MAKE) --no-print-directory -j2 lint test-suite-all
-
-test-suite-all: $(STAMP)
-	JACNET_TEST_NETWORKS=60 $(PYTEST)
+	$(MAKE) --no-print-directory test SELECT= JACNET_TEST_NETWORKS=60
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run

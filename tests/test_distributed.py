@@ -123,7 +123,7 @@ def test_losing_the_only_replica_of_theta_or_model_is_survived(proc_client: Clie
     # on the threaded cluster, and the last test of the file waits for it.
 
 
-# LM on mse also runs in the goal, DataFrame and worker-kill tests below; L-BFGS on
+# LM on mse also runs in the DataFrame and worker-kill tests below; L-BFGS on
 # cross-entropy takes the same gradient reduction as on mse.
 @pytest.mark.parametrize("case, solver", [("mse", "lbfgs"), ("sse_weighted_alpha", "lm"),
                                           ("sse_weighted_alpha", "lbfgs"),
@@ -195,31 +195,37 @@ def test_distributed_rejects_what_does_not_scale(client: Client) -> None:
         jd.train(_net(), dX, _dask(np.ones((N, 2))), client=client)
 
 
+_EST = {"hidden_layer_sizes": (6,), "activation": "tanh", "max_iter": 2, "random_state": 0}
+
+
 # L-BFGS through the estimator: the same reductions as jd.train's L-BFGS above.
 @pytest.mark.parametrize("solver", ["lm", pytest.param("lbfgs", marks=pytest.mark.slow)])
-def test_estimators_fit_dask_arrays(client: Client, solver: str) -> None:
+def test_regressor_fits_dask_arrays(client: Client, solver: str) -> None:
     X, T = _data()
     y = T[:, 0]
-    kw = {"hidden_layer_sizes": (6,), "activation": "tanh", "max_iter": 2, "random_state": 0}
     with warnings.catch_warnings(), client.as_current():  # fit finds the client by itself
         warnings.simplefilter("ignore", ConvergenceWarning)
-        ref = jn.MLPRegressor(solver=solver, **kw).fit(X, y)
-        est = jn.MLPRegressor(solver=solver, **kw).fit(_dask(X), _dask(y))
-        if solver == "lm":  # standardised, the statistics reduced by dask
-            assert isinstance(est.x_mean_, np.ndarray)
-            assert_allclose(est.x_mean_, ref.x_mean_, rtol=1e-12)
-            assert_allclose(est.y_scale_, ref.y_scale_, rtol=1e-12)
-        assert est.n_iter_ == ref.n_iter_ and est.n_features_in_ == 3
-        assert_allclose(est.predict(X), ref.predict(X), rtol=1e-8, atol=1e-10)
-        if solver == "lbfgs":
-            return
-        labels = np.array(["a", "b", "c"])[np.argmax(T + X, axis=1)]
-        ref_c = jn.MLPClassifier(solver="lm", **kw).fit(X, labels)
-        est_c = jn.MLPClassifier(solver="lm", **kw).fit(_dask(X), _dask(labels))
+        ref = jn.MLPRegressor(solver=solver, **_EST).fit(X, y)
+        est = jn.MLPRegressor(solver=solver, **_EST).fit(_dask(X), _dask(y))
         with pytest.raises(ValueError, match=r"solver='adam'.*\('lbfgs', 'lm'\)"):
             jn.MLPRegressor(solver="adam").fit(_dask(X), _dask(y))
-    assert list(est_c.classes_) == ["a", "b", "c"]
-    assert_allclose(est_c.predict_proba(X), ref_c.predict_proba(X), rtol=1e-8, atol=1e-10)
+    if solver == "lm":  # standardised, the statistics reduced by dask
+        assert isinstance(est.x_mean_, np.ndarray)
+        assert_allclose(est.x_mean_, ref.x_mean_, rtol=1e-12)
+        assert_allclose(est.y_scale_, ref.y_scale_, rtol=1e-12)
+    assert est.n_iter_ == ref.n_iter_ and est.n_features_in_ == 3
+    assert_allclose(est.predict(X), ref.predict(X), rtol=1e-8, atol=1e-10)
+
+
+def test_classifier_fits_dask_arrays(client: Client) -> None:
+    X, T = _data()
+    labels = np.array(["a", "b", "c"])[np.argmax(T + X, axis=1)]
+    with warnings.catch_warnings(), client.as_current():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = jn.MLPClassifier(solver="lm", **_EST).fit(X, labels)
+        est = jn.MLPClassifier(solver="lm", **_EST).fit(_dask(X), _dask(labels))
+    assert list(est.classes_) == ["a", "b", "c"]
+    assert_allclose(est.predict_proba(X), ref.predict_proba(X), rtol=1e-8, atol=1e-10)
 
 
 def test_grid_search_with_joblib_dask_backend(client: Client) -> None:
