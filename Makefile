@@ -47,7 +47,7 @@ PYTEST := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/pyth
 
 # make test leaves out the tests marked slow (the wider sweeps and the heaviest end-to-end
 # runs, each covering what a faster test also checks on a smaller case); make test-all runs
-# everything, with JACNET_TEST_NETWORKS=60 random networks against JAX instead of 18.
+# everything, with JACNET_TEST_NETWORKS=150 random networks against JAX instead of 50.
 # Lint and tests run side by side: the first minutes of pytest (its controller loading
 # jax and writing the .pyc of what it imports) keep one core busy, mypy takes the other.
 SELECT := -m "not slow"
@@ -59,7 +59,7 @@ test-suite: $(STAMP)
 	$(PYTEST) $(SELECT)
 
 test-all: $(STAMP)
-	$(MAKE) --no-print-directory test SELECT= JACNET_TEST_NETWORKS=60
+	$(MAKE) --no-print-directory test SELECT= JACNET_TEST_NETWORKS=150
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run

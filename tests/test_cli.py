@@ -1,5 +1,6 @@
-"""The ``jacnet`` command: ``jacnet.cli.main`` on real files, and the installed console script
-in a subprocess for the main flow and the error path."""
+"""The ``jacnet`` command on real files: the installed console script in a subprocess for
+every subcommand, every error and its exit code; ``jacnet.cli.main`` in this process for
+the further checks of a subcommand (a new interpreter costs seconds)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ JACNET = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "jacnet.
 
 def run(*args, cwd=None, code=0, script=False):
     """``jacnet ARGS``: ``jacnet.cli.main``, the console script's function, in this process;
-    with ``script=True`` the installed console script in a subprocess, as users run it
-    (a few tests do: a new interpreter costs seconds). Asserts the exit code."""
+    with ``script=True`` the installed console script in a subprocess, as users run it.
+    Asserts the exit code."""
     argv = [str(a) for a in args]
     if script:
         proc = subprocess.run([*JACNET, *argv], capture_output=True, text=True, cwd=cwd,
@@ -170,7 +171,7 @@ def test_cli_train_reads_tsv_and_npz(work, fmt):
 # ------------------------------------------------------------------ predict, evaluate
 def test_cli_predict_matches_the_library(work, csv_file, classifier_run):
     out, _ = classifier_run
-    proc = run("predict", out / "model.safetensors", csv_file)
+    proc = run("predict", out / "model.safetensors", csv_file, script=True)
     pred = pd.read_csv(io.StringIO(proc.stdout))
     assert list(pred.columns) == ["label", "proba_no", "proba_yes"] and len(pred) == 120
     est, doc = read_model(out / "model.safetensors")
@@ -192,7 +193,7 @@ def test_cli_predict_regression_to_csv(work, regressor_run):
 
 def test_cli_evaluate(csv_file, classifier_run):
     out, _ = classifier_run
-    proc = run("evaluate", out / "model.safetensors", csv_file, "--json")
+    proc = run("evaluate", out / "model.safetensors", csv_file, "--json", script=True)
     metrics = json.loads(proc.stdout)
     record = json.loads((out / "record.json").read_text())
     n = {k: v["n"] for k, v in record["metrics"].items()}
@@ -203,7 +204,7 @@ def test_cli_evaluate(csv_file, classifier_run):
 
 
 def test_cli_info(classifier_run, regressor_run):
-    proc = run("info", classifier_run[0] / "model.safetensors")
+    proc = run("info", classifier_run[0] / "model.safetensors", script=True)
     for text in ("MLPClassifier", "parameters", "ReLU", "Sigmoid", "one-hot",
                  "color: blue, green, red", "classes", "no, yes", "stopped", "division"):
         assert text in proc.stdout
@@ -220,7 +221,7 @@ def test_cli_info_bare_network(work):
 def test_cli_gradcheck_passes_and_fails():
     proc = run("gradcheck")
     assert "softmax + cross-entropy" in proc.stdout and "19 of 19 passed" in proc.stdout
-    assert "FAIL" in run("gradcheck", "--tol", "1e-30", code=1).stdout
+    assert "FAIL" in run("gradcheck", "--tol", "1e-30", code=1, script=True).stdout
 
 
 def test_cli_help_and_no_arguments():
@@ -242,8 +243,7 @@ def bad_files(work):
     return work
 
 
-# Each one-line error, through main() (the console script's own error path is tested by
-# test_cli_debug_shows_the_traceback and test_cli_help_and_no_arguments).
+# Each one-line error, through the console script in a subprocess, as users meet it.
 ERRORS = {
     "missing file": (["train", "nothere.csv"], "file not found: nothere.csv"),
     "empty file": (["train", "empty.csv"], "empty.csv is empty"),
@@ -283,12 +283,12 @@ def _assert_one_line(stderr, message):
 @pytest.mark.parametrize("case", sorted(ERRORS))
 def test_cli_errors_exit_2_with_one_line(bad_files, case):
     args, message = ERRORS[case]
-    _assert_one_line(run(*args, cwd=bad_files, code=2).stderr, message)
+    _assert_one_line(run(*args, cwd=bad_files, code=2, script=True).stderr, message)
 
 
 def test_cli_predict_unseen_category(bad_files, classifier_run):
     proc = run("predict", classifier_run[0] / "model.safetensors", "unseen.csv",
-               cwd=bad_files, code=2)
+               cwd=bad_files, code=2, script=True)
     assert "values not seen in training: 'purple'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
@@ -297,13 +297,14 @@ def test_cli_evaluate_corrupted_model(bad_files, classifier_run):
     data = bytearray((classifier_run[0] / "model.safetensors").read_bytes())
     data[-5] ^= 0xFF
     (bad_files / "broken.safetensors").write_bytes(bytes(data))
-    proc = run("evaluate", "broken.safetensors", "unseen.csv", cwd=bad_files, code=2)
+    proc = run("evaluate", "broken.safetensors", "unseen.csv", cwd=bad_files, code=2,
+               script=True)
     assert "corrupted" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_cli_debug_shows_the_traceback(bad_files):
     _assert_one_line(run("train", "nothere.csv", cwd=bad_files, code=2, script=True).stderr,
                      "file not found: nothere.csv")
-    proc = run("train", "nothere.csv", "--debug", cwd=bad_files, code=2)
+    proc = run("train", "nothere.csv", "--debug", cwd=bad_files, code=2, script=True)
     assert "Traceback" in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("jacnet: error: file not found")

@@ -23,8 +23,8 @@ NON_ELEMENTWISE_HIDDEN = {"softmax", "sparsemax", "l2_normalize", "layer_norm"}
 KINKED = {"relu", "leaky_relu", "elu", "sparsemax"}
 
 # Every activation sits in a hidden layer and at the output within the first 17 networks
-# (the coverage test checks it); make test runs 18, make test-all 60 (JACNET_TEST_NETWORKS).
-N_NETWORKS = int(os.environ.get("JACNET_TEST_NETWORKS", "18"))
+# (the coverage test checks it); make test runs 50, make test-all 150 (JACNET_TEST_NETWORKS).
+N_NETWORKS = int(os.environ.get("JACNET_TEST_NETWORKS", "50"))
 MAX_PARAMS = 1500  # keeps the full finite-difference Jacobian cheap
 FD_STEP = 1e-6
 
@@ -283,6 +283,58 @@ def test_gauss_newton_streams_chunks_never_the_full_jacobian(monkeypatch, oracle
     JtJ_default, _ = net.gauss_newton(X, R, weights=w)
     assert [shape[0] for shape in filled] == [4, 4, 2]
     np.testing.assert_allclose(JtJ_default, JtJ, rtol=1e-13, atol=1e-15)
+
+
+
+def test_jacobian_threads_fill_the_same_chunks_bit_identically(monkeypatch, oracle):
+    """With more than one BLAS thread, chunks of J are filled by that many threads:
+    the same chunks, so the same bits as one thread; BLAS is held to one thread meanwhile
+    and given back its setting after."""
+    from threadpoolctl import threadpool_limits
+
+    import jacnet.jacobian as jac
+
+    net = jn.Network([jn.Dense(3, 9, "tanh"), jn.Dense(9, 6, "softmax"),
+                      jn.Dense(6, 2, "identity")], seed=4)
+    X = np.random.default_rng(4).normal(size=(23, 3))
+    monkeypatch.setattr(jac, "_PARALLEL_ELEMENTS", 1)  # so this small case goes parallel
+    threads = []
+    fill = jac._fill_jacobian
+
+    def spy(layers, Xc, J):
+        threads.append((Xc.shape[0], jac._blas_threads()))
+        return fill(layers, Xc, J)
+
+    monkeypatch.setattr(jac, "_fill_jacobian", spy)
+    with threadpool_limits(1):
+        serial = net.jacobian(X, chunk=5)
+    assert [t for _, t in threads] == [1] * 5
+    threads.clear()
+    with threadpool_limits(2):
+        parallel = net.jacobian(X, chunk=5)
+        assert jac._blas_threads() == 2  # the fillers' limit was lifted
+    assert sorted(n for n, _ in threads) == [3, 5, 5, 5, 5]
+    assert {t for _, t in threads} == {1}  # each filler ran with BLAS on one thread
+    np.testing.assert_array_equal(parallel, serial)
+    oracle.check("threaded jacobian vs JAX", parallel, oracle.network(net, X).J, 1e-10,
+                 "2 threads, chunk=5")
+
+    def broken(layers, Xc, J):
+        raise FloatingPointError("from a filler thread")
+
+    monkeypatch.setattr(jac, "_fill_jacobian", broken)
+    with threadpool_limits(2), pytest.raises(FloatingPointError, match="from a filler"):
+        net.jacobian(X, chunk=5)
+
+
+@pytest.mark.parametrize("P", [1, 2, 127, 128, 129, 300])
+def test_mirror_upper_copies_the_upper_triangle_block_by_block(P):
+    """gauss_newton's in-place mirror, across block edges (block 128)."""
+    C = np.asfortranarray(np.triu(np.random.default_rng(P).normal(size=(P, P))))
+    expected = np.triu(C) + np.triu(C, 1).T
+    out = _jac._mirror_upper(C)
+    assert out is C
+    np.testing.assert_array_equal(C, expected)
 
 
 # ------------------------------------------------ (b) the seed, written literally

@@ -14,9 +14,11 @@ Carrying R-b one step past the first layer gives the input Jacobian ``dy/dx``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy.linalg import blas
+from threadpoolctl import ThreadpoolController
 
 from .layers import Dense, forward_cache
 
@@ -26,6 +28,23 @@ __all__ = ["param_offsets", "param_jacobian", "input_jacobian", "gauss_newton", 
 
 # Elements of one chunk of J (n * q * P): 4 Mi elements, 32 MiB in float64.
 _CHUNK_ELEMENTS = 1 << 22
+# Below this many elements of J a call runs on the calling thread alone.
+_PARALLEL_ELEMENTS = 1 << 21
+
+_controller: ThreadpoolController | None = None
+
+
+def _blas_threads() -> int:
+    """The BLAS thread count now in force (``threadpoolctl`` limits and environment included).
+
+    The Jacobian fill is numpy work outside BLAS; it uses as many threads as BLAS may, so
+    one setting (``threadpool_limits``, ``OPENBLAS_NUM_THREADS``) governs the whole call.
+    """
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    counts = [lib.num_threads for lib in _controller.lib_controllers if lib.user_api == "blas"]
+    return max(1, min(counts)) if counts else 1
 
 
 def param_offsets(layers: list[Dense]) -> list[tuple[int, int, int]]:
@@ -72,7 +91,10 @@ def _fill_jacobian(layers: list[Dense], X: Array, J: Array) -> None:
         w0, b0, end = offsets[k]
         Xin = cache[k][0]
         Jw = np.reshape(J[:, :, w0:b0], (n, q, layers[k].n_in, layers[k].n_out), copy=False)
-        np.multiply(Xin[:, None, :, None], D[:, :, None, :], out=Jw)  # seed R-w
+        # seed R-w: one outer product per sample, output by output (q is small). einsum's
+        # kernel writes these up to 1.4 times faster than a broadcast np.multiply.
+        for i in range(q):
+            np.einsum("sa,sb->sab", Xin, D[:, i], out=Jw[:, i])
         J[:, :, b0:end] = D
 
 
@@ -83,8 +105,24 @@ def param_jacobian(layers: list[Dense], X: Array, chunk: int | None = None) -> A
     P = sum(layer.n_params for layer in layers)
     J = np.empty((N, q, P), dtype=X.dtype)
     step = chunk or default_chunk(N, q * P)
-    for start in range(0, N, step):
-        _fill_jacobian(layers, X[start : start + step], J[start : start + step])
+    starts = range(0, N, step)
+    threads = min(_blas_threads(), len(starts)) if J.size >= _PARALLEL_ELEMENTS else 1
+    if threads == 1:
+        for start in starts:
+            _fill_jacobian(layers, X[start : start + step], J[start : start + step])
+        return J
+    # As many fillers as BLAS may use threads, on the same chunks as one thread would
+    # fill, each into its own rows of J: the result is bit-identical. numpy releases the
+    # GIL in these loops. Meanwhile BLAS is held to one thread per filler (process-wide,
+    # for the duration of this call), so fillers and BLAS threads do not contend.
+    assert _controller is not None
+    with _controller.limit(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        done = pool.map(
+            lambda start: _fill_jacobian(layers, X[start : start + step], J[start : start + step]),
+            starts,
+        )
+        for _ in done:  # re-raises a filler's exception
+            pass
     return J
 
 
@@ -116,17 +154,20 @@ def gauss_newton(
 
     ``J`` is the (N * n_out, P) Jacobian of the outputs, ``r = R.ravel()`` and ``W`` the
     diagonal of weights: per sample ``(N,)`` (repeated over outputs) or per output
-    ``(N, n_out)``. Only one chunk of J exists at a
-    time; ``J^T J`` is accumulated by BLAS syrk into the upper triangle and mirrored at
-    the end. Memory: O(P^2 + chunk * n_out * P). With ``weight_residuals=False`` the
-    second result is ``J^T r`` (the weights enter ``J^T W J`` only).
+    ``(N, n_out)``. Only one chunk of J exists at a time; ``J^T J`` is accumulated by
+    BLAS syrk into the upper triangle and mirrored at the end. Memory: O(P^2 + chunk * n_out * P).
+    With ``weight_residuals=False`` the second result is ``J^T r`` (the weights enter
+    ``J^T W J`` only).
     """
     N = X.shape[0]
     q = layers[-1].n_out
     P = sum(layer.n_params for layer in layers)
     dtype = X.dtype
     step = chunk or default_chunk(N, q * P)
-    syrk = blas.get_blas_funcs("syrk", dtype=dtype)
+    # Every product here goes through scipy's BLAS: numpy links its own OpenBLAS, whose
+    # threads spin for a while after a large product and, on two cores, slowed the next
+    # syrk by 1.7 times.
+    syrk, gemv = blas.get_blas_funcs(("syrk", "gemv"), dtype=dtype)
     JtJ = np.zeros((P, P), dtype=dtype, order="F")
     Jtr = np.zeros(P, dtype=dtype)
     buf = np.empty((min(step, N), q, P), dtype=dtype)
@@ -137,17 +178,32 @@ def gauss_newton(
         _fill_jacobian(layers, Xc, Jc)
         A = Jc.reshape(n * q, P)
         r = R[start : start + n].reshape(n * q)
+        # A.T is (P, n q) and Fortran-contiguous: gemv and syrk take it with no copy.
         if weights is not None:
             if not weight_residuals:
-                Jtr += A.T @ r
+                Jtr = gemv(1.0, A.T, r, beta=1.0, y=Jtr, overwrite_y=1)
             wc = np.sqrt(weights[start : start + n])
             sw = (wc.reshape(n * q) if wc.ndim == 2 else np.repeat(wc, q)).astype(dtype, copy=False)
             A *= sw[:, None]
             if weight_residuals:
-                Jtr += A.T @ (r * sw)
+                Jtr = gemv(1.0, A.T, r * sw, beta=1.0, y=Jtr, overwrite_y=1)
         else:
-            Jtr += A.T @ r
-        # A.T is (P, n q) and Fortran-contiguous: syrk computes A^T A with no copy.
+            Jtr = gemv(1.0, A.T, r, beta=1.0, y=Jtr, overwrite_y=1)
         JtJ = syrk(1.0, A.T, beta=1.0, c=JtJ, trans=0, lower=0, overwrite_c=1)
-    upper = np.triu(JtJ)
-    return upper + np.triu(upper, 1).T, Jtr
+    return _mirror_upper(JtJ), Jtr
+
+
+def _mirror_upper(C: Array, block: int = 128) -> Array:
+    """Copy the upper triangle of the square ``C`` onto its strictly lower one, in place.
+
+    ``C``'s strictly lower triangle must be zero (syrk with ``lower=0`` into zeros leaves
+    it so). Block by block, so each transposed copy stays in cache: for P = 4801 this
+    takes 0.08 s where ``triu(C) + triu(C, 1).T`` took 1.8 s, a third of the syrk work.
+    """
+    P = C.shape[0]
+    for a in range(0, P, block):
+        b = min(a + block, P)
+        diag = C[a:b, a:b]
+        diag += np.triu(diag, 1).T
+        C[b:, a:b] = C[a:b, b:].T
+    return C
