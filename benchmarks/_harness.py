@@ -107,7 +107,8 @@ def measure(
     times per repeat (as ``timeit`` does) and the time divided, so the clock's resolution
     and the call overhead do not dominate. Between timed calls the loop sleeps ``pause``
     seconds, untimed: the BLAS and OpenMP worker threads of the previous call stop spinning
-    before the next one starts, so neither side pays for the other's idle threads. The
+    before the next one starts, so neither side pays for the other's idle threads; the
+    order of the functions rotates from one repeat to the next. The
     garbage collector is paused inside each timed call; results are dropped at once.
     """
     number = {name: 1 for name in fns}
@@ -119,9 +120,13 @@ def measure(
                 elapsed = time.perf_counter() - t0
                 number[name] = max(1, min(1000, int(min_time / max(elapsed, 1e-7))))
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            k = number[name]
+    names = list(fns)
+    for i in range(repeats):
+        # The order rotates from repeat to repeat, so each function follows each other one
+        # equally often: what a call leaves behind (freed memory to fault in again, caches,
+        # a peer library's threads) falls on every side alike.
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            fn, k = fns[name], number[name]
             gc.collect()
             time.sleep(pause)
             gc.disable()
@@ -499,8 +504,9 @@ def format_header(info: dict[str, Any], ctx: Context) -> str:
         "smoke (tiny sizes, correctness only: timings mean nothing)"
         if ctx.smoke
         else (
-            f"{ctx.repeats} timed repeats after {ctx.warmup} warm-up, interleaved with the peer "
-            "(calls under 20 ms looped, time per call); median (min, IQR)"
+            f"{ctx.repeats} timed repeats after {ctx.warmup} warm-up, interleaved with the peers "
+            "in an order that rotates each repeat (calls under 20 ms looped, time per call); "
+            "median (min, IQR)"
         )
     )
     lines.append(f"- mode: {mode}")
