@@ -181,8 +181,8 @@ def breakdown(net: jn.Network, X: Array, T: Array, loss: str, bs: int, total: fl
         return time.perf_counter() - t0
 
     def shuffle() -> None:
-        np.take(X, order, axis=0, out=Xs)
-        np.take(T, order, axis=0, out=Ts)
+        np.take(X, order, axis=0, out=Xs, mode="clip")
+        np.take(T, order, axis=0, out=Ts, mode="clip")
 
     def backprop() -> None:
         for s in starts:

@@ -103,6 +103,36 @@ def test_train_same_seed_is_bit_identical(name):
     assert not np.array_equal(rec_a.division["validation"], rec_c.division["validation"])
 
 
+def test_minibatch_epochs_gather_batches_without_a_copy_of_the_data():
+    """Each shuffled batch is gathered into one reused buffer: an epoch allocates nothing
+    of the data's size, and the batches are exactly the rows of a seeded permutation."""
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(20000, 40))
+    T = rng.normal(size=(20000, 1))
+    net = jn.Network([jn.Dense(40, 4, "tanh"), jn.Dense(4, 1)], seed=0)
+    tracemalloc.start()
+    try:
+        jn.train(net, X, T, solver="adam", batch_size=500, max_epochs=2, seed=5)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < X.nbytes / 4, (peak, X.nbytes)
+    # the same epochs with the batches taken by hand, in the permutation's order
+    net_ref = jn.Network([jn.Dense(40, 4, "tanh"), jn.Dense(4, 1)], seed=0)
+    opt = jn.get_optimizer("adam")
+    state = opt.init([net_ref.theta])
+    gen = np.random.default_rng(5)
+    for _ in range(2):
+        order = gen.permutation(X.shape[0])
+        for start in range(0, X.shape[0], 500):
+            rows = order[start : start + 500]
+            _, grad = net_ref.loss_and_flat_grad(X[rows], T[rows], "mse")
+            opt.update([net_ref.theta], [grad], state)
+    np.testing.assert_allclose(net.get_flat(), net_ref.get_flat(), rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("seed", [7, None])
 def test_train_leaves_the_global_random_state_alone(seed):
     # The legacy global state is the very thing under test.

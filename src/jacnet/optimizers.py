@@ -491,10 +491,11 @@ class Adam(Optimizer):
     ) -> None:
         assert state.tmp is not None
         b1, b2, t = self.beta_1, self.beta_2, state.step
-        # lr · m̂/(√v̂ + ε) = (lr / (1-β1^t)) · m / (√v / √(1-β2^t) + ε): bias corrections
-        # become two scalars instead of two array passes.
-        step_size = lr / (1.0 - b1**t)
+        # lr · m̂/(√v̂ + ε) = (lr √(1-β2^t) / (1-β1^t)) · m / (√v + ε √(1-β2^t)): the bias
+        # corrections become two scalars instead of three array passes.
         sqrt_bc2 = math.sqrt(1.0 - b2**t)
+        step_size = lr * sqrt_bc2 / (1.0 - b1**t)
+        eps = self.epsilon * sqrt_bc2
         for p, g, m, v, tmp in zip(
             params, grads, state.buffers["m"], state.buffers["v"], state.tmp, strict=True
         ):
@@ -505,9 +506,8 @@ class Adam(Optimizer):
             np.multiply(g, g, out=tmp)
             tmp *= 1.0 - b2
             v += tmp
-            np.sqrt(v, out=tmp)  # √v̂_t + ε
-            tmp /= sqrt_bc2
-            tmp += self.epsilon
+            np.sqrt(v, out=tmp)  # (√v̂_t + ε) √(1-β2^t)
+            tmp += eps
             np.divide(m, tmp, out=tmp)
             tmp *= step_size
             p -= tmp
