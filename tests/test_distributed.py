@@ -243,6 +243,36 @@ def test_grid_search_with_joblib_dask_backend(client: Client) -> None:
                     serial.cv_results_["mean_test_score"], rtol=1e-10)
 
 
+def test_only_partial_sums_travel_between_workers(proc_client: Client) -> None:
+    """Every partition is evaluated where it lives. All of them are put on one worker, the
+    other left idle: Dask's scheduler would move half of them there (its cost model
+    prefers a transfer to a wait); jacnet's tasks stay with the data, and the bytes the
+    workers send each other (Dask's own counter) stay far below one partition's."""
+    proc_client.wait_for_workers(2, timeout=600)  # the first fault test's restart
+    rows, parts = 20_000, 4
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((rows * parts, 3))
+    T = np.sin(X[:, :1]) + X[:, 1:2] * X[:, 2:3]
+    first = sorted(proc_client.scheduler_info()["workers"])[0]
+    Xd = da.from_array(X, chunks=(rows, 3)).persist(workers=[first])
+    Td = da.from_array(T, chunks=(rows, 1)).persist(workers=[first])
+    obj = jd.DaskObjective(_net(), Xd, Td, MSE(), None, 0.0, proc_client)
+    assert {w for ws in proc_client.who_has(Xd).values() for w in ws} == {first}
+
+    def sent(dask_worker: Any) -> int:
+        return int(dask_worker.transfer_outgoing_bytes_total)
+
+    before = sum(proc_client.run(sent).values())
+    for _ in range(3):
+        obj.system(None, None)
+        obj.value()
+        obj.value_and_grad()
+    moved = sum(proc_client.run(sent).values()) - before
+    P = obj.net.n_params
+    assert moved < 9 * (8 * P * P + 4096), moved  # a few P x P systems at most
+    assert moved < X.nbytes / parts / 10, moved  # and nothing near one partition (480 kB)
+
+
 def test_worker_killed_mid_evaluation_is_survived(proc_client: Client, tmp_path: Path) -> None:
     # Last in the file, so the restart after the first fault test has had the other tests'
     # time; the restart this one causes is left to the cluster's teardown. A worker process exits
