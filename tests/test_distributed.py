@@ -26,7 +26,7 @@ import dask.array as da  # noqa: E402
 import dask.dataframe as dd  # noqa: E402
 import joblib  # noqa: E402
 import pandas as pd  # noqa: E402
-from distributed import Client, LocalCluster  # noqa: E402
+from distributed import Client, LocalCluster, futures_of  # noqa: E402
 from numpy.testing import assert_allclose  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import GridSearchCV  # noqa: E402
@@ -254,8 +254,8 @@ def test_only_partial_sums_travel_between_workers(proc_client: Client) -> None:
     X = rng.standard_normal((rows * parts, 3))
     T = np.sin(X[:, :1]) + X[:, 1:2] * X[:, 2:3]
     first = sorted(proc_client.scheduler_info()["workers"])[0]
-    Xd = da.from_array(X, chunks=(rows, 3)).persist(workers=[first])
-    Td = da.from_array(T, chunks=(rows, 1)).persist(workers=[first])
+    Xd, Td = proc_client.persist([da.from_array(X, chunks=(rows, 3)),
+                                  da.from_array(T, chunks=(rows, 1))], workers=[first])
     obj = jd.DaskObjective(_net(), Xd, Td, MSE(), None, 0.0, proc_client)
     assert {w for ws in proc_client.who_has(Xd).values() for w in ws} == {first}
 
@@ -271,6 +271,12 @@ def test_only_partial_sums_travel_between_workers(proc_client: Client) -> None:
     P = obj.net.n_params
     assert moved < 9 * (8 * P * P + 4096), moved  # a few P x P systems at most
     assert moved < X.nbytes / parts / 10, moved  # and nothing near one partition (480 kB)
+    # Partitions held by both workers (replicas, as a gather leaves them) are shared out
+    # evenly, not all given to one worker.
+    proc_client.replicate(futures_of(Xd), n=2)
+    groups = obj._groups()
+    assert sorted(len(idx) for _, idx in groups) == [2, 2]
+    assert len({worker for worker, _ in groups}) == 2
 
 
 def test_worker_killed_mid_evaluation_is_survived(proc_client: Client, tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -173,15 +174,22 @@ class DaskObjective(Objective):
         """The partitions as ``(worker, block indices)`` groups, where they are now.
 
         Each worker gets as many groups as it has threads (contiguous runs of the blocks
-        it holds); a block that no worker holds at this moment (lost, being recomputed)
-        is a group of its own, with no worker named.
+        it holds); a block held by several workers (a replica, made by a gather, say) goes
+        to the one with the fewest blocks so far, so the work stays even; a block that no
+        worker holds at this moment (lost, being recomputed) is a group of its own, with
+        no worker named.
         """
         who = self.client.who_has([x for x, *_ in self.blocks])
         threads = self.client.nthreads()
+        holders = [sorted(who.get(x.key, ())) for x, *_ in self.blocks]
+        load = Counter(h[0] for h in holders if len(h) == 1)
         by_worker: dict[str | None, list[int]] = {}
-        for i, (x, *_) in enumerate(self.blocks):
-            holders = sorted(who.get(x.key, ()))
-            by_worker.setdefault(holders[0] if holders else None, []).append(i)
+        for i, h in enumerate(holders):
+            worker = h[0] if len(h) == 1 else None
+            if len(h) > 1:
+                worker = min(h, key=lambda a: (load[a], a))
+                load[worker] += 1
+            by_worker.setdefault(worker, []).append(i)
         groups: list[tuple[str | None, list[int]]] = []
         for worker, idx in by_worker.items():
             if worker is None:
