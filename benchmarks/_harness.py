@@ -12,9 +12,12 @@ A suite module (``benchmarks/core.py`` is the model) gives ``TITLE``, ``DESCRIPT
 
 from __future__ import annotations
 
+import cProfile
 import gc
+import io
 import os
 import platform
+import pstats
 import re
 import shlex
 import statistics
@@ -427,6 +430,21 @@ class Context:
         if avail is None or avail >= needed * 1.2:
             return None
         return f"skipped: needs ~{needed / 2**30:.1f} GiB, {avail / 2**30:.1f} GiB available"
+
+
+def profile_top(fn: Callable[[], Any], k: int = 6) -> str:
+    """cProfile's top ``k`` entries by own time of one call: ``name own-s/calls``."""
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    stats = pstats.Stats(prof, stream=io.StringIO())
+    entries = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:k]  # type: ignore[attr-defined]
+    out = []
+    for (file, line, name), (_, calls, own, _, _) in entries:
+        where = name if file == "~" else f"{file.rsplit('/', 1)[-1]}:{line} {name}"
+        out.append(f"{where} {own:.3g} s/{calls}")
+    return "cProfile top own time: " + "; ".join(out)
 
 
 def check_close(what: str, actual: Any, expected: Any, tol: float = 1e-10) -> float:

@@ -20,8 +20,9 @@ import numpy as np
 from scipy.linalg import blas
 
 import jacnet as jn
+from jacnet import jacobian as _jac
 
-from ._harness import Case, Context, Row, check_close
+from ._harness import Case, Context, Row, check_close, measure
 
 TITLE = "Core engine (float64)"
 DESCRIPTION = """\
@@ -164,15 +165,27 @@ def jacobian_case(ctx: Context, widths: Sequence[int], n: int) -> list[Row]:
         TOL,
     )
     parts = torch_jacobian_parts(torch, net)
+
+    def floor() -> None:  # a fresh array of J's size, written once: the memory floor
+        np.empty((n, q, P)).fill(0.0)
+
     t = ctx.measure(
         {
             "jacnet": partial(net.jacobian, X),
             "torch": partial(jac, params, Xt),
             "parts": partial(parts, params, Xt),
+            "floor": floor,
         }
     )
     checked = "all" if rows_checked == n else f"the first {rows_checked}"
-    note = f"checked on {checked} samples, scaled max difference {err:.1e}"
+    note = (
+        f"checked on {checked} samples, scaled max difference {err:.1e}; where the time "
+        f"goes: allocating a fresh array of J's size and writing it once takes "
+        f"{t['floor'].describe()} here (page faults and memory bandwidth, the floor for any "
+        f"method that returns J; jacnet's fill on {_jac._blas_threads()} thread(s) adds the "
+        "rest); a large spread between median and min comes from the kernel's compaction "
+        "of transparent huge pages during those faults"
+    )
     return [
         ctx.row(
             case,
@@ -275,6 +288,17 @@ def gauss_newton_case(ctx: Context, widths: Sequence[int], n: int) -> list[Row]:
         fns["torch"] = torch_gn
     del JtJ, Jtr
     t = ctx.measure(fns)
+    buf = np.empty((chunk, q, P))
+
+    def fill_only() -> None:  # jacnet's J chunks, written and dropped, no syrk
+        for s in range(0, n, chunk):
+            Xc = X[s : s + chunk]
+            _jac._fill_jacobian(net.layers, Xc, buf[: Xc.shape[0]])
+
+    C = np.triu(np.ones((P, P)))
+    parts_t = measure({"fill": fill_only,
+                       "mirror": lambda: _jac._mirror_upper(np.asfortranarray(C))},
+                      repeats=3, pause=0.0)
     flops = n * q * P * P
     gn_rate = flops / t["jacnet"].median / 1e9
     syrk_rate = flops / t["dsyrk"].median / 1e9
@@ -305,7 +329,10 @@ def gauss_newton_case(ctx: Context, widths: Sequence[int], n: int) -> list[Row]:
             target=0.8,
             kind="fraction",
             note=f"GN {gn_rate:.1f} GFLOP/s vs dsyrk {syrk_rate:.1f} GFLOP/s "
-            f"(flops = N·q·P², chunk {chunk} samples)",
+            f"(flops = N·q·P², chunk {chunk} samples); where GN's time goes besides syrk, "
+            f"each part timed alone: filling J chunk by chunk {parts_t['fill'].describe()} "
+            f"(numpy, one thread), mirroring JᵀJ {parts_t['mirror'].describe()} (the mirror "
+            "timing includes a P×P copy)",
         ),
     ]
     return rows

@@ -15,10 +15,7 @@ measured breakdown of jacnet's epoch and cProfile's top entries, in the notes.
 
 from __future__ import annotations
 
-import cProfile
 import inspect
-import io
-import pstats
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -31,7 +28,7 @@ import numpy as np
 import jacnet as jn
 from jacnet.batch import BatchBackprop
 
-from ._harness import Case, Context, Row, check_close
+from ._harness import Case, Context, Row, check_close, profile_top
 
 TITLE = "Training performance (mini-batch epochs)"
 DESCRIPTION = """\
@@ -213,21 +210,6 @@ def breakdown(net: jn.Network, X: Array, T: Array, loss: str, bs: int, total: fl
     rest = total - sum(phases.values())
     parts.append(f"the rest (loop, checks, record) {rest:.3g} s")
     return f"breakdown of jacnet's {total:.3g} s epoch: " + ", ".join(parts)
-
-
-def profile_top(fn: Callable[[], Any], k: int = 6) -> str:
-    """cProfile's top ``k`` entries by own time of one call: ``name own-s/calls``."""
-    prof = cProfile.Profile()
-    prof.enable()
-    fn()
-    prof.disable()
-    stats = pstats.Stats(prof, stream=io.StringIO())
-    entries = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:k]  # type: ignore[attr-defined]
-    out = []
-    for (file, line, name), (_, calls, own, _, _) in entries:
-        where = name if file == "~" else f"{file.rsplit('/', 1)[-1]}:{line} {name}"
-        out.append(f"{where} {own:.3g} s/{calls}")
-    return "cProfile top own time: " + "; ".join(out)
 
 
 def _check_first_batch(ctx: Context, case: str, net: jn.Network, loss: str, X: Array, T: Array,
