@@ -15,6 +15,7 @@ from __future__ import annotations
 import cProfile
 import gc
 import io
+import math
 import os
 import platform
 import pstats
@@ -86,6 +87,13 @@ class Timing:
             f"{self.median * scale:.3g} {unit} "
             f"(min {self.min * scale:.3g}, IQR {self.iqr * scale:.2g})"
         )
+
+
+def seconds_text(s: float) -> str:
+    """``s`` seconds as text: "1.23 s", "45.6 ms" (a dash when not finite)."""
+    if not math.isfinite(s):
+        return "—"
+    return f"{s:.3g} s" if abs(s) >= 1 else f"{1e3 * s:.3g} ms"
 
 
 def _unit(seconds: float) -> tuple[str, float]:

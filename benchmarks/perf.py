@@ -33,14 +33,23 @@ from ._harness import Case, Context, Row, check_close, profile_top
 TITLE = "Training performance (mini-batch epochs)"
 DESCRIPTION = """\
 One epoch of mini-batch training with Adam (lr 1e-3), `jacnet.train(..., max_epochs=1)`
-(its shuffle copy, checks and record included) against PyTorch eager (the same initial
+(gathering its shuffled batches, checks and record included) against PyTorch eager (the same initial
 weights copied in, the same data as a pre-shuffled tensor sliced per batch; `zero_grad`,
 forward, loss, `backward`, `Adam.step`) and scikit-learn's `MLPClassifier` (`fit` with
 `max_iter=1`, `alpha=0`, the same batch size). The roofline row divides the time of the
 epoch's GEMMs alone (numpy's BLAS at the epoch's exact shapes: forward, weight gradients,
 input gradients of all but the first layer) by jacnet's epoch: the share of the BLAS limit
 jacnet reaches. Each case first checks that jacnet and the peer give the same loss and
-gradient on the first batch from the same weights."""
+gradient on the first batch from the same weights.
+
+Where a target is missed, the row's note gives the measured breakdown of jacnet's epoch
+(each phase timed alone with jacnet's own functions) and cProfile's top entries. What
+would close the gap: the GEMMs are at the BLAS rate already (the roofline row), so the
+rest is numpy work outside them, each step a separate pass over memory: Adam's update is
+twelve array passes over θ per batch, and each layer's bias, activation and derivative
+are passes over the batch's activations. A fused kernel (one pass for Adam, bias and
+activation in the GEMM's epilogue, as PyTorch's fused and foreach optimizers and oneDNN
+do) would remove most of them; jacnet's engine is numpy and scipy only."""
 
 Array = np.ndarray
 
@@ -169,7 +178,8 @@ def breakdown(net: jn.Network, X: Array, T: Array, loss: str, bs: int, total: fl
     state = opt.init([net.theta])
     opt._check_update([net.theta], [bp.grad], state, 1e-3)
     order = np.random.default_rng(0).permutation(n)
-    Xs, Ts = np.empty_like(X), np.empty_like(T)
+    Xs, Ts = X[order], T[order]  # the shuffled batches backprop() reads (untimed)
+    Xb, Tb = np.empty((bs,) + X.shape[1:], X.dtype), np.empty((bs,) + T.shape[1:], T.dtype)
     starts = range(0, n, bs)
 
     def clock(fn: Callable[[], Any]) -> float:
@@ -177,9 +187,11 @@ def breakdown(net: jn.Network, X: Array, T: Array, loss: str, bs: int, total: fl
         fn()
         return time.perf_counter() - t0
 
-    def shuffle() -> None:
-        np.take(X, order, axis=0, out=Xs, mode="clip")
-        np.take(T, order, axis=0, out=Ts, mode="clip")
+    def shuffle() -> None:  # as train() gathers each shuffled batch into one buffer
+        for s in starts:
+            rows = order[s : s + bs]
+            np.take(X, rows, axis=0, out=Xb[: rows.shape[0]], mode="clip")
+            np.take(T, rows, axis=0, out=Tb[: rows.shape[0]], mode="clip")
 
     def backprop() -> None:
         for s in starts:
@@ -197,7 +209,7 @@ def breakdown(net: jn.Network, X: Array, T: Array, loss: str, bs: int, total: fl
 
     with np.errstate(all="ignore"):
         phases = {name: clock(fn) for name, fn in
-                  (("shuffle copy", shuffle), ("backprop", backprop),
+                  (("shuffled batch gathering", shuffle), ("backprop", backprop),
                    ("optimizer", optimizer), ("gradient sum", gradsum))}
     net.set_flat(theta0)
     parts = []

@@ -32,7 +32,16 @@ import numpy as np
 
 import jacnet as jn
 
-from ._harness import REPO_ROOT, Case, Context, Row, Timing, console, profile_top
+from ._harness import (
+    REPO_ROOT,
+    Case,
+    Context,
+    Row,
+    Timing,
+    console,
+    profile_top,
+    seconds_text,
+)
 
 TITLE = "Training: Levenberg-Marquardt, L-BFGS and Adam (float64)"
 DESCRIPTION = """\
@@ -193,12 +202,6 @@ def _iqr(values: Sequence[float]) -> float:
     return q3 - q1
 
 
-def _seconds(s: float) -> str:
-    if not math.isfinite(s):
-        return "—"
-    return f"{s:.3g} s" if s >= 1 else f"{1e3 * s:.3g} ms"
-
-
 def study_table(problem: Problem, n: int, results: dict[str, list[Outcome]]) -> str:
     """The markdown table of one problem: one line per solver."""
     lines = [
@@ -213,8 +216,8 @@ def study_table(problem: Problem, n: int, results: dict[str, list[Outcome]]) -> 
         lines.append(
             f"| {name} | {len(ok)}/{len(outs)} ({100 * len(ok) / len(outs):.0f}%) "
             f"| {_median(epochs):.0f} ({_iqr(epochs):.0f}) "
-            f"| {_seconds(_median(secs))} ({_seconds(_iqr(secs))}) "
-            f"| {_seconds(_median([o.seconds for o in ok]))} "
+            f"| {seconds_text(_median(secs))} ({seconds_text(_iqr(secs))}) "
+            f"| {seconds_text(_median([o.seconds for o in ok]))} "
             f"| {_median([o.mse for o in outs]):.3g} |"
         )
     return "\n".join(lines)
@@ -330,7 +333,7 @@ def torch_lm_case(ctx: Context) -> list[Row]:
                                            goal=problem.goal, seed=0, **options), k=8)
     table = study_table(problem, n, {"jacnet LM": ours, "torch-levenberg-marquardt": theirs})
     per_epoch = [
-        _seconds(_median([o.seconds / max(o.epochs, 1) for o in outs]))
+        seconds_text(_median([o.seconds / max(o.epochs, 1) for o in outs]))
         for outs in (ours, theirs)
     ]
     ctx.add_table(

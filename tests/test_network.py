@@ -318,6 +318,14 @@ def test_jacobian_threads_fill_the_same_chunks_bit_identically(monkeypatch, orac
     np.testing.assert_array_equal(parallel, serial)
     oracle.check("threaded jacobian vs JAX", parallel, oracle.network(net, X).J, 1e-10,
                  "2 threads, chunk=5")
+    # While another thread's threaded fill holds the BLAS setting, a call fills serially
+    # and leaves the setting alone.
+    threads.clear()
+    with threadpool_limits(2):
+        with jac._THREADED_FILL:
+            np.testing.assert_array_equal(net.jacobian(X, chunk=5), serial)
+        assert jac._blas_threads() == 2
+    assert [t for _, t in threads] == [2] * 5
 
     def broken(layers, Xc, J):
         raise FloatingPointError("from a filler thread")

@@ -13,6 +13,7 @@ Carrying R-b one step past the first layer gives the input Jacobian ``dy/dx``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -32,6 +33,7 @@ _CHUNK_ELEMENTS = 1 << 22
 _PARALLEL_ELEMENTS = 1 << 21
 
 _controller: ThreadpoolController | None = None
+_THREADED_FILL = threading.Lock()
 
 
 def _blas_threads() -> int:
@@ -107,10 +109,22 @@ def param_jacobian(layers: list[Dense], X: Array, chunk: int | None = None) -> A
     step = chunk or default_chunk(N, q * P)
     starts = range(0, N, step)
     threads = min(_blas_threads(), len(starts)) if J.size >= _PARALLEL_ELEMENTS else 1
-    if threads == 1:
+    # One threaded fill at a time per process: two would each save and restore the BLAS
+    # thread count around the other's change and could leave it at one thread.
+    if threads == 1 or not _THREADED_FILL.acquire(blocking=False):
         for start in starts:
             _fill_jacobian(layers, X[start : start + step], J[start : start + step])
         return J
+    try:
+        _fill_threaded(layers, X, J, step, threads)
+    finally:
+        _THREADED_FILL.release()
+    return J
+
+
+def _fill_threaded(layers: list[Dense], X: Array, J: Array, step: int, threads: int) -> None:
+    """:func:`param_jacobian`'s chunks filled by ``threads`` threads."""
+    starts = range(0, X.shape[0], step)
     # As many fillers as BLAS may use threads, on the same chunks as one thread would
     # fill, each into its own rows of J: the result is bit-identical. numpy releases the
     # GIL in these loops. Meanwhile BLAS is held to one thread per filler (process-wide,
@@ -123,7 +137,6 @@ def param_jacobian(layers: list[Dense], X: Array, chunk: int | None = None) -> A
         )
         for _ in done:  # re-raises a filler's exception
             pass
-    return J
 
 
 def input_jacobian(layers: list[Dense], X: Array, chunk: int | None = None) -> Array:
