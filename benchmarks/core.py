@@ -180,11 +180,11 @@ def jacobian_case(ctx: Context, widths: Sequence[int], n: int) -> list[Row]:
     checked = "all" if rows_checked == n else f"the first {rows_checked}"
     note = (
         f"checked on {checked} samples, scaled max difference {err:.1e}; where the time "
-        f"goes: allocating a fresh array of J's size and writing it once takes "
-        f"{t['floor'].describe()} here (page faults and memory bandwidth, the floor for any "
-        f"method that returns J; jacnet's fill on {_jac._blas_threads()} thread(s) adds the "
-        "rest); a large spread between median and min comes from the kernel's compaction "
-        "of transparent huge pages during those faults"
+        f"goes: allocating a fresh array of J's size and writing it once, on one thread, "
+        f"takes {t['floor'].describe()} here (page faults and memory bandwidth: what a new "
+        f"J costs before any arithmetic; jacnet fills J on {_jac._blas_threads()} "
+        "thread(s)); a large spread between median and min comes from the kernel's "
+        "compaction of transparent huge pages during those faults"
     )
     return [
         ctx.row(
