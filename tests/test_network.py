@@ -267,9 +267,9 @@ def test_gauss_newton_streams_chunks_never_the_full_jacobian(monkeypatch, oracle
     filled = []
     fill = jac._fill_jacobian
 
-    def spy(layers, Xc, J):
+    def spy(layers, Xc, J, cache=None):
         filled.append(J.shape)
-        return fill(layers, Xc, J)
+        return fill(layers, Xc, J, cache)
 
     monkeypatch.setattr(jac, "_fill_jacobian", spy)
     JtJ, Jtr = net.gauss_newton(X, R, weights=w, chunk=3)
@@ -301,9 +301,9 @@ def test_jacobian_threads_fill_the_same_chunks_bit_identically(monkeypatch, orac
     threads = []
     fill = jac._fill_jacobian
 
-    def spy(layers, Xc, J):
+    def spy(layers, Xc, J, cache=None):
         threads.append((Xc.shape[0], jac._blas_threads()))
-        return fill(layers, Xc, J)
+        return fill(layers, Xc, J, cache)
 
     monkeypatch.setattr(jac, "_fill_jacobian", spy)
     with threadpool_limits(1):

@@ -94,6 +94,42 @@ def test_lm_step_solves_damped_normal_equations_and_updates_mu():
     assert seen_failure and seen_first_try
 
 
+def test_lm_system_reuses_the_accepted_trials_forward_pass(monkeypatch):
+    """When one chunk holds every row, the Gauss-Newton system takes the forward cache of
+    the loss evaluation at the same theta instead of running the forward pass again; the
+    steps are bit-identical to recomputing it."""
+    import jacnet.jacobian as jac
+
+    rng = np.random.default_rng(2)
+    X = rng.uniform(-1, 1, (200, 2))
+    T = np.sin(3 * X[:, :1]) * X[:, 1:]
+
+    def run(reuse: bool) -> tuple[np.ndarray, list[bool]]:
+        net = jn.Network([jn.Dense(2, 7, "tanh"), jn.Dense(7, 1)], seed=3)
+        obj = Objective(net, X, T, get_loss("mse"), None)
+        if not reuse:  # the outputs alone as the state: the system runs its own forward
+            data_value = obj._data_value
+            monkeypatch.setattr(obj, "_data_value", lambda: (data_value()[0], data_value()[1][0]))
+        given: list[bool] = []
+        fill = jac._fill_jacobian
+
+        def spy(layers, Xc, J, cache=None):
+            given.append(cache is not None)
+            return fill(layers, Xc, J, cache)
+
+        monkeypatch.setattr(jac, "_fill_jacobian", spy)
+        lm = LevenbergMarquardt(obj)
+        for _ in range(6):
+            lm.step()
+        monkeypatch.setattr(jac, "_fill_jacobian", fill)
+        return net.get_flat(), given
+
+    theta_reuse, given_reuse = run(True)
+    theta_fresh, given_fresh = run(False)
+    assert given_reuse == [True] * 6 and given_fresh == [False] * 6
+    np.testing.assert_array_equal(theta_reuse, theta_fresh)
+
+
 def test_lm_rejected_iteration_restores_theta_and_raises_mu_past_mu_max():
     X, T = sin_data(20)
     net = sin_net(1)

@@ -82,9 +82,13 @@ def _bias_rows(layers: list[Dense], cache: list[tuple[Array, Array, Array]]) -> 
             D = layers[k - 1].activation.vjp(T, Y, G)  # seed R-b
 
 
-def _fill_jacobian(layers: list[Dense], X: Array, J: Array) -> None:
-    """Write dy/dtheta of the chunk ``X`` (n, n_in) into ``J`` (n, q, P)."""
-    cache = forward_cache(layers, X)
+Cache = list[tuple[Array, Array, Array]]
+
+
+def _fill_jacobian(layers: list[Dense], X: Array, J: Array, cache: Cache | None = None) -> None:
+    """Write dy/dtheta of the chunk ``X`` (n, n_in) into ``J`` (n, q, P); ``cache`` is the
+    forward cache of ``X`` when the caller has it already."""
+    cache = forward_cache(layers, X) if cache is None else cache
     n, q = J.shape[:2]
     offsets = param_offsets(layers)
     rows = _bias_rows(layers, cache)
@@ -100,13 +104,20 @@ def _fill_jacobian(layers: list[Dense], X: Array, J: Array) -> None:
         J[:, :, b0:end] = D
 
 
-def param_jacobian(layers: list[Dense], X: Array, chunk: int | None = None) -> Array:
-    """``J[s, i, p] = dy_{s,i} / dtheta_p``, shape (N, n_out, P), chunk by chunk."""
+def param_jacobian(
+    layers: list[Dense], X: Array, chunk: int | None = None, cache: Cache | None = None
+) -> Array:
+    """``J[s, i, p] = dy_{s,i} / dtheta_p``, shape (N, n_out, P), chunk by chunk.
+
+    ``cache``: the forward cache of all of ``X``, used when one chunk covers X."""
     N = X.shape[0]
     q = layers[-1].n_out
     P = sum(layer.n_params for layer in layers)
     J = np.empty((N, q, P), dtype=X.dtype)
     step = chunk or default_chunk(N, q * P)
+    if cache is not None and step >= N:
+        _fill_jacobian(layers, X, J, cache)
+        return J
     starts = range(0, N, step)
     threads = min(_blas_threads(), len(starts)) if J.size >= _PARALLEL_ELEMENTS else 1
     # One threaded fill at a time per process: two would each save and restore the BLAS
@@ -162,6 +173,7 @@ def gauss_newton(
     weights: Array | None = None,
     chunk: int | None = None,
     weight_residuals: bool = True,
+    cache: Cache | None = None,
 ) -> tuple[Array, Array]:
     """Streaming ``J^T W J`` (P, P) and ``J^T W r`` (P,) over chunks of samples.
 
@@ -171,6 +183,8 @@ def gauss_newton(
     BLAS syrk into the upper triangle and mirrored at the end. Memory: O(P^2 + chunk * n_out * P).
     With ``weight_residuals=False`` the second result is ``J^T r`` (the weights enter
     ``J^T W J`` only).
+    ``cache`` is the forward cache
+    of all of ``X``, used when one chunk covers X.
     """
     N = X.shape[0]
     q = layers[-1].n_out
@@ -188,7 +202,7 @@ def gauss_newton(
         Xc = X[start : start + step]
         n = Xc.shape[0]
         Jc = buf[:n]
-        _fill_jacobian(layers, Xc, Jc)
+        _fill_jacobian(layers, Xc, Jc, cache if n == N else None)
         A = Jc.reshape(n * q, P)
         r = R[start : start + n].reshape(n * q)
         # A.T is (P, n q) and Fortran-contiguous: gemv and syrk take it with no copy.

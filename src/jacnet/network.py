@@ -200,10 +200,22 @@ class Network:
         number of elements per layer), so that its memory is that of the outputs, not of
         every hidden layer over all N samples (Levenberg-Marquardt on large N).
         """
+        value, Y, _ = self._loss_value_and_cache(X, T, loss, w, chunk)
+        return value, Y
+
+    def _loss_value_and_cache(
+        self, X: Array, T: Array, loss: Loss, w: Array | None, chunk: int | None = None
+    ) -> tuple[float, Array, list[tuple[Array, Array, Array]] | None]:
+        """:meth:`_loss_value`, and the forward cache when all N rows ran as one chunk
+        (its memory is then bounded like a chunk's), else None. Levenberg-Marquardt hands
+        the cache of the accepted trial to the next Gauss-Newton system, which would
+        otherwise run the same forward pass again."""
         N = X.shape[0]
         step = chunk or _jac.default_chunk(N, max(layer.n_out for layer in self.layers))
+        cache = None
         if step >= N:
-            Tn, Y = self._forward_last(X)
+            cache = forward_cache(self.layers, X)
+            _, Tn, Y = cache[-1]
         else:
             Tn = np.empty((N, self.n_out), dtype=self.dtype)
             Y = np.empty_like(Tn)
@@ -212,7 +224,7 @@ class Network:
                     X[start : start + step]
                 )
         fused = loss.fused(self.layers[-1].activation, Tn, Y, T, w)
-        return (fused[0] if fused is not None else loss.value(Y, T, w)), Y
+        return (fused[0] if fused is not None else loss.value(Y, T, w)), Y, cache
 
     def _forward_last(self, X: Array) -> tuple[Array, Array]:
         """The last layer's pre-activation and output on checked ``X``."""

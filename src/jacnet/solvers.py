@@ -58,7 +58,7 @@ class Objective:
 
     def value(self) -> tuple[float, Any]:
         """Objective at the network's current theta, and what :meth:`system` reuses of it
-        (the outputs ``Y`` here)."""
+        (here the outputs ``Y`` and, when one chunk held all rows, the forward cache)."""
         value, Y = self._data_value()
         return value + self.penalty(self.net.theta), Y
 
@@ -87,16 +87,21 @@ class Objective:
 
     # ------------------------------------------------- sums over the samples
     def _data_value(self) -> tuple[float, Any]:
-        return self.net._loss_value(self.X, self.T, self.loss, self.w, self.chunk)
+        value, Y, cache = self.net._loss_value_and_cache(
+            self.X, self.T, self.loss, self.w, self.chunk
+        )
+        return value, (Y, cache)
 
     def _data_value_and_grad(self) -> tuple[float, Array]:
         return self.net._loss_and_flat_grad(self.X, self.T, self.loss, self.w, self._grad)
 
     def _data_system(
-        self, Y: Array, chunk: int | None
+        self, state: Any, chunk: int | None
     ) -> tuple[Array | None, Array, Array, float, Array]:
+        Y, cache = state if isinstance(state, tuple) else (state, None)  # or the outputs alone
         return gauss_newton_system(
-            self.net, self.X, self.T, self.loss, self.w, Y, chunk, dual=self.mask is None
+            self.net, self.X, self.T, self.loss, self.w, Y, chunk, dual=self.mask is None,
+            cache=cache,
         )
 
 
@@ -109,6 +114,7 @@ def gauss_newton_system(
     Y: Array,
     chunk: int | None = None,
     dual: bool = True,
+    cache: Any = None,
 ) -> tuple[Array | None, Array, Array, float, Array]:
     """The loss's Gauss-Newton system on ``(X, T, w)`` at ``Y = net(X)``, no penalty.
 
@@ -116,17 +122,21 @@ def gauss_newton_system(
     allows it and ``N * n_out < P`` with ``H > 0``, ``(None, J^T g, A, scale, r)`` for the
     dual form. ``J^T H J`` and ``J^T g`` are sums over samples (``H``, ``g`` are not
     normalised), so the system of a data set is the sum of its partitions' systems.
+    ``cache``: the forward cache of ``X`` at this theta when there is one (from
+    :meth:`Network._loss_value_and_cache`), so the Jacobian does not run it again.
     """
     H, g, scale = loss.gauss_newton_terms(Y, T, w)
     P = net.n_params
     nq = Y.size
     if dual and nq < P and bool(np.all(H > 0)):
         h = np.sqrt(H).reshape(nq, 1)
-        A = _jac.param_jacobian(net.layers, X, chunk).reshape(nq, P) * h
+        A = _jac.param_jacobian(net.layers, X, chunk, cache).reshape(nq, P) * h
         r = g.reshape(nq) / h[:, 0]
         return None, A.T @ r, A, scale, r
     weights = None if loss.sum_of_squares and w is None else H
-    JtHJ, Jtg = _jac.gauss_newton(net.layers, X, g, weights, chunk, weight_residuals=False)
+    JtHJ, Jtg = _jac.gauss_newton(
+        net.layers, X, g, weights, chunk, weight_residuals=False, cache=cache
+    )
     return JtHJ, Jtg, np.empty(0), scale, np.empty(0)
 
 
