@@ -119,6 +119,11 @@ def _group(fn: Callable[..., Any], model: _Model, theta: Array, *blocks: Any) ->
     return parts[0] if len(parts) == 1 else _add(*parts)
 
 
+def _stats_group(*blocks: Any) -> list[Array]:
+    """:func:`_part_stats` of the partitions given flat as ``X_1, T_1, w_1, X_2, ...``."""
+    return [_part_stats(*blocks[i : i + 3]) for i in range(0, len(blocks), 3)]
+
+
 def _part_stats(X: Array, T: Array, w: Array | None) -> Array:
     """``[rows, total weight, non-finite in X, in T, bad weights]`` of one partition."""
     bad_w = 0 if w is None else int(np.sum(~np.isfinite(w) | (w < 0)))
@@ -156,7 +161,17 @@ class DaskObjective(Objective):
         self.X, self.T, self.w = X, T, w
         xs, ts = _block_futures(X), _block_futures(T)
         ws = _block_futures(w) if w is not None else [None] * len(xs)
-        stats = client.gather(client.map(_part_stats, xs, ts, ws, pure=False))
+        # The one pass over the data before training, placed as every evaluation is.
+        groups = self._placement(xs)
+        futures = [
+            client.submit(_stats_group, *(a for i in idx for a in (xs[i], ts[i], ws[i])),
+                          pure=False, **_on(worker))
+            for worker, idx in groups
+        ]
+        stats: list[Any] = [None] * len(xs)
+        for (_, idx), found in zip(groups, client.gather(futures), strict=True):
+            for i, st in zip(idx, found, strict=True):
+                stats[i] = st
         _check_partitions(np.asarray(stats), X.chunks[0], w is not None)
         weights = [float(s[1]) for s in stats]
         self.total_weight = math.fsum(weights)
@@ -171,7 +186,11 @@ class DaskObjective(Objective):
         return self.client.submit(_held, obj, pure=False)
 
     def _groups(self) -> list[tuple[str | None, list[int]]]:
-        """The partitions as ``(worker, block indices)`` groups, where they are now.
+        """The training blocks as ``(worker, block indices)`` groups: see _placement."""
+        return self._placement([x for x, *_ in self.blocks])
+
+    def _placement(self, xs: list[Future]) -> list[tuple[str | None, list[int]]]:
+        """The partitions ``xs`` as ``(worker, block indices)`` groups, where they are now.
 
         Each worker gets as many groups as it has threads (contiguous runs of the blocks
         it holds); a block held by several workers (a replica, made by a gather, say) goes
@@ -179,9 +198,9 @@ class DaskObjective(Objective):
         worker holds at this moment (lost, being recomputed) is a group of its own, with
         no worker named.
         """
-        who = self.client.who_has([x for x, *_ in self.blocks])
+        who = self.client.who_has(xs)
         threads = self.client.nthreads()
-        holders = [sorted(who.get(x.key, ())) for x, *_ in self.blocks]
+        holders = [sorted(who.get(x.key, ())) for x in xs]
         load = Counter(h[0] for h in holders if len(h) == 1)
         by_worker: dict[str | None, list[int]] = {}
         for i, h in enumerate(holders):
@@ -215,9 +234,8 @@ class DaskObjective(Objective):
         theta = self._hold(self.net.get_flat())
         parts = [
             client.submit(_group, fn, self.model, theta,
-                          *(a for i in idx for a in self.blocks[i]),
-                          workers=None if worker is None else [worker],
-                          allow_other_workers=True, pure=False)
+                          *(a for i in idx for a in self.blocks[i]), pure=False,
+                          **_on(worker))
             for worker, idx in self._groups()
         ]
         held = list(parts)  # every level stays referenced until the result is in
@@ -242,6 +260,11 @@ class DaskObjective(Objective):
                      ) -> tuple[Array | None, Array, Array, float, Array]:
         JtHJ, Jtg = self.reduce(_part_system)
         return JtHJ, Jtg, np.empty(0), self.scale, np.empty(0)
+
+
+def _on(worker: str | None) -> dict[str, Any]:
+    """``Client.submit``'s placement for a group: on ``worker``, loosely; anywhere if None."""
+    return {} if worker is None else {"workers": [worker], "allow_other_workers": True}
 
 
 def _block_futures(arr: Any) -> list[Future]:
