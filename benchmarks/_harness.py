@@ -90,10 +90,12 @@ class Timing:
 
 
 def seconds_text(s: float) -> str:
-    """``s`` seconds as text: "1.23 s", "45.6 ms" (a dash when not finite)."""
+    """``s`` seconds as text in the unit that suits it: "1.23 s", "45.6 ms" (a dash when
+    not finite)."""
     if not math.isfinite(s):
         return "—"
-    return f"{s:.3g} s" if abs(s) >= 1 else f"{1e3 * s:.3g} ms"
+    unit, scale = _unit(abs(s))
+    return f"{s * scale:.3g} {unit}"
 
 
 def _unit(seconds: float) -> tuple[str, float]:

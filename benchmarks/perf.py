@@ -27,6 +27,7 @@ import numpy as np
 
 import jacnet as jn
 from jacnet.batch import BatchBackprop
+from jacnet.training import _gather
 
 from ._harness import Case, Context, Row, check_close, profile_top
 
@@ -187,11 +188,9 @@ def breakdown(net: jn.Network, X: Array, T: Array, loss: str, bs: int, total: fl
         fn()
         return time.perf_counter() - t0
 
-    def shuffle() -> None:  # as train() gathers each shuffled batch into one buffer
+    def shuffle() -> None:  # train()'s own gathering of each shuffled batch
         for s in starts:
-            rows = order[s : s + bs]
-            np.take(X, rows, axis=0, out=Xb[: rows.shape[0]], mode="clip")
-            np.take(T, rows, axis=0, out=Tb[: rows.shape[0]], mode="clip")
+            _gather(order[s : s + bs], (X, T, None), (Xb, Tb, None))
 
     def backprop() -> None:
         for s in starts:

@@ -107,9 +107,14 @@ def test_lm_system_reuses_the_accepted_trials_forward_pass(monkeypatch):
     def run(reuse: bool) -> tuple[np.ndarray, list[bool]]:
         net = jn.Network([jn.Dense(2, 7, "tanh"), jn.Dense(7, 1)], seed=3)
         obj = Objective(net, X, T, get_loss("mse"), None)
-        if not reuse:  # the outputs alone as the state: the system runs its own forward
+        if not reuse:  # a state without the cache: the system runs its own forward pass
             data_value = obj._data_value
-            monkeypatch.setattr(obj, "_data_value", lambda: (data_value()[0], data_value()[1][0]))
+
+            def without_cache():
+                value, (Y, _) = data_value()
+                return value, (Y, None)
+
+            monkeypatch.setattr(obj, "_data_value", without_cache)
         given: list[bool] = []
         fill = jac._fill_jacobian
 
@@ -134,7 +139,7 @@ def test_lm_rejected_iteration_restores_theta_and_raises_mu_past_mu_max():
     X, T = sin_data(20)
     net = sin_net(1)
     lm = lm_for(net, X, T, "mse", mu=1e-3, mu_inc=10.0, mu_max=1e-3)
-    lm.obj.value = lambda: (1.0, net(X))  # a loss that no step can lower
+    lm.obj.value = lambda: (1.0, (net(X), None))  # a loss that no step can lower
     theta0 = net.get_flat()
     step = lm.step()
     assert not step.accepted and step.trials == 1
@@ -163,7 +168,7 @@ def test_lm_overparameterised_step_equals_primal_by_hand(weighted):
     w = np.array([1.0, 3.0, 0.5, 2.0]) if weighted else None
     net = sin_net(2)
     lm = lm_for(net.copy(), X, T, "sse", w)
-    assert lm._system(net(X))[0] is None  # the dual form was chosen
+    assert lm._system(lm.obj.value()[1])[0] is None  # the dual form was chosen
     J = flat_jacobian(net, X)
     Wd = np.diag(np.ones(4) if w is None else w)
     e = (net(X) - T).ravel()

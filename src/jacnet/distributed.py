@@ -112,16 +112,18 @@ def _part_system(model: _Model, theta: Array, X: Array, T: Array, w: Array | Non
     return JtHJ, Jtg
 
 
-def _group(fn: Callable[..., Any], model: _Model, theta: Array, *blocks: Any) -> Any:
-    """``sum_p fn(model, theta, X_p, T_p, w_p, share_p)`` over the partitions given flat
-    as ``X_1, T_1, w_1, share_1, X_2, ...``, in that order: one worker's share of a sum."""
-    parts = [fn(model, theta, *blocks[i : i + 4]) for i in range(0, len(blocks), 4)]
+def _each_block(fn: Callable[..., Any], n_fixed: int, width: int, *args: Any) -> list[Any]:
+    """``[fn(*fixed, *block) for block]``: ``args`` are ``n_fixed`` arguments for every call,
+    then the partitions' arguments flat, ``width`` per partition, in order (one group's
+    partitions, one task; futures must be top-level arguments to be resolved)."""
+    fixed, flat = args[:n_fixed], args[n_fixed:]
+    return [fn(*fixed, *flat[i : i + width]) for i in range(0, len(flat), width)]
+
+
+def _sum_blocks(fn: Callable[..., Any], n_fixed: int, width: int, *args: Any) -> Any:
+    """The sum of :func:`_each_block`'s results: one worker's share of a reduction."""
+    parts = _each_block(fn, n_fixed, width, *args)
     return parts[0] if len(parts) == 1 else _add(*parts)
-
-
-def _stats_group(*blocks: Any) -> list[Array]:
-    """:func:`_part_stats` of the partitions given flat as ``X_1, T_1, w_1, X_2, ...``."""
-    return [_part_stats(*blocks[i : i + 3]) for i in range(0, len(blocks), 3)]
 
 
 def _part_stats(X: Array, T: Array, w: Array | None) -> Array:
@@ -164,8 +166,9 @@ class DaskObjective(Objective):
         # The one pass over the data before training, placed as every evaluation is.
         groups = self._placement(xs)
         futures = [
-            client.submit(_stats_group, *(a for i in idx for a in (xs[i], ts[i], ws[i])),
-                          pure=False, **_on(worker))
+            client.submit(_each_block, _part_stats, 0, 3,
+                          *(a for i in idx for a in (xs[i], ts[i], ws[i])), pure=False,
+                          **_on(worker))
             for worker, idx in groups
         ]
         stats: list[Any] = [None] * len(xs)
@@ -233,7 +236,7 @@ class DaskObjective(Objective):
         # that is being released
         theta = self._hold(self.net.get_flat())
         parts = [
-            client.submit(_group, fn, self.model, theta,
+            client.submit(_sum_blocks, fn, 2, 4, self.model, theta,
                           *(a for i in idx for a in self.blocks[i]), pure=False,
                           **_on(worker))
             for worker, idx in self._groups()

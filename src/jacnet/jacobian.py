@@ -180,11 +180,10 @@ def gauss_newton(
     ``J`` is the (N * n_out, P) Jacobian of the outputs, ``r = R.ravel()`` and ``W`` the
     diagonal of weights: per sample ``(N,)`` (repeated over outputs) or per output
     ``(N, n_out)``. Only one chunk of J exists at a time; ``J^T J`` is accumulated by
-    BLAS syrk into the upper triangle and mirrored at the end. Memory: O(P^2 + chunk * n_out * P).
-    With ``weight_residuals=False`` the second result is ``J^T r`` (the weights enter
-    ``J^T W J`` only).
-    ``cache`` is the forward cache
-    of all of ``X``, used when one chunk covers X.
+    BLAS syrk into the upper triangle and mirrored at the end. Memory:
+    O(P^2 + chunk * n_out * P). With ``weight_residuals=False`` the second result is
+    ``J^T r`` (the weights enter ``J^T W J`` only). ``cache`` is the forward cache of all
+    of ``X``, used when one chunk covers X.
     """
     N = X.shape[0]
     q = layers[-1].n_out

@@ -98,7 +98,7 @@ class Objective:
     def _data_system(
         self, state: Any, chunk: int | None
     ) -> tuple[Array | None, Array, Array, float, Array]:
-        Y, cache = state if isinstance(state, tuple) else (state, None)  # or the outputs alone
+        Y, cache = state
         return gauss_newton_system(
             self.net, self.X, self.T, self.loss, self.w, Y, chunk, dual=self.mask is None,
             cache=cache,
