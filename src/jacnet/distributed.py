@@ -44,7 +44,7 @@ try:
     import dask
     import dask.array as da
     from dask.core import flatten
-    from distributed import Client, Future, default_client, futures_of
+    from distributed import Client, Future, default_client, futures_of, wait
 except ImportError as exc:  # pragma: no cover - the extra is part of dev
     raise ImportError(
         "jacnet.distributed needs Dask: pip install 'jacnet[distributed]'"
@@ -158,6 +158,10 @@ class DaskObjective(Objective):
         super().__init__(net, X, T, loss, w, alpha, chunk)
         self.client = client
         persisted = client.persist([X, T] if w is None else [X, T, w])
+        # The partitions must exist before they can be placed: asked while still being
+        # computed, who_has finds no holder, and an unplaced task may copy its partition
+        # to another worker (a CI run of the placement test caught it).
+        wait(persisted)
         X, T = persisted[:2]
         w = persisted[2] if w is not None else None
         self.X, self.T, self.w = X, T, w
