@@ -335,14 +335,58 @@ def test_jacobian_threads_fill_the_same_chunks_bit_identically(monkeypatch, orac
         net.jacobian(X, chunk=5)
 
 
+@pytest.mark.parametrize("order", ["F", "C"])
 @pytest.mark.parametrize("P", [1, 2, 127, 128, 129, 300])
-def test_mirror_upper_copies_the_upper_triangle_block_by_block(P):
-    """gauss_newton's in-place mirror, across block edges (block 128)."""
-    C = np.asfortranarray(np.triu(np.random.default_rng(P).normal(size=(P, P))))
+def test_mirror_upper_copies_the_upper_triangle_block_by_block(P, order):
+    """gauss_newton's in-place mirror, across block edges (block 128); bit-exact (the
+    diagonal blocks double their diagonal and halve it back)."""
+    C = np.array(np.triu(np.random.default_rng(P).normal(size=(P, P))), order=order)
+    C[0, 0] = 5e-324  # a subnormal diagonal survives the doubling and halving
     expected = np.triu(C) + np.triu(C, 1).T
     out = _jac._mirror_upper(C)
     assert out is C
     np.testing.assert_array_equal(C, expected)
+
+
+def test_workspace_reuses_its_memory_and_grows_on_demand():
+    ws = _jac.Workspace()
+    a = ws.array((3, 1, 4), np.dtype(np.float64))
+    b = ws.array((2, 1, 4), np.dtype(np.float64))
+    assert a.shape == (3, 1, 4) and b.shape == (2, 1, 4) and b.flags.c_contiguous
+    assert np.shares_memory(a, b)  # a smaller request reuses the held buffer
+    c = ws.array((5, 2, 4), np.dtype(np.float64))
+    assert not np.shares_memory(a, c) and c.shape == (5, 2, 4)  # a larger one grows it
+    d = ws.array((2, 2), np.dtype(np.float32))
+    assert d.dtype == np.float32 and not np.shares_memory(c, d)  # another dtype: new memory
+
+
+def test_gauss_newton_with_a_workspace_matches_fresh_buffers():
+    """Successive systems through one workspace (different chunks, sizes and data) equal
+    those built with a fresh buffer each: nothing of an earlier call leaks into a later."""
+    rng = np.random.default_rng(3)
+    net = jn.Network([jn.Dense(3, 6, "tanh"), jn.Dense(6, 2, "identity")], seed=1)
+    ws = _jac.Workspace()
+    for N, chunk in [(40, None), (40, 7), (25, None), (60, 11)]:
+        X = rng.normal(size=(N, 3))
+        R = rng.normal(size=(N, 2))
+        w = rng.uniform(0.5, 2.0, size=N)
+        fresh = _jac.gauss_newton(net.layers, X, R, w, chunk)
+        reused = _jac.gauss_newton(net.layers, X, R, w, chunk, workspace=ws)
+        np.testing.assert_array_equal(reused[0], fresh[0])
+        np.testing.assert_array_equal(reused[1], fresh[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_outer_product_path_is_bit_identical(dtype):
+    from jacnet.layers import matmul
+
+    rng = np.random.default_rng(0)
+    for k in (1, 3):
+        A = rng.normal(size=(50, k)).astype(dtype)
+        B = rng.normal(size=(k, 7)).astype(dtype)
+        out = matmul(A, B)
+        assert out.dtype == dtype
+        np.testing.assert_array_equal(out, A @ B)
 
 
 # ------------------------------------------------ (b) the seed, written literally

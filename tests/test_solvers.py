@@ -386,3 +386,25 @@ def test_objective_value_and_grad_include_the_l2_penalty_on_weights_only():
     assert value == pytest.approx(v0 + 0.25 * float(np.sum((M * net.theta) ** 2)), rel=1e-13)
     np.testing.assert_allclose(grad, g0 + 0.5 * M * net.theta, rtol=1e-13)
     assert obj.value()[0] == pytest.approx(value, rel=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_cholesky_solve_of_the_shifted_system(dtype, order):
+    """LM's solve through LAPACK potrf/potrs: (M + mu I) x = rhs for either memory order,
+    and LinAlgError (which makes LM raise mu) when M + mu I is not positive definite."""
+    from scipy import linalg
+
+    from jacnet.solvers import _cho_solve_shifted
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(30, 8))
+    M = (A.T @ A).astype(dtype)
+    rhs = rng.normal(size=8).astype(dtype)
+    expected = np.linalg.solve(M.astype(np.float64) + 0.5 * np.eye(8), rhs)
+    x = _cho_solve_shifted(np.array(M, order=order), 0.5, rhs)
+    assert x.dtype == dtype
+    np.testing.assert_allclose(x, expected, rtol=1e-4 if dtype == np.float32 else 1e-10)
+    indefinite = np.array(np.diag([1.0, -2.0, 3.0]), dtype=dtype, order=order)
+    with pytest.raises(linalg.LinAlgError, match="not positive definite"):
+        _cho_solve_shifted(indefinite, 0.5, np.ones(3, dtype=dtype))
