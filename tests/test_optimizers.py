@@ -470,3 +470,32 @@ def test_optimizer_step_after_one_check_equals_update(name):
         opt._step(b, grads, sb, lr)
     np.testing.assert_array_equal(a[0], b[0])
     assert sa.step == sb.step == 3
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_adam_in_cache_sized_pieces_equals_the_whole_array_update(name, monkeypatch):
+    """Adam runs its passes piece by piece over contiguous arrays; the split changes no bit,
+    and a non-contiguous parameter (one piece, no flat copy) is still updated in place."""
+    import jacnet.optimizers as optimizers
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(37, 29)).astype(np.float32)
+    grads = [rng.normal(size=base.shape).astype(np.float32) for _ in range(4)]
+
+    def run(piece_bytes: int, params: list[np.ndarray]) -> list[np.ndarray]:
+        monkeypatch.setattr(optimizers, "_PIECE_BYTES", piece_bytes)
+        opt = get_optimizer(name, lr=0.01)
+        state = opt.init(params)
+        for g in grads:
+            opt.update(params, [g[: p.shape[0], : p.shape[1]] for p in params], state)
+        return params
+
+    whole = run(1 << 30, [base.copy()])
+    pieces = run(4 * 50, [base.copy()])  # 50 float32 entries a piece: 22 pieces
+    np.testing.assert_array_equal(pieces[0], whole[0])
+    holder = np.zeros((37, 58), dtype=np.float32)
+    strided = holder[:, ::2]  # not contiguous: updated whole, through the view
+    strided[...] = base
+    run(4 * 50, [strided])
+    np.testing.assert_array_equal(holder[:, ::2], whole[0])
+    assert not holder[:, 1::2].any()
