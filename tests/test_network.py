@@ -377,16 +377,24 @@ def test_gauss_newton_with_a_workspace_matches_fresh_buffers():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_matmul_outer_product_path_is_bit_identical(dtype):
+def test_matmul_through_scipy_blas_in_every_memory_layout(dtype):
+    """layers.matmul (scipy's gemm with trans flags instead of copies) equals A @ B for
+    C-, F- and non-contiguous operands, outer products and empty inner dimensions, and
+    returns a C-contiguous array of the operands' dtype; mixed dtypes fall back to numpy."""
     from jacnet.layers import matmul
 
     rng = np.random.default_rng(0)
-    for k in (1, 3):
-        A = rng.normal(size=(50, k)).astype(dtype)
-        B = rng.normal(size=(k, 7)).astype(dtype)
-        out = matmul(A, B)
-        assert out.dtype == dtype
-        np.testing.assert_array_equal(out, A @ B)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for n, k, m in [(50, 1, 7), (7, 4, 6), (1, 3, 1), (4, 0, 2), (33, 17, 9)]:
+        A = rng.normal(size=(n, 2 * k)).astype(dtype)
+        B = rng.normal(size=(k, m)).astype(dtype)
+        for a in (A[:, :k].copy(), np.asfortranarray(A[:, :k]), A[:, ::2]):
+            for b in (B, np.asfortranarray(B), np.ascontiguousarray(B.T).T):
+                out = matmul(a, b)
+                assert out.dtype == dtype and out.shape == (n, m) and out.flags.c_contiguous
+                np.testing.assert_allclose(out, a @ b, rtol=tol, atol=tol)
+    mixed = matmul(np.ones((3, 2), np.float32), np.ones((2, 4)))
+    assert mixed.dtype == np.float64 and np.all(mixed == 2.0)
 
 
 # ------------------------------------------------ (b) the seed, written literally
