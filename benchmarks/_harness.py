@@ -106,6 +106,26 @@ def _unit(seconds: float) -> tuple[str, float]:
     return "µs", 1e6
 
 
+def call_orders(n: int) -> list[list[int]]:
+    """Rows of a balanced Latin square (Williams design) on ``range(n)``.
+
+    Each row is an order of all ``n`` items; over the rows every item comes first equally
+    often and every ordered pair ``(a, b)`` is adjacent (``b`` right after ``a``) equally
+    often: once in ``n`` rows for even ``n``, twice in ``2 n`` rows (each row also
+    reversed) for odd ``n``.
+    """
+    first, lo, hi = [0], 1, n - 1
+    while lo <= hi:  # 0, 1, n-1, 2, n-2, ...
+        first.append(lo)
+        if lo != hi:
+            first.append(hi)
+        lo, hi = lo + 1, hi - 1
+    rows = [[(x + r) % n for x in first[:n]] for r in range(n)]
+    if n % 2:
+        rows += [row[::-1] for row in rows]
+    return rows
+
+
 def measure(
     fns: dict[str, Callable[[], Any]],
     repeats: int,
@@ -120,9 +140,11 @@ def measure(
     times per repeat (as ``timeit`` does) and the time divided, so the clock's resolution
     and the call overhead do not dominate. Between timed calls the loop sleeps ``pause``
     seconds, untimed: the BLAS and OpenMP worker threads of the previous call stop spinning
-    before the next one starts, so neither side pays for the other's idle threads; the
-    order of the functions rotates from one repeat to the next. The
-    garbage collector is paused inside each timed call; results are dropped at once.
+    before the next one starts, so neither side pays for the other's idle threads. Each
+    repeat runs the functions in the next row of a balanced Latin square
+    (:func:`call_orders`), so over the rows each function follows each other one equally
+    often. The garbage collector is paused inside each timed call; results are dropped
+    at once.
     """
     number = {name: 1 for name in fns}
     for i in range(warmup):
@@ -134,11 +156,13 @@ def measure(
                 number[name] = max(1, min(1000, int(min_time / max(elapsed, 1e-7))))
     times: dict[str, list[float]] = {name: [] for name in fns}
     names = list(fns)
+    orders = call_orders(len(names))
     for i in range(repeats):
-        # The order rotates from repeat to repeat, so each function follows each other one
-        # equally often: what a call leaves behind (freed memory to fault in again, caches,
-        # a peer library's threads) falls on every side alike.
-        for name in names[i % len(names) :] + names[: i % len(names)]:
+        # What a call leaves behind (freed memory to fault in again, caches, a peer
+        # library's threads) falls on every side alike: no function always follows the
+        # same one. (A rotation keeps the cyclic order: in the core suite jacnet's
+        # gauss_newton followed torch in 3 of 5 repeats, dsyrk never did.)
+        for name in (names[j] for j in orders[i % len(orders)]):
             fn, k = fns[name], number[name]
             gc.collect()
             time.sleep(pause)
@@ -533,7 +557,8 @@ def format_header(info: dict[str, Any], ctx: Context) -> str:
         if ctx.smoke
         else (
             f"{ctx.repeats} timed repeats after {ctx.warmup} warm-up, interleaved with the peers "
-            "in an order that rotates each repeat (calls under 20 ms looped, time per call); "
+            "in the orders of a balanced Latin square, so each function follows each other one "
+            "equally often (calls under 20 ms looped, time per call); "
             "median (min, IQR)"
         )
     )

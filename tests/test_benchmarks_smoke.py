@@ -118,3 +118,19 @@ def test_benchmarks_smoke_distributed_section(tmp_path: Path) -> None:
     section = _section(out.read_text(), "distributed")
     assert "distributed.lm." in section and "theta agrees" in section
     assert "FAIL" not in section
+
+
+@pytest.mark.parametrize("n", range(1, 8))
+def test_call_orders_let_each_function_follow_each_other_equally_often(n):
+    """The timing harness's orders: every row a permutation, every function first equally
+    often, every ordered pair adjacent equally often (what a rotation does not give)."""
+    from collections import Counter
+
+    from benchmarks._harness import call_orders
+
+    rows = call_orders(n)
+    assert all(sorted(row) == list(range(n)) for row in rows)
+    firsts = Counter(row[0] for row in rows)
+    assert set(firsts) == set(range(n)) and len(set(firsts.values())) == 1
+    pairs = Counter((row[i], row[i + 1]) for row in rows for i in range(n - 1))
+    assert len(pairs) == n * (n - 1) and len(set(pairs.values())) <= 1
