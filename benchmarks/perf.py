@@ -47,7 +47,8 @@ Where a target is missed, the row's note gives the measured breakdown of jacnet'
 (each phase timed alone with jacnet's own functions) and cProfile's top entries. What
 would close the gap: the GEMMs are at the BLAS rate already (the roofline row), so the
 rest is numpy work outside them, each step a separate pass over memory: Adam's update is
-twelve array passes over θ per batch, and each layer's bias, activation and derivative
+twelve array passes over θ per batch (run piece by piece, each piece in cache, but still
+twelve), and each layer's bias, activation and derivative
 are passes over the batch's activations. A fused kernel (one pass for Adam, bias and
 activation in the GEMM's epilogue, as PyTorch's fused and foreach optimizers and oneDNN
 do) would remove most of them; jacnet's engine is numpy and scipy only."""
