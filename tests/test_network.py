@@ -858,3 +858,26 @@ def test_deepcopy_and_pickle_keep_layers_bound_to_theta():
         assert not other.layers[0].W.any() and not other.layers[1].b.any()
         assert not other.forward(X).any()
     assert net.layers[0].W.any()  # the original is untouched
+
+
+def test_jacobian_into_out_equals_a_fresh_jacobian_and_checks_out():
+    net = jn.Network([jn.Dense(3, 5, "tanh"), jn.Dense(5, 2, "softmax")], seed=4)
+    X = np.random.default_rng(0).normal(size=(7, 3))
+    fresh = net.jacobian(X)
+    out = np.full((7, 2, net.n_params), np.nan)
+    for chunk in (None, 3):
+        got = net.jacobian(X, chunk=chunk, out=out)
+        assert got is out
+        np.testing.assert_array_equal(out, fresh)
+    with pytest.raises(TypeError, match="out must be a numpy ndarray, got list"):
+        net.jacobian(X, out=out.tolist())
+    with pytest.raises(ValueError, match=r"out must have shape \(7, 2, 32\) and dtype float64"):
+        net.jacobian(X, out=np.empty((6, 2, net.n_params)))
+    with pytest.raises(ValueError, match="dtype float64, got .* float32"):
+        net.jacobian(X, out=np.empty((7, 2, net.n_params), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous and writeable"):
+        net.jacobian(X, out=np.empty((7, 2, 2 * net.n_params))[:, :, ::2])
+    frozen = np.empty_like(out)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="C-contiguous and writeable"):
+        net.jacobian(X, out=frozen)

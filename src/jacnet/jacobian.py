@@ -132,15 +132,18 @@ def _fill_jacobian(layers: list[Dense], X: Array, J: Array, cache: Cache | None 
 
 
 def param_jacobian(
-    layers: list[Dense], X: Array, chunk: int | None = None, cache: Cache | None = None
+    layers: list[Dense], X: Array, chunk: int | None = None, cache: Cache | None = None,
+    out: Array | None = None,
 ) -> Array:
     """``J[s, i, p] = dy_{s,i} / dtheta_p``, shape (N, n_out, P), chunk by chunk.
 
-    ``cache``: the forward cache of all of ``X``, used when one chunk covers X."""
+    ``cache``: the forward cache of all of ``X``, used when one chunk covers X. ``out``:
+    a C-contiguous array of that shape and X's dtype to write J into (checked by the
+    caller)."""
     N = X.shape[0]
     q = layers[-1].n_out
     P = sum(layer.n_params for layer in layers)
-    J = np.empty((N, q, P), dtype=X.dtype)
+    J = np.empty((N, q, P), dtype=X.dtype) if out is None else out
     step = chunk or default_chunk(N, q * P)
     if cache is not None and step >= N:
         _fill_jacobian(layers, X, J, cache)

@@ -266,15 +266,37 @@ class Network:
         return value, self.split_flat(g)
 
     # ----------------------------------------------------------------- Jacobians
-    def jacobian(self, X: Any, chunk: int | None = None) -> Array:
+    def jacobian(self, X: Any, chunk: int | None = None, out: Array | None = None) -> Array:
         """Per-output parameter Jacobian (seed 1-6, R-b, R-w).
+
+        Parameters
+        ----------
+        X : array-like of shape (N, n_in)
+        chunk : int, optional
+            Samples per chunk of the computation (the result is the same).
+        out : ndarray of shape (N, n_out, P), optional
+            Where to write J: C-contiguous, writeable, of the network's dtype. A loop that
+            needs J again and again (a solver of one's own) saves the fresh allocation of
+            each call, which for a large J costs more than filling it (page faults).
 
         Returns
         -------
         J : ndarray of shape (N, n_out, P)
-            ``J[s, i, p] = dy_{s,i} / dtheta_p`` in theta order.
+            ``J[s, i, p] = dy_{s,i} / dtheta_p`` in theta order; ``out`` when given.
         """
-        return _jac.param_jacobian(self.layers, self.check_X(X), self._chunk(chunk))
+        X = self.check_X(X)
+        if out is not None:
+            shape = (X.shape[0], self.n_out, self.n_params)
+            if not isinstance(out, np.ndarray):
+                raise TypeError(f"out must be a numpy ndarray, got {type(out).__name__}")
+            if out.shape != shape or out.dtype != self.dtype:
+                raise ValueError(
+                    f"out must have shape {shape} and dtype {self.dtype}, got {out.shape} "
+                    f"{out.dtype}"
+                )
+            if not (out.flags.c_contiguous and out.flags.writeable):
+                raise ValueError("out must be C-contiguous and writeable")
+        return _jac.param_jacobian(self.layers, X, self._chunk(chunk), out=out)
 
     def input_jacobian(self, X: Any, chunk: int | None = None) -> Array:
         """``dy_{s,i} / dx_{s,j}``, shape (N, n_out, n_in)."""
