@@ -73,8 +73,10 @@ def lm_case(ctx: Context, n: int, parts: int, processes: bool) -> list[Row]:
     if skip:
         return [ctx.row(case, name, peer, status="skip", note=skip)]
     loss = jn.get_loss("mse")
+    # The scheduler's HTTP server on a free port, not 8787 (another cluster may hold it).
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=processes,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"}
+                      ) as cluster, Client(cluster) as client:
         rows = -(-n // parts)
         X = da.random.default_rng(0).uniform(-1, 1, (n, WIDTHS[0]), chunks=(rows, WIDTHS[0]))
         T = X.map_blocks(_target, chunks=(X.chunks[0], (1,)), dtype=X.dtype)

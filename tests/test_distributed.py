@@ -53,8 +53,11 @@ _SLOW = {"distributed.comm.timeouts.connect": "600s", "distributed.comm.timeouts
 
 
 def _cluster(processes: bool) -> Iterator[Client]:
+    # No dashboard; the scheduler's HTTP server (health, metrics) still starts, on a free
+    # port: its default 8787 may be taken by another cluster on the machine (a warning).
     with dask.config.set(_SLOW), LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=processes, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=processes, dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"},
     ) as cluster, Client(cluster, timeout="600s") as c:
         yield c
 
