@@ -377,11 +377,11 @@ def test_gauss_newton_with_a_workspace_matches_fresh_buffers():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_matmul_through_scipy_blas_in_every_memory_layout(dtype):
-    """layers.matmul (scipy's gemm with trans flags instead of copies) equals A @ B for
+def test_blas_matmul_in_every_memory_layout(dtype):
+    """layers.blas_matmul (scipy's gemm with trans flags, no copies) equals A @ B for
     C-, F- and non-contiguous operands, outer products and empty inner dimensions, and
     returns a C-contiguous array of the operands' dtype; mixed dtypes fall back to numpy."""
-    from jacnet.layers import matmul
+    from jacnet.layers import blas_matmul as matmul
 
     rng = np.random.default_rng(0)
     tol = 1e-5 if dtype == np.float32 else 1e-12
@@ -881,3 +881,33 @@ def test_jacobian_into_out_equals_a_fresh_jacobian_and_checks_out():
     frozen.flags.writeable = False
     with pytest.raises(ValueError, match="C-contiguous and writeable"):
         net.jacobian(X, out=frozen)
+
+
+def test_each_training_path_keeps_to_one_blas_library(monkeypatch):
+    """Mini-batch training (backprop in numpy's BLAS) never calls scipy's gemm: its
+    per-epoch evaluations mixed in scipy's doubled the time of `make run` on two threads.
+    Levenberg-Marquardt's forward passes do use it, like its syrk."""
+    import jacnet.layers as layers
+
+    calls = {"n": 0}
+
+    def counted(gemm):
+        def wrapper(*args, **kwargs):
+            calls["n"] += 1
+            return gemm(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(layers, "_GEMM", {k: counted(f) for k, f in layers._GEMM.items()})
+    rng = np.random.default_rng(0)
+    X, T = rng.normal(size=(60, 3)), rng.normal(size=(60, 1))
+    Xv, Tv = rng.normal(size=(20, 3)), rng.normal(size=(20, 1))
+
+    def net():
+        return jn.Network([jn.Dense(3, 8, "tanh"), jn.Dense(8, 1, "identity")], seed=0)
+
+    jn.train(net(), X, T, solver="adam", batch_size=16, max_epochs=3, seed=0,
+             validation_data=(Xv, Tv))
+    assert calls["n"] == 0
+    jn.train(net(), X, T, solver="lm", max_epochs=3, seed=0)
+    assert calls["n"] > 0

@@ -6,6 +6,8 @@ Rows are samples: ``X`` is ``(N, n_in)``, ``W`` is ``(n_in, n_out)``, ``b`` is
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.linalg import blas
 
@@ -14,7 +16,9 @@ from .activations import ELU, Activation, LeakyReLU, ReLU, get_activation
 
 Array = np.ndarray
 
-__all__ = ["Dense", "forward_cache"]
+__all__ = ["Dense", "forward_cache", "blas_matmul"]
+
+Product = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 # He initialisation for the rectifier family (He et al., 2015), Glorot otherwise.
 _HE = (ReLU, LeakyReLU, ELU)
@@ -91,9 +95,12 @@ class Dense:
         self._W[...] = W
         self._b[...] = 0
 
-    def forward(self, X: Array) -> tuple[Array, Array]:
-        """Return ``(T, Y)``: pre-activation ``X W + b`` and output ``f(T)``."""
-        T = matmul(X, self._W)
+    def forward(self, X: Array, product: Product = np.matmul) -> tuple[Array, Array]:
+        """Return ``(T, Y)``: pre-activation ``X W + b`` and output ``f(T)``.
+
+        ``product`` forms ``X W``: numpy's matmul, or :func:`blas_matmul` on the paths
+        whose other products run in scipy's BLAS (see there)."""
+        T = product(X, self._W)
         T += self._b
         Y = self.activation.forward(T)
         if not isinstance(Y, np.ndarray) or Y.shape != T.shape:
@@ -107,16 +114,21 @@ class Dense:
         return f"Dense({self.n_in}, {self.n_out}, {self.activation!r})"
 
 
-def matmul(A: Array, B: Array) -> Array:
-    """``A @ B`` for 2-D arrays, through scipy's BLAS ``gemm`` when both are float32 or
-    both float64 (numpy's matmul otherwise).
+def blas_matmul(A: Array, B: Array) -> Array:
+    """``A @ B`` for 2-D arrays through scipy's BLAS ``gemm`` when both are float32 or both
+    float64 (numpy's matmul otherwise): for the Jacobian, Gauss-Newton and
+    Levenberg-Marquardt paths, whose ``syrk`` runs in scipy's BLAS.
 
-    numpy and scipy each load their own OpenBLAS. Gauss-Newton runs syrk in scipy's; when
-    its Jacobian fill ran products in numpy's, numpy's BLAS threads kept spinning after
-    each and slowed the next syrk (8-64-64-1, N = 10,000, two threads: 3.2 s against
-    2.4 s with one library). Forward passes and R-b go through this function, so the
-    whole LM iteration uses one BLAS. ``gemm`` also forms an outer product (inner
-    dimension 1) 3.5 times faster than numpy's matmul (10 against 36 us, 1000 x 1 by 1 x 20).
+    numpy and scipy each load their own OpenBLAS, and a library's threads keep spinning for
+    a while after a threaded product. Products that alternate between the two libraries
+    fight over the cores: Gauss-Newton's fill in numpy's BLAS slowed its syrk in scipy's
+    (8-64-64-1, N = 10,000, two threads: 3.2 s against 2.4 s with every product in
+    scipy's), and the same forward pass in scipy's BLAS during mini-batch training, whose
+    backprop runs in numpy's, doubled the time of ``make run``. Each path therefore keeps
+    to one library: mini-batch training and ``Network.forward`` numpy's, the paths named
+    above scipy's. ``gemm`` also forms an outer product (inner dimension 1, a one-input
+    first layer) 3.5 times faster than numpy's matmul (10 against 36 us, 1000 x 1 by
+    1 x 20).
     """
     gemm = _GEMM.get(A.dtype.type)
     if gemm is None or B.dtype != A.dtype or A.ndim != 2 or B.ndim != 2:
@@ -133,14 +145,17 @@ def matmul(A: Array, B: Array) -> Array:
 _GEMM = {np.float64: blas.dgemm, np.float32: blas.sgemm}
 
 
-def forward_cache(layers: list[Dense], X: Array) -> list[tuple[Array, Array, Array]]:
+def forward_cache(
+    layers: list[Dense], X: Array, product: Product = np.matmul
+) -> list[tuple[Array, Array, Array]]:
     """Run the network, keeping ``(input, T, Y)`` of every layer: the forward cache.
 
-    The cache is the only state backprop and the Jacobians need.
+    The cache is the only state backprop and the Jacobians need. ``product``: as in
+    :meth:`Dense.forward`.
     """
     cache = []
     for layer in layers:
-        T, Y = layer.forward(X)
+        T, Y = layer.forward(X, product)
         cache.append((X, T, Y))
         X = Y
     return cache

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import jacobian as _jac
 from ._checks import as_matrix, as_weights
-from .layers import Dense, forward_cache
+from .layers import Dense, Product, forward_cache
 from .losses import Loss, get_loss
 
 Array = np.ndarray
@@ -204,33 +204,35 @@ class Network:
         return value, Y
 
     def _loss_value_and_cache(
-        self, X: Array, T: Array, loss: Loss, w: Array | None, chunk: int | None = None
+        self, X: Array, T: Array, loss: Loss, w: Array | None, chunk: int | None = None,
+        product: Product = np.matmul,
     ) -> tuple[float, Array, list[tuple[Array, Array, Array]] | None]:
         """:meth:`_loss_value`, and the forward cache when all N rows ran as one chunk
         (its memory is then bounded like a chunk's), else None. Levenberg-Marquardt hands
         the cache of the accepted trial to the next Gauss-Newton system, which would
-        otherwise run the same forward pass again."""
+        otherwise run the same forward pass again. ``product``: as in
+        :meth:`Dense.forward` (LM passes :func:`layers.blas_matmul`)."""
         N = X.shape[0]
         step = chunk or _jac.default_chunk(N, max(layer.n_out for layer in self.layers))
         cache = None
         if step >= N:
-            cache = forward_cache(self.layers, X)
+            cache = forward_cache(self.layers, X, product)
             _, Tn, Y = cache[-1]
         else:
             Tn = np.empty((N, self.n_out), dtype=self.dtype)
             Y = np.empty_like(Tn)
             for start in range(0, N, step):
                 Tn[start : start + step], Y[start : start + step] = self._forward_last(
-                    X[start : start + step]
+                    X[start : start + step], product
                 )
         fused = loss.fused(self.layers[-1].activation, Tn, Y, T, w)
         return (fused[0] if fused is not None else loss.value(Y, T, w)), Y, cache
 
-    def _forward_last(self, X: Array) -> tuple[Array, Array]:
+    def _forward_last(self, X: Array, product: Product = np.matmul) -> tuple[Array, Array]:
         """The last layer's pre-activation and output on checked ``X``."""
         Y = X
         for layer in self.layers:
-            Tn, Y = layer.forward(Y)
+            Tn, Y = layer.forward(Y, product)
         return Tn, Y
 
     def loss_and_flat_grad(

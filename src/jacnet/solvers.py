@@ -22,6 +22,7 @@ import numpy as np
 from scipy import linalg
 
 from . import jacobian as _jac
+from .layers import blas_matmul
 from .losses import Loss
 from .network import Network
 
@@ -88,8 +89,9 @@ class Objective:
 
     # ------------------------------------------------- sums over the samples
     def _data_value(self) -> tuple[float, Any]:
+        # The forward pass in scipy's BLAS, like the Gauss-Newton system that follows it.
         value, Y, cache = self.net._loss_value_and_cache(
-            self.X, self.T, self.loss, self.w, self.chunk
+            self.X, self.T, self.loss, self.w, self.chunk, blas_matmul
         )
         return value, (Y, cache)
 
