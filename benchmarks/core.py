@@ -347,7 +347,7 @@ def gauss_newton_case(ctx: Context, widths: Sequence[int], n: int) -> list[Row]:
             note=f"GN {gn_rate:.1f} GFLOP/s vs dsyrk {syrk_rate:.1f} GFLOP/s "
             f"(flops = N·q·P², chunk {chunk} samples); where GN's time goes besides syrk, "
             f"each part timed alone: filling J chunk by chunk {parts_t['fill'].describe()} "
-            f"(numpy, one thread), mirroring JᵀJ in place {parts_t['mirror'].describe()}; "
+            f"(on the calling thread), mirroring JᵀJ in place {parts_t['mirror'].describe()}; "
             f"unexplained by these parts timed alone: {seconds_text(unexplained)}",
         ),
     ]
