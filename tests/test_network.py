@@ -348,6 +348,51 @@ def test_mirror_upper_copies_the_upper_triangle_block_by_block(P, order):
     np.testing.assert_array_equal(C, expected)
 
 
+class _PlainIdentity(jn.Elementwise):
+    """The identity through the general elementwise vjp (a new array, not the rows)."""
+
+    name = "plain_identity_for_tests"
+
+    def forward(self, T):
+        return T.copy()
+
+    def derivative(self, T, Y):
+        return np.ones_like(T)
+
+
+@pytest.mark.parametrize("q", [1, 3])
+def test_identity_output_shortcut_equals_the_general_path_bit_for_bit(q):
+    """An identity output hands the identity rows on unchanged; the fill then copies the
+    layer inputs into J and takes E W^T as W^T instead of a product. Same bits as the
+    general einsum and gemm path."""
+    rng = np.random.default_rng(q)
+    X = rng.normal(size=(40, 4))
+    fast = jn.Network([jn.Dense(4, 7, "tanh"), jn.Dense(7, q, "identity")], seed=2)
+    general = jn.Network([jn.Dense(4, 7, "tanh"), jn.Dense(7, q, _PlainIdentity())], seed=2)
+    np.testing.assert_array_equal(fast.get_flat(), general.get_flat())
+    np.testing.assert_array_equal(fast.jacobian(X), general.jacobian(X))
+    np.testing.assert_array_equal(fast.jacobian(X, chunk=7), general.jacobian(X))
+    np.testing.assert_array_equal(fast.input_jacobian(X), general.input_jacobian(X))
+    R = rng.normal(size=(40, q))
+    for a, b in zip(fast.gauss_newton(X, R), general.gauss_newton(X, R), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("chunk", [None, 3])
+def test_gauss_newton_without_mirror_holds_the_upper_triangle(chunk):
+    """``mirror=False`` (Levenberg-Marquardt's system): the same upper triangle, zeros
+    strictly below it, in Fortran order."""
+    net = jn.Network([jn.Dense(3, 6, "tanh"), jn.Dense(6, 2, "identity")], seed=1)
+    rng = np.random.default_rng(0)
+    X, R = rng.normal(size=(10, 3)), rng.normal(size=(10, 2))
+    full, g_full = _jac.gauss_newton(net.layers, X, R, chunk=chunk)
+    upper, g_upper = _jac.gauss_newton(net.layers, X, R, chunk=chunk, mirror=False)
+    assert upper.flags.f_contiguous
+    np.testing.assert_array_equal(upper, np.triu(full))
+    np.testing.assert_array_equal(g_upper, g_full)
+    assert not np.tril(upper, -1).any() and np.triu(full, 1).any()
+
+
 def test_workspace_reuses_its_memory_and_grows_on_demand():
     ws = _jac.Workspace()
     a = ws.array((3, 1, 4), np.dtype(np.float64))

@@ -224,6 +224,19 @@ def test_lm_alpha_enters_the_system():
     assert np.any(M == 0)  # biases are spared: the test above would catch a full diagonal
 
 
+def test_lm_system_holds_the_upper_triangle_that_the_solve_reads():
+    """The objective's primal system is left unmirrored: J^T J's upper triangle (with the
+    penalty's diagonal), zeros strictly below; the steps above check what LM makes of it."""
+    X, T = sin_data(25)
+    net = sin_net(5)
+    obj = Objective(net, X, T, get_loss("mse"), None, alpha=0.3)
+    JtHJ, Jtg, *_ = obj.system(obj.value()[1])
+    J = flat_jacobian(net, X)
+    expected = J.T @ J + np.diag(0.3 * 25 / 2 * net.weight_mask())
+    np.testing.assert_allclose(JtHJ, np.triu(expected), rtol=1e-12, atol=1e-12)
+    assert not np.tril(JtHJ, -1).any()
+
+
 def blobs(n_per: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     centres = np.array([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])
@@ -408,3 +421,8 @@ def test_cholesky_solve_of_the_shifted_system(dtype, order):
     indefinite = np.array(np.diag([1.0, -2.0, 3.0]), dtype=dtype, order=order)
     with pytest.raises(linalg.LinAlgError, match="not positive definite"):
         _cho_solve_shifted(indefinite, 0.5, np.ones(3, dtype=dtype))
+    # Only the upper triangle is read: what lies strictly below it does not matter.
+    upper = np.array(np.triu(M) + np.tril(np.full_like(M, np.nan), -1), order=order)
+    np.testing.assert_array_equal(_cho_solve_shifted(upper, 0.5, rhs), x)
+    with pytest.raises(ValueError, match="contiguous"):
+        _cho_solve_shifted(np.eye(6, dtype=dtype)[::2, ::2], 0.5, np.ones(3, dtype=dtype))

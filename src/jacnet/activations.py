@@ -177,7 +177,9 @@ class Sigmoid(Elementwise):
         return special.expit(T)
 
     def derivative(self, T: Array, Y: Array) -> Array:
-        return Y * (1 - Y)
+        D = 1 - Y
+        D *= Y  # y (1 - y) in one array
+        return D
 
 
 class Tanh(Elementwise):
@@ -189,7 +191,8 @@ class Tanh(Elementwise):
         return np.tanh(T)
 
     def derivative(self, T: Array, Y: Array) -> Array:
-        return 1 - Y * Y
+        D = Y * Y
+        return np.subtract(1, D, out=D)  # 1 - y^2 in one array
 
 
 class ReLU(Elementwise):

@@ -28,7 +28,7 @@ import numpy as np
 from scipy import special
 
 from .activations import Activation, Identity, ReLU, Sigmoid, Softmax, Tanh
-from .losses import MSE, SSE, CrossEntropy, Loss, Scaled, _sample_scale
+from .losses import MSE, SSE, CrossEntropy, Loss, Scaled, _sample_factor
 
 if TYPE_CHECKING:
     from .network import Network
@@ -205,7 +205,7 @@ class BatchBackprop:
             np.log(c2, out=c3)
             logY = np.subtract(S, c3, out=S)
             Y = np.divide(E, c2, out=E)  # Softmax.forward
-            c = _scale(w, n, D.dtype)
+            c = _sample_factor(w, n, D.dtype)
             value = -float(np.vdot(np.multiply(T, c, out=D), logY))
             np.sum(T, axis=1, keepdims=True, out=c1)
             np.multiply(Y, c1, out=D)
@@ -214,7 +214,7 @@ class BatchBackprop:
         else:  # identity output, (mean) squared error: dJ/dY = 2 c (y - t), delta = dJ/dY
             np.subtract(Tn, T, out=R)
             if kind == "mse":
-                np.multiply(R, _scale(w, n, D.dtype), out=D)
+                np.multiply(R, _sample_factor(w, n, D.dtype), out=D)
             elif w is not None:
                 np.multiply(R, w[:, None], out=D)
             else:
@@ -225,12 +225,6 @@ class BatchBackprop:
             value = self._factor * value
             delta = np.multiply(delta, self._factor, out=delta)
         return value, delta
-
-
-def _scale(w: Array | None, n: int, dtype: np.dtype) -> Array | float:
-    """``losses._sample_scale``, a Python float when unweighted: the same value ``1/n``
-    rounded to ``dtype`` by the multiplication, without an (n, 1) array."""
-    return 1.0 / n if w is None else _sample_scale(w, n, dtype)
 
 
 def _checked_forward(act: Activation, T: Array) -> Array:

@@ -104,10 +104,13 @@ def _part_value_and_grad(model: _Model, theta: Array, X: Array, T: Array, w: Arr
 
 def _part_system(model: _Model, theta: Array, X: Array, T: Array, w: Array | None,
                  share: float) -> tuple[Array, Array]:
-    """The partition's ``J_p^T H_p J_p`` (P, P) and ``J_p^T g_p`` (P,): plain sums."""
+    """The partition's ``J_p^T H_p J_p`` (P, P) and ``J_p^T g_p`` (P,): plain sums. As in
+    the one-process objective, ``J_p^T H_p J_p`` holds its upper triangle only (the sum of
+    the partitions' is then the upper triangle of the whole, which LM's solve reads)."""
     net = _local_net(model, theta)
     Y = net._loss_value(X, T, model.loss, w, model.chunk)[1]
-    JtHJ, Jtg = gauss_newton_system(net, X, T, model.loss, w, Y, model.chunk, dual=False)[:2]
+    JtHJ, Jtg = gauss_newton_system(net, X, T, model.loss, w, Y, model.chunk, dual=False,
+                                    mirror=False)[:2]
     assert JtHJ is not None  # dual=False: always the primal system
     return JtHJ, Jtg
 

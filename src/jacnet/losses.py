@@ -41,6 +41,12 @@ def _sample_scale(w: Array | None, N: int, dtype: np.dtype) -> Array:
     return (w / w.sum())[:, None].astype(dtype, copy=False)
 
 
+def _sample_factor(w: Array | None, N: int, dtype: np.dtype) -> Array | float:
+    """:func:`_sample_scale`, a Python float when unweighted: the same value ``1/N``
+    rounded to ``dtype`` by the multiplication, without an (N, 1) array."""
+    return 1.0 / N if w is None else _sample_scale(w, N, dtype)
+
+
 class Loss:
     """Base class: ``value_and_grad(Y, T, w) -> (J, dJ/dY)``.
 
@@ -108,12 +114,19 @@ class SSE(Loss):
     def _norm(self, w: Array | None, N: int) -> float:
         return 1.0
 
+    def _weighted(self, R: Array, w: Array | None) -> Array:
+        """The residuals times each sample's factor in the sum (here ``w_s``, or 1)."""
+        return R if w is None else R * w[:, None]
+
     def value_and_grad(self, Y: Array, T: Array, w: Array | None = None) -> tuple[float, Array]:
         R = Y - T
-        if w is not None:
-            RW = R * w[:, None]
-            return float(np.vdot(RW, R)), 2 * RW
-        return float(np.vdot(R, R)), 2 * R
+        RW = self._weighted(R, w)
+        return float(np.vdot(RW, R)), 2 * RW
+
+    def value(self, Y: Array, T: Array, w: Array | None = None) -> float:
+        # The same value without the gradient's array: each LM trial step asks for this.
+        R = Y - T
+        return float(np.vdot(self._weighted(R, w), R))
 
 
 class MSE(SSE):
@@ -126,10 +139,8 @@ class MSE(SSE):
     def _norm(self, w: Array | None, N: int) -> float:
         return self._total_weight(w, N)
 
-    def value_and_grad(self, Y: Array, T: Array, w: Array | None = None) -> tuple[float, Array]:
-        R = Y - T
-        RS = R * _sample_scale(w, Y.shape[0], Y.dtype)
-        return float(np.vdot(RS, R)), 2 * RS
+    def _weighted(self, R: Array, w: Array | None) -> Array:
+        return R * _sample_factor(w, R.shape[0], R.dtype)
 
 
 class CrossEntropy(Loss):

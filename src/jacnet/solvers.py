@@ -15,6 +15,7 @@ form ``(A A^T + mu I) a = -r``, ``d = A^T a`` with ``A = H^(1/2) J``, ``r = H^(-
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +79,9 @@ class Objective:
         """LM's linear system at the current theta: ``(JtHJ or None, Jtg, A, scale, r)``.
 
         ``state`` is the second result of :meth:`value` at the same theta. ``JtHJ`` is None
-        when the dual form ``A = H^(1/2) J``, ``r = H^(-1/2) g`` was chosen instead.
+        when the dual form ``A = H^(1/2) J``, ``r = H^(-1/2) g`` was chosen instead; else
+        only its upper triangle is set (the strictly lower one is zero), which is all the
+        Cholesky solve reads.
         """
         JtHJ, Jtg, A, scale, r = self._data_system(state, chunk)
         if self.mask is not None and JtHJ is not None:
@@ -104,7 +107,7 @@ class Objective:
         Y, cache = state
         return gauss_newton_system(
             self.net, self.X, self.T, self.loss, self.w, Y, chunk, dual=self.mask is None,
-            cache=cache, workspace=self._workspace,
+            cache=cache, workspace=self._workspace, mirror=False,
         )
 
 
@@ -119,6 +122,7 @@ def gauss_newton_system(
     dual: bool = True,
     cache: Any = None,
     workspace: _jac.Workspace | None = None,
+    mirror: bool = True,
 ) -> tuple[Array | None, Array, Array, float, Array]:
     """The loss's Gauss-Newton system on ``(X, T, w)`` at ``Y = net(X)``, no penalty.
 
@@ -129,6 +133,8 @@ def gauss_newton_system(
     ``cache``: the forward cache of ``X`` at this theta when there is one (from
     :meth:`Network._loss_value_and_cache`), so the Jacobian does not run it again.
     ``workspace``: where :func:`jacobian.gauss_newton` keeps its chunk between calls.
+    ``mirror=False``: ``J^T H J`` holds its upper triangle only, the strictly lower one
+    zero (enough for the Cholesky solve; see :func:`jacobian.gauss_newton`).
     """
     H, g, scale = loss.gauss_newton_terms(Y, T, w)
     P = net.n_params
@@ -141,7 +147,7 @@ def gauss_newton_system(
     weights = None if loss.sum_of_squares and w is None else H
     JtHJ, Jtg = _jac.gauss_newton(
         net.layers, X, g, weights, chunk, weight_residuals=False, cache=cache,
-        workspace=workspace,
+        workspace=workspace, mirror=mirror,
     )
     return JtHJ, Jtg, np.empty(0), scale, np.empty(0)
 
@@ -200,7 +206,7 @@ class LevenbergMarquardt:
             if d is not None:
                 net.theta[...] = theta0 + d
                 new_loss, Y_new = self.obj.value()
-                if np.isfinite(new_loss) and new_loss < loss:
+                if math.isfinite(new_loss) and new_loss < loss:
                     self._current = (new_loss, Y_new)
                     self.mu = max(self.mu * self.mu_dec, _MU_MIN)
                     return LMStep(new_loss, grad_norm, self.mu, True, trials)
@@ -212,7 +218,7 @@ class LevenbergMarquardt:
         try:
             if JtHJ is None:  # dual form: (A A^T + mu I) a = -r, d = A^T a
                 return A.T @ _cho_solve_shifted(A @ A.T, self.mu, -r)
-            return _cho_solve_shifted(JtHJ.copy(), self.mu, -Jtg)
+            return _cho_solve_shifted(JtHJ.copy(order="K"), self.mu, -Jtg)
         except (linalg.LinAlgError, ValueError):
             return None  # not positive definite at this mu: the caller raises mu
 
@@ -222,21 +228,27 @@ class LevenbergMarquardt:
 
 
 def _cho_solve_shifted(M: Array, mu: float, rhs: Array) -> Array:
-    """Solve ``(M + mu I) x = rhs`` by Cholesky, overwriting ``M`` (square, symmetric).
+    """Solve ``(M + mu I) x = rhs`` by Cholesky from ``M``'s upper triangle, overwriting ``M``.
 
-    ``M`` and ``rhs`` are finite by construction (the loss at theta was finite), so the
-    factor and solve go to LAPACK's potrf/potrs directly: scipy's ``cho_factor`` and
-    ``cho_solve`` re-check finiteness and convert their arguments, 40% of a solve at P = 61.
-    Raises ``LinAlgError`` when ``M + mu I`` is not positive definite.
+    ``M`` is square and contiguous (C or Fortran order); only its upper triangle is read, so
+    a Gauss-Newton matrix that was never mirrored will do. ``M`` and ``rhs`` are finite by
+    construction (the loss at theta was finite), so the factor and solve go to LAPACK's
+    potrf/potrs directly: scipy's ``cho_factor`` and ``cho_solve`` re-check finiteness and
+    convert their arguments, 40% of a solve at P = 61. Raises ``LinAlgError`` when
+    ``M + mu I`` is not positive definite.
     """
-    M.flat[:: M.shape[0] + 1] += mu
-    # M is symmetric: its transpose is the same matrix, and Fortran-ordered when M is C.
-    F = M.T if M.flags.c_contiguous else M
+    n = M.shape[0]
+    if not (M.flags.c_contiguous or M.flags.f_contiguous):
+        raise ValueError("M must be C- or Fortran-contiguous")
+    M.ravel(order="K")[:: n + 1] += mu  # the diagonal, in either order (a view: contiguous)
+    # LAPACK reads Fortran order. A C-ordered M is the Fortran array M.T, whose lower
+    # triangle is M's upper one.
+    F, lower = (M, 0) if M.flags.f_contiguous else (M.T, 1)
     potrf, potrs = linalg.get_lapack_funcs(("potrf", "potrs"), (F,))
-    factor, info = potrf(F, lower=0, clean=0, overwrite_a=1)
+    factor, info = potrf(F, lower=lower, clean=0, overwrite_a=1)
     if info != 0:
         raise linalg.LinAlgError(f"potrf: leading minor {info} is not positive definite")
-    x, info = potrs(factor, rhs, lower=0)
+    x, info = potrs(factor, rhs, lower=lower)
     if info != 0:  # pragma: no cover - potrs fails only on invalid arguments
         raise ValueError(f"potrs: argument {-info} is invalid")
     return x
