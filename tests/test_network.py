@@ -438,8 +438,14 @@ def test_blas_matmul_in_every_memory_layout(dtype):
                 out = matmul(a, b)
                 assert out.dtype == dtype and out.shape == (n, m) and out.flags.c_contiguous
                 np.testing.assert_allclose(out, a @ b, rtol=tol, atol=tol)
+                bias = rng.normal(size=m).astype(dtype)  # added by gemm itself (beta = 1)
+                out = matmul(a, b, bias)
+                assert out.dtype == dtype and out.shape == (n, m) and out.flags.c_contiguous
+                np.testing.assert_allclose(out, a @ b + bias, rtol=tol, atol=tol)
     mixed = matmul(np.ones((3, 2), np.float32), np.ones((2, 4)))
     assert mixed.dtype == np.float64 and np.all(mixed == 2.0)
+    mixed = matmul(np.ones((3, 2), np.float32), np.ones((2, 4)), np.ones(4))
+    assert mixed.dtype == np.float64 and np.all(mixed == 3.0)
 
 
 # ------------------------------------------------ (b) the seed, written literally

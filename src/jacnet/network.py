@@ -205,7 +205,7 @@ class Network:
 
     def _loss_value_and_cache(
         self, X: Array, T: Array, loss: Loss, w: Array | None, chunk: int | None = None,
-        product: Product = np.matmul,
+        product: Product | None = None,
     ) -> tuple[float, Array, list[tuple[Array, Array, Array]] | None]:
         """:meth:`_loss_value`, and the forward cache when all N rows ran as one chunk
         (its memory is then bounded like a chunk's), else None. Levenberg-Marquardt hands
@@ -228,7 +228,7 @@ class Network:
         fused = loss.fused(self.layers[-1].activation, Tn, Y, T, w)
         return (fused[0] if fused is not None else loss.value(Y, T, w)), Y, cache
 
-    def _forward_last(self, X: Array, product: Product = np.matmul) -> tuple[Array, Array]:
+    def _forward_last(self, X: Array, product: Product | None = None) -> tuple[Array, Array]:
         """The last layer's pre-activation and output on checked ``X``."""
         Y = X
         for layer in self.layers:
