@@ -92,11 +92,16 @@ def default_chunk(n_rows: int, width: int) -> int:
     return max(1, min(n_rows, _CHUNK_ELEMENTS // max(1, width)))
 
 
-def _bias_rows(layers: list[Dense], cache: list[tuple[Array, Array, Array]]) -> Iterator[Array]:
-    """Yield ``D_k`` (n, q, m_k) = dy_n/db_k for k = n, n-1, ..., 1, then dy_n/dx."""
+def _bias_rows(
+    layers: list[Dense], cache: list[tuple[Array, Array, Array]], E: Array | None = None
+) -> Iterator[Array]:
+    """Yield ``D_k`` (n, q, m_k) = dy_n/db_k for k = n, n-1, ..., 1, then dy_n/dx.
+
+    ``E``: the identity rows of :func:`_identity_rows` when the caller holds them (a yielded
+    ``D`` that *is* ``E`` marks an identity output)."""
     _, T, Y = cache[-1]
     n, q = Y.shape
-    E = _identity_rows(n, q, Y.dtype)
+    E = _identity_rows(n, q, Y.dtype) if E is None else E
     D = layers[-1].activation.vjp(T, Y, E)  # seed 1: the rows f'_{n,i}
     for k in range(len(layers) - 1, -1, -1):
         yield D
@@ -131,8 +136,8 @@ def _fill_jacobian(layers: list[Dense], X: Array, J: Array, cache: Cache | None 
     cache = forward_cache(layers, X, blas_matmul) if cache is None else cache
     n, q = J.shape[:2]
     offsets = param_offsets(layers)
-    rows = _bias_rows(layers, cache)
     E = _identity_rows(n, q, J.dtype)
+    rows = _bias_rows(layers, cache, E)  # the same E, so `D is E` below is certain
     for k in range(len(layers) - 1, -1, -1):
         D = next(rows)
         w0, b0, end = offsets[k]

@@ -219,7 +219,7 @@ class LevenbergMarquardt:
             if JtHJ is None:  # dual form: (A A^T + mu I) a = -r, d = A^T a
                 return A.T @ _cho_solve_shifted(A @ A.T, self.mu, -r)
             return _cho_solve_shifted(JtHJ.copy(order="K"), self.mu, -Jtg)
-        except (linalg.LinAlgError, ValueError):
+        except linalg.LinAlgError:
             return None  # not positive definite at this mu: the caller raises mu
 
     def reset(self) -> None:
