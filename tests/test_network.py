@@ -346,6 +346,8 @@ def test_mirror_upper_copies_the_upper_triangle_block_by_block(P, order):
     out = _jac._mirror_upper(C)
     assert out is C
     np.testing.assert_array_equal(C, expected)
+    with pytest.raises(ValueError, match="contiguous"):  # its diagonal view would be a copy
+        _jac._mirror_upper(np.zeros((2 * P + 2, 2 * P + 2))[::2, ::2])
 
 
 class _PlainIdentity(jn.Elementwise):
