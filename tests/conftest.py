@@ -100,7 +100,7 @@ def _sparsemax(t, mask, p):
 
 def _l2_normalize(t, mask, p):
     tm = t * mask
-    return tm / jnp.sqrt(jnp.sum(tm * tm))
+    return tm / jnp.maximum(jnp.sqrt(jnp.sum(tm * tm)), p)
 
 
 def _layer_norm(t, mask, p):
@@ -128,7 +128,7 @@ JAX_ACTIVATIONS: dict[str, tuple[Any, str | None]] = {
     "softmax": (_softmax, None),
     "log_softmax": (_log_softmax, None),
     "sparsemax": (_sparsemax, None),
-    "l2_normalize": (_l2_normalize, None),
+    "l2_normalize": (_l2_normalize, "eps"),
     "layer_norm": (_layer_norm, "eps"),
     "cube": (_elementwise(lambda t, p: t**3), None),
 }

@@ -312,3 +312,44 @@ def test_user_activation_with_wrong_forward_shape_is_named():
     with pytest.raises(ValueError, match=r"WrongShapeForward\.forward must return an array of"
                                          r" shape \(4, 3\), got \(4, 1\)"):
         net.forward(np.ones((4, 2)))
+
+
+def test_l2_normalize_is_finite_within_eps_of_zero():
+    """t / ||t|| has no derivative at 0: within eps the activation is t / eps, whose exact
+    Jacobian I / eps finite differences confirm; outside, the usual (I - y^T y) / ||t||."""
+    act = jn.get_activation("l2_normalize")
+    T = np.array([[0.0, 0.0, 0.0], [3e-13, -4e-13, 0.0], [1.0, 2.0, 3.0]])
+    Y = act.forward(T)
+    J = act.jacobian(T, Y)
+    np.testing.assert_array_equal(Y[0], 0.0)
+    for row in (0, 1):
+        np.testing.assert_array_equal(J[row], np.eye(3) / 1e-12)
+        fd = np.empty((3, 3))
+        for j in range(3):
+            e = np.zeros((1, 3))
+            e[0, j] = 1e-14
+            fd[:, j] = (act.forward(T[row : row + 1] + e) - act.forward(T[row : row + 1] - e))[0]
+        np.testing.assert_allclose(fd / 2e-14, J[row], rtol=1e-9)
+    y = T[2] / np.linalg.norm(T[2])
+    np.testing.assert_allclose(J[2], (np.eye(3) - np.outer(y, y)) / np.linalg.norm(T[2]))
+    G = np.random.default_rng(0).normal(size=(3, 2, 3))
+    np.testing.assert_allclose(act.vjp(T, Y, G), np.einsum("nqi,nij->nqj", G, J), rtol=1e-14)
+
+
+def test_l2_normalize_zero_input_row_keeps_training_finite():
+    net = jn.Network([jn.Dense(3, 4, "l2_normalize"), jn.Dense(4, 1)], seed=0)
+    X, T = np.array([[0.0, 0, 0], [1, 2, 3]]), np.array([1.0, 0.0])
+    JtJ, Jtr = net.gauss_newton(X, net.forward(X) - T[:, None])
+    assert np.isfinite(JtJ).all() and np.isfinite(Jtr).all()
+    assert jn.train(net, X, T, solver="lm", max_epochs=5).stop_reason != "mu_max"
+
+
+@pytest.mark.parametrize("offset", [1e4, 3e7])
+def test_sparsemax_ignores_a_common_offset_in_float32(offset):
+    act = jn.get_activation("sparsemax")
+    T = (np.array([[0.3, 0.0, -0.2]]) + offset).astype(np.float32)
+    Y = act.forward(T)
+    assert Y.dtype == np.float32 and (Y >= 0).all()
+    assert abs(float(Y.sum()) - 1) < 1e-6
+    # what float32 keeps of the row is all the row there is: its own sparsemax
+    np.testing.assert_allclose(Y, act.forward(T.astype(np.float64) - offset), atol=1e-6)

@@ -196,6 +196,12 @@ def test_distributed_rejects_what_does_not_scale(client: Client) -> None:
         jd.train(_net(), X, dT, client=client)
     with pytest.raises(ValueError, match="T must have shape"):
         jd.train(_net(), dX, _dask(np.ones((N, 2))), client=client)
+    # a wrong number of rows, in memory or as dask, is named (not dask's chunk error)
+    for bad in (T[:-1], da.from_array(T[:-1], chunks=50)):
+        with pytest.raises(ValueError, match=rf"T must have {N} rows \(one per row of X\)"):
+            jd.train(_net(), dX, bad, client=client, solver="lm", max_epochs=1)
+    with pytest.raises(ValueError, match=rf"sample_weight must have {N} rows"):
+        jd.train(_net(), dX, dT, client=client, sample_weight=np.ones(N + 1), max_epochs=1)
 
 
 _EST = {"hidden_layer_sizes": (6,), "activation": "tanh", "max_iter": 2, "random_state": 0}

@@ -727,7 +727,7 @@ def test_stochastic_no_improvement_is_counted_against_the_best_loss():
     est = _reg(solver="adam", tol=0.6, n_iter_no_change=2, max_iter=1).fit(X, y)
     est._carry.clear()
     cfg, _ = est._config(X, y[:, None], None, False, np.random.RandomState(0))
-    callback = est._epoch_callback(X, y[:, None], None, cfg)
+    callback = est._epoch_callback(X, y[:, None], None, cfg, "loss")
     stops = [callback({"loss": v}, est.network_) for v in (10.0, 9.5, 9.0, 8.5, 8.0)]
     assert stops == [False, False, False, True, True]  # fails: 0, 1, 2, 3 > 2
 
@@ -943,3 +943,100 @@ def test_initial_weights_are_sklearns(cls, activation, hidden, n_classes):
         assert np.array_equal(ours.coefs_[k], W) and np.array_equal(ours.intercepts_[k], c)
         assert np.array_equal(ours.coefs_[k], theirs.coefs_[k])
         assert np.array_equal(ours.intercepts_[k], theirs.intercepts_[k])
+
+
+# --------------------------------------------- review findings (each one a regression test)
+@pytest.mark.parametrize("kw", [
+    {"solver": "lbfgs", "tol": 1.0},  # converged before its first iteration
+    {"solver": "lm", "mu": 1e11},  # mu above mu_max: trainlm stops before any step
+])
+def test_a_fit_that_records_no_epoch_leaves_a_complete_estimator(kw):
+    X = np.random.default_rng(0).normal(size=(100, 4))
+    y = 1e-4 * X[:, 0]
+    est = _reg(**kw).fit(X, y)
+    assert est.n_iter_ == 0 and est.loss_curve_ == [] and est.best_loss_ == np.inf
+    assert len(est.coefs_) == 2 and np.isfinite(est.predict(X)).all()
+
+
+def test_early_stopping_refuses_a_one_row_validation_set():
+    X, y = _regression_data(n=60, q=1)
+    with pytest.raises(ValueError, match="validation set is too small"):
+        _reg(solver="adam", early_stopping=True, validation_fraction=0.01, max_iter=3).fit(X, y)
+
+
+@pytest.mark.parametrize("first, second", [
+    ({"solver": "adam"}, {"solver": "sgd"}), ({"solver": "sgd"}, {"solver": "rmsprop"}),
+    ({"solver": "sgd", "momentum": 0.0}, {"solver": "sgd", "momentum": 0.9}),
+])
+def test_warm_start_may_change_the_optimizer(first, second):
+    """scikit-learn accepts another solver in a warm-started fit; its state starts afresh."""
+    X, y = _regression_data(q=1)
+    est = _reg(warm_start=True, max_iter=3, **first).fit(X, y)
+    coefs = [c.copy() for c in est.coefs_]
+    est.set_params(**second).fit(X, y)
+    assert est.n_iter_ == 3 and len(est.loss_curve_) == 6
+    assert not np.array_equal(est.coefs_[0], coefs[0])  # it trained from there
+
+
+def test_adaptive_with_early_stopping_divides_lr_by_5_like_sklearn():
+    """With early stopping, scikit-learn's adaptive rule runs on the validation loss: each
+    stall divides the rate by 5, and the stall below 1e-6 stops, as without it."""
+    X, y = _regression_data(n=80, q=1)
+    kw = {"solver": "sgd", "learning_rate": "adaptive", "tol": 1e6, "n_iter_no_change": 1,
+          "max_iter": 100, "learning_rate_init": 1e-3, "early_stopping": True}
+    ours = _reg(**kw).fit(X, y)
+    theirs = sknn.MLPRegressor(hidden_layer_sizes=(5,), random_state=0, **kw).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ == 13
+    assert ours.training_record_.stop_reason == "validation"
+    lrs = [e["lr"] for e in ours.training_record_.epochs]
+    expected = [1e-3 / 5 ** max(0, (e - 1) // 2) for e in range(13)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12)
+
+
+def test_best_validation_score_is_the_score_of_the_weights_kept():
+    # Early stopping keeps the epoch of the lowest validation loss; here a later epoch
+    # has a higher accuracy (0.95 against 0.9), which the returned model does not have.
+    X, y = _classification_data(n=200, seed=10)
+    est = _clf(hidden_layer_sizes=(8,), solver="adam", learning_rate_init=0.05,
+               early_stopping=True, n_iter_no_change=5, max_iter=80, random_state=10).fit(X, y)
+    rec = est.training_record_
+    assert 0 < rec.best_epoch < rec.n_epochs
+    assert est.best_validation_score_ == est.validation_scores_[rec.best_epoch - 1]
+    assert est.best_validation_score_ < max(est.validation_scores_)
+    assert rec.best_val_loss == min(e["val_loss"] for e in rec.epochs)
+
+
+@pytest.mark.parametrize("n_classes, act", [(3, "sigmoid"), (3, "tanh"), (2, "softmax")])
+def test_classifier_refuses_an_output_activation_its_loss_cannot_train(n_classes, act):
+    X, y = _classification_data(n_classes=n_classes)
+    with pytest.raises(ValueError, match=f"output_activation must .* got '{act}'"):
+        _clf(output_activation=act, solver="lbfgs", max_iter=5).fit(X, y)
+
+
+def test_partial_fit_keeps_the_record_best_epoch_over_all_calls():
+    X, y = _regression_data(q=1)
+    est = _reg(solver="adam", learning_rate_init=0.01)
+    for _ in range(8):
+        est.partial_fit(X, y)
+    rec = est.training_record_
+    losses = [e["loss"] for e in rec.epochs]
+    assert rec.n_epochs == 8 and rec.best_epoch == 1 + int(np.argmin(losses))
+    assert rec.best_loss == min(losses)
+
+
+def test_fit_divided_with_warm_start_accepts_validation_rows_lacking_a_class():
+    X, y = _classification_data(n=60, n_classes=3)
+    labels = np.array(["a", "b", "c"])[y]
+    train = np.arange(45)
+    val = np.flatnonzero(labels[45:] != "c") + 45  # no "c" among the validation rows
+    est = _clf(solver="lbfgs", max_iter=5, warm_start=True)
+    est.fit_divided(X, labels, train, val)
+    assert list(est.classes_) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("name", ["learning_rate_init", "alpha", "tol", "validation_fraction"])
+@pytest.mark.parametrize("value", ["0.1", None])
+def test_a_non_number_hyperparameter_is_named(name, value):
+    X, y = _regression_data(q=1)
+    with pytest.raises(TypeError, match=f"{name} must be a real number, got"):
+        _reg(**{name: value}).fit(X, y)

@@ -666,7 +666,7 @@ def test_network_layer_weights_are_views_into_theta():
     assert net.layers[1].W is not W  # assignment copies in
     with pytest.raises(ValueError, match=r"W must have shape \(16, 3\)"):
         net.layers[1].W = np.zeros((3, 16))
-    with pytest.raises(ValueError, match="b must hold finite real numbers"):
+    with pytest.raises(ValueError, match="b must be finite, got 1 NaN"):
         net.layers[1].b = np.array([0.0, np.nan, 1.0])
 
 
@@ -832,7 +832,7 @@ def _bad_input_cases(net: jn.Network):
         ("set_flat length", lambda: net.set_flat(np.zeros(5)), ValueError,
          rf"theta must have shape \({net.n_params},\)"),
         ("set_flat NaN", lambda: net.set_flat(np.full(net.n_params, np.nan)), ValueError,
-         "theta must hold finite"),
+         "theta must be finite, got"),
     ]
 
 
@@ -964,3 +964,61 @@ def test_each_training_path_keeps_to_one_blas_library(monkeypatch):
     assert calls["n"] == 0
     jn.train(net(), X, T, solver="lm", max_epochs=3, seed=0)
     assert calls["n"] > 0
+
+
+def test_a_layer_of_one_network_cannot_join_another():
+    layers = [jn.Dense(2, 3, "tanh"), jn.Dense(3, 1)]
+    a = jn.Network(layers, seed=0)
+    with pytest.raises(ValueError, match=r"layers\[0\] already belongs to another Network"):
+        jn.Network(layers, seed=1)
+    b = jn.Network([a.layers[0].__class__(2, 3, "tanh"), jn.Dense(3, 1)], seed=1)
+    X = np.ones((1, 2))
+    before = a.forward(X)
+    b.set_flat(np.zeros(b.n_params))
+    np.testing.assert_array_equal(a.forward(X), before)  # a still computes with its own theta
+    c = a.copy()  # the documented way to a second network with the same weights
+    np.testing.assert_array_equal(c.forward(X), before)
+
+
+class WideTanh(jn.Elementwise):
+    """LeCun's scaled tanh written with float64 constants: it computes in float64."""
+
+    name = "wide_tanh"
+
+    def forward(self, T):
+        return np.float64(1.7159) * np.tanh(np.float64(2 / 3) * T)
+
+    def derivative(self, T, Y):
+        return np.float64(1.7159 * 2 / 3) * (1 - np.tanh(np.float64(2 / 3) * T) ** 2)
+
+
+def test_a_user_activation_computing_in_float64_keeps_a_float32_network_float32():
+    net = jn.Network([jn.Dense(3, 4, WideTanh()), jn.Dense(4, 2)], seed=0, dtype=np.float32)
+    X = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    T = np.zeros((5, 2), np.float32)
+    assert net.forward(X).dtype == np.float32
+    loss, grads = net.loss_and_grad(X, T)
+    assert all(dW.dtype == db.dtype == np.float32 for dW, db in grads)
+    assert net.jacobian(X).dtype == np.float32 and net.input_jacobian(X).dtype == np.float32
+    ref = jn.Network([jn.Dense(3, 4, WideTanh()), jn.Dense(4, 2)], seed=0)  # float64
+    ref.set_flat(net.get_flat())
+    np.testing.assert_allclose(net.forward(X), ref.forward(X), rtol=1e-5, atol=1e-6)
+
+
+def test_float32_parameters_and_inputs_beyond_its_range_are_named():
+    net = jn.Network([jn.Dense(2, 1)], seed=0, dtype=np.float32)
+    with pytest.raises(ValueError, match="theta must be finite in float32, got 1 value"):
+        net.set_flat(np.array([1e300, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="W must be finite in float32"):
+        net.layers[0].W = np.array([[1e39], [0.0]])
+    with pytest.raises(ValueError, match="X must be finite in float32, got 2 value"):
+        net.forward(np.full((1, 2), 1e39))
+    assert np.isfinite(net.get_flat()).all()
+
+
+def test_gauss_newton_refuses_all_zero_weights_in_either_shape():
+    net = jn.Network([jn.Dense(2, 2)], seed=0)
+    X, R = np.ones((3, 2)), np.ones((3, 2))
+    for w in (np.zeros(3), np.zeros((3, 2))):
+        with pytest.raises(ValueError, match="weights must not be all zero"):
+            net.gauss_newton(X, R, weights=w)

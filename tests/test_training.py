@@ -342,12 +342,15 @@ def test_train_callback_returning_true_stops_with_callback(solver):
 
 
 def test_train_n_iter_no_change_stops_with_no_improvement():
-    # tol larger than any possible gain: only epoch 1 improves (on the initial inf).
+    # tol larger than any possible gain: only epoch 1 improves (on the initial inf) by
+    # more than tol, so the count stops it; the best epoch is still the lowest loss.
     X, T = regression()
     rec = jn.train(small_net(), X, T, solver="adam", lr=0.01, max_epochs=100,
                    n_iter_no_change=5, tol=1e3)
     assert rec.stop_reason == "no_improvement" and rec.n_epochs == 6
-    assert rec.best_epoch == 1
+    losses = [e["loss"] for e in rec.epochs]
+    assert losses[-1] < losses[0]  # adam still lowered the loss
+    assert rec.best_epoch == 1 + int(np.argmin(losses)) and rec.best_loss == min(losses)
 
 
 def test_train_goal_stops_the_gradient_solvers():
@@ -475,3 +478,21 @@ def test_record_json_round_trip():
     assert json.loads(text)["stop_message"] == STOP_REASONS[rec.stop_reason]
     empty = TrainingRecord.from_dict(json.loads(TrainingRecord().to_json()))
     assert empty.best_loss == math.inf and empty.n_epochs == 0
+
+
+def test_early_stopping_keeps_the_lowest_validation_loss_whatever_tol():
+    """tol decides what counts as a failure, not which weights are best: an epoch that
+    lowers the validation loss by less than tol is still the new best (scikit-learn's
+    rule), and those are the weights restored."""
+    X, T = regression(200)
+    net = small_net()
+    rec = jn.train(net, X, T, solver="adam", loss="mse", lr=3e-3, max_epochs=80, seed=0,
+                   batch_size=16, validation_fraction=0.25, max_fail=10, tol=1e-2)
+    vals = [e["val_loss"] for e in rec.epochs]
+    assert rec.stop_reason == "validation"  # 10 epochs without a gain of 1e-2
+    assert rec.best_epoch == 1 + int(np.argmin(vals)) and rec.best_val_loss == min(vals)
+    # only improvements > tol reset the count: the best came less than max_fail epochs
+    # before the stop, but the last gain of more than tol came exactly max_fail before it
+    assert rec.n_epochs - rec.best_epoch < 10
+    idx = rec.division["validation"]
+    assert net.loss(X[idx], T[idx], "mse") == pytest.approx(min(vals), rel=1e-12)

@@ -46,11 +46,24 @@ def as_matrix(
         raise ValueError(f"{name} must have {n_cols} columns, got shape {arr.shape}")
     if n_rows is not None and arr.shape[0] != n_rows:
         raise ValueError(f"{name} must have {n_rows} rows (one per sample), got shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not _all_finite(arr):
-        bad = int(np.size(arr) - np.isfinite(arr).sum())
+    return finite_as(arr, dtype, name)
+
+
+def finite_as(arr: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
+    """``arr`` (real numbers) as a C-contiguous array of ``dtype``, every entry finite.
+
+    The check comes after the cast: a finite float64 beyond float32's range would become
+    inf in a float32 array, and the error says so rather than calling it NaN or inf.
+    """
+    with np.errstate(over="ignore"):  # an overflow is reported below, naming the argument
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if not _all_finite(out):
+        bad = int(np.size(out) - np.isfinite(out).sum())
+        if out is not arr and _all_finite(arr):
+            raise ValueError(f"{name} must be finite in {np.dtype(dtype).name}, got {bad} "
+                             "value(s) beyond its range")
         raise ValueError(f"{name} must be finite, got {bad} NaN or inf value(s)")
-    return arr
+    return out
 
 
 def _all_finite(arr: np.ndarray) -> bool:

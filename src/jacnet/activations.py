@@ -142,15 +142,26 @@ class Elementwise(Activation):
         """Diagonal of f' per sample, ``(N, m)``."""
         raise NotImplementedError
 
-    def jacobian(self, T: Array, Y: Array) -> Array:
+    def _diagonal(self, T: Array, Y: Array) -> Array:
+        """:meth:`derivative`, checked for shape and held in ``T``'s dtype (a user's
+        float64 constants must not upcast a float32 network's backward pass)."""
         D = self.derivative(T, Y)
+        if not isinstance(D, np.ndarray) or D.shape != T.shape:
+            raise ValueError(
+                f"{type(self).__name__}.derivative must return an array of shape "
+                f"{T.shape}, got {getattr(D, 'shape', type(D).__name__)}"
+            )
+        return D.astype(T.dtype, copy=False)
+
+    def jacobian(self, T: Array, Y: Array) -> Array:
+        D = self._diagonal(T, Y)
         J = np.zeros(D.shape + (D.shape[1],), dtype=D.dtype)
         idx = np.arange(D.shape[1])
         J[:, idx, idx] = D
         return J
 
     def vjp(self, T: Array, Y: Array, G: Array) -> Array:
-        return G * _rows(self.derivative(T, Y), G)
+        return G * _rows(self._diagonal(T, Y), G)
 
 
 class Identity(Elementwise):
@@ -358,6 +369,9 @@ class Sparsemax(Activation):
 
     def forward(self, T: Array) -> Array:
         m = T.shape[1]
+        # Shift-invariant: from the row max, so a large common offset costs no precision
+        # in the cumulative sums (float32 rows near 1e4 lost 1e-3 of their sum to it).
+        T = T - T.max(axis=1, keepdims=True)
         Z = -np.sort(-T, axis=1)  # descending
         k = np.arange(1, m + 1, dtype=T.dtype)
         cums = np.cumsum(Z, axis=1)
@@ -380,29 +394,41 @@ class Sparsemax(Activation):
 
 
 class L2Normalize(Activation):
-    """``f(t) = t / ||t||``; ``f' = (I - y^T y) / ||t||``.
+    """``f(t) = t / max(||t||, eps)``; ``f' = (I - y^T y) / ||t||`` where ``||t|| > eps``.
 
-    Closed-form vjp: ``g . f' = (g - <g, y> y) / ||t||``. A zero row maps to zero.
+    Closed-form vjp: ``g . f' = (g - <g, y> y) / ||t||``. Within ``eps`` of zero, where
+    ``t / ||t||`` has no derivative, ``f`` is ``t / eps`` and ``f' = I / eps`` (finite, as
+    PyTorch's ``normalize`` with the same default ``eps``); a zero row maps to zero.
     """
 
     name = "l2_normalize"
 
-    @staticmethod
-    def _norm(T: Array) -> Array:
+    def __init__(self, eps: float = 1e-12) -> None:
+        if not eps > 0:
+            raise ValueError(f"eps must be a positive float, got {eps!r}")
+        self.eps = float(eps)
+
+    def _norm(self, T: Array) -> tuple[Array, Array]:
+        """``(max(||t||, eps), [||t|| > eps])`` per row, as (N, 1) columns."""
         n = np.sqrt(np.einsum("ij,ij->i", T, T))[:, None]
-        return np.maximum(n, np.finfo(T.dtype).tiny)
+        return np.maximum(n, self.eps), (n > self.eps).astype(T.dtype)
 
     def forward(self, T: Array) -> Array:
-        return T / self._norm(T)
+        return T / self._norm(T)[0]
 
     def jacobian(self, T: Array, Y: Array) -> Array:
         m = T.shape[1]
-        J = np.eye(m, dtype=T.dtype)[None] - Y[:, :, None] * Y[:, None, :]
-        return J / self._norm(T)[:, :, None]
+        n, outside = self._norm(T)
+        J = np.eye(m, dtype=T.dtype)[None] - (outside * Y)[:, :, None] * Y[:, None, :]
+        return J / n[:, :, None]
 
     def vjp(self, T: Array, Y: Array, G: Array) -> Array:
-        Yr = _rows(Y, G)
-        return (G - _rowsum(G * Yr) * Yr) / _rows(self._norm(T), G)
+        n, outside = self._norm(T)
+        Yr = _rows(outside * Y, G)
+        return (G - _rowsum(G * Yr) * Yr) / _rows(n, G)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"eps": self.eps}
 
 
 class LayerNorm(Activation):

@@ -28,6 +28,7 @@ import numpy as np
 from scipy import special
 
 from .activations import Activation, Identity, ReLU, Sigmoid, Softmax, Tanh
+from .layers import checked_forward
 from .losses import MSE, SSE, CrossEntropy, Loss, Scaled, _sample_factor
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ class BatchBackprop:
             if fwd is not None:
                 Y = fwd(Tk)
             else:
-                Y = _checked_forward(acts[k], Tk)
+                Y = checked_forward(acts[k], Tk)
             Tkeep.append(Tk)
             Ys.append(Y)
         Tn = np.matmul(Y, Ws[-1], out=Ts[-1])
@@ -188,7 +189,7 @@ class BatchBackprop:
         kind = self._out
         if kind == "generic":
             act = self._acts[-1]
-            Yn = _checked_forward(act, Tn)
+            Yn = checked_forward(act, Tn)
             fused = self.loss.fused(act, Tn, Yn, T, w)
             if fused is not None:
                 return fused
@@ -225,14 +226,3 @@ class BatchBackprop:
             value = self._factor * value
             delta = np.multiply(delta, self._factor, out=delta)
         return value, delta
-
-
-def _checked_forward(act: Activation, T: Array) -> Array:
-    """``act.forward(T)`` with ``Dense.forward``'s shape check."""
-    Y = act.forward(T)
-    if not isinstance(Y, np.ndarray) or Y.shape != T.shape:
-        raise ValueError(
-            f"{type(act).__name__}.forward must return an array of shape "
-            f"{T.shape}, got {getattr(Y, 'shape', type(Y).__name__)}"
-        )
-    return Y

@@ -355,10 +355,18 @@ def _prepare(net: Network, X: Any, T: Any, w: Any) -> tuple[Any, Any, Any]:
 
 def _as_rows(A: Any, name: str, rows: tuple[int, ...], numeric: bool = True) -> Any:
     """``A`` (dask or in-memory) as a dask array chunked like X's rows."""
+    n = sum(rows)
+
+    def check_length(shape: tuple[Any, ...]) -> None:
+        if not shape or (not math.isnan(shape[0]) and shape[0] != n):
+            raise ValueError(f"{name} must have {n} rows (one per row of X), got shape {shape}")
+
     if not (isinstance(A, da.Array) or hasattr(A, "to_dask_array")):
         A = np.asarray(A)
+        check_length(A.shape)
         A = da.from_array(A, chunks=(rows, *A.shape[1:]))
     A = _as_dask(A, name)
+    check_length(A.shape)
     if numeric and A.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {A.dtype}")
     return A.rechunk({0: rows})

@@ -9,13 +9,16 @@ standardisation, ``network_``, ``training_record_`` and exact Jacobians.
 Differences from scikit-learn, by design:
 
 - ``early_stopping`` watches the validation *loss* (scikit-learn: the score); the score
-  is still recorded in ``validation_scores_``. The best weights are restored.
+  is still recorded in ``validation_scores_``. The weights of the lowest validation loss
+  are restored, and ``best_validation_score_`` is their score (scikit-learn: the highest
+  score, whose weights it restores).
 - ``standardize="auto"`` standardises inputs (and regression targets) for ``solver="lm"``
   only; the model's outputs, ``coefs_``, ``jacobian`` and ``input_jacobian`` are in the
   units of the original data all the same.
-- With ``early_stopping=True``, ``learning_rate="adaptive"`` maps to a reduce-on-plateau
-  schedule on the validation loss (factor 1/5, as scikit-learn) without its stop at
-  lr < 1e-6; without early stopping it is scikit-learn's rule exactly.
+- With ``early_stopping=True``, ``learning_rate="adaptive"`` runs scikit-learn's rule on
+  the validation loss: ``n_iter_no_change + 1`` epochs in a row without a fall by more
+  than ``tol`` divide the rate by 5, and stop training once it is at most 1e-6; without
+  early stopping it is scikit-learn's rule exactly.
 - ``warm_start=True`` carries the optimizer's state (Adam's moments, LM's mu) into the
   next ``fit``, so two fits of ``max_iter`` epochs equal one of twice as many; scikit-learn
   restarts its optimizer. ``loss_curve_`` and ``t_`` continue and ``n_iter_`` counts the
@@ -31,7 +34,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -51,7 +54,7 @@ from sklearn.utils.validation import (
 )
 
 from ._checks import positive_int
-from .activations import Activation, get_activation
+from .activations import ACTIVATIONS, Activation, Sigmoid, Softmax, Sparsemax, get_activation
 from .layers import Dense
 from .losses import Loss, Scaled, get_loss
 from .network import Network
@@ -65,6 +68,10 @@ __all__ = ["MLPRegressor", "MLPClassifier", "expected_failed_checks"]
 
 _SOLVERS = ("lm", "lbfgs", "sgd", "adam", "adamw", "rmsprop")
 _STOCHASTIC = ("sgd", "adam", "adamw", "rmsprop")
+# The built-in output activations each classifier loss can take: rows that sum to one for
+# categorical cross-entropy, outputs in (0, 1) for binary cross-entropy.
+_SIMPLEX: tuple[type[Activation], ...] = (Softmax, Sparsemax)
+_UNIT: tuple[type[Activation], ...] = (Sigmoid,)
 _SCHEDULES = {"constant": "constant", "invscaling": "invscaling", "adaptive": "reduce_on_plateau"}
 
 
@@ -204,6 +211,11 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"batch_size must be 'auto' or an int >= 1, got {self.batch_size!r}")
         if self.standardize not in ("auto", True, False):
             raise ValueError(f"standardize must be 'auto', True or False, got {self.standardize!r}")
+        for name in ("learning_rate_init", "epsilon", "alpha", "tol", "power_t", "goal",
+                     "min_grad", "beta_1", "beta_2", "momentum", "validation_fraction"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, Real):
+                raise TypeError(f"{name} must be a real number, got {type(v).__name__} {v!r}")
         for name in ("learning_rate_init", "epsilon"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -274,10 +286,11 @@ class _BaseMLP(BaseEstimator):
         cfg, val = self._config(Xs, Ts, sw, incremental, rs)
         if val is not None:
             Xs, Ts, sw = val["train"]
-        callbacks = [self._score_callback(*val["validation"])] if val is not None else []
-        callbacks.append(self._epoch_callback(Xs, Ts, sw, cfg))
+        scorer = None if val is None else self._val_scorer(*val["validation"])
+        callbacks = [] if scorer is None else [_score_callback(scorer)]
+        callbacks.append(self._epoch_callback(Xs, Ts, sw, cfg, self._stall_rule(val is not None)))
         self._train(Xs, Ts, sw, cfg, None if val is None else val["validation"][:2],
-                    callbacks, incremental, first)
+                    callbacks, incremental, first, scorer=scorer)
         return self
 
     def fit_divided(self, X: Any, y: Any, train: Any, validation: Any = (), test: Any = (),
@@ -327,7 +340,8 @@ class _BaseMLP(BaseEstimator):
         def rows(idx: Array, reset: bool) -> tuple[Array, Array]:
             Xp = validate_data(self, _safe_indexing(X, idx), reset=reset,
                                dtype=(np.float64, np.float32)).astype(dtype, copy=False)
-            return Xp, self._targets(y[idx], incremental=False, reset=reset)
+            # validation and test rows may lack a class (incremental: only unseen ones fail)
+            return Xp, self._targets(y[idx], incremental=not reset, reset=reset)
 
         X_tr, T_tr = rows(parts["train"], reset=True)
         rs = check_random_state(self.random_state)
@@ -342,32 +356,42 @@ class _BaseMLP(BaseEstimator):
         Xs, Ts = self._scale_in(X_tr), self._scale_out(T_tr)
         cfg, _ = self._config(Xs, Ts, None, False, rs)
         val, test_data = scaled(parts["validation"]), scaled(parts["test"])
-        cfg = replace(cfg, early_stopping=val is not None, verbose=False,
+        # scikit-learn's no-improvement rule where fit would apply it (see _stall_rule)
+        rule = self._stall_rule(val is not None)
+        cfg = replace(cfg, early_stopping=val is not None and rule is None, verbose=False,
                       max_fail=self.n_iter_no_change + 1 if max_fail is None else int(max_fail))
 
         def test_loss(entry: dict[str, Any], net: Network) -> None:
             if test_data is not None:
                 entry["test_loss"] = float(net.loss(test_data[0], test_data[1], cfg.loss))
 
-        # loss_curve_ in the data's units; scikit-learn's no-improvement rule only when no
-        # validation rows stop training
-        in_fit = self._epoch_callback(Xs, Ts, None, cfg, sk_rule=None if val is None else False)
-        return self._train(Xs, Ts, None, cfg, val, [test_loss, in_fit, *callbacks], False, True,
-                           division=parts)
+        # loss_curve_ in the data's units; with early_stopping the validation rows' score too
+        in_fit = [self._epoch_callback(Xs, Ts, None, cfg, rule)]
+        scorer = None
+        if val is not None and self.early_stopping:
+            scorer = self._val_scorer(val[0], val[1], None)
+            in_fit.insert(0, _score_callback(scorer))
+        return self._train(Xs, Ts, None, cfg, val, [test_loss, *in_fit, *callbacks], False, True,
+                           division=parts, scorer=scorer)
 
     def _train(self, Xs: Array, Ts: Array, sw: Array | None, cfg: TrainConfig,
                validation: tuple[Array, Array] | None, callbacks: list[Any],
                incremental: bool, first: bool,
-               division: dict[str, Array] | None = None) -> TrainingRecord:
-        """Run ``jacnet.train`` on scaled data and set the fitted attributes from its record."""
+               division: dict[str, Array] | None = None,
+               scorer: Any = None) -> TrainingRecord:
+        """Run ``jacnet.train`` on scaled data and set the fitted attributes from its record.
+
+        ``scorer(network)``: the validation score, taken of the weights kept."""
         self._carry.pop("stalled", None)
         record = train(self.network_, Xs, Ts, cfg, sample_weight=sw, validation_data=validation,
                        callbacks=callbacks, carry=self._carry)
-        if record.stop_reason == "callback" and self._carry.pop("stalled", False):
-            record.stop_reason = "no_improvement"
+        stalled = self._carry.pop("stalled", None)
+        if record.stop_reason == "callback" and stalled:
+            record.stop_reason = stalled
         if division is not None:
             record.division = division
-        self._after_fit(record, Xs.shape[0], incremental, first)
+        kept_score = None if scorer is None else scorer(self.network_)
+        self._after_fit(record, Xs.shape[0], incremental, first, kept_score)
         return record
 
     def _init_model(self, X: Array, T: Array, sizes: list[int], hidden: list[Activation],
@@ -426,31 +450,27 @@ class _BaseMLP(BaseEstimator):
             options = {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
         elif self.solver == "rmsprop":
             options = {"epsilon": self.epsilon}
-        # scikit-learn's no-improvement rule (and "adaptive"'s lr / 5) run in the estimator's
-        # epoch callback unless early stopping watches the validation loss instead
-        sk_rule = stochastic and not self.early_stopping
+        # scikit-learn's no-improvement rule (and "adaptive"'s lr / 5) runs in the estimator's
+        # epoch callback (see _stall_rule); otherwise early stopping watches the validation loss
+        rule = self._stall_rule(self.early_stopping)
         schedule: str | Schedule = "constant"
-        sched_opts: dict[str, Any] = {}
-        if self.solver == "sgd" and (sk_rule or self.learning_rate == "invscaling"):
+        if self.solver == "sgd" and (rule is not None or self.learning_rate == "invscaling"):
             if self.learning_rate == "adaptive" and incremental:
                 lr_now = self._carry.get("adaptive_lr", self.learning_rate_init)
             else:
                 lr_now = self.learning_rate_init
             schedule = _SGDRate(self.learning_rate_init, self.learning_rate, self.power_t,
                                 t0=self.t_, n_samples=n, current=lr_now)
-        elif self.solver == "sgd" and self.learning_rate == "adaptive":
-            schedule = "reduce_on_plateau"
-            sched_opts = {"factor": 0.2, "patience": self.n_iter_no_change, "threshold": 0.0}
         cfg = TrainConfig(
             solver=self.solver, loss=loss, max_epochs=1 if incremental else self.max_iter,
             batch_size=bs, lr=self.learning_rate_init, schedule=schedule,
-            schedule_options=sched_opts, optimizer_options=options,
+            optimizer_options=options,
             # scikit-learn's penalty: alpha/2 ||W||^2 divided by the samples in the objective
             alpha=self.alpha / (bs if stochastic else n_weight),
             shuffle=self.shuffle, seed=int(rs.randint(2**31 - 1)),
-            early_stopping=self.early_stopping, max_fail=self.n_iter_no_change + 1,
-            n_iter_no_change=None,
-            tol=self.tol if stochastic and not sk_rule else 0.0,
+            early_stopping=self.early_stopping and rule is None,
+            max_fail=self.n_iter_no_change + 1, n_iter_no_change=None,
+            tol=self.tol if stochastic and rule != "loss" else 0.0,
             goal=self.goal, min_grad=self.tol if self.solver == "lbfgs" else self.min_grad,
             mu=self.mu, mu_dec=self.mu_dec, mu_inc=self.mu_inc, mu_max=self.mu_max,
             max_fun=self.max_fun, verbose=bool(self.verbose),
@@ -467,41 +487,62 @@ class _BaseMLP(BaseEstimator):
         parts = [X, T] + ([] if sw is None else [sw])
         split = train_test_split(*parts, test_size=self.validation_fraction,
                                  random_state=rs, stratify=stratify)
-        if split[2].shape[0] < 2:
+        if split[1].shape[0] < 2:
             raise ValueError("The validation set is too small: increase validation_fraction "
                              "or the number of samples (validation_fraction)")
         sw_tr, sw_va = (split[4], split[5]) if sw is not None else (None, None)
         return {"train": (split[0], split[2], sw_tr), "validation": (split[1], split[3], sw_va)}
 
-    def _score_callback(self, Xv: Array, Tv: Array, wv: Array | None) -> Any:
+    def _val_scorer(self, Xv: Array, Tv: Array, wv: Array | None) -> Any:
+        """``scorer(network)``: the estimator's score on the (scaled) validation rows."""
         yv = self._val_targets(self._unscale_out(Tv))
 
-        def callback(entry: dict[str, Any], net: Network) -> None:
-            score = self._score_fn(yv, self._decode(self._unscale_out(net.forward(Xv))), wv)
-            entry["val_score"] = float(score)
+        def scorer(net: Network) -> float:
+            return float(self._score_fn(yv, self._decode(self._unscale_out(net.forward(Xv))), wv))
 
-        return callback
+        return scorer
+
+    def _stall_rule(self, validation: bool) -> str | None:
+        """The loss that scikit-learn's no-improvement rule watches in the epoch callback.
+
+        ``"loss"``: the training loss, for the stochastic solvers without validation data.
+        ``"val_loss"``: the validation loss, for sgd with ``learning_rate="adaptive"`` and
+        validation data (scikit-learn divides the rate by 5 there too, and stops only once
+        it is at most 1e-6). ``None``: the training loop's own rules (early stopping on the
+        validation loss after ``max_fail`` failures, the solvers' own tests).
+        """
+        if self.solver not in _STOCHASTIC:
+            return None
+        if not validation:
+            return "loss"
+        return "val_loss" if self.solver == "sgd" and self.learning_rate == "adaptive" else None
 
     def _epoch_callback(self, X: Array, T: Array, w: Array | None, cfg: TrainConfig,
-                        sk_rule: bool | None = None) -> Any:
+                        rule: str | None) -> Any:
         """Per epoch: the loss in scikit-learn's units and scikit-learn's stopping rule.
 
         With standardised targets and ``loss="squared_error"`` the trained objective is in
         standardised units; ``entry["loss_sklearn"]`` is the same objective with the data
         term in the targets' own units (half the mean squared error, at the epoch's final
-        weights) plus the same L2 term, and ``loss_curve_`` takes that value. For the
-        stochastic solvers without early stopping it applies scikit-learn's rule: an epoch
-        counts as no improvement when its loss is above the best loss so far minus ``tol``;
-        more than ``n_iter_no_change`` of them in a row stop training or, for
-        ``learning_rate="adaptive"``, divide the learning rate by 5 (stop below 1e-6).
+        weights) plus the same L2 term, and ``loss_curve_`` takes that value.
+
+        With a ``rule`` (see :meth:`_stall_rule`) it applies scikit-learn's rule to that
+        loss: an epoch counts as no improvement when the loss is above the best so far minus
+        ``tol``; ``n_iter_no_change + 1`` of them in a row (``cfg.max_fail`` for the
+        validation loss) stop training or, for ``learning_rate="adaptive"``, divide the
+        learning rate by 5 (the stop comes once it is at most 1e-6).
         """
         _, loss = self._output()
         in_data_units = self.y_scale_ is not None and getattr(self, "loss", "") == "squared_error"
         T_data = self._unscale_out(T) if in_data_units else None
         mask = self.network_.weight_mask() if cfg.alpha else None
-        if sk_rule is None:
-            sk_rule = self.solver in _STOCHASTIC and not self.early_stopping
         rate = cfg.schedule if isinstance(cfg.schedule, _SGDRate) else None
+        # the carried count and best of each rule, and the stop reason it gives
+        best_key, count_key, reason = {
+            "loss": ("best_loss", "no_improvement", "no_improvement"),
+            "val_loss": ("best_val_loss", "val_no_improvement", "validation"),
+        }.get(rule or "", ("", "", ""))
+        limit = cfg.max_fail if rule == "val_loss" else self.n_iter_no_change + 1
 
         def callback(entry: dict[str, Any], net: Network) -> bool:
             value = entry["loss"]
@@ -510,18 +551,21 @@ class _BaseMLP(BaseEstimator):
                 if mask is not None:
                     value += 0.5 * cfg.alpha * float(np.vdot(net.theta * mask, net.theta))
                 entry["loss_sklearn"] = value = float(value)
-            if not sk_rule:
+            if rule is None:
                 return False
-            best = self._carry.get("best_loss", np.inf)
-            count = self._carry.get("no_improvement", 0) + 1 if value > best - self.tol else 0
+            if rule == "val_loss":
+                value = entry["val_loss"]
+            best = self._carry.get(best_key, np.inf)
+            count = self._carry.get(count_key, 0) + 1 if value > best - self.tol else 0
             stop = False
-            if count > self.n_iter_no_change:
+            if count >= limit:
                 if rate is not None and rate.kind == "adaptive" and rate.current > 1e-6:
                     rate.current /= 5.0
                     count = 0
                 else:
                     stop = True
-            self._carry.update(best_loss=min(best, value), no_improvement=count, stalled=stop)
+            self._carry.update({best_key: min(best, value), count_key: count,
+                                "stalled": reason if stop else None})
             if rate is not None:
                 self._carry["adaptive_lr"] = rate.current
             return stop
@@ -529,16 +573,26 @@ class _BaseMLP(BaseEstimator):
         return callback
 
     def _after_fit(self, record: TrainingRecord, n_train: int, incremental: bool,
-                   first: bool = True) -> None:
+                   first: bool = True, kept_score: float | None = None) -> None:
+        """Set the fitted attributes from a fit's ``record``; ``kept_score``: the validation
+        score of the weights kept (early stopping)."""
         new = list(record.epochs)
         if not first and hasattr(self, "training_record_"):
             # partial_fit and warm starts continue the record and loss_curve_ (scikit-learn
             # keeps appending to loss_curve_ and counting n_iter_ and t_)
             prev = self.training_record_
+            offset = prev.n_epochs
             for e in record.epochs:
-                e["epoch"] += prev.n_epochs
+                e["epoch"] += offset
             prev.epochs.extend(record.epochs)
             prev.stop_reason = record.stop_reason
+            # The best epoch over all fits. With validation data this fit kept its own best
+            # weights unless that was the weights it started from (best_epoch 0, the earlier
+            # best stands); without, the lowest training loss wins.
+            if record.best_epoch and (record.best_val_loss is not None
+                                      or record.best_loss < prev.best_loss):
+                prev.best_epoch = record.best_epoch + offset
+                prev.best_loss, prev.best_val_loss = record.best_loss, record.best_val_loss
             record = prev
         self.training_record_ = record
         self.loss_curve_.extend(e.get("loss_sklearn", e["loss"]) for e in new)
@@ -549,9 +603,10 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping:
             assert self.validation_scores_ is not None
             self.validation_scores_.extend(e.get("val_score", np.nan) for e in new)
-            self.best_validation_score_ = float(np.nanmax(self.validation_scores_))
-        else:
-            self.best_loss_ = float(np.min(self.loss_curve_))
+            if kept_score is not None:  # the weights kept are those of the lowest val loss
+                self.best_validation_score_ = kept_score
+        else:  # scikit-learn's initial value stands when no epoch ran
+            self.best_loss_ = float(min(self.loss_curve_, default=np.inf))
         theta = self.network_.theta
         if not np.isfinite(theta).all():  # never expected: training restores finite weights
             raise ValueError("Solver produced non-finite parameter weights")
@@ -656,6 +711,15 @@ def expected_failed_checks(estimator: _BaseMLP) -> dict[str, str]:
             )
         }
     return {}
+
+
+def _score_callback(scorer: Any) -> Any:
+    """An epoch callback that enters ``scorer(network)`` as the entry's ``val_score``."""
+
+    def callback(entry: dict[str, Any], net: Network) -> None:
+        entry["val_score"] = scorer(net)
+
+    return callback
 
 
 class _SGDRate(Schedule):
@@ -882,9 +946,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _output(self) -> tuple[Activation, Loss]:
         if self._multiclass:
-            return get_activation(self.output_activation or "softmax"), get_loss("cross_entropy")
-        return (get_activation(self.output_activation or "sigmoid"),
-                get_loss("binary_cross_entropy"))
+            act, loss, fits = self.output_activation or "softmax", "cross_entropy", _SIMPLEX
+        else:
+            act, loss, fits = self.output_activation or "sigmoid", "binary_cross_entropy", _UNIT
+        act = get_activation(act)
+        # A built-in whose outputs are not probabilities of this kind trains a degenerate
+        # model (sigmoid under categorical cross-entropy: every output rises towards 1).
+        # A user activation is taken at its word.
+        if type(act) in ACTIVATIONS.values() and type(act) not in fits:
+            target = "multiclass" if self._multiclass else "binary or multilabel"
+            raise ValueError(
+                f"output_activation must give {loss} probabilities for a {target} target "
+                f"({' or '.join(cls.name for cls in fits)}), got {act.name!r}")
+        return act, get_loss(loss)
 
     def _targets(self, y: Any, incremental: bool, reset: bool) -> Array:
         y = np.asarray(y)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.linalg import blas
 
-from ._checks import positive_int
+from ._checks import finite_as, positive_int
 from .activations import ELU, Activation, LeakyReLU, ReLU, get_activation
 
 Array = np.ndarray
@@ -49,6 +49,7 @@ class Dense:
         self.activation = get_activation(activation)
         self._W = np.zeros((self.n_in, self.n_out))
         self._b = np.zeros(self.n_out)
+        self._bound = False
 
     @property
     def W(self) -> Array:
@@ -71,9 +72,9 @@ class Dense:
         value = np.asarray(value)
         if value.shape != dest.shape:
             raise ValueError(f"{name} must have shape {dest.shape}, got {value.shape}")
-        if value.dtype.kind not in "biuf" or not np.isfinite(value).all():
-            raise ValueError(f"{name} must hold finite real numbers")
-        dest[...] = value
+        if value.dtype.kind not in "biuf":
+            raise ValueError(f"{name} must hold finite real numbers, got dtype {value.dtype}")
+        dest[...] = finite_as(value, dest.dtype, name)
 
     @property
     def n_params(self) -> int:
@@ -84,6 +85,12 @@ class Dense:
         W[...] = self._W
         b[...] = self._b
         self._W, self._b = W, b
+        self._bound = True
+
+    @property
+    def bound(self) -> bool:
+        """Whether a :class:`Network` holds this layer's parameters (in its theta)."""
+        return self._bound
 
     def init_params(self, rng: np.random.Generator) -> None:
         """Draw W (He-normal for rectifiers, Glorot-uniform otherwise); b = 0."""
@@ -102,16 +109,26 @@ class Dense:
         default, or :func:`blas_matmul` on the paths whose other products run in scipy's
         BLAS (see there)."""
         T = (product or matmul_add)(X, self._W, self._b)
-        Y = self.activation.forward(T)
-        if not isinstance(Y, np.ndarray) or Y.shape != T.shape:
-            raise ValueError(
-                f"{type(self.activation).__name__}.forward must return an array of shape "
-                f"{T.shape}, got {getattr(Y, 'shape', type(Y).__name__)}"
-            )
-        return T, Y
+        return T, checked_forward(self.activation, T)
 
     def __repr__(self) -> str:
         return f"Dense({self.n_in}, {self.n_out}, {self.activation!r})"
+
+
+def checked_forward(act: Activation, T: Array) -> Array:
+    """``act.forward(T)``, checked to be an array of ``T``'s shape and held in ``T``'s dtype.
+
+    A user activation computing in a wider dtype (``np.float64`` constants on a float32
+    network) is cast back, as its Jacobian is in :meth:`Activation.vjp`: the network keeps
+    one dtype end to end.
+    """
+    Y = act.forward(T)
+    if not isinstance(Y, np.ndarray) or Y.shape != T.shape:
+        raise ValueError(
+            f"{type(act).__name__}.forward must return an array of shape "
+            f"{T.shape}, got {getattr(Y, 'shape', type(Y).__name__)}"
+        )
+    return Y.astype(T.dtype, copy=False)
 
 
 def matmul_add(X: Array, W: Array, b: Array) -> Array:

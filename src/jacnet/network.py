@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import jacobian as _jac
-from ._checks import as_matrix, as_weights
+from ._checks import as_matrix, as_weights, finite_as
 from .layers import Dense, Product, forward_cache
 from .losses import Loss, get_loss
 
@@ -56,6 +56,14 @@ class Network:
                 )
         if len({id(layer) for layer in layers}) != len(layers):
             raise ValueError("layers must be distinct Dense objects (one is listed twice)")
+        for k, layer in enumerate(layers):
+            # A network's layers read their W and b from its theta; a second network
+            # would rebind them to its own, and the first would silently compute with it.
+            if layer.bound:
+                raise ValueError(
+                    f"layers[{k}] already belongs to another Network: give each network "
+                    "its own Dense objects (Network.copy() makes an independent copy)"
+                )
         dt = np.dtype(dtype)
         if dt not in _FLOATS:
             raise ValueError(f"dtype must be float32 or float64, got {dt}")
@@ -115,9 +123,9 @@ class Network:
         theta = np.asarray(theta)
         if theta.shape != self._theta.shape:
             raise ValueError(f"theta must have shape ({self.n_params},), got {theta.shape}")
-        if theta.dtype.kind not in "biuf" or not np.isfinite(theta).all():
-            raise ValueError("theta must hold finite real numbers")
-        self._theta[...] = theta
+        if theta.dtype.kind not in "biuf":
+            raise ValueError(f"theta must hold finite real numbers, got dtype {theta.dtype}")
+        self._theta[...] = finite_as(theta, self.dtype, "theta")
 
     def split_flat(self, v: Array) -> list[tuple[Array, Array]]:
         """Views ``[(W_1, b_1), ...]`` of a flat vector laid out like theta."""
@@ -331,6 +339,8 @@ class Network:
             w = self.check_T(weights, X.shape[0], name="weights")
             if (w < 0).any():
                 raise ValueError("weights must be non-negative")
+            if not w.sum() > 0:  # as as_weights for per-sample weights
+                raise ValueError("weights must not be all zero")
         else:
             w = as_weights(weights, X.shape[0], self.dtype, name="weights")
         return _jac.gauss_newton(self.layers, X, R, w, self._chunk(chunk))

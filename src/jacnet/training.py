@@ -190,14 +190,16 @@ class _Run:
         rec.epochs.append(entry)
         rec.seconds = entry["seconds"]
         score = entry["val_loss"] if self.has_val else entry["loss"]
-        if score < self.best_score - cfg.tol:
-            self.best_score, self.fails = score, 0
+        # Only an improvement by more than tol resets the failure count, but any strict
+        # improvement is the new best (scikit-learn's rule): the weights kept are those of
+        # the lowest score seen, never an earlier epoch's that merely cleared tol.
+        self.fails = 0 if score < self.best_score - cfg.tol else self.fails + 1
+        if score < self.best_score:
+            self.best_score = score
             rec.best_epoch, rec.best_loss = epoch, float(loss)
             rec.best_val_loss = entry["val_loss"]
             if self.has_val:
                 self.best_theta = self.net.get_flat()
-        else:
-            self.fails += 1
         self._show(entry)
         if any([bool(cb(entry, self.net)) for cb in self.callbacks]):
             return "callback"
@@ -367,11 +369,18 @@ def _train_gradient(run: _Run, rng: np.random.Generator, saved: Any) -> str | No
         state = opt.state_from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")})
         schedule = Schedule.from_dict(meta["schedule"])
         lr_scale = meta["lr_scale"]
-    elif "optimizer" in run.carry:
+    elif "optimizer" in run.carry and _buffer_names(run.carry["optimizer"]) == set(
+        opt._buffer_names()
+    ):  # a warm start continues the state; another optimizer (or momentum) starts afresh
         state = opt.state_from_arrays(run.carry["optimizer"])
     reason, state = _gradient_epochs(run, rng, opt, state, schedule, lr_scale)
     run.carry["optimizer"] = state.to_arrays()
     return reason
+
+
+def _buffer_names(arrays: dict[str, Array]) -> set[str]:
+    """The buffers held by the arrays of ``OptimizerState.to_arrays`` (keys ``<name>.<i>``)."""
+    return {key.rpartition(".")[0] for key in arrays if "." in key} - {"decay_mask"}
 
 
 def _gradient_epochs(run: _Run, rng: np.random.Generator, opt: Any, state: Any,
