@@ -234,7 +234,9 @@ def test_cli_help_and_no_arguments():
 def bad_files(work):
     files = {"empty.csv": "", "header.csv": "a,b,y\n", "nan.csv": "a,b,y\n1,2,\n2,3,1\n3,1,0\n",
              "data.csv": "a,b,y\n1,2,0\n2,3,1\n3,1,0\n4,4,1\n", "model.csv": "a,b\n1,2\n",
-             "notes.xlsx": "x", "unseen.csv": "x1,x2,color\n0.1,0.2,purple\n"}
+             "notes.xlsx": "x", "unseen.csv": "x1,x2,color\n0.1,0.2,purple\n",
+             "semicolon.csv": "a;b;y\n1,5;2;0\n2,5;3;1\n",
+             "classes2.csv": "a,k,k2\n" + "".join(f"{i},{i % 3},{i % 4}\n" for i in range(12))}
     for name, text in files.items():
         (work / name).write_text(text)
     ids = _table(60)
@@ -273,6 +275,15 @@ ERRORS = {
     "text target": (["train", "ids.csv", "--target", "label", "--task", "regression",
                      "--drop", "id"],
                     "target 'label' is not numeric"),
+    "infinite lr": (["train", "data.csv", "--lr", "inf"], "--lr must be a positive finite"),
+    "infinite alpha": (["train", "data.csv", "--alpha", "inf"], "--alpha must be a finite"),
+    "negative seed": (["train", "data.csv", "--seed", "-1"], "'--seed'"),
+    "semicolons": (["train", "semicolon.csv"], "a semicolon-separated file?"),
+    "several class targets": (["train", "classes2.csv", "-t", "k", "-t", "k2"],
+                              "several class targets must all be 0/1"),
+    "several class targets, --task": (["train", "classes2.csv", "-t", "k", "-t", "k2",
+                                       "--task", "classification"],
+                                      "target 'k' is not 0/1"),
 }
 
 
@@ -316,3 +327,70 @@ def test_cli_debug_shows_the_traceback(bad_files):
     proc = run("train", "nothere.csv", "--debug", cwd=bad_files, code=2, script=True)
     assert "Traceback" in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("jacnet: error: file not found")
+
+
+# ----------------------------------------------------------------- review findings
+def test_cli_files_get_the_usual_permissions(work, csv_file):
+    """mkstemp makes private files; the run folder's files follow the umask like any
+    tool's, and a replaced file keeps its mode."""
+    out = work / "modes"
+    old = os.umask(0o022)
+    try:
+        run("train", csv_file, "-t", "label", "--hidden", "4", "--epochs", "2", "--out", out,
+            "-q")
+        run("predict", out / "model.safetensors", csv_file, "-o", work / "modes.csv")
+        for f in [*out.iterdir(), work / "modes.csv"]:
+            assert f.stat().st_mode & 0o777 == 0o644, f
+        (out / "record.json").chmod(0o640)
+        run("train", csv_file, "-t", "label", "--hidden", "4", "--epochs", "2", "--out", out,
+            "-q")
+        assert (out / "record.json").stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+
+
+def test_cli_diverged_run_writes_a_strict_json_record(work, csv_file):
+    out = work / "diverged"
+    run("train", csv_file, "-t", "size", "--drop", "label", "--hidden", "16", "--solver",
+        "sgd", "--lr", "1000", "--val-fraction", "0", "--epochs", "5", "--out", out, "-q")
+    record = json.loads((out / "record.json").read_text())  # strict JSON: null, not inf
+    assert record["stop_reason"] == "non_finite"
+    assert {"model.safetensors", "record.json"} <= {p.name for p in out.iterdir()}
+
+
+def test_cli_evaluate_scores_rows_of_one_class(work, csv_file, classifier_run):
+    df = pd.read_csv(csv_file)
+    df[df.label == "yes"].to_csv(work / "yes_only.csv", index=False)
+    metrics = json.loads(run("evaluate", classifier_run[0] / "model.safetensors",
+                             work / "yes_only.csv", "--json").stdout)
+    assert metrics["n"] == int((df.label == "yes").sum()) and 0 <= metrics["accuracy"] <= 1
+
+
+def test_cli_prints_column_names_with_brackets_as_they_are(work):
+    """rich reads "[...]" as markup; column names are escaped, never interpreted."""
+    df = _table(60).drop(columns=["label", "color", "weight"])
+    df.columns = ["rate [/s]", "x2", "response [m/s]"]
+    df.to_csv(work / "units.csv", index=False)
+    out = work / "units"
+    proc = run("train", work / "units.csv", "--hidden", "4", "--epochs", "2", "--out", out)
+    assert "regression of response [m/s]" in " ".join(proc.stdout.split())
+    assert "rate [/s]" in run("info", out / "model.safetensors").stdout
+
+
+def test_cli_default_target_of_a_csv_is_its_last_column(work):
+    df = pd.DataFrame({"y1": np.arange(30.0), "y2": np.arange(30.0) % 7,
+                       "y3": np.sin(np.arange(30.0))})
+    df.to_csv(work / "lags.csv", index=False)
+    proc = run("train", work / "lags.csv", "--hidden", "3", "--epochs", "2", "-q",
+               "--out", work / "lags")
+    assert proc.returncode == 0
+    assert json.loads((work / "lags" / "record.json").read_text())["targets"] == ["y3"]
+
+
+def test_cli_reused_out_folder_keeps_no_plot_of_an_earlier_run(work, csv_file):
+    out = work / "reused"
+    run("train", csv_file, "-t", "label", "--hidden", "4", "--epochs", "2", "--out", out, "-q")
+    assert (out / "confusion.png").exists()
+    run("train", csv_file, "-t", "size", "--drop", "label", "--hidden", "4", "--epochs", "2",
+        "--out", out, "-q", "--no-plots")
+    assert not any(p.suffix == ".png" for p in out.iterdir())

@@ -72,3 +72,27 @@ def test_plots_blank_picture_is_caught(tmp_path):
     Figure(figsize=(5, 4)).savefig(tmp_path / "blank.png")
     with pytest.raises(AssertionError, match="blank"):
         assert_picture(tmp_path / "blank.png")
+
+
+def test_plots_bad_input_is_named(tmp_path):
+    empty = np.array([])
+    with pytest.raises(ValueError, match="splits must hold at least one non-empty split"):
+        plots.predicted_vs_true({"test": (empty, empty)}, tmp_path / "p.png")
+    with pytest.raises(ValueError, match=r"splits\['test'\] must pair y_true and y_pred"):
+        plots.predicted_vs_true({"test": (np.ones(3), np.ones(4))}, tmp_path / "p.png")
+    with pytest.raises(ValueError, match=r"y_true holds labels that are not in classes: \['2'\]"):
+        plots.confusion_matrix([0, 1, 2], [0, 1, 1], [0, 1], tmp_path / "c.png")
+    with pytest.raises(ValueError, match="y_true and y_pred must have the same length"):
+        plots.confusion_matrix([0, 1], [0], [0, 1], tmp_path / "c.png")
+    assert not list(tmp_path.iterdir())
+
+
+def test_plots_predicted_vs_true_of_a_diverged_model(tmp_path):
+    """Predictions near 1e250 (finite) and inf: Pearson's R is undefined, not a warning."""
+    t = np.linspace(0, 1, 20)
+    with np.errstate(all="raise"):
+        r = plots._pearson(t, t * 1e250)
+    assert np.isnan(r) or abs(r) <= 1
+    assert np.isnan(plots._pearson(t, np.full(20, np.inf)))
+    plots.predicted_vs_true({"train": (t, t * 1e250)}, tmp_path / "p.png")
+    assert_picture(tmp_path / "p.png")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
+import threading
 import zipfile
 import zlib
 from pathlib import Path
@@ -31,6 +33,9 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file private (0600); give it the mode a plain open() would:
+        # the replaced file's, or 0666 less the umask for a new one.
+        os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -40,6 +45,20 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits a file written at ``path`` should get."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        with _UMASK_LOCK:  # the umask can only be read by setting it
+            umask = os.umask(0o022)
+            os.umask(umask)
+        return 0o666 & ~umask
 
 
 def save_checkpoint(path: str | os.PathLike[str], arrays: dict[str, np.ndarray],

@@ -75,6 +75,11 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     except Exception as exc:  # parsers raise many types; the user needs the one line
         raise DataError(f"cannot read {p} as {kind}: {_one_line(exc)}") from None
     frame.columns = [str(c) for c in frame.columns]
+    if kind == "csv" and frame.shape[1] == 1 and ";" in frame.columns[0]:
+        # Not guessed: such files often write decimal commas too ("1,5"), which would
+        # then be read as text categories.
+        raise DataError(f"{p} has one column whose name holds ';': a semicolon-separated "
+                        "file? Save it with commas (decimal points), or with tabs as .tsv")
     if len(set(frame.columns)) != frame.shape[1]:
         raise DataError(f"{p} has duplicate column names")
     if frame.shape[0] == 0:
@@ -131,10 +136,11 @@ def builtin(name: str) -> tuple[pd.DataFrame, list[str]]:
     return frame, targets
 
 
-def default_targets(frame: pd.DataFrame) -> list[str]:
-    """The columns ``y``/``y0, y1, ...`` of an ``.npz`` with ``X`` and ``y``, else the last."""
+def default_targets(frame: pd.DataFrame, npz: bool = False) -> list[str]:
+    """The last column; for an ``.npz`` with ``X`` and ``y`` (``npz``), the columns
+    ``y``/``y0, y1, ...`` that its ``y`` became."""
     ys = [c for c in frame.columns if c == "y" or (c[:1] == "y" and c[1:].isdigit())]
-    if ys and all(c == "y" or c[:1] in "xy" and c[1:].isdigit() for c in frame.columns):
+    if npz and ys and all(c == "y" or c[:1] in "xy" and c[1:].isdigit() for c in frame.columns):
         return ys
     return [str(frame.columns[-1])]
 
@@ -282,14 +288,19 @@ def infer_task(frame: pd.DataFrame, targets: list[str]) -> str:
     if all(k == "classification" and set(frame[c].unique()) <= {0, 1}
            for k, c in zip(kinds, targets, strict=True)):
         return "classification"
-    raise DataError(f"several targets {_list(targets)} must all be numbers (regression) or "
-                    "all 0/1 (multilabel classification); pass --task or one --target")
+    labels = [c for k, c in zip(kinds, targets, strict=True) if k == "classification"]
+    raise DataError(f"several targets {_list(targets)}: {_list(labels)} look like class labels, "
+                    "and several class targets must all be 0/1 (multilabel classification); "
+                    "pass --task regression to fit them as numbers, or one --target")
 
 
-def target_values(frame: pd.DataFrame, targets: list[str], task: str) -> np.ndarray:
+def target_values(frame: pd.DataFrame, targets: list[str], task: str,
+                  min_classes: int = 2) -> np.ndarray:
     """The targets as an array: (n,) for one target, (n, k) for several.
 
-    Class labels keep their kind (int, bool, str); regression targets are float64.
+    Class labels keep their kind (int, bool, str); regression targets are float64. To
+    train, a class target needs ``min_classes`` (2) classes; scoring rows of one class is
+    fine (``min_classes=1``).
     """
     for col in targets:
         _no_missing(frame[col], col, "target")
@@ -314,9 +325,13 @@ def target_values(frame: pd.DataFrame, targets: list[str], task: str) -> np.ndar
             cols.append(s.astype(str).to_numpy(dtype=str))
     if task == "classification":
         for col, v in zip(targets, cols, strict=True):
-            if len(np.unique(v)) < 2:
-                raise DataError(f"target {col!r} has a single class {v[0]!r}; classification "
-                                "needs at least two")
+            if len(np.unique(v)) < min_classes:
+                raise DataError(f"target {col!r} has a single class {str(v[0])!r}; "
+                                "classification needs at least two")
+            if len(cols) > 1 and not set(np.unique(v).tolist()) <= {0, 1}:
+                raise DataError(f"target {col!r} is not 0/1: several class targets must all "
+                                "be 0/1 (multilabel classification); use one --target, or "
+                                "--task regression")
     return cols[0] if len(cols) == 1 else np.column_stack(cols)
 
 

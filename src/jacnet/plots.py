@@ -70,7 +70,15 @@ def predicted_vs_true(splits: Mapping[str, tuple[np.ndarray, np.ndarray]], path:
         The k target names (one panel each).
     """
     parts = {k: (_2d(t), _2d(p)) for k, (t, p) in splits.items() if len(t)}
+    if not parts:
+        raise ValueError(f"splits must hold at least one non-empty split, got {list(splits)}")
+    for split, (t, p) in parts.items():
+        if t.shape != p.shape:
+            raise ValueError(f"splits[{split!r}] must pair y_true and y_pred of one shape, "
+                             f"got {t.shape} and {p.shape}")
     k = next(iter(parts.values()))[0].shape[1]
+    if len({t.shape[1] for t, _ in parts.values()}) > 1:
+        raise ValueError("splits must all have the same number of outputs")
     names = list(names) or [f"output {j}" for j in range(k)]
     cols = min(k, 3)
     rows = -(-k // cols)
@@ -98,8 +106,16 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[A
     classes = list(classes)
     index = {c: i for i, c in enumerate(classes)}
     m = len(classes)
+    true, pred = np.asarray(y_true).tolist(), np.asarray(y_pred).tolist()
+    if len(true) != len(pred):
+        raise ValueError(f"y_true and y_pred must have the same length, got {len(true)} and "
+                         f"{len(pred)}")
+    for name, labels in (("y_true", true), ("y_pred", pred)):
+        unknown = sorted({str(v) for v in labels if v not in index})
+        if unknown:
+            raise ValueError(f"{name} holds labels that are not in classes: {unknown}")
     counts = np.zeros((m, m), dtype=int)
-    for t, p in zip(np.asarray(y_true).tolist(), np.asarray(y_pred).tolist(), strict=True):
+    for t, p in zip(true, pred, strict=True):
         counts[index[t], index[p]] += 1
     size = min(2.8 + 0.4 * m, 10)
     fig = Figure(figsize=(size + 1.2, size), layout="constrained")
@@ -130,9 +146,13 @@ def _2d(a: np.ndarray) -> np.ndarray:
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 2 or a.std() == 0 or b.std() == 0:
+    # undefined (NaN) for a constant column, or a diverged model's huge or inf predictions
+    if len(a) < 2:
         return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
+    with np.errstate(all="ignore"):
+        sa, sb = a.std(), b.std()
+        r = float(np.corrcoef(a, b)[0, 1]) if sa > 0 and sb > 0 else float("nan")
+    return r if np.isfinite(r) else float("nan")
 
 
 def _save(fig: Figure, path: PathLike) -> None:

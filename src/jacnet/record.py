@@ -100,6 +100,16 @@ class TrainingRecord:
         )
 
 
+def strict_json(v: Any) -> Any:
+    """``v`` with every non-finite float in its dicts, lists and tuples made None (for
+    ``json.dumps(..., allow_nan=False)``) and numpy scalars made Python numbers."""
+    if isinstance(v, dict):
+        return {k: strict_json(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [strict_json(x) for x in v]
+    return _clean(v)
+
+
 def _clean(v: Any) -> Any:
     """Strict-JSON value: non-finite floats become None."""
     if isinstance(v, (float, np.floating)):

@@ -53,8 +53,10 @@ def _metrics(est: Any, kind: str, X: pd.DataFrame, y: np.ndarray) -> dict[str, A
     pred = est.predict(X)
     if kind == "classification":
         return {"n": len(y), "accuracy": float(accuracy_score(y, pred))}
-    r2 = float(r2_score(y, pred)) if len(y) >= 2 else None
-    return {"n": len(y), "r2": r2, "mse": float(mean_squared_error(y, pred))}
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverged model's are inf/NaN
+        r2 = float(r2_score(y, pred)) if len(y) >= 2 else None
+        mse = float(mean_squared_error(y, pred))
+    return {"n": len(y), "r2": r2, "mse": mse}
 
 
 def _fmt(v: float | None, metric: str) -> str:
@@ -76,7 +78,7 @@ def _frame(data: Path | None, dataset: str | None, target: list[str] | None,
         source = f"dataset {name}"
     else:
         frame = read_table(data)
-        targets = default_targets(frame)
+        targets = default_targets(frame, npz=data.suffix.lower() == ".npz")
         source = str(data)
     if target:
         check_columns(frame, list(target), "target")

@@ -11,6 +11,7 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..checkpoint import atomic_write
@@ -99,7 +100,7 @@ def evaluate(
         raise CliError("name the target column(s) with --target")
     check_columns(frame, targets, "target")
     kind = "classification" if doc["kind"] == "MLPClassifier" else "regression"
-    y = target_values(frame, targets, kind)
+    y = target_values(frame, targets, kind, min_classes=1)  # one class scores fine
     X = _features(est, doc, frame, targets)
     if kind == "classification":
         unknown = sorted({str(c) for c in np.unique(y).tolist()} -
@@ -113,7 +114,7 @@ def evaluate(
     if json_out:
         out.print_json(json.dumps(metrics))
         return
-    out.print(f"[bold]{model}[/] on {data or dataset}: {kind}")
+    out.print(f"[bold]{escape(str(model))}[/] on {escape(str(data or dataset))}: {kind}")
     table = Table()
     for k in metrics:
         table.add_column(k, justify="right")
@@ -154,7 +155,8 @@ def info(
     """Show a model file: architecture, parameters, preprocessing, training summary."""
     obj, doc = _load_model(model)
     net = obj if doc["kind"] == "network" else obj.network_
-    out.print(f"[bold]{model}[/]: {doc['kind']}, {net.n_params} parameters, {doc['dtype']}, "
+    out.print(f"[bold]{escape(str(model))}[/]: {doc['kind']}, {net.n_params} parameters, "
+              f"{doc['dtype']}, "
               f"format {doc['format']} v{doc['format_version']}, written by jacnet "
               f"{doc['jacnet_version']}")
     table = Table(title="Layers", title_justify="left")
@@ -162,7 +164,7 @@ def info(
                  ("parameters", "right")):
         table.add_column(c, justify=j)  # type: ignore[arg-type]
     for k, layer in enumerate(net.layers):
-        table.add_row(str(k), str(layer.n_in), str(layer.n_out), repr(layer.activation),
+        table.add_row(str(k), str(layer.n_in), str(layer.n_out), escape(repr(layer.activation)),
                       str(layer.n_params))
     out.print(table)
     if doc["kind"] == "network":
@@ -201,5 +203,5 @@ def info(
     summary.add_column(style="bold")
     summary.add_column()
     for key, value in rows:
-        summary.add_row(key, value)
+        summary.add_row(key, escape(value))  # column and class names: not markup
     out.print(summary)

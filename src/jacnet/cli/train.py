@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 import warnings
 from datetime import datetime
@@ -13,6 +14,7 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..checkpoint import atomic_write
@@ -24,6 +26,7 @@ from ..data import (
     infer_task,
     target_values,
 )
+from ..record import strict_json
 from ._common import (
     CliError,
     DatasetOpt,
@@ -95,8 +98,8 @@ def train(
     patience: Annotated[int | None, typer.Option(
         min=1, help="Stop after this many epochs without a better validation loss "
         "(default 30; 6 for lm and lbfgs, as trainlm).", show_default=False)] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the division, initial weights and "
-                                           "shuffling.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the division, "
+                                           "initial weights and shuffling.")] = 0,
     val_fraction: Annotated[float, typer.Option(
         help="Fraction of rows for validation (early stopping).")] = 0.15,
     test_fraction: Annotated[float, typer.Option(
@@ -121,8 +124,10 @@ def train(
     t0 = time.perf_counter()
     options = {k: (v.value if isinstance(v, Enum) else str(v) if isinstance(v, Path) else v)
                for k, v in locals().items() if k not in ("t0", "plotting", "save_estimator")}
-    if not lr > 0:
-        raise CliError(f"--lr must be a positive number, got {lr}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise CliError(f"--lr must be a positive finite number, got {lr}")
+    if not math.isfinite(alpha):
+        raise CliError(f"--alpha must be a finite number >= 0, got {alpha}")
     sizes = _parse_hidden(hidden)
     acts = _parse_activations(activation, len(sizes))
     frame, targets, source = _frame(data, dataset, target, default="digits")
@@ -144,8 +149,10 @@ def train(
                      val_fraction, standardize, dtype.value)
     t_load = time.perf_counter()
     if not quiet:
-        out.print(f"[bold]jacnet train[/]: {source}, {len(frame)} rows, {len(features)} "
-                  f"feature columns ({X.shape[1]} encoded), {kind} of {_list(targets)}")
+        # user strings (file and column names) are escaped: "[...]" is rich markup
+        out.print(f"[bold]jacnet train[/]: {escape(source)}, {len(frame)} rows, "
+                  f"{len(features)} feature columns ({X.shape[1]} encoded), {kind} of "
+                  f"{escape(_list(targets))}")
         out.print(f"network {' -> '.join(map(str, [X.shape[1], *sizes, n_out]))} "
                   f"({n_params} parameters), solver {chosen}, {dtype.value}")
     with warnings.catch_warnings(record=True) as caught:
@@ -176,7 +183,12 @@ def train(
                     "evaluate_save_s": t_save - t_train, "plots_s": t_end - t_save,
                     "total_s": t_end - t0},
     })
-    atomic_write(run_dir / "record.json", json.dumps(doc, indent=1, allow_nan=False).encode())
+    # strict JSON: a diverged model's metrics (inf) become null, as the record's own numbers
+    atomic_write(run_dir / "record.json",
+                 json.dumps(strict_json(doc), indent=1, allow_nan=False).encode())
+    for stale in _PLOT_FILES:  # a reused --out folder keeps no plot of an earlier run
+        if run_dir / stale not in pictures:
+            (run_dir / stale).unlink(missing_ok=True)
     if not quiet:
         _summary(record, metrics, kind, notes, run_dir, pictures, t_end - t0)
 
@@ -272,6 +284,10 @@ def _check_classes_in_train(y: np.ndarray, division: dict[str, np.ndarray], kind
 
 
 
+#: Every plot ``jacnet train`` may write into its run folder.
+_PLOT_FILES = ("loss.png", "confusion.png", "predicted_vs_true.png")
+
+
 def _plots(plotting: Any, est: Any, kind: str, record: Any,
            splits: dict[str, tuple[pd.DataFrame, np.ndarray]], targets: list[str],
            run_dir: Path) -> list[Path]:
@@ -310,9 +326,9 @@ def _summary(record: Any, metrics: dict[str, Any], kind: str, notes: list[str],
     out.print(f"stopped: {record.stop_reason} ({record.to_dict()['stop_message']}); best epoch "
               f"{record.best_epoch} of {record.n_epochs}; {seconds:.1f} s in all")
     for note in notes:
-        out.print(f"[yellow]note:[/] {note}")
+        out.print(f"[yellow]note:[/] {escape(note)}")
     files = ["model.safetensors", "record.json", *(p.name for p in pictures)]
-    out.print(f"wrote {run_dir}/: {', '.join(files)}")
+    out.print(f"wrote {escape(str(run_dir))}/: {', '.join(files)}")
 
 
 
