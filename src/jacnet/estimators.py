@@ -23,6 +23,12 @@ Differences from scikit-learn, by design:
   next ``fit``, so two fits of ``max_iter`` epochs equal one of twice as many; scikit-learn
   restarts its optimizer. ``loss_curve_`` and ``t_`` continue and ``n_iter_`` counts the
   new fit's epochs, as there.
+- ``solver="sgd"`` with momentum keeps PyTorch's velocity (see :class:`jacnet.optimizers.SGD`):
+  the same iterates as scikit-learn's while the rate is constant, different ones once
+  ``learning_rate="invscaling"`` or ``"adaptive"`` changes it.
+- With ``sample_weight``, the stochastic solvers divide ``alpha`` by the batch size;
+  scikit-learn divides it by the batch's weight sum (as jacnet's ``lbfgs`` and ``lm`` do
+  with the data's), so weights scaled up together weaken its penalty and not jacnet's.
 - ``loss_``, ``loss_curve_`` and ``best_loss_`` are in the units of the data even when the
   targets are standardised inside the model (``solver="lm"``); ``training_record_`` holds
   the objective as trained (standardised units, the ones ``goal`` and ``val_loss`` use).
