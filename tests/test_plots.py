@@ -96,3 +96,9 @@ def test_plots_predicted_vs_true_of_a_diverged_model(tmp_path):
     assert np.isnan(plots._pearson(t, np.full(20, np.inf)))
     plots.predicted_vs_true({"train": (t, t * 1e250)}, tmp_path / "p.png")
     assert_picture(tmp_path / "p.png")
+
+
+def test_plots_loss_curves_without_an_epoch_says_so(tmp_path):
+    record = TrainingRecord(solver="adam", epochs=[], stop_reason="non_finite")
+    plots.loss_curves(record, tmp_path / "loss.png")
+    assert_picture(tmp_path / "loss.png")

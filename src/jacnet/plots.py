@@ -54,7 +54,11 @@ def loss_curves(record: TrainingRecord, path: PathLike, title: str = "",
     ax.set_ylabel("loss")
     ax.set_title(title or f"Loss per epoch ({record.solver}; stop: {record.stop_reason})")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if shown:
+        ax.legend()
+    else:  # no epoch, or none with a finite loss: say so rather than leave a blank frame
+        ax.text(0.5, 0.5, f"no finite loss recorded ({record.n_epochs} epochs)",
+                ha="center", va="center", transform=ax.transAxes, fontsize=11, color="0.3")
     _save(fig, path)
 
 
