@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -237,3 +238,26 @@ def test_train_resume_from_a_bad_file_raises_before_any_work(tmp_path):
         jn.train(net, X, T, solver="lm", resume=str(bad))
     np.testing.assert_array_equal(net.theta, theta0)
     assert bad.read_bytes() == content  # the bad file is left as it was
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_write_gives_open_s_mode_without_touching_the_umask(tmp_path, monkeypatch, umask):
+    """A new file gets 0666 less the umask (mkstemp's 0600 would make every file
+    private); a replaced one keeps its mode. The umask is never set: setting it to read it
+    would change it for a moment for every thread of the process."""
+    old = os.umask(umask)
+    try:
+        def no_umask(mask):
+            raise AssertionError("atomic_write must not set the umask")
+
+        monkeypatch.setattr(checkpoint.os, "umask", no_umask)
+        atomic_write(tmp_path / "new.bin", b"x")
+        assert (tmp_path / "new.bin").stat().st_mode & 0o777 == 0o666 & ~umask
+        (tmp_path / "new.bin").chmod(0o600 if umask == 0o022 else 0o644)
+        kept = (tmp_path / "new.bin").stat().st_mode & 0o777
+        atomic_write(tmp_path / "new.bin", b"y")
+        assert (tmp_path / "new.bin").stat().st_mode & 0o777 == kept
+        assert (tmp_path / "new.bin").read_bytes() == b"y" and leftovers(tmp_path) == []
+    finally:
+        monkeypatch.undo()
+        os.umask(old)

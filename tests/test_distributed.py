@@ -320,3 +320,17 @@ def test_worker_killed_mid_evaluation_is_survived(proc_client: Client, tmp_path:
     assert not os.path.exists(marker)  # a worker did die ...
     assert not before <= set(proc_client.scheduler_info()["workers"])  # ... and was removed
     _assert_same_run(single, dist, r1, r2)
+
+
+def test_regressor_warm_start_on_dask_arrays_continues_the_record(client: Client) -> None:
+    X, T = _data()
+    y = T[:, 0]
+    kw = {**_EST, "solver": "lm", "warm_start": True}
+    with warnings.catch_warnings(), client.as_current():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = jn.MLPRegressor(**kw).fit(X, y).fit(X, y)
+        est = jn.MLPRegressor(**kw).fit(_dask(X), _dask(y)).fit(_dask(X), _dask(y))
+    for e in (ref, est):  # n_iter_ counts the last fit's epochs; the record holds both fits
+        assert e.n_iter_ == 2 and e.training_record_.n_epochs == 4
+        assert [d["epoch"] for d in e.training_record_.epochs] == [1, 2, 3, 4]
+    assert_allclose(est.predict(X), ref.predict(X), rtol=1e-8, atol=1e-10)

@@ -1040,3 +1040,28 @@ def test_a_non_number_hyperparameter_is_named(name, value):
     X, y = _regression_data(q=1)
     with pytest.raises(TypeError, match=f"{name} must be a real number, got"):
         _reg(**{name: value}).fit(X, y)
+
+
+def test_classifier_accepts_a_registered_user_output_activation():
+    from jacnet.activations import ACTIVATIONS, Softmax, register_activation
+
+    @register_activation
+    class TemperedSoftmax(Softmax):
+        name = "tempered_softmax_test"
+
+    try:
+        X, y = _classification_data()
+        est = _clf(output_activation=TemperedSoftmax(), solver="lbfgs", max_iter=5).fit(X, y)
+        np.testing.assert_allclose(est.predict_proba(X).sum(axis=1), 1.0)
+    finally:
+        del ACTIVATIONS["tempered_softmax_test"]
+
+
+def test_warm_start_after_a_full_batch_solver_starts_the_optimizer_afresh():
+    """LM moved the weights: Adam's moments from before it would be stale."""
+    X, y = _regression_data(q=1)
+    est = _reg(solver="adam", warm_start=True, max_iter=3, batch_size=40).fit(X, y)
+    assert int(est._carry["optimizer"]["step"]) == 3
+    est.set_params(solver="lm").fit(X, y)
+    est.set_params(solver="adam", max_iter=1).fit(X, y)
+    assert int(est._carry["optimizer"]["step"]) == 1

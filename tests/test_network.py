@@ -1022,3 +1022,58 @@ def test_gauss_newton_refuses_all_zero_weights_in_either_shape():
     for w in (np.zeros(3), np.zeros((3, 2))):
         with pytest.raises(ValueError, match="weights must not be all zero"):
             net.gauss_newton(X, R, weights=w)
+
+
+def test_layers_are_free_again_after_a_failed_network_a_copy_or_their_network_s_end():
+    import copy
+    import gc
+
+    layers = [jn.Dense(2, 3, "tanh"), jn.Dense(3, 1)]
+    with pytest.raises(TypeError):
+        jn.Network(layers, seed="not a seed")
+    a = jn.Network(layers, seed=0)  # the failed network never bound them
+    b = jn.Network(copy.deepcopy(a.layers), seed=1)  # deep copies own their arrays
+    b.set_flat(np.zeros(b.n_params))
+    assert np.abs(a.get_flat()).sum() > 0 and a.layers[0].bound and b.layers[0].bound
+    del a
+    gc.collect()
+    c = jn.Network(layers, seed=2)  # the network that held them is gone
+    assert c.layers[0].W.base is not None and np.shares_memory(c.layers[0].W, c.theta)
+    d = copy.deepcopy(c)  # a copied network binds its own copies, the original keeps its
+    d.set_flat(np.zeros(d.n_params))
+    assert np.abs(c.get_flat()).sum() > 0 and np.shares_memory(d.layers[0].W, d.theta)
+
+
+class Float64Vjp(jn.Activation):
+    """tanh with a hand-written vjp that computes in float64."""
+
+    name = "float64_vjp"
+
+    def forward(self, T):
+        return np.tanh(T)
+
+    def jacobian(self, T, Y):
+        return np.eye(T.shape[1])[None] * (1 - Y * Y)[:, None, :]
+
+    def vjp(self, T, Y, G):
+        return G.astype(np.float64) * (1 - Y.astype(np.float64) ** 2)[(slice(None),)
+                                                                      + (None,) * (G.ndim - 2)]
+
+
+def test_a_user_vjp_computing_in_float64_keeps_a_float32_network_float32():
+    net = jn.Network([jn.Dense(3, 4, Float64Vjp()), jn.Dense(4, 2, Float64Vjp())], seed=0,
+                     dtype=np.float32)
+    X = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    _, grads = net.loss_and_grad(X, np.zeros((5, 2), np.float32))
+    assert all(dW.dtype == np.float32 for dW, _ in grads)
+    assert net.jacobian(X).dtype == np.float32
+    rec = jn.train(net, X, np.zeros((5, 2)), solver="adam", batch_size=2, max_epochs=2)
+    assert rec.n_epochs == 2 and net.theta.dtype == np.float32
+
+
+def test_activation_parameters_must_be_finite_reals():
+    for name, kw in [("l2_normalize", {"eps": np.inf}), ("l2_normalize", {"eps": True}),
+                     ("l2_normalize", {"eps": 0.0}), ("layer_norm", {"eps": np.nan}),
+                     ("leaky_relu", {"negative_slope": np.inf}), ("elu", {"alpha": "1"})]:
+        with pytest.raises(ValueError, match=f"{next(iter(kw))} must be a"):
+            jn.get_activation(name, **kw)

@@ -22,6 +22,8 @@ A user activation only needs ``forward`` and ``jacobian``.
 
 from __future__ import annotations
 
+import math
+from numbers import Real
 from typing import Any, ClassVar
 
 import numpy as np
@@ -59,6 +61,14 @@ def _rows(A: Array, G: Array) -> Array:
     ``G`` is ``(N, m)`` or ``(N, q, m)``; in the latter case ``A`` becomes ``(N, 1, m)``.
     """
     return A if G.ndim == 2 else A[:, None, :]
+
+
+def _parameter(value: Any, name: str, expected: str, ok: Any = lambda v: True) -> float:
+    """A constructor's scalar: a finite real (not a bool) with ``ok``, as a Python float."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) \
+            or not ok(float(value)):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return float(value)
 
 
 def _rowsum(A: Array) -> Array:
@@ -227,7 +237,7 @@ class LeakyReLU(Elementwise):
     name = "leaky_relu"
 
     def __init__(self, negative_slope: float = 0.01) -> None:
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = _parameter(negative_slope, "negative_slope", "a finite float")
 
     def forward(self, T: Array) -> Array:
         return np.where(T > 0, T, self.negative_slope * T)
@@ -245,7 +255,7 @@ class ELU(Elementwise):
     name = "elu"
 
     def __init__(self, alpha: float = 1.0) -> None:
-        self.alpha = float(alpha)
+        self.alpha = _parameter(alpha, "alpha", "a finite float")
 
     def forward(self, T: Array) -> Array:
         return np.where(T > 0, T, self.alpha * np.expm1(np.minimum(T, 0)))
@@ -404,9 +414,7 @@ class L2Normalize(Activation):
     name = "l2_normalize"
 
     def __init__(self, eps: float = 1e-12) -> None:
-        if not eps > 0:
-            raise ValueError(f"eps must be a positive float, got {eps!r}")
-        self.eps = float(eps)
+        self.eps = _parameter(eps, "eps", "a positive finite float", lambda v: v > 0)
 
     def _norm(self, T: Array) -> tuple[Array, Array]:
         """``(max(||t||, eps), [||t|| > eps])`` per row, as (N, 1) columns."""
@@ -443,9 +451,7 @@ class LayerNorm(Activation):
     name = "layer_norm"
 
     def __init__(self, eps: float = 1e-5) -> None:
-        if not eps >= 0:
-            raise ValueError(f"eps must be a non-negative float, got {eps!r}")
-        self.eps = float(eps)
+        self.eps = _parameter(eps, "eps", "a non-negative finite float", lambda v: v >= 0)
 
     def _scale(self, T: Array) -> Array:
         return np.sqrt(T.var(axis=1, keepdims=True) + self.eps)

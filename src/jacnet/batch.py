@@ -28,7 +28,7 @@ import numpy as np
 from scipy import special
 
 from .activations import Activation, Identity, ReLU, Sigmoid, Softmax, Tanh
-from .layers import checked_forward
+from .layers import checked_forward, checked_vjp
 from .losses import MSE, SSE, CrossEntropy, Loss, Scaled, _sample_factor
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ class BatchBackprop:
                 if vjp is not None:
                     delta = vjp(Ys[k], G, tmps[k - 1])  # seed R-b, in place
                 else:
-                    delta = acts[k - 1].vjp(Tkeep[k - 1], Ys[k], G)
+                    delta = checked_vjp(acts[k - 1], Tkeep[k - 1], Ys[k], G)
         return value
 
     def _output(
@@ -194,7 +194,7 @@ class BatchBackprop:
             if fused is not None:
                 return fused
             value, dY = self.loss.value_and_grad(Yn, T, w)
-            return value, act.vjp(Tn, Yn, dY)  # seed L1: delta_n = dJ/dy_n . f'_n
+            return value, checked_vjp(act, Tn, Yn, dY)  # seed L1: delta_n = dJ/dy_n . f'_n
         D, R, c1, c2, c3 = outs
         n = Tn.shape[0]
         if kind == "softmax_ce":

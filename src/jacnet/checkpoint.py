@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import stat
-import tempfile
-import threading
 import zipfile
 import zlib
 from pathlib import Path
@@ -31,11 +30,12 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temporary(path)
     try:
-        # mkstemp creates the file private (0600); give it the mode a plain open() would:
-        # the replaced file's, or 0666 less the umask for a new one.
-        os.fchmod(fd, _mode_for(path))
+        try:  # a replaced file keeps its mode (a new one has open()'s, 0666 less the umask)
+            os.fchmod(fd, stat.S_IMODE(path.stat().st_mode))
+        except FileNotFoundError:
+            pass
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -47,18 +47,21 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
         raise
 
 
-_UMASK_LOCK = threading.Lock()
+def _temporary(path: Path) -> tuple[int, str]:
+    """A new, exclusively created file next to ``path``: ``(descriptor, name)``.
 
-
-def _mode_for(path: Path) -> int:
-    """The permission bits a file written at ``path`` should get."""
-    try:
-        return stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        with _UMASK_LOCK:  # the umask can only be read by setting it
-            umask = os.umask(0o022)
-            os.umask(umask)
-        return 0o666 & ~umask
+    Not ``tempfile.mkstemp``: that creates it 0600, so every file written would end up
+    private. Here the kernel applies the umask to 0666 as for any ``open()``, with no
+    process-wide umask read (setting it to read it would race with other threads).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file next to {path}")
 
 
 def save_checkpoint(path: str | os.PathLike[str], arrays: dict[str, np.ndarray],

@@ -511,7 +511,7 @@ def fit_estimator(est: Any, X: Any, y: Any, sample_weight: Any = None,
     cfg, _ = est._config(Xs, Ts, sw, False, rs)
     record = train(est.network_, Xs, Ts, cfg, client=client, sample_weight=sw,
                    carry=est._carry)
-    est._after_fit(record, X.shape[0], False)
+    est._after_fit(record, X.shape[0], False, first)
     return est
 
 

@@ -60,7 +60,7 @@ from sklearn.utils.validation import (
 )
 
 from ._checks import positive_int
-from .activations import ACTIVATIONS, Activation, Sigmoid, Softmax, Sparsemax, get_activation
+from .activations import _BUILTINS, Activation, Sigmoid, Softmax, Sparsemax, get_activation
 from .layers import Dense
 from .losses import Loss, Scaled, get_loss
 from .network import Network
@@ -308,7 +308,10 @@ class _BaseMLP(BaseEstimator):
         standardisation statistics come from the training rows only. With validation rows,
         training stops after ``max_fail`` epochs in a row without a lower validation loss
         (default ``n_iter_no_change + 1``, as ``fit`` with ``early_stopping``) and keeps the
-        best weights; without them ``fit``'s own stopping rules apply. With test rows every
+        best weights; with ``solver="sgd"`` and ``learning_rate="adaptive"`` such a streak
+        divides the rate by 5 instead, and stops training once the rate is at most 1e-6
+        (scikit-learn's rule, as in ``fit``). Without validation rows ``fit``'s own
+        stopping rules apply. With test rows every
         epoch of the record gets a ``test_loss`` (the objective on those rows; they never
         steer training). Always a fresh fit; ``early_stopping`` and ``validation_fraction``
         do not apply.
@@ -958,8 +961,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         act = get_activation(act)
         # A built-in whose outputs are not probabilities of this kind trains a degenerate
         # model (sigmoid under categorical cross-entropy: every output rises towards 1).
-        # A user activation is taken at its word.
-        if type(act) in ACTIVATIONS.values() and type(act) not in fits:
+        # A user activation (registered or not, a subclass too) is taken at its word.
+        if type(act) in _BUILTINS and type(act) not in fits:
             target = "multiclass" if self._multiclass else "binary or multilabel"
             raise ValueError(
                 f"output_activation must give {loss} probabilities for a {target} target "

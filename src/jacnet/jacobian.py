@@ -23,7 +23,7 @@ import numpy as np
 from scipy.linalg import blas
 from threadpoolctl import ThreadpoolController
 
-from .layers import Dense, blas_matmul, forward_cache
+from .layers import Dense, blas_matmul, checked_vjp, forward_cache
 
 Array = np.ndarray
 
@@ -102,7 +102,7 @@ def _bias_rows(
     _, T, Y = cache[-1]
     n, q = Y.shape
     E = _identity_rows(n, q, Y.dtype) if E is None else E
-    D = layers[-1].activation.vjp(T, Y, E)  # seed 1: the rows f'_{n,i}
+    D = checked_vjp(layers[-1].activation, T, Y, E)  # seed 1: the rows f'_{n,i}
     for k in range(len(layers) - 1, -1, -1):
         yield D
         if D is E:  # an identity output passes E through, and E W^T is W^T on every sample
@@ -116,7 +116,7 @@ def _bias_rows(
             yield G  # dy/dx: the recursion carried one step further
         else:
             _, T, Y = cache[k - 1]
-            D = layers[k - 1].activation.vjp(T, Y, G)  # seed R-b
+            D = checked_vjp(layers[k - 1].activation, T, Y, G)  # seed R-b
 
 
 Cache = list[tuple[Array, Array, Array]]

@@ -6,7 +6,9 @@ Rows are samples: ``X`` is ``(N, n_in)``, ``W`` is ``(n_in, n_out)``, ``b`` is
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.linalg import blas
@@ -49,7 +51,7 @@ class Dense:
         self.activation = get_activation(activation)
         self._W = np.zeros((self.n_in, self.n_out))
         self._b = np.zeros(self.n_out)
-        self._bound = False
+        self._owner: weakref.ref[Any] | None = None
 
     @property
     def W(self) -> Array:
@@ -80,17 +82,28 @@ class Dense:
     def n_params(self) -> int:
         return self.n_in * self.n_out + self.n_out
 
-    def bind(self, W: Array, b: Array) -> None:
-        """Use ``W`` and ``b`` (views into a flat vector) as storage, keeping the values."""
+    def bind(self, W: Array, b: Array, owner: Any = None) -> None:
+        """Use ``W`` and ``b`` (views into a flat vector) as storage, keeping the values;
+        ``owner``: the :class:`Network` whose theta that vector is."""
         W[...] = self._W
         b[...] = self._b
         self._W, self._b = W, b
-        self._bound = True
+        self._owner = None if owner is None else weakref.ref(owner)
 
     @property
     def bound(self) -> bool:
-        """Whether a :class:`Network` holds this layer's parameters (in its theta)."""
-        return self._bound
+        """Whether a live :class:`Network` holds this layer's parameters (in its theta).
+
+        A copy of the layer (``copy.deepcopy``, pickle) is not bound: it owns its arrays
+        until a network binds it (a copied network rebinds its own copies)."""
+        return self._owner is not None and self._owner() is not None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_owner": None}  # a weak reference neither pickles nor copies
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._owner = None  # also for layers pickled before the owner was recorded
 
     def init_params(self, rng: np.random.Generator) -> None:
         """Draw W (He-normal for rectifiers, Glorot-uniform otherwise); b = 0."""
@@ -113,6 +126,19 @@ class Dense:
 
     def __repr__(self) -> str:
         return f"Dense({self.n_in}, {self.n_out}, {self.activation!r})"
+
+
+def checked_vjp(act: Activation, T: Array, Y: Array, G: Array) -> Array:
+    """``act.vjp(T, Y, G)``, checked to be an array of ``G``'s shape, in ``G``'s dtype
+    (as :func:`checked_forward`: a user ``vjp`` in float64 keeps a float32 network
+    float32). A vjp that returns ``G`` itself (the identity) returns the same object."""
+    D = act.vjp(T, Y, G)
+    if not isinstance(D, np.ndarray) or D.shape != G.shape:
+        raise ValueError(
+            f"{type(act).__name__}.vjp must return an array of G's shape {G.shape}, got "
+            f"{getattr(D, 'shape', type(D).__name__)}"
+        )
+    return D.astype(G.dtype, copy=False)
 
 
 def checked_forward(act: Activation, T: Array) -> Array:

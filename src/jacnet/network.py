@@ -14,7 +14,7 @@ import numpy as np
 
 from . import jacobian as _jac
 from ._checks import as_matrix, as_weights, finite_as
-from .layers import Dense, Product, forward_cache
+from .layers import Dense, Product, checked_vjp, forward_cache
 from .losses import Loss, get_loss
 
 Array = np.ndarray
@@ -67,18 +67,20 @@ class Network:
         dt = np.dtype(dtype)
         if dt not in _FLOATS:
             raise ValueError(f"dtype must be float32 or float64, got {dt}")
+        # Everything that can fail comes before the layers are bound to this network.
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.layers = layers
         self.dtype = dt
         self._offsets = _jac.param_offsets(layers)
         self._theta = np.zeros(self._offsets[-1][2], dtype=dt)
         self._bind()
-        self.init_params(seed)
+        self.init_params(rng)
 
     def _bind(self) -> None:
         """Make every layer's W and b views into ``self._theta``."""
         for layer, (w0, b0, end) in zip(self.layers, self._offsets, strict=True):
             layer.bind(
-                self._theta[w0:b0].reshape(layer.n_in, layer.n_out), self._theta[b0:end]
+                self._theta[w0:b0].reshape(layer.n_in, layer.n_out), self._theta[b0:end], self
             )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -176,7 +178,7 @@ class Network:
         fused = loss.fused(act_n, Tn, Yn, T, w)
         if fused is None:
             value, dY = loss.value_and_grad(Yn, T, w)
-            delta = act_n.vjp(Tn, Yn, dY)  # seed L1: delta_n = dJ/dy_n . f'_n
+            delta = checked_vjp(act_n, Tn, Yn, dY)  # seed L1: delta_n = dJ/dy_n . f'_n
         else:
             value, delta = fused
         if grad is None:
@@ -189,7 +191,8 @@ class Network:
             if k:
                 _, T_prev, Y_prev = cache[k - 1]
                 G = delta @ self.layers[k].W.T
-                delta = self.layers[k - 1].activation.vjp(T_prev, Y_prev, G)  # seed R-b
+                act = self.layers[k - 1].activation
+                delta = checked_vjp(act, T_prev, Y_prev, G)  # seed R-b
         return value, grad
 
     def loss(self, X: Any, T: Any, loss: str | Loss = "sse", sample_weight: Any = None) -> float:

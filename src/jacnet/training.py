@@ -316,6 +316,8 @@ def _run_solver(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
     reason, or None when the epoch budget ran out."""
     cfg = run.cfg
     solver = {"lm": _train_lm, "lbfgs": _train_lbfgs}.get(cfg.solver, _train_gradient)
+    if solver is not _train_gradient:  # it moves theta: an optimizer's moments go stale
+        run.carry.pop("optimizer", None)
     if cfg.verbose:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
