@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import jacnet as jn
+from jacnet.gradcheck import GradCheck
 
 
 class OffByFactorTanh(jn.Activation):
@@ -85,3 +86,9 @@ def test_gradcheck_rejects_a_bad_step():
         jn.gradcheck(net, X, T, eps=0.0)
     with pytest.raises(ValueError, match="unknown loss"):
         jn.gradcheck(net, X, T, loss="nope")
+
+
+def test_gradcheck_a_nan_error_never_passes():
+    for errors in ([1e-9, np.nan], [np.nan, 1e-9]):
+        result = GradCheck(errors=errors, tol=1e-6)
+        assert not result.passed and np.isnan(result.max_error)

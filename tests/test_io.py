@@ -321,3 +321,29 @@ def test_io_inconsistent_metadata_is_rejected(model_file, case):
 
     _rewrite(model_file, doc_edit, tensor_edit)
     _one_line_error(model_file)
+
+
+def test_io_claimed_huge_layer_is_refused_before_any_allocation(model_file, monkeypatch):
+    """A few bytes of metadata claiming a 10^6-wide layer: the stored tensors are checked
+    against the claim before a layer is built at that size."""
+    def claim(doc):
+        doc["architecture"][0]["n_out"] = 10**6
+        doc["architecture"][1]["n_in"] = 10**6
+
+    _rewrite(model_file, claim)
+    built = []
+    monkeypatch.setattr(jio, "Dense", lambda *a, **k: built.append(a) or jn.Dense(*a, **k))
+    _one_line_error(model_file, r"tensor 'layers.0.W' has shape \(4, 3\), the architecture "
+                                r"needs \(4, 1000000\)")
+    assert built == []
+
+
+def test_io_a_loaded_model_saved_again_keeps_its_extra(tmp_path, data):
+    X, y = data
+    est = _fit(jn.MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0), X, y)
+    jio.save_estimator(est, tmp_path / "a.safetensors", extra={"data": {"targets": ["y"]}})
+    jn.load(tmp_path / "a.safetensors").save(tmp_path / "b.safetensors")
+    assert jio.read_model(tmp_path / "b.safetensors")[1]["extra"] == {"data": {"targets": ["y"]}}
+    refit = _fit(jn.load(tmp_path / "a.safetensors"), X, y)  # a fresh fit: other data
+    refit.save(tmp_path / "c.safetensors")
+    assert jio.read_model(tmp_path / "c.safetensors")[1]["extra"] is None

@@ -496,3 +496,52 @@ def test_early_stopping_keeps_the_lowest_validation_loss_whatever_tol():
     assert rec.n_epochs - rec.best_epoch < 10
     idx = rec.division["validation"]
     assert net.loss(X[idx], T[idx], "mse") == pytest.approx(min(vals), rel=1e-12)
+
+
+class HalvingCosine(jn.schedules.Cosine):
+    """A user subclass that keeps its parent's name: resume must rebuild it, not Cosine."""
+
+    def lr_at(self, epoch):
+        return 0.5 * super().lr_at(epoch)
+
+
+def test_train_resume_rebuilds_a_user_schedule_as_its_own_class(tmp_path):
+    X, T = regression()
+    options = {"solver": "adam", "lr": 0.01, "batch_size": 16, "seed": 3}
+    full = small_net()
+    jn.train(full, X, T, max_epochs=8, schedule=HalvingCosine(0.01, t_max=8), **options)
+    ck = tmp_path / "ck.npz"
+    jn.train(small_net(), X, T, max_epochs=4, checkpoint=str(ck), checkpoint_every=2,
+             schedule=HalvingCosine(0.01, t_max=8), **options)
+    resumed = small_net(seed=99)
+    rec = jn.train(resumed, X, T, max_epochs=8, resume=str(ck),
+                   schedule=HalvingCosine(0.01, t_max=8), **options)
+    np.testing.assert_array_equal(resumed.theta, full.theta)
+    assert rec.n_epochs == 8
+
+
+def test_train_resume_from_the_epoch_that_ended_the_run_is_that_run(tmp_path):
+    X, T = regression()
+    options = {"solver": "lm", "goal": 1e-3, "seed": 0}
+    full = small_net()
+    rec_full = jn.train(full, X, T, max_epochs=200, **options)
+    assert rec_full.stop_reason == "goal"
+    ck = tmp_path / "ck.npz"
+    jn.train(small_net(), X, T, max_epochs=200, checkpoint=str(ck), checkpoint_every=1,
+             **options)
+    resumed = small_net(seed=99)
+    rec = jn.train(resumed, X, T, max_epochs=200, resume=str(ck), **options)
+    assert rec.stop_reason == "goal" and rec.n_epochs == rec_full.n_epochs
+    np.testing.assert_array_equal(resumed.theta, full.theta)
+
+
+def test_train_resume_on_other_data_is_refused_and_leaves_the_network(tmp_path):
+    X, T = regression()
+    ck = tmp_path / "ck.npz"
+    jn.train(small_net(), X, T, solver="lm", max_epochs=2, checkpoint=str(ck),
+             checkpoint_every=1)
+    net = small_net(seed=5)
+    before = net.get_flat()
+    with pytest.raises(ValueError, match="resume: the checkpoint divided 80 rows .* has 50"):
+        jn.train(net, X[:50], T[:50], solver="lm", max_epochs=4, resume=str(ck))
+    np.testing.assert_array_equal(net.theta, before)

@@ -421,6 +421,7 @@ class _BaseMLP(BaseEstimator):
             if self._standardizes_targets():
                 self.y_mean_, self.y_scale_ = _weighted_moments(T, sw)
         self._carry: dict[str, Any] = {}
+        self._file_extra: dict[str, Any] | None = None  # a loaded file's: not this data
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_curve_: list[float] = []

@@ -95,7 +95,9 @@ def save_estimator(est: Estimator, path: PathLike, *,
 
     The optimizer state kept for ``warm_start``/``partial_fit`` is not stored: a loaded
     estimator predicts exactly as the saved one, and further training restarts the
-    optimizer's moments (and LM's mu) from their defaults.
+    optimizer's moments (and LM's mu) from their defaults. Without ``extra``, an estimator
+    loaded from a file keeps that file's ``extra`` (the command line's data encoding) until
+    a fresh fit, so saving it again writes the same model file.
     """
     kind = type(est).__name__
     if kind not in _ESTIMATORS or not isinstance(est, _ESTIMATORS[kind]):
@@ -109,7 +111,8 @@ def save_estimator(est: Estimator, path: PathLike, *,
         if value is not None:
             tensors[f"preprocessing.{name}"] = np.ascontiguousarray(value)
             present.append(name)
-    doc = _network_doc(net, kind, extra)
+    doc = _network_doc(net, kind, extra if extra is not None else
+                       getattr(est, "_file_extra", None))
     doc["preprocessing"] = present
     fitted = {name: _encode(getattr(est, name), name) for name in _FITTED if hasattr(est, name)}
     estimator: dict[str, Any] = {
@@ -298,16 +301,18 @@ def _build_network(doc: dict[str, Any], tensors: dict[str, np.ndarray]) -> Netwo
     arch = doc["architecture"]
     if not isinstance(arch, list) or not arch:
         raise ModelFileError("the architecture must list at least one layer")
-    layers = []
+    layers, values = [], []
     for k, spec in enumerate(arch):
         n_in, n_out = _count(spec["n_in"], f"layer {k} n_in"), _count(spec["n_out"], "n_out")
+        # The stored tensors are checked against the claimed widths first: a layer is
+        # allocated (and drawn) only at the size of weights that really are in the file,
+        # so a few bytes of metadata cannot claim gigabytes.
+        values.append([_tensor(tensors, f"layers.{k}.{part}", shape, np.dtype(dtype))
+                       for part, shape in (("W", (n_in, n_out)), ("b", (n_out,)))])
         layers.append(Dense(n_in, n_out, _activation(spec["activation"])))
     net = Network(layers, seed=0, dtype=dtype)  # checks that consecutive widths agree
-    for k, layer in enumerate(net.layers):
-        for part in ("W", "b"):
-            name = f"layers.{k}.{part}"
-            value = _tensor(tensors, name, getattr(layer, part).shape, net.dtype)
-            setattr(layer, part, value)  # Dense checks finiteness and copies bit for bit
+    for layer, (W, b) in zip(net.layers, values, strict=True):
+        layer.W, layer.b = W, b  # Dense checks finiteness and copies bit for bit
     return net
 
 
@@ -395,6 +400,7 @@ def _build_estimator(cls: type[MLPRegressor] | type[MLPClassifier], doc: dict[st
     if record is not None:
         est.training_record_ = TrainingRecord.from_dict(record)
     est._carry = {}
+    est._file_extra = doc.get("extra")  # written again by save_estimator (until a fresh fit)
     est.coefs_, est.intercepts_ = est._folded_params()
     return est
 

@@ -100,9 +100,13 @@ class Schedule(ABC):
     def from_dict(cls, d: dict[str, Any]) -> Schedule:
         """Rebuild a schedule, state included, from the output of :meth:`to_dict`.
 
-        ``Schedule.from_dict`` accepts any registered schedule; a subclass only its own.
+        ``Schedule.from_dict`` accepts any registered schedule; a subclass only its own
+        (built as that class when the names agree, so it need not be registered).
         """
-        sched = get_schedule(d["name"], **d["config"])
+        if cls is not Schedule and d["name"] == cls.name:
+            sched: Schedule = cls(**d["config"])
+        else:
+            sched = get_schedule(d["name"], **d["config"])
         if not isinstance(sched, cls):
             raise ValueError(f"{cls.__name__}.from_dict got a {type(sched).__name__} dict")
         sched._set_state(d.get("state", {}))

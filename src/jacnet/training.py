@@ -284,6 +284,10 @@ def train(
             )
         rng.bit_generator.state = saved[1]["rng"]
         division = record.division
+        n_div = sum(len(idx) for idx in division.values())
+        if n_div != X.shape[0] or any(len(i) and i.max() >= X.shape[0] for i in division.values()):
+            raise ValueError(f"resume: the checkpoint divided {n_div} rows into its sets, the "
+                             f"data has {X.shape[0]}: resume on the data it was trained on")
     else:
         division = _divide(X.shape[0], cfg, rng)
         record.division = division
@@ -294,6 +298,7 @@ def train(
                                               "validation_data[1]"), None)
     run = _Run(net, cfg, loss, sets, record, callbacks)
     run.carry = {} if carry is None else carry
+    theta_given = net.get_flat()
     if saved is not None:
         arrays, meta = saved
         net.set_flat(arrays["theta"])
@@ -304,7 +309,14 @@ def train(
         if initial is not None and math.isfinite(initial):
             run.best_score, run.best_theta = initial, net.get_flat()
             record.best_val_loss = initial
-    reason = _run_solver(run, rng, saved)
+    try:
+        # a checkpoint of the epoch that ended the run: the run is over, as it was then
+        stopped = None if saved is None else saved[1].get("stopped")
+        reason = stopped or _run_solver(run, rng, saved)
+    except BaseException:
+        if saved is not None and record.n_epochs == len(saved[1]["record"]["epochs"]):
+            net.set_flat(theta_given)  # the resume failed before any epoch: as it was given
+        raise
     record.stop_reason = reason or "max_epochs"
     if run.has_val and cfg.restore_best and run.best_theta is not None:
         net.set_flat(run.best_theta)
@@ -338,11 +350,20 @@ def _run_solver(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
     return reason
 
 
+#: Stop reasons that belong to the optimisation itself: a checkpoint written at the epoch
+#: that ended a run this way resumes as that ended run. A time limit or a callback is the
+#: caller's; resuming after one trains on.
+_FINAL_STOPS = frozenset({"goal", "min_grad", "validation", "no_improvement", "mu_max",
+                          "converged", "line_search", "max_fun", "non_finite"})
+
+
 def _checkpoint(run: _Run, rng: np.random.Generator, arrays: dict[str, Array],
-                meta: dict[str, Any]) -> None:
+                meta: dict[str, Any], reason: str | None = None) -> None:
     cfg = run.cfg
     if cfg.checkpoint is None or run.record.n_epochs % cfg.checkpoint_every:
         return
+    if reason in _FINAL_STOPS:
+        meta = {**meta, "stopped": reason}
     arrays = {"theta": run.net.get_flat(), **arrays}
     if run.best_theta is not None:
         arrays["best_theta"] = run.best_theta
@@ -369,7 +390,10 @@ def _train_gradient(run: _Run, rng: np.random.Generator, saved: Any) -> str | No
     if saved is not None:
         arrays, meta = saved
         state = opt.state_from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")})
-        schedule = Schedule.from_dict(meta["schedule"])
+        # a schedule instance rebuilds as its own class (a user subclass need not be
+        # registered, and may share its parent's name)
+        kind = type(cfg.schedule) if isinstance(cfg.schedule, Schedule) else Schedule
+        schedule = kind.from_dict(meta["schedule"])
         lr_scale = meta["lr_scale"]
     elif "optimizer" in run.carry and _buffer_names(run.carry["optimizer"]) == set(
         opt._buffer_names()
@@ -441,7 +465,7 @@ def _gradient_epochs(run: _Run, rng: np.random.Generator, opt: Any, state: Any,
                 val = run.record.epochs[-1]["val_loss"]
                 schedule.observe(epoch, total if val is None else val)
                 _checkpoint(run, rng, {f"opt.{k}": v for k, v in state.to_arrays().items()},
-                            {"schedule": schedule.to_dict(), "lr_scale": lr_scale})
+                            {"schedule": schedule.to_dict(), "lr_scale": lr_scale}, reason)
                 if reason:
                     return reason, state
                 continue
@@ -489,7 +513,7 @@ def _train_lm(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
                 lm.mu = min(lm.mu, cfg.mu_max)  # a later call (partial_fit) may try again
                 return "mu_max" if math.isfinite(step.loss) else "non_finite"
             reason = run.epoch_end(step.loss, step.grad_norm, mu=step.mu)
-            _checkpoint(run, rng, {}, {"mu": lm.mu})
+            _checkpoint(run, rng, {}, {"mu": lm.mu}, reason)
             if reason:
                 return reason
         return None
@@ -518,7 +542,7 @@ def _train_lbfgs(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
         same = "x" in last and np.array_equal(last["x"], x)
         g = last["g"] if same else obj.value_and_grad()[1]
         reason = run.epoch_end(float(intermediate_result.fun), float(np.linalg.norm(g)))
-        _checkpoint(run, rng, {}, {})
+        _checkpoint(run, rng, {}, {}, reason)
         if reason:
             stop.append(reason)
             raise StopIteration
