@@ -11,7 +11,7 @@ from scipy import optimize
 
 import jacnet as jn
 from jacnet.losses import get_loss
-from jacnet.solvers import LevenbergMarquardt, Objective
+from jacnet.solvers import LevenbergMarquardt, Objective, gauss_newton_system
 
 MU_MIN = 1e-20  # trainlm's floor on mu, as in solvers.py
 
@@ -426,3 +426,32 @@ def test_cholesky_solve_of_the_shifted_system(dtype, order):
     np.testing.assert_array_equal(_cho_solve_shifted(upper, 0.5, rhs), x)
     with pytest.raises(ValueError, match="contiguous"):
         _cho_solve_shifted(np.eye(6, dtype=dtype)[::2, ::2], 0.5, np.ones(3, dtype=dtype))
+
+
+# A confidently wrong output: softmax below eps, a sigmoid rounded to 1, an exp output
+# underflowed. The Gauss-Newton system comes from the logits, so its gradient is exact.
+SATURATED = {
+    "softmax": ("softmax", "cross_entropy", [[60.0, -60.0]],
+                lambda n: np.tile([0.0, 1.0], (n, 1))),
+    "sigmoid": ("sigmoid", "binary_cross_entropy", [[100.0]], lambda n: np.zeros((n, 1))),
+    "exp": ("exp", "poisson", [[-800.0]], lambda n: np.full((n, 1), 5.0)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SATURATED))
+def test_lm_system_gradient_is_exact_for_saturated_outputs(case):
+    act, loss, W, targets = SATURATED[case]
+    X = np.linspace(0.5, 1.5, 20)[:, None]
+    T = targets(20)
+    net = jn.Network([jn.Dense(1, len(W[0]), act)], seed=0)
+    net.layers[0].W = np.array(W)
+    value, grad = net.loss_and_flat_grad(X, T, loss)  # the fused, exact gradient
+    for dual in (False, True):
+        Y = net.forward(X)
+        JtHJ, Jtg, A, scale, r = gauss_newton_system(net, X, T, get_loss(loss), None, Y,
+                                                     dual=dual)
+        assert np.isfinite(Jtg).all() and (JtHJ is None or np.isfinite(JtHJ).all())
+        np.testing.assert_allclose(scale * Jtg, grad, rtol=1e-10, atol=1e-300)
+    rec = jn.train(net, X, T, solver="lm", loss=loss, max_epochs=30)
+    assert rec.stop_reason != "min_grad" or rec.epochs[-1]["loss"] < 1e-3 * value
+    assert rec.epochs[-1]["loss"] < 0.5 * value  # LM trains instead of stopping at once

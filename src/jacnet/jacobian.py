@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -231,6 +231,7 @@ def gauss_newton(
     cache: Cache | None = None,
     workspace: Workspace | None = None,
     mirror: bool = True,
+    rows: Callable[[Array, slice], None] | None = None,
 ) -> tuple[Array, Array]:
     """Streaming ``J^T W J`` (P, P) and ``J^T W r`` (P,) over chunks of samples.
 
@@ -244,7 +245,9 @@ def gauss_newton(
     calls. ``mirror=False`` skips the mirror: ``J^T W J`` (Fortran order) then holds its
     upper triangle only, the strictly lower one zero, for a caller that reads one triangle
     (Levenberg-Marquardt's Cholesky solve; the mirror takes 8-14 us at P = 61, 2% of an
-    LM iteration).
+    LM iteration). ``rows(Jc, samples)`` (instead of ``weights``) turns each chunk of J,
+    after ``J^T r`` has read it, into the rows whose ``J^T J`` is wanted, in place (a
+    generalised Gauss-Newton model's ``A_s J_s``; see ``losses.LogitModel``).
     """
     N = X.shape[0]
     q = layers[-1].n_out
@@ -267,7 +270,10 @@ def gauss_newton(
         A = Jc.reshape(n * q, P)
         r = R[start : start + n].reshape(n * q)
         # A.T is (P, n q) and Fortran-contiguous: gemv and syrk take it with no copy.
-        if weights is not None:
+        if rows is not None:
+            Jtr = gemv(1.0, A.T, r, beta=1.0, y=Jtr, overwrite_y=1)
+            rows(Jc, slice(start, start + n))
+        elif weights is not None:
             if not weight_residuals:
                 Jtr = gemv(1.0, A.T, r, beta=1.0, y=Jtr, overwrite_y=1)
             wc = np.sqrt(weights[start : start + n])

@@ -12,6 +12,8 @@ closed form and a numerically stable value. Tests prove it equals the general pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -84,6 +86,19 @@ class Loss:
         """
         raise NotImplementedError(f"loss {self.name!r} has no Gauss-Newton model")
 
+    def logit_model(
+        self, act: Activation, Y: Array, T: Array, w: Array | None = None
+    ) -> LogitModel | None:
+        """The Gauss-Newton model at the output layer's pre-activation ``z`` (the logits)
+        when this loss and ``act`` are a fused pair, else None.
+
+        It is the model of :meth:`gauss_newton_terms` with the output Jacobian
+        ``J_y = f'(z) J_z`` written out, so nothing is divided by ``y``: clipped at eps,
+        that division lost the gradient of a confidently wrong sample (a softmax output
+        below 2.2e-16, a sigmoid output rounded to 1), and LM stopped on ``min_grad``.
+        """
+        return None
+
     def _total_weight(self, w: Array | None, N: int) -> float:
         return float(N) if w is None else float(w.sum())
 
@@ -93,6 +108,47 @@ class Loss:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+@dataclass
+class LogitModel:
+    """The generalised Gauss-Newton model of a fused output pair at the logits ``z``.
+
+    With ``J_z`` the Jacobian of the logits: ``dJ/dtheta = scale * J_z^T g``, and the
+    model's curvature is ``scale * sum_s (A_s J_z,s)^T (A_s J_z,s)``, where
+    ``weigh(Jc, rows)`` turns a chunk ``Jc`` (n, q, P) of ``J_z`` (the samples ``rows``)
+    into the rows ``A_s J_z,s`` in place. ``dual_r`` solves ``(A J_z)^T r = J_z^T g``
+    sample by sample (the dual form's residual), or is None where some ``A_s`` loses part
+    of ``g`` (a zero curvature with a non-zero gradient).
+    """
+
+    g: Array
+    scale: float
+    weigh: Callable[[Array, slice], None]
+    dual_r: Array | None
+
+
+def _sample_weights(Y: Array, w: Array | None) -> Array:
+    """Each sample's weight as an (N, 1) column of Y's dtype (ones without weights)."""
+    return np.ones((Y.shape[0], 1), Y.dtype) if w is None else w[:, None].astype(Y.dtype)
+
+
+def _dual_residual(g: Array, root: Array) -> Array | None:
+    """``g / root`` where ``root > 0`` (0 elsewhere), or None if ``g`` is not 0 there."""
+    zero = root <= 0
+    if (g[zero] != 0).any():
+        return None
+    return np.divide(g, root, out=np.zeros_like(g), where=~zero)
+
+
+def _diagonal_model(H: Array, g: Array, scale: float) -> LogitModel:
+    """A logit model whose curvature is diagonal, ``H`` (N, q) >= 0."""
+    root = np.sqrt(H)
+
+    def weigh(J: Array, rows: slice) -> None:
+        J *= root[rows][:, :, None]
+
+    return LogitModel(g, scale, weigh, _dual_residual(g, root))
 
 
 class SSE(Loss):
@@ -176,8 +232,29 @@ class CrossEntropy(Loss):
         # Generalised Gauss-Newton split at the softmax's logits z: with J_y = S J_z,
         # S = diag(y) - y^T y, the GGN J_z^T S J_z equals J_y^T diag(1/y) J_y (sum y = 1).
         Yc = np.clip(Y, np.finfo(Y.dtype).eps, None)
-        ws = np.ones((Y.shape[0], 1), Y.dtype) if w is None else w[:, None].astype(Y.dtype)
+        ws = _sample_weights(Y, w)
         return ws / Yc, -ws * T / Yc, 1.0 / self._total_weight(w, Y.shape[0])
+
+    def logit_model(
+        self, act: Activation, Y: Array, T: Array, w: Array | None = None
+    ) -> LogitModel | None:
+        if type(act) is not Softmax:
+            return None
+        # Per sample the Hessian in z is (sum t) (diag(y) - y^T y) = A^T A with
+        # A = sqrt(sum t) diag(sqrt y) (I - 1 y): row i of A J_z is
+        # sqrt(y_i sum t) (J_z,i - sum_j y_j J_z,j). The gradient is (y sum t - t).
+        st = T.sum(axis=1, keepdims=True)
+        ws = _sample_weights(Y, w)
+        g = ws * (Y * st - T)
+        root = np.sqrt(np.maximum(ws * st, 0) * Y)
+
+        def weigh(J: Array, rows: slice) -> None:
+            J -= np.einsum("sq,sqp->sp", Y[rows], J)[:, None, :]
+            J *= root[rows][:, :, None]
+
+        # (A J_z)^T (g / root) = J_z^T (I - y^T 1) g = J_z^T g, as sum_i g_i = 0
+        return LogitModel(g, 1.0 / self._total_weight(w, Y.shape[0]), weigh,
+                          _dual_residual(g, root))
 
 
 class BinaryCrossEntropy(Loss):
@@ -213,9 +290,20 @@ class BinaryCrossEntropy(Loss):
         # GGN split at the sigmoid's logit: J_z^T y(1-y) J_z = J_y^T [1 / (y(1-y))] J_y.
         eps = np.finfo(Y.dtype).eps
         Yc = np.clip(Y, eps, 1 - eps)
-        ws = np.ones((Y.shape[0], 1), Y.dtype) if w is None else w[:, None].astype(Y.dtype)
+        ws = _sample_weights(Y, w)
         H = ws / (Yc * (1 - Yc))
         return H, H * (Yc - T), 1.0 / self._total_weight(w, Y.shape[0])
+
+    def logit_model(
+        self, act: Activation, Y: Array, T: Array, w: Array | None = None
+    ) -> LogitModel | None:
+        if type(act) is not Sigmoid:
+            return None
+        # In z: gradient (y - t), curvature y (1 - y): 0 for an output rounded to 1, whose
+        # gradient still counts in full
+        ws = _sample_weights(Y, w)
+        return _diagonal_model(ws * Y * (1 - Y), ws * (Y - T),
+                               1.0 / self._total_weight(w, Y.shape[0]))
 
 
 class Huber(Loss):
@@ -241,7 +329,7 @@ class Huber(Loss):
         self, Y: Array, T: Array, w: Array | None = None
     ) -> tuple[Array, Array, float]:
         R = Y - T
-        ws = np.ones((Y.shape[0], 1), Y.dtype) if w is None else w[:, None].astype(Y.dtype)
+        ws = _sample_weights(Y, w)
         H = ws * (np.abs(R) <= self.delta)
         return H.astype(Y.dtype), ws * np.clip(R, -self.delta, self.delta), (
             1.0 / self._total_weight(w, Y.shape[0])
@@ -279,8 +367,16 @@ class Poisson(Loss):
     ) -> tuple[Array, Array, float]:
         # GGN split at the log link z: J_z^T diag(y) J_z = J_y^T diag(1/y) J_y.
         Yc = np.clip(Y, np.finfo(Y.dtype).tiny, None)
-        ws = np.ones((Y.shape[0], 1), Y.dtype) if w is None else w[:, None].astype(Y.dtype)
+        ws = _sample_weights(Y, w)
         return ws / Yc, ws * (1 - T / Yc), 1.0 / self._total_weight(w, Y.shape[0])
+
+    def logit_model(
+        self, act: Activation, Y: Array, T: Array, w: Array | None = None
+    ) -> LogitModel | None:
+        if type(act) is not Exp:
+            return None
+        ws = _sample_weights(Y, w)  # in z = log y: gradient (y - t), curvature y
+        return _diagonal_model(ws * Y, ws * (Y - T), 1.0 / self._total_weight(w, Y.shape[0]))
 
 
 class Scaled(Loss):
@@ -317,6 +413,14 @@ class Scaled(Loss):
     ) -> tuple[Array, Array, float]:
         H, g, scale = self.base.gauss_newton_terms(Y, T, w)
         return H, g, self.factor * scale
+
+    def logit_model(
+        self, act: Activation, Y: Array, T: Array, w: Array | None = None
+    ) -> LogitModel | None:
+        model = self.base.logit_model(act, Y, T, w)
+        if model is not None:
+            model.scale *= self.factor
+        return model
 
     def get_config(self) -> dict[str, Any]:
         return {"base": self.base.name, "factor": self.factor}

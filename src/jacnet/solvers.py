@@ -15,6 +15,7 @@ form ``(A A^T + mu I) a = -r``, ``d = A^T a`` with ``A = H^(1/2) J``, ``r = H^(-
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +24,9 @@ import numpy as np
 from scipy import linalg
 
 from . import jacobian as _jac
+from .activations import Identity
 from .layers import blas_matmul
-from .losses import Loss
+from .losses import LogitModel, Loss
 from .network import Network
 
 Array = np.ndarray
@@ -136,6 +138,9 @@ def gauss_newton_system(
     ``mirror=False``: ``J^T H J`` holds its upper triangle only, the strictly lower one
     zero (enough for the Cholesky solve; see :func:`jacobian.gauss_newton`).
     """
+    model = loss.logit_model(net.layers[-1].activation, Y, T, w)
+    if model is not None:
+        return _logit_system(net, X, model, chunk, dual, cache, workspace, mirror)
     H, g, scale = loss.gauss_newton_terms(Y, T, w)
     P = net.n_params
     nq = Y.size
@@ -150,6 +155,30 @@ def gauss_newton_system(
         workspace=workspace, mirror=mirror,
     )
     return JtHJ, Jtg, np.empty(0), scale, np.empty(0)
+
+
+def _logit_system(
+    net: Network, X: Array, model: LogitModel, chunk: int | None, dual: bool, cache: Any,
+    workspace: _jac.Workspace | None, mirror: bool,
+) -> tuple[Array | None, Array, Array, float, Array]:
+    """:func:`gauss_newton_system` for a fused output pair, from the Jacobian of the logits:
+    the network with its output activation taken as the identity (the same W and b)."""
+    last = copy.copy(net.layers[-1])  # shares W and b, the views into theta
+    last.activation = Identity()
+    layers = [*net.layers[:-1], last]
+    if cache is not None:  # the logits' forward cache: the last output is the logits
+        X_in, Z, _ = cache[-1]
+        cache = [*cache[:-1], (X_in, Z, Z)]
+    P, nq = net.n_params, model.g.size
+    if dual and nq < P and model.dual_r is not None:
+        J = _jac.param_jacobian(layers, X, chunk, cache)
+        model.weigh(J, slice(None))
+        A, r = J.reshape(nq, P), model.dual_r.reshape(nq)
+        return None, A.T @ r, A, model.scale, r
+    JtHJ, Jtg = _jac.gauss_newton(layers, X, model.g, None, chunk, weight_residuals=False,
+                                  cache=cache, workspace=workspace, mirror=mirror,
+                                  rows=model.weigh)
+    return JtHJ, Jtg, np.empty(0), model.scale, np.empty(0)
 
 
 @dataclass
