@@ -1077,3 +1077,28 @@ def test_activation_parameters_must_be_finite_reals():
                      ("leaky_relu", {"negative_slope": np.inf}), ("elu", {"alpha": "1"})]:
         with pytest.raises(ValueError, match=f"{next(iter(kw))} must be a"):
             jn.get_activation(name, **kw)
+
+
+def test_copy_copy_gives_an_independent_network_and_layer():
+    import copy
+    import gc
+
+    net = jn.Network([jn.Dense(2, 3, "tanh"), jn.Dense(3, 1)], seed=0)
+    X = np.ones((1, 2))
+    before = net.forward(X)
+    c = copy.copy(net)
+    c.set_flat(np.zeros(c.n_params))
+    del c
+    gc.collect()
+    assert net.layers[0].bound  # still this network's
+    with pytest.raises(ValueError, match="already belongs"):
+        jn.Network(net.layers, seed=1)
+    layer = copy.copy(net.layers[0])
+    layer.W = np.full((2, 3), 7.0)
+    assert not layer.bound and not np.shares_memory(layer.W, net.theta)
+    np.testing.assert_array_equal(net.forward(X), before)
+
+
+def test_activation_parameter_beyond_float_range_is_a_value_error():
+    with pytest.raises(ValueError, match="negative_slope must be a finite float"):
+        jn.get_activation("leaky_relu", negative_slope=10**400)

@@ -545,3 +545,37 @@ def test_train_resume_on_other_data_is_refused_and_leaves_the_network(tmp_path):
     with pytest.raises(ValueError, match="resume: the checkpoint divided 80 rows .* has 50"):
         jn.train(net, X[:50], T[:50], solver="lm", max_epochs=4, resume=str(ck))
     np.testing.assert_array_equal(net.theta, before)
+
+
+def test_train_resume_with_a_lower_goal_trains_on_as_an_uninterrupted_run(tmp_path):
+    X, T = regression()
+    ck = tmp_path / "ck.npz"
+    first = jn.train(small_net(), X, T, solver="lm", goal=1e-2, max_epochs=200, seed=0,
+                     checkpoint=str(ck), checkpoint_every=1)
+    assert first.stop_reason == "goal"
+    full = small_net()
+    rec_full = jn.train(full, X, T, solver="lm", goal=1e-4, max_epochs=200, seed=0)
+    resumed = small_net(seed=99)
+    rec = jn.train(resumed, X, T, solver="lm", goal=1e-4, max_epochs=200, seed=0,
+                   resume=str(ck))
+    assert rec.stop_reason == rec_full.stop_reason == "goal"
+    assert rec.n_epochs == rec_full.n_epochs > first.n_epochs
+    np.testing.assert_array_equal(resumed.theta, full.theta)
+
+
+def test_train_failed_resume_leaves_the_network_as_given(tmp_path):
+    from jacnet.checkpoint import load_checkpoint, save_checkpoint
+
+    X, T = regression()
+    ck = tmp_path / "ck.npz"
+    jn.train(small_net(), X, T, solver="lm", max_epochs=2, checkpoint=str(ck),
+             checkpoint_every=1)
+    arrays, meta = load_checkpoint(ck)
+    del meta["fails"]
+    meta.pop("format", None)
+    save_checkpoint(tmp_path / "bad.npz", arrays, meta)
+    net = small_net(seed=5)
+    before = net.get_flat()
+    with pytest.raises(KeyError):
+        jn.train(net, X, T, solver="lm", max_epochs=4, resume=str(tmp_path / "bad.npz"))
+    np.testing.assert_array_equal(net.theta, before)

@@ -65,10 +65,13 @@ def _rows(A: Array, G: Array) -> Array:
 
 def _parameter(value: Any, name: str, expected: str, ok: Any = lambda v: True) -> float:
     """A constructor's scalar: a finite real (not a bool) with ``ok``, as a Python float."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) \
-            or not ok(float(value)):
+    try:
+        x = float(value) if isinstance(value, Real) and not isinstance(value, bool) else None
+    except OverflowError:  # an int beyond float's range
+        x = None
+    if x is None or not math.isfinite(x) or not ok(x):
         raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return float(value)
+    return x
 
 
 def _rowsum(A: Array) -> Array:

@@ -242,7 +242,7 @@ def read_model(path: PathLike) -> tuple[Network | Estimator, dict[str, Any]]:
         return _build_estimator(_ESTIMATORS[kind], doc, tensors, net), doc
     except ModelFileError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
         what = f"missing entry {exc}" if isinstance(exc, KeyError) else _one_line(exc)
         raise ModelFileError(f"{path}: invalid jacnet model metadata ({what})") from None
 

@@ -101,6 +101,22 @@ class Dense:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_owner": None}  # a weak reference neither pickles nor copies
 
+    def __copy__(self) -> Dense:
+        """A free layer with copies of W and b (a shallow copy would share a network's
+        parameters while claiming to own them)."""
+        out = self.sharing(self.activation)
+        out._W, out._b = self._W.copy(), self._b.copy()
+        return out
+
+    def sharing(self, activation: str | Activation) -> Dense:
+        """A layer computing with this layer's own W and b (the same arrays, so it sees
+        every update) under another activation; not bound, for passes that only read
+        (e.g. the Jacobian of the logits)."""
+        out = Dense.__new__(Dense)
+        out.__dict__.update(self.__getstate__())
+        out.activation = get_activation(activation)
+        return out
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._owner = None  # also for layers pickled before the owner was recorded

@@ -83,6 +83,11 @@ class Network:
                 self._theta[w0:b0].reshape(layer.n_in, layer.n_out), self._theta[b0:end], self
             )
 
+    def __copy__(self) -> Network:
+        # A shallow copy would share the layers and rebind them to its own theta, taking
+        # them from this network: copy.copy gives an independent network instead.
+        return self.copy()
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Pickle and deepcopy restore theta and the layers' arrays as separate copies;
         # rebind W and b as views so that theta stays the one home of the parameters.

@@ -15,7 +15,6 @@ form ``(A A^T + mu I) a = -r``, ``d = A^T a`` with ``A = H^(1/2) J``, ``r = H^(-
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -163,9 +162,7 @@ def _logit_system(
 ) -> tuple[Array | None, Array, Array, float, Array]:
     """:func:`gauss_newton_system` for a fused output pair, from the Jacobian of the logits:
     the network with its output activation taken as the identity (the same W and b)."""
-    last = copy.copy(net.layers[-1])  # shares W and b, the views into theta
-    last.activation = Identity()
-    layers = [*net.layers[:-1], last]
+    layers = [*net.layers[:-1], net.layers[-1].sharing(Identity())]
     if cache is not None:  # the logits' forward cache: the last output is the logits
         X_in, Z, _ = cache[-1]
         cache = [*cache[:-1], (X_in, Z, Z)]

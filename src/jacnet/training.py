@@ -203,16 +203,25 @@ class _Run:
         self._show(entry)
         if any([bool(cb(entry, self.net)) for cb in self.callbacks]):
             return "callback"
-        if cfg.goal and loss <= cfg.goal:
+        reason = self.settled(entry)
+        if reason is None and cfg.time_limit is not None and entry["seconds"] >= cfg.time_limit:
+            return "time_limit"
+        return reason
+
+    def settled(self, entry: dict[str, Any]) -> str | None:
+        """The stop reason that epoch ``entry`` (the last recorded) gives under this
+        run's settings, from the optimisation's own state: also asked on resume, where a
+        checkpoint of the epoch that ended a run resumes as that run, while changed
+        settings (a lower goal, more patience) train on."""
+        cfg = self.cfg
+        if cfg.goal and entry["loss"] <= cfg.goal:
             return "goal"
-        if grad_norm < cfg.min_grad:
+        if entry["grad_norm"] < cfg.min_grad:
             return "min_grad"
         if self.has_val and cfg.early_stopping and self.fails >= cfg.max_fail:
             return "validation"
         if not self.has_val and cfg.n_iter_no_change and self.fails >= cfg.n_iter_no_change:
             return "no_improvement"
-        if cfg.time_limit is not None and entry["seconds"] >= cfg.time_limit:
-            return "time_limit"
         return None
 
     def _show(self, entry: dict[str, Any]) -> None:
@@ -299,20 +308,23 @@ def train(
     run = _Run(net, cfg, loss, sets, record, callbacks)
     run.carry = {} if carry is None else carry
     theta_given = net.get_flat()
-    if saved is not None:
-        arrays, meta = saved
-        net.set_flat(arrays["theta"])
-        run.best_theta = arrays.get("best_theta")
-        run.best_score, run.fails = meta["best_score"], meta["fails"]
-    elif run.has_val:  # the initial weights are the first candidate (trainlm's epoch 0)
-        initial = run.set_loss("validation")
-        if initial is not None and math.isfinite(initial):
-            run.best_score, run.best_theta = initial, net.get_flat()
-            record.best_val_loss = initial
     try:
-        # a checkpoint of the epoch that ended the run: the run is over, as it was then
-        stopped = None if saved is None else saved[1].get("stopped")
-        reason = stopped or _run_solver(run, rng, saved)
+        reason = None
+        if saved is not None:
+            arrays, meta = saved
+            net.set_flat(arrays["theta"])
+            run.best_theta = arrays.get("best_theta")
+            run.best_score, run.fails = meta["best_score"], meta["fails"]
+            # a checkpoint of the epoch that ended the run, under the same settings: over
+            reason = run.settled(record.epochs[-1]) if record.epochs else None
+            if reason is not None:
+                _carry_from_checkpoint(run.carry, arrays, meta)
+        elif run.has_val:  # the initial weights are the first candidate (trainlm's epoch 0)
+            initial = run.set_loss("validation")
+            if initial is not None and math.isfinite(initial):
+                run.best_score, run.best_theta = initial, net.get_flat()
+                record.best_val_loss = initial
+        reason = reason or _run_solver(run, rng, saved)
     except BaseException:
         if saved is not None and record.n_epochs == len(saved[1]["record"]["epochs"]):
             net.set_flat(theta_given)  # the resume failed before any epoch: as it was given
@@ -350,20 +362,22 @@ def _run_solver(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
     return reason
 
 
-#: Stop reasons that belong to the optimisation itself: a checkpoint written at the epoch
-#: that ended a run this way resumes as that ended run. A time limit or a callback is the
-#: caller's; resuming after one trains on.
-_FINAL_STOPS = frozenset({"goal", "min_grad", "validation", "no_improvement", "mu_max",
-                          "converged", "line_search", "max_fun", "non_finite"})
+def _carry_from_checkpoint(carry: dict[str, Any], arrays: dict[str, Array],
+                          meta: dict[str, Any]) -> None:
+    """What a solver would have carried out of the run the checkpoint ended (for a warm
+    start that follows): the optimizer's state, or LM's mu."""
+    state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}
+    if state:
+        carry["optimizer"] = state
+    if "mu" in meta:
+        carry["mu"] = meta["mu"]
 
 
 def _checkpoint(run: _Run, rng: np.random.Generator, arrays: dict[str, Array],
-                meta: dict[str, Any], reason: str | None = None) -> None:
+                meta: dict[str, Any]) -> None:
     cfg = run.cfg
     if cfg.checkpoint is None or run.record.n_epochs % cfg.checkpoint_every:
         return
-    if reason in _FINAL_STOPS:
-        meta = {**meta, "stopped": reason}
     arrays = {"theta": run.net.get_flat(), **arrays}
     if run.best_theta is not None:
         arrays["best_theta"] = run.best_theta
@@ -465,7 +479,7 @@ def _gradient_epochs(run: _Run, rng: np.random.Generator, opt: Any, state: Any,
                 val = run.record.epochs[-1]["val_loss"]
                 schedule.observe(epoch, total if val is None else val)
                 _checkpoint(run, rng, {f"opt.{k}": v for k, v in state.to_arrays().items()},
-                            {"schedule": schedule.to_dict(), "lr_scale": lr_scale}, reason)
+                            {"schedule": schedule.to_dict(), "lr_scale": lr_scale})
                 if reason:
                     return reason, state
                 continue
@@ -513,7 +527,7 @@ def _train_lm(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
                 lm.mu = min(lm.mu, cfg.mu_max)  # a later call (partial_fit) may try again
                 return "mu_max" if math.isfinite(step.loss) else "non_finite"
             reason = run.epoch_end(step.loss, step.grad_norm, mu=step.mu)
-            _checkpoint(run, rng, {}, {"mu": lm.mu}, reason)
+            _checkpoint(run, rng, {}, {"mu": lm.mu})
             if reason:
                 return reason
         return None
@@ -542,7 +556,7 @@ def _train_lbfgs(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
         same = "x" in last and np.array_equal(last["x"], x)
         g = last["g"] if same else obj.value_and_grad()[1]
         reason = run.epoch_end(float(intermediate_result.fun), float(np.linalg.norm(g)))
-        _checkpoint(run, rng, {}, {}, reason)
+        _checkpoint(run, rng, {}, {})
         if reason:
             stop.append(reason)
             raise StopIteration
