@@ -579,3 +579,14 @@ def test_train_failed_resume_leaves_the_network_as_given(tmp_path):
     with pytest.raises(KeyError):
         jn.train(net, X, T, solver="lm", max_epochs=4, resume=str(tmp_path / "bad.npz"))
     np.testing.assert_array_equal(net.theta, before)
+
+
+@pytest.mark.parametrize("solver", ["lm", "lbfgs"])
+def test_goal_met_by_the_initial_weights_stops_before_any_step(solver):
+    X, T = regression()
+    net = small_net()
+    before = net.get_flat()
+    initial = net.loss(X, T, "mse")
+    rec = jn.train(net, X, T, solver=solver, loss="mse", goal=10 * initial, max_epochs=50)
+    assert rec.stop_reason == "goal" and rec.n_epochs == 0  # trainlm's check at epoch 0
+    np.testing.assert_array_equal(net.theta, before)

@@ -518,6 +518,8 @@ def _train_lm(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
     elif "mu" in run.carry:
         lm.mu = run.carry["mu"]
     try:
+        if _goal_met_at_start(run, obj):
+            return "goal"
         for _ in range(run.record.n_epochs, cfg.max_epochs):
             step = lm.step(cfg.min_grad)
             if not step.accepted and step.trials == 0 and step.grad_norm < cfg.min_grad:
@@ -535,10 +537,17 @@ def _train_lm(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
         run.carry["mu"] = lm.mu
 
 
+def _goal_met_at_start(run: _Run, obj: Objective) -> bool:
+    """trainlm's check at epoch 0: the weights given already meet ``goal`` (no step)."""
+    return bool(run.cfg.goal) and run.record.n_epochs == 0 and obj.value()[0] <= run.cfg.goal
+
+
 def _train_lbfgs(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
     """Full-batch L-BFGS through scipy's L-BFGS-B on the flat theta, exact gradients."""
     net, cfg = run.net, run.cfg
     obj = run.objective()
+    if _goal_met_at_start(run, obj):
+        return "goal"
     last: dict[str, Any] = {}
     stop: list[str] = []
 
