@@ -35,7 +35,8 @@ TITLE = "Training performance (mini-batch epochs)"
 DESCRIPTION = """\
 One epoch of mini-batch training with Adam (lr 1e-3), `jacnet.train(..., max_epochs=1)`
 (gathering its shuffled batches, checks and record included) against PyTorch eager (the same initial
-weights copied in, the same data as a pre-shuffled tensor sliced per batch; `zero_grad`,
+weights copied in, the same data; each epoch a `torch.randperm` and each batch gathered by
+indexing with its slice, as jacnet and scikit-learn shuffle and gather; `zero_grad`,
 forward, loss, `backward`, `Adam.step`) and scikit-learn's `MLPClassifier` (`fit` with
 `max_iter=1`, `alpha=0`, the same batch size). The roofline row divides the time of the
 epoch's GEMMs alone (numpy's BLAS at the epoch's exact shapes: forward, weight gradients,
@@ -110,12 +111,17 @@ def _torch_flat_grad(model: Any) -> Array:
 
 def _torch_epoch(torch: ModuleType, model: Any, opt: Any, lossf: Any, Xt: Any, yt: Any,
                  bs: int) -> Callable[[], None]:
+    """An eager PyTorch epoch: shuffled each time, each batch gathered by its indices (the
+    work jacnet's and scikit-learn's epochs do too)."""
     n = Xt.shape[0]
+    gen = torch.Generator().manual_seed(1)
 
     def run() -> None:
+        order = torch.randperm(n, generator=gen)
         for start in range(0, n, bs):
+            rows = order[start : start + bs]
             opt.zero_grad()
-            loss = lossf(model(Xt[start : start + bs]), yt[start : start + bs])
+            loss = lossf(model(Xt[rows]), yt[rows])
             loss.backward()
             opt.step()
 
@@ -261,10 +267,9 @@ def mnist_case(ctx: Context, bs: int, dtype: Any, main: bool) -> list[Row]:
                                  float(out.item()), _torch_flat_grad(model))
         notes["torch"] = f"first-batch loss and gradient agree to {err:.1e}"
         model.zero_grad()
-        perm = np.random.default_rng(1).permutation(n)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        fns["torch"] = _torch_epoch(torch, model, opt, lossf, torch.from_numpy(X[perm]),
-                                    torch.from_numpy(labels[perm]), bs)
+        fns["torch"] = _torch_epoch(torch, model, opt, lossf, torch.from_numpy(X),
+                                    torch.from_numpy(labels), bs)
     sk = _sklearn_classifier(widths, bs, n)
     if sk is not None and main:
         err, sk_dtype = _check_sklearn(sk, net, X[:bs], T[:bs], (X[:2000], labels[:2000]))
@@ -366,11 +371,10 @@ def small_case(ctx: Context) -> list[Row]:
     err = _check_first_batch(ctx, case, net, "mse", X[:bs], T[:bs], float(out.item()),
                              _torch_flat_grad(model))
     model.zero_grad()
-    perm = np.random.default_rng(1).permutation(n)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     fns = {"jacnet": _jacnet_epoch(net, X, T, "mse", bs),
-           "torch": _torch_epoch(torch, model, opt, lossf, torch.from_numpy(X[perm]),
-                                 torch.from_numpy(T[perm]), bs)}
+           "torch": _torch_epoch(torch, model, opt, lossf, torch.from_numpy(X),
+                                 torch.from_numpy(T), bs)}
     t = ctx.measure(fns)
     rate = {k: steps / v.median for k, v in t.items()}
     note = (f"first-batch loss and gradient agree to {err:.1e}; steps/s: jacnet "

@@ -133,11 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     if out is None and not args.smoke and not args.only:
         out = DEFAULT_OUT
     ok, missed = True, False
+    # Every suite's libraries are loaded before the threads are pinned: threadpoolctl
+    # limits the pools it finds loaded (scikit-learn's own OpenMP came in later and kept
+    # all cores).
+    modules = {name: importlib.import_module(SUITES[name]) for name in args.suite or SUITES}
     with h.pinned_threads(args.threads, torch):
         info = h.machine_info(torch, probe=not args.smoke)
         h.console(f"machine: {info['cpu']}; BLAS: {info['blas']}; threads {args.threads}")
-        for name in args.suite or list(SUITES):
-            module = importlib.import_module(SUITES[name])
+        for name, module in modules.items():
             ctx = h.Context(
                 suite=name,
                 repeats=args.repeats,

@@ -236,6 +236,9 @@ def bad_files(work):
              "data.csv": "a,b,y\n1,2,0\n2,3,1\n3,1,0\n4,4,1\n", "model.csv": "a,b\n1,2\n",
              "notes.xlsx": "x", "unseen.csv": "x1,x2,color\n0.1,0.2,purple\n",
              "semicolon.csv": "a;b;y\n1,5;2;0\n2,5;3;1\n",
+             "dates.csv": "when,b,y\n" + "".join(f"2021-01-{d:02d},{d},{d % 2}\n"
+                                                 for d in range(1, 21)),
+             "dup.csv": "a,a,y\n1,2,0\n2,3,1\n3,1,0\n",
              "classes2.csv": "a,k,k2\n" + "".join(f"{i},{i % 3},{i % 4}\n" for i in range(12))}
     for name, text in files.items():
         (work / name).write_text(text)
@@ -279,6 +282,8 @@ ERRORS = {
     "infinite alpha": (["train", "data.csv", "--alpha", "inf"], "--alpha must be a finite"),
     "negative seed": (["train", "data.csv", "--seed", "-1"], "'--seed'"),
     "semicolons": (["train", "semicolon.csv"], "a semicolon-separated file?"),
+    "dates in a CSV": (["train", "dates.csv"], "feature column 'when' holds dates or times"),
+    "repeated header": (["train", "dup.csv"], "duplicate column names: 'a'"),
     "several class targets": (["train", "classes2.csv", "-t", "k", "-t", "k2"],
                               "several class targets must all be 0/1"),
     "several class targets, --task": (["train", "classes2.csv", "-t", "k", "-t", "k2",
@@ -394,3 +399,27 @@ def test_cli_reused_out_folder_keeps_no_plot_of_an_earlier_run(work, csv_file):
     run("train", csv_file, "-t", "size", "--drop", "label", "--hidden", "4", "--epochs", "2",
         "--out", out, "-q", "--no-plots")
     assert not any(p.suffix == ".png" for p in out.iterdir())
+
+
+def test_cli_codes_that_look_like_numbers_stay_text_at_prediction(work):
+    """A file of new rows whose codes all look like numbers ("010", "007") is read with the
+    model's text columns as text: "010" is not the category "10", and labels keep zeros."""
+    rng = np.random.default_rng(0)
+    zone = rng.choice(["010", "10", "x"], 90)
+    label = np.where(zone == "010", "007", np.where(zone == "10", "008", "x"))
+    df = pd.DataFrame({"u": rng.normal(size=90), "zone": zone, "label": label})
+    df.to_csv(work / "zones.csv", index=False)
+    out = work / "zones"
+    run("train", work / "zones.csv", "-t", "label", "--hidden", "4", "--solver", "lm",
+        "--epochs", "30", "--out", out, "-q")
+    full = pd.read_csv(io.StringIO(run("predict", out / "model.safetensors",
+                                       work / "zones.csv").stdout), dtype=str)
+    rows = df.zone == "010"
+    df[rows].to_csv(work / "zones010.csv", index=False)
+    part = pd.read_csv(io.StringIO(run("predict", out / "model.safetensors",
+                                       work / "zones010.csv").stdout), dtype=str)
+    assert part["label"].tolist() == full["label"][rows.to_numpy()].tolist()
+    assert set(part["label"]) == {"007"}
+    metrics = json.loads(run("evaluate", out / "model.safetensors", work / "zones010.csv",
+                             "--json").stdout)
+    assert metrics["accuracy"] == 1.0

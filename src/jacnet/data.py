@@ -9,6 +9,7 @@ in the model file, so ``jacnet predict`` encodes new data identically. Every pro
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,13 @@ class DataError(ValueError):
 
 
 # ------------------------------------------------------------------------- reading
-def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a CSV/TSV/Parquet/``.npz`` file into a DataFrame with string column names."""
+def read_table(path: str | os.PathLike[str], text_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a CSV/TSV/Parquet/``.npz`` file into a DataFrame with string column names.
+
+    A CSV's ``text_columns`` are read as the text written (a model's categorical columns
+    and class labels: a file whose codes all look like numbers, "010", would otherwise be
+    read as 10). Empty fields and pandas' markers ("NA", "NaN", "null", ...) are missing.
+    """
     p = Path(path)
     if not p.exists():
         raise DataError(f"file not found: {p}")
@@ -67,7 +73,9 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         elif kind == "parquet":
             frame = pd.read_parquet(p)
         else:
-            frame = pd.read_csv(p, sep="\t" if kind == "tsv" else ",")
+            sep = "\t" if kind == "tsv" else ","
+            frame = pd.read_csv(p, sep=sep, dtype={c: str for c in text_columns})
+            _distinct_header(p, sep)
     except DataError:
         raise
     except pd.errors.EmptyDataError:
@@ -87,6 +95,28 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     if frame.shape[1] == 0:
         raise DataError(f"{p} has no columns")
     return frame
+
+
+def _distinct_header(p: Path, sep: str) -> None:
+    """Refuse repeated column names (pandas would rename the second ``a`` to ``a.1``)."""
+    header = pd.read_csv(p, sep=sep, header=None, nrows=1, dtype=str,
+                         keep_default_na=False).iloc[0].tolist()
+    repeated = sorted({str(c) for c in header if header.count(c) > 1})
+    if repeated:
+        raise DataError(f"{p} has duplicate column names: {_list(repeated)}")
+
+
+#: A date (with a four-digit year), a date and time, or a time of day, as CSV files write
+#: them: "2021-01-31", "31/01/2021", "2021-01-31T12:30:00Z", "12:30". Month names and
+#: fractions ("Jan", "3/4") are left to be categories or numbers.
+_DATE_OR_TIME = (r"\s*(?:(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})"
+                 r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+                 r"|\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*")
+
+
+def _all_dates(values: pd.Series) -> bool:
+    """Whether every text value is written as a date or a time (see ``_DATE_OR_TIME``)."""
+    return bool(values.str.fullmatch(_DATE_OR_TIME).all())
 
 
 def _read_npz(p: Path) -> pd.DataFrame:
@@ -172,10 +202,11 @@ class FeatureEncoder:
             _no_missing(s, col, "feature")
             if _numeric(s) is not None:
                 continue
-            if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s):
+            values = s.astype(str)
+            if (pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s)
+                    or _all_dates(values)):
                 raise DataError(f"feature column {col!r} holds dates or times; convert it to "
                                 "numbers or leave it out with --drop")
-            values = s.astype(str)
             n = values.nunique()
             if n > MAX_CATEGORIES:
                 raise DataError(
@@ -252,7 +283,8 @@ def _no_missing(s: pd.Series, col: str, what: str) -> None:
     isna = s.isna()
     if isna.any():
         raise DataError(f"{what} column {col!r} has {int(isna.sum())} missing value(s), the "
-                        f"first at row index {isna.to_numpy().argmax()}; fill or drop them")
+                        f"first at row index {isna.to_numpy().argmax()}; fill or drop them "
+                        "(empty fields and markers such as NA, NaN, null count as missing)")
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         bad = ~np.isfinite(s.to_numpy(dtype=np.float64))
         if bad.any():

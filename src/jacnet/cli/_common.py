@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -66,8 +67,11 @@ def _fmt(v: float | None, metric: str) -> str:
 
 
 def _frame(data: Path | None, dataset: str | None, target: list[str] | None,
-           default: str | None) -> tuple[pd.DataFrame, list[str], str]:
-    """The data frame, its target columns and a description of the source."""
+           default: str | None, text_columns: Sequence[str] = ()
+           ) -> tuple[pd.DataFrame, list[str], str]:
+    """The data frame, its target columns and a description of the source.
+
+    ``text_columns``: read from a CSV as written (see :func:`jacnet.data.read_table`)."""
     if data is not None and dataset is not None:
         raise CliError("give a DATA file or --dataset, not both")
     if data is None:
@@ -77,7 +81,7 @@ def _frame(data: Path | None, dataset: str | None, target: list[str] | None,
         frame, targets = builtin(name)
         source = f"dataset {name}"
     else:
-        frame = read_table(data)
+        frame = read_table(data, text_columns)
         targets = default_targets(frame, npz=data.suffix.lower() == ".npz")
         source = str(data)
     if target:
@@ -91,6 +95,17 @@ def _load_model(path: Path) -> tuple[Any, dict[str, Any]]:
 
     model, doc = read_model(path)
     return model, doc
+
+
+def _text_columns(est: Any, doc: dict[str, Any], targets: Sequence[str] = ()) -> list[str]:
+    """The columns a model reads as text: its one-hot features, and its targets when its
+    classes are text (so "007" stays "007" in a file where every label looks like a number)."""
+    spec = (doc.get("extra") or {}).get("data") or {}
+    text = list((spec.get("features") or {}).get("categories", {}))
+    classes = getattr(est, "classes_", None)
+    if classes is not None and np.asarray(classes).dtype.kind in "OUS":
+        text += list(targets)
+    return text
 
 
 def _features(model: Any, doc: dict[str, Any], frame: pd.DataFrame,

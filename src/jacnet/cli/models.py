@@ -31,6 +31,7 @@ from ._common import (
     _list,
     _load_model,
     _metrics,
+    _text_columns,
     app,
     out,
 )
@@ -52,9 +53,10 @@ def predict(
 ) -> None:
     """Predict with a trained model; one output row per input row."""
     est, doc = _load_model(model)
-    frame, _, _ = _frame(data, dataset, None, default=None)
     spec = (doc.get("extra") or {}).get("data") or {}
     targets = list(spec.get("targets", []))
+    frame, _, _ = _frame(data, dataset, None, default=None,
+                         text_columns=_text_columns(est, doc))
     X = _features(est, doc, frame, targets)
     if doc["kind"] == "network":
         Y = est.forward(np.asarray(X, dtype=est.dtype))
@@ -94,8 +96,9 @@ def evaluate(
     if doc["kind"] == "network":
         raise CliError(f"{model} holds a bare network; evaluate needs a trained estimator")
     spec = (doc.get("extra") or {}).get("data") or {}
-    frame, _, _ = _frame(data, dataset, None, default=None)
     targets = list(target or spec.get("targets") or [])
+    frame, _, _ = _frame(data, dataset, None, default=None,
+                         text_columns=_text_columns(est, doc, targets))
     if not targets:
         raise CliError("name the target column(s) with --target")
     check_columns(frame, targets, "target")
