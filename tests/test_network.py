@@ -1102,16 +1102,3 @@ def test_copy_copy_gives_an_independent_network_and_layer():
 def test_activation_parameter_beyond_float_range_is_a_value_error():
     with pytest.raises(ValueError, match="negative_slope must be a finite float"):
         jn.get_activation("leaky_relu", negative_slope=10**400)
-
-
-def test_a_sharing_layer_reads_the_network_s_parameters_and_cannot_write_them():
-    net = jn.Network([jn.Dense(2, 3, "tanh"), jn.Dense(3, 2, "softmax")], seed=0)
-    s = net.layers[-1].sharing("identity")
-    before = net.get_flat()
-    for write in (lambda: s.init_params(np.random.default_rng(1)),
-                  lambda: setattr(s, "W", np.ones((3, 2)))):
-        with pytest.raises(ValueError, match="read-only"):
-            write()
-    np.testing.assert_array_equal(net.theta, before)
-    net.layers[-1].b = np.array([1.0, 2.0])
-    np.testing.assert_array_equal(s.b, [1.0, 2.0])  # it sees the network's updates

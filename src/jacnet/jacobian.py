@@ -93,16 +93,22 @@ def default_chunk(n_rows: int, width: int) -> int:
 
 
 def _bias_rows(
-    layers: list[Dense], cache: list[tuple[Array, Array, Array]], E: Array | None = None
+    layers: list[Dense], cache: list[tuple[Array, Array, Array]], E: Array | None = None,
+    first: Array | None = None,
 ) -> Iterator[Array]:
     """Yield ``D_k`` (n, q, m_k) = dy_n/db_k for k = n, n-1, ..., 1, then dy_n/dx.
 
     ``E``: the identity rows of :func:`_identity_rows` when the caller holds them (a yielded
-    ``D`` that *is* ``E`` marks an identity output)."""
+    ``D`` that *is* ``E`` marks an identity output). ``first`` (n, q', m_n): rows to start
+    from instead of the output activation's f'_n: the recursion then gives ``first``
+    times the Jacobian of the last layer's pre-activation."""
     _, T, Y = cache[-1]
     n, q = Y.shape
-    E = _identity_rows(n, q, Y.dtype) if E is None else E
-    D = checked_vjp(layers[-1].activation, T, Y, E)  # seed 1: the rows f'_{n,i}
+    if first is not None:
+        D, q = first, first.shape[1]
+    else:
+        E = _identity_rows(n, q, Y.dtype) if E is None else E
+        D = checked_vjp(layers[-1].activation, T, Y, E)  # seed 1: the rows f'_{n,i}
     for k in range(len(layers) - 1, -1, -1):
         yield D
         if D is E:  # an identity output passes E through, and E W^T is W^T on every sample
@@ -130,14 +136,16 @@ def _identity_rows(n: int, q: int, dtype: np.dtype) -> Array:
     return np.broadcast_to(np.eye(q, dtype=dtype), (n, q, q))
 
 
-def _fill_jacobian(layers: list[Dense], X: Array, J: Array, cache: Cache | None = None) -> None:
+def _fill_jacobian(layers: list[Dense], X: Array, J: Array, cache: Cache | None = None,
+                   first: Array | None = None) -> None:
     """Write dy/dtheta of the chunk ``X`` (n, n_in) into ``J`` (n, q, P); ``cache`` is the
-    forward cache of ``X`` when the caller has it already."""
+    forward cache of ``X`` when the caller has it already. With ``first`` (n, q, q_n) the
+    rows written are ``first`` times the Jacobian of the logits (see :func:`_bias_rows`)."""
     cache = forward_cache(layers, X, blas_matmul) if cache is None else cache
     n, q = J.shape[:2]
     offsets = param_offsets(layers)
-    E = _identity_rows(n, q, J.dtype)
-    rows = _bias_rows(layers, cache, E)  # the same E, so `D is E` below is certain
+    E = _identity_rows(n, q, J.dtype) if first is None else None
+    rows = _bias_rows(layers, cache, E, first)  # the same E, so `D is E` below is certain
     for k in range(len(layers) - 1, -1, -1):
         D = next(rows)
         w0, b0, end = offsets[k]
@@ -231,7 +239,7 @@ def gauss_newton(
     cache: Cache | None = None,
     workspace: Workspace | None = None,
     mirror: bool = True,
-    rows: Callable[[Array, slice], None] | None = None,
+    first: Callable[[slice], Array] | None = None,
 ) -> tuple[Array, Array]:
     """Streaming ``J^T W J`` (P, P) and ``J^T W r`` (P,) over chunks of samples.
 
@@ -245,9 +253,10 @@ def gauss_newton(
     calls. ``mirror=False`` skips the mirror: ``J^T W J`` (Fortran order) then holds its
     upper triangle only, the strictly lower one zero, for a caller that reads one triangle
     (Levenberg-Marquardt's Cholesky solve; the mirror takes 8-14 us at P = 61, 2% of an
-    LM iteration). ``rows(Jc, samples)`` (instead of ``weights``) turns each chunk of J,
-    after ``J^T r`` has read it, into the rows whose ``J^T J`` is wanted, in place (a
-    generalised Gauss-Newton model's ``A_s J_s``; see ``losses.LogitModel``).
+    LM iteration). ``first(samples)`` (instead of ``weights``): per sample, the rows
+    ``A_s`` (n, q, q) of a generalised Gauss-Newton model at the logits z (see
+    ``losses.LogitModel``); the system is then ``sum (A_s J_z,s)^T (A_s J_z,s)`` and
+    ``J_z^T r``, J_z the Jacobian of the logits (``r``: the model's gradient in z).
     """
     N = X.shape[0]
     q = layers[-1].n_out
@@ -266,13 +275,17 @@ def gauss_newton(
         Xc = X[start : start + step]
         n = Xc.shape[0]
         Jc = buf[:n]
-        _fill_jacobian(layers, Xc, Jc, cache if n == N else None)
+        if first is not None:  # a logit model: A_s J_z filled directly, J_z^T r by backprop
+            c = (cache if n == N else None) or forward_cache(layers, Xc, blas_matmul)
+            _fill_jacobian(layers, Xc, Jc, c, first(slice(start, start + n)))
+            Jtr += _logit_vjp(layers, c, R[start : start + n])
+        else:
+            _fill_jacobian(layers, Xc, Jc, cache if n == N else None)
         A = Jc.reshape(n * q, P)
         r = R[start : start + n].reshape(n * q)
         # A.T is (P, n q) and Fortran-contiguous: gemv and syrk take it with no copy.
-        if rows is not None:
-            Jtr = gemv(1.0, A.T, r, beta=1.0, y=Jtr, overwrite_y=1)
-            rows(Jc, slice(start, start + n))
+        if first is not None:
+            pass  # J_z^T r came from backprop above; the rows already carry A_s
         elif weights is not None:
             if not weight_residuals:
                 Jtr = gemv(1.0, A.T, r, beta=1.0, y=Jtr, overwrite_y=1)
@@ -285,6 +298,19 @@ def gauss_newton(
             Jtr = gemv(1.0, A.T, r, beta=1.0, y=Jtr, overwrite_y=1)
         JtJ = syrk(1.0, A.T, beta=1.0, c=JtJ, trans=0, lower=0, overwrite_c=1)
     return (_mirror_upper(JtJ) if mirror else JtJ), Jtr
+
+
+def _logit_vjp(layers: list[Dense], cache: Cache, G: Array) -> Array:
+    """``sum_s G_s . dz_s/dtheta`` (P,): the rows ``G`` (n, q) at the last layer's
+    pre-activation z carried back through the network (backprop, on this chunk's cache)."""
+    out = np.empty(sum(layer.n_params for layer in layers), dtype=G.dtype)
+    rows = _bias_rows(layers, cache, first=G[:, None, :])
+    for (w0, b0, end), (X_in, _, _) in zip(reversed(param_offsets(layers)), reversed(cache),
+                                            strict=True):
+        D = next(rows)[:, 0, :]
+        out[w0:b0] = blas_matmul(X_in.T, D).ravel()  # seed R-w for the rows G
+        out[b0:end] = D.sum(axis=0)
+    return out
 
 
 def _mirror_upper(C: Array, block: int = 128) -> Array:

@@ -104,19 +104,9 @@ class Dense:
     def __copy__(self) -> Dense:
         """A free layer with copies of W and b (a shallow copy would share a network's
         parameters while claiming to own them)."""
-        out = self.sharing(self.activation)
-        out._W, out._b = self._W.copy(), self._b.copy()  # writable copies
-        return out
-
-    def sharing(self, activation: str | Activation) -> Dense:
-        """A layer computing with this layer's own W and b under another activation, for
-        passes that only read (e.g. the Jacobian of the logits): read-only views of the
-        same arrays, so it sees every update and cannot make one."""
         out = Dense.__new__(Dense)
         out.__dict__.update(self.__getstate__())
-        out.activation = get_activation(activation)
-        out._W, out._b = self._W.view(), self._b.view()
-        out._W.flags.writeable = out._b.flags.writeable = False
+        out._W, out._b = self._W.copy(), self._b.copy()
         return out
 
     def __setstate__(self, state: dict[str, Any]) -> None:

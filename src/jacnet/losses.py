@@ -115,16 +115,17 @@ class LogitModel:
     """The generalised Gauss-Newton model of a fused output pair at the logits ``z``.
 
     With ``J_z`` the Jacobian of the logits: ``dJ/dtheta = scale * J_z^T g``, and the
-    model's curvature is ``scale * sum_s (A_s J_z,s)^T (A_s J_z,s)``, where
-    ``weigh(Jc, rows)`` turns a chunk ``Jc`` (n, q, P) of ``J_z`` (the samples ``rows``)
-    into the rows ``A_s J_z,s`` in place. ``dual_r`` solves ``(A J_z)^T r = J_z^T g``
-    sample by sample (the dual form's residual), or is None where some ``A_s`` loses part
-    of ``g`` (a zero curvature with a non-zero gradient).
+    model's curvature is ``scale * sum_s (A_s J_z,s)^T (A_s J_z,s)``, where ``rows(samples)``
+    gives the stack of ``A_s`` (n, q, q) of those samples: the Jacobian recursion starts
+    from them instead of the output activation's f' and fills ``A_s J_z,s`` directly.
+    ``dual_r`` solves ``(A J_z)^T r = J_z^T g`` sample by sample (the dual form's
+    residual), or is None where some ``A_s`` loses part of ``g`` (a zero curvature with a
+    non-zero gradient).
     """
 
     g: Array
     scale: float
-    weigh: Callable[[Array, slice], None]
+    rows: Callable[[slice], Array]
     dual_r: Array | None
 
 
@@ -144,11 +145,12 @@ def _dual_residual(g: Array, root: Array) -> Array | None:
 def _diagonal_model(H: Array, g: Array, scale: float) -> LogitModel:
     """A logit model whose curvature is diagonal, ``H`` (N, q) >= 0."""
     root = np.sqrt(H)
+    eye = np.eye(H.shape[1], dtype=H.dtype)
 
-    def weigh(J: Array, rows: slice) -> None:
-        J *= root[rows][:, :, None]
+    def rows(samples: slice) -> Array:  # A_s = diag(sqrt H_s)
+        return root[samples][:, :, None] * eye
 
-    return LogitModel(g, scale, weigh, _dual_residual(g, root))
+    return LogitModel(g, scale, rows, _dual_residual(g, root))
 
 
 class SSE(Loss):
@@ -247,13 +249,13 @@ class CrossEntropy(Loss):
         ws = _sample_weights(Y, w)
         g = ws * (Y * st - T)
         root = np.sqrt(np.maximum(ws * st, 0) * Y)
+        eye = np.eye(Y.shape[1], dtype=Y.dtype)
 
-        def weigh(J: Array, rows: slice) -> None:
-            J -= np.einsum("sq,sqp->sp", Y[rows], J)[:, None, :]
-            J *= root[rows][:, :, None]
+        def rows(samples: slice) -> Array:  # A_s[i, j] = root_i (delta_ij - y_j)
+            return root[samples][:, :, None] * (eye - Y[samples][:, None, :])
 
         # (A J_z)^T (g / root) = J_z^T (I - y^T 1) g = J_z^T g, as sum_i g_i = 0
-        return LogitModel(g, 1.0 / self._total_weight(w, Y.shape[0]), weigh,
+        return LogitModel(g, 1.0 / self._total_weight(w, Y.shape[0]), rows,
                           _dual_residual(g, root))
 
 

@@ -23,7 +23,6 @@ import numpy as np
 from scipy import linalg
 
 from . import jacobian as _jac
-from .activations import Identity
 from .layers import blas_matmul
 from .losses import LogitModel, Loss
 from .network import Network
@@ -160,21 +159,22 @@ def _logit_system(
     net: Network, X: Array, model: LogitModel, chunk: int | None, dual: bool, cache: Any,
     workspace: _jac.Workspace | None, mirror: bool,
 ) -> tuple[Array | None, Array, Array, float, Array]:
-    """:func:`gauss_newton_system` for a fused output pair, from the Jacobian of the logits:
-    the network with its output activation taken as the identity (the same W and b)."""
-    layers = [*net.layers[:-1], net.layers[-1].sharing(Identity())]
-    if cache is not None:  # the logits' forward cache: the last output is the logits
-        X_in, Z, _ = cache[-1]
-        cache = [*cache[:-1], (X_in, Z, Z)]
-    P, nq = net.n_params, model.g.size
-    if dual and nq < P and model.dual_r is not None:
-        J = _jac.param_jacobian(layers, X, chunk, cache)
-        model.weigh(J, slice(None))
-        A, r = J.reshape(nq, P), model.dual_r.reshape(nq)
+    """:func:`gauss_newton_system` for a fused output pair, from the Jacobian of the logits
+    J_z: the recursion starts from the model's rows A_s, so the fill writes A_s J_z."""
+    layers = net.layers
+    (N, q), P = model.g.shape, net.n_params
+    if dual and N * q < P and model.dual_r is not None:
+        J = np.empty((N, q, P), dtype=X.dtype)
+        step = chunk or _jac.default_chunk(N, q * P)
+        for start in range(0, N, step):
+            rows = slice(start, start + step)
+            _jac._fill_jacobian(layers, X[rows], J[rows], cache if step >= N else None,
+                                model.rows(rows))
+        A, r = J.reshape(N * q, P), model.dual_r.reshape(N * q)
         return None, A.T @ r, A, model.scale, r
     JtHJ, Jtg = _jac.gauss_newton(layers, X, model.g, None, chunk, weight_residuals=False,
                                   cache=cache, workspace=workspace, mirror=mirror,
-                                  rows=model.weigh)
+                                  first=model.rows)
     return JtHJ, Jtg, np.empty(0), model.scale, np.empty(0)
 
 
