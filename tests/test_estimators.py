@@ -1065,3 +1065,18 @@ def test_warm_start_after_a_full_batch_solver_starts_the_optimizer_afresh():
     est.set_params(solver="lm").fit(X, y)
     est.set_params(solver="adam", max_iter=1).fit(X, y)
     assert int(est._carry["optimizer"]["step"]) == 1
+
+
+def test_fit_divided_is_the_same_fit_whatever_early_stopping_says():
+    """fit_divided brings its own validation rows: early_stopping=True must not split the
+    training rows again (it changed alpha's scaling, and a rare class crashed the split)."""
+    X, y = _classification_data(n=80)
+    y = y.copy()
+    y[0] = 3  # a class with one sample: a stratified split of it would fail
+    train, val = np.arange(70), np.arange(70, 80)
+    fits = [_clf(solver="lbfgs", alpha=1.0, max_iter=30, early_stopping=es)
+            for es in (False, True)]
+    for est in fits:
+        est.fit_divided(X, y, train, val)
+    for a, b in zip(fits[0].coefs_, fits[1].coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -6,7 +6,8 @@ into partitions ``p`` (the row blocks of a ``dask.array``), a weighted mean loss
     L = sum_p (W_p / W) L_p,       dL/dtheta = sum_p (W_p / W) dL_p/dtheta
 
 (``W_p`` the partition's total sample weight, ``W = sum_p W_p``), and LM's Gauss-Newton
-system, whose ``H`` and ``g`` are not normalised (``Loss.gauss_newton_terms``), is
+system, whose ``H`` and ``g`` are not normalised (``Loss.gauss_newton_terms``, or
+``Loss.logit_model`` at the logits for softmax, sigmoid and exp outputs), is
 
     J^T H J = sum_p J_p^T H_p J_p,   J^T g = sum_p J_p^T g_p,   scale = c / W.
 
@@ -302,7 +303,8 @@ def _check_partitions(stats: Array, rows: Sequence[int], weighted: bool) -> None
 
 def _global_scale(loss: Loss, total_weight: float, n_out: int) -> float:
     """The Gauss-Newton ``scale`` of the whole data set (it depends on the total weight
-    only): the loss's own formula on one row that carries all the weight."""
+    only): the loss's own formula on one row that carries all the weight (the logit
+    model of a fused pair has the same scale)."""
     Y = np.full((1, n_out), 0.5)
     return loss.gauss_newton_terms(Y, Y.copy(), np.array([total_weight]))[2]
 
