@@ -125,7 +125,8 @@ def test_cli_train_regression_outputs(regressor_run):
     out, proc = regressor_run
     record = json.loads((out / "record.json").read_text())
     assert record["task"] == "regression" and record["targets"] == ["size", "weight"]
-    assert set(record["metrics"]["test"]) == {"n", "r2", "mse"}
+    assert set(record["metrics"]["test"]) == {"n", "r2", "mse", "per_target"}
+    assert set(record["metrics"]["test"]["per_target"]) == {"size", "weight"}
     assert record["model"]["solver"] == "lm"  # --solver auto on a small problem
     assert "mu" in proc.stdout and "r2" in proc.stdout
     assert_picture(out / "predicted_vs_true.png", (300, 600))
@@ -423,3 +424,37 @@ def test_cli_codes_that_look_like_numbers_stay_text_at_prediction(work):
     metrics = json.loads(run("evaluate", out / "model.safetensors", work / "zones010.csv",
                              "--json").stdout)
     assert metrics["accuracy"] == 1.0
+
+
+def test_cli_scores_each_target_and_an_imbalanced_class_honestly(work):
+    rng = np.random.default_rng(0)
+    n = 200
+    df = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+    df["small"] = df.a + 0.1 * rng.normal(size=n)
+    df["large"] = 100 * df.a * df.b
+    df.to_csv(work / "units2.csv", index=False)
+    out = work / "units2"
+    proc = run("train", work / "units2.csv", "-t", "small", "-t", "large", "--hidden", "8",
+               "--solver", "lm", "--epochs", "10", "--out", out)
+    assert "Per target" in proc.stdout and "r2 (mean)" in proc.stdout
+    test = json.loads((out / "record.json").read_text())["metrics"]["test"]
+    assert set(test["per_target"]) == {"small", "large"}
+    pred = pd.read_csv(io.StringIO(run("predict", out / "model.safetensors",
+                                       work / "units2.csv").stdout))
+    idx = json.loads((out / "record.json").read_text())["division"]["test"]
+    mse_large = float(np.mean((pred["large"].to_numpy()[idx] - df["large"].to_numpy()[idx]) ** 2))
+    assert test["per_target"]["large"]["mse"] == pytest.approx(mse_large, rel=1e-6)
+    # a 6% class: the baseline (always the majority) and the balanced accuracy are shown
+    c = pd.DataFrame({"a": rng.normal(size=n)})
+    c["churn"] = np.where(c.a > 1.55, "yes", "no")
+    c.to_csv(work / "churn.csv", index=False)
+    model = _train_quiet(work, "churn.csv")
+    metrics = json.loads(run("evaluate", model, work / "churn.csv", "--json").stdout)
+    assert metrics["baseline_accuracy"] == pytest.approx((c.churn == "no").mean())
+    assert 0 <= metrics["balanced_accuracy"] <= 1
+
+
+def _train_quiet(work, name):
+    out = work / (name + ".run")
+    run("train", work / name, "--hidden", "4", "--epochs", "5", "--out", out, "-q")
+    return out / "model.safetensors"

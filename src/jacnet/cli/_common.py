@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,6 +13,8 @@ import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from ..data import (
     BUILTIN,
@@ -46,24 +49,78 @@ def _g(v: float | None) -> str:
     return "-" if v is None else f"{v:.4g}"
 
 
-def _metrics(est: Any, kind: str, X: pd.DataFrame, y: np.ndarray) -> dict[str, Any] | None:
-    from sklearn.metrics import accuracy_score, mean_squared_error, r2_score
+def _metrics(est: Any, kind: str, X: pd.DataFrame, y: np.ndarray,
+             targets: Sequence[str] = ()) -> dict[str, Any] | None:
+    """The scores of ``est`` on ``(X, y)``.
+
+    Classification: accuracy, and for one target also the balanced accuracy and the
+    baseline (the share of the most frequent class: what always answering it scores),
+    which an imbalanced target needs for its accuracy to mean anything. Regression: R² and
+    MSE averaged over the targets, and with several targets each one's (``per_target``:
+    targets in other units would hide in the average).
+    """
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        mean_squared_error,
+        r2_score,
+    )
 
     if len(y) == 0:
         return None
     pred = est.predict(X)
     if kind == "classification":
-        return {"n": len(y), "accuracy": float(accuracy_score(y, pred))}
-    with np.errstate(over="ignore", invalid="ignore"):  # a diverged model's are inf/NaN
-        r2 = float(r2_score(y, pred)) if len(y) >= 2 else None
-        mse = float(mean_squared_error(y, pred))
-    return {"n": len(y), "r2": r2, "mse": mse}
+        out: dict[str, Any] = {"n": len(y), "accuracy": float(accuracy_score(y, pred))}
+        if y.ndim == 1:
+            with warnings.catch_warnings():  # a class absent from these rows
+                warnings.simplefilter("ignore")
+                out["balanced_accuracy"] = float(balanced_accuracy_score(y, pred))
+            out["baseline_accuracy"] = float(pd.Series(y).value_counts().iloc[0] / len(y))
+        return out
+
+    def scores(t: np.ndarray, p: np.ndarray) -> tuple[float | None, float]:
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverged model's are inf/NaN
+            return (float(r2_score(t, p)) if len(t) >= 2 else None,
+                    float(mean_squared_error(t, p)))
+
+    r2, mse = scores(y, pred)
+    out = {"n": len(y), "r2": r2, "mse": mse}
+    if y.ndim == 2 and y.shape[1] > 1:
+        names = list(targets) if len(targets) == y.shape[1] else [
+            f"output {j}" for j in range(y.shape[1])]
+        out["per_target"] = {name: dict(zip(("r2", "mse"), scores(y[:, j], pred[:, j]),
+                                            strict=True)) for j, name in enumerate(names)}
+    return out
 
 
 def _fmt(v: float | None, metric: str) -> str:
     if v is None:
         return "-"
-    return f"{v:.2%}" if metric == "accuracy" else f"{v:.4g}"
+    return f"{v:.2%}" if metric.endswith("accuracy") else f"{v:.4g}"
+
+
+def _metrics_tables(metrics: dict[str, dict[str, Any] | None], title: str) -> list[Table]:
+    """``metrics`` per row set (train, validation, ...) as tables: the scores, and for
+    several regression targets one more table of each target's."""
+    shown = {name: m for name, m in metrics.items() if m is not None}
+    keys = [k for k in next(iter(shown.values())) if k not in ("n", "per_target")]
+    several = any("per_target" in m for m in shown.values())
+    table = Table(title=title, title_justify="left")
+    for c in ("rows", "n", *(k.replace("_", " ") + (" (mean)" if several else "")
+                             for k in keys)):
+        table.add_column(c, justify="left" if c == "rows" else "right")
+    for name, m in shown.items():
+        table.add_row(name, str(m["n"]), *(_fmt(m[k], k) for k in keys))
+    tables = [table]
+    if several:
+        per = Table(title="Per target", title_justify="left")
+        for c in ("rows", "target", "r2", "mse"):
+            per.add_column(c, justify="left" if c in ("rows", "target") else "right")
+        for name, m in shown.items():
+            for target, s in m.get("per_target", {}).items():
+                per.add_row(name, escape(str(target)), _fmt(s["r2"], "r2"), _fmt(s["mse"], "mse"))
+        tables.append(per)
+    return tables
 
 
 def _frame(data: Path | None, dataset: str | None, target: list[str] | None,

@@ -20,17 +20,18 @@ from ..data import (
     check_columns,
     target_values,
 )
+from ..record import strict_json
 from ._common import (
     CliError,
     DatasetOpt,
     Debug,
     _features,
-    _fmt,
     _frame,
     _g,
     _list,
     _load_model,
     _metrics,
+    _metrics_tables,
     _text_columns,
     app,
     out,
@@ -112,17 +113,14 @@ def evaluate(
             raise DataError(f"target {targets[0]!r} has classes the model does not know: "
                             f"{', '.join(unknown)}")
         y = _as_classes(y, est.classes_)
-    metrics = _metrics(est, kind, X, y)
+    metrics = _metrics(est, kind, X, y, targets)
     assert metrics is not None
     if json_out:
-        out.print_json(json.dumps(metrics))
+        out.print_json(json.dumps(strict_json(metrics)))
         return
     out.print(f"[bold]{escape(str(model))}[/] on {escape(str(data or dataset))}: {kind}")
-    table = Table()
-    for k in metrics:
-        table.add_column(k, justify="right")
-    table.add_row(*(_fmt(v, k) if k != "n" else str(v) for k, v in metrics.items()))
-    out.print(table)
+    for table in _metrics_tables({"all": metrics}, ""):
+        out.print(table)
 
 
 def _as_classes(y: np.ndarray, classes: np.ndarray) -> np.ndarray:

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from ..checkpoint import atomic_write
 from ..data import (
@@ -31,12 +30,12 @@ from ._common import (
     CliError,
     DatasetOpt,
     Debug,
-    _fmt,
     _frame,
     _g,
     _jsonable,
     _list,
     _metrics,
+    _metrics_tables,
     _versions,
     app,
     out,
@@ -163,7 +162,7 @@ def train(
     est.verbose = False
     t_train = time.perf_counter()
     splits = {name: (X.iloc[idx], y[idx]) for name, idx in division.items()}
-    metrics = {name: _metrics(est, kind, *xy) for name, xy in splits.items()}
+    metrics = {name: _metrics(est, kind, *xy, targets) for name, xy in splits.items()}
     run_dir = _run_dir(out_dir)
     spec = {"features": encoder.to_dict(), "targets": targets, "task": kind, "source": source}
     save_estimator(est, run_dir / "model.safetensors", extra={"data": spec})
@@ -313,18 +312,11 @@ def _plots(plotting: Any, est: Any, kind: str, record: Any,
 
 def _summary(record: Any, metrics: dict[str, Any], kind: str, notes: list[str],
              run_dir: Path, pictures: list[Path], seconds: float) -> None:
-    table = Table(title="Result", title_justify="left")
-    table.add_column("rows")
-    table.add_column("n", justify="right")
-    cols = ["accuracy"] if kind == "classification" else ["r2", "mse"]
-    for c in cols:
-        table.add_column(c, justify="right")
-    for name, m in metrics.items():
-        if m is not None:
-            table.add_row(name, str(m["n"]), *(_fmt(m[c], c) for c in cols))
-    out.print(table)
+    for table in _metrics_tables(metrics, "Result"):
+        out.print(table)
     out.print(f"stopped: {record.stop_reason} ({record.to_dict()['stop_message']}); best epoch "
-              f"{record.best_epoch} of {record.n_epochs}; {seconds:.1f} s in all")
+              f"{record.best_epoch} of {record.n_epochs}; {seconds:.1f} s in all",
+              soft_wrap=True)
     for note in notes:
         out.print(f"[yellow]note:[/] {escape(note)}")
     files = ["model.safetensors", "record.json", *(p.name for p in pictures)]
