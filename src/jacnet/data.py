@@ -354,7 +354,11 @@ def target_values(frame: pd.DataFrame, targets: list[str], task: str,
                                 "needs class labels (use --task regression)")
             cols.append(v.astype(np.int64))
         else:
-            cols.append(s.astype(str).to_numpy(dtype=str))
+            text = s.astype(str)
+            if _all_dates(text):
+                raise DataError(f"target {col!r} holds dates or times, not classes; pick "
+                                "another --target")
+            cols.append(text.to_numpy(dtype=str))
     if task == "classification":
         for col, v in zip(targets, cols, strict=True):
             if len(np.unique(v)) < min_classes:

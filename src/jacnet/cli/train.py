@@ -277,7 +277,7 @@ def _check_classes_in_train(y: np.ndarray, division: dict[str, np.ndarray], kind
     seen = set(np.unique(y[division["train"]]).tolist())
     rare = sorted({str(c) for c in np.unique(y).tolist() if c not in seen})
     if rare:
-        raise DataError(f"class(es) {', '.join(rare)} have no row in the training part; use "
+        raise DataError(f"class(es) {_list(rare)} have no row in the training part; use "
                         "more data or smaller --val-fraction/--test-fraction")
 
 
