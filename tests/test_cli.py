@@ -461,3 +461,17 @@ def _train_quiet(work, name):
     out = work / (name + ".run")
     run("train", work / name, "--hidden", "4", "--epochs", "5", "--out", out, "-q")
     return out / "model.safetensors"
+
+
+def test_load_pipeline_predicts_the_raw_table_as_the_cli_does(work, csv_file, classifier_run):
+    out, _ = classifier_run
+    pipe = jn.load_pipeline(out / "model.safetensors")
+    df = pd.read_csv(csv_file)
+    cli = pd.read_csv(io.StringIO(run("predict", out / "model.safetensors", csv_file).stdout))
+    assert pipe.predict(df).tolist() == cli["label"].tolist()
+    np.testing.assert_allclose(pipe.predict_proba(df)[:, 1], cli["proba_yes"], rtol=1e-12)
+    with pytest.raises(TypeError, match="X must be a pandas DataFrame"):
+        pipe.predict(df.to_numpy())
+    with pytest.raises(TypeError, match="holds a bare network"):
+        jn.save_network(jn.Network([jn.Dense(2, 1)], seed=0), work / "bare.safetensors")
+        jn.load_pipeline(work / "bare.safetensors")

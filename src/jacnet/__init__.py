@@ -21,7 +21,7 @@ from .training import SOLVERS, TrainConfig, train
 
 if TYPE_CHECKING:
     from .estimators import MLPClassifier, MLPRegressor
-    from .io import ModelFileError, load, load_network, save_network
+    from .io import ModelFileError, load, load_network, load_pipeline, save_network
 
 __version__ = "0.1.0"
 
@@ -34,6 +34,7 @@ _LAZY = {
     "ModelFileError": "io",
     "load": "io",
     "load_network": "io",
+    "load_pipeline": "io",
     "save_network": "io",
 }
 
@@ -75,6 +76,7 @@ __all__ = [
     "gradcheck",
     "load",
     "load_network",
+    "load_pipeline",
     "register_activation",
     "save_network",
     "train",

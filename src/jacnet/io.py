@@ -31,11 +31,14 @@ from typing import Any
 
 import numpy as np
 import safetensors.numpy
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.validation import check_is_fitted
 
 from .activations import ACTIVATIONS, Activation, get_activation
 from .checkpoint import atomic_write
+from .data import FeatureEncoder
 from .estimators import MLPClassifier, MLPRegressor
 from .layers import Dense
 from .network import Network
@@ -45,8 +48,10 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "ModelFileError",
+    "TableEncoder",
     "load",
     "load_network",
+    "load_pipeline",
     "read_model",
     "save_estimator",
     "save_network",
@@ -217,6 +222,53 @@ def load(path: PathLike) -> Network | Estimator:
         newer format version, or using an activation that is not registered).
     """
     return read_model(path)[0]
+
+
+class TableEncoder(TransformerMixin, BaseEstimator):
+    """The command line's encoding of a table's feature columns, as a scikit-learn
+    transformer: the columns in training order, each text column one-hot on the stored
+    categories. Fitted when made (from a model file); ``fit`` changes nothing."""
+
+    def __init__(self, encoder: FeatureEncoder | None = None) -> None:
+        self.encoder = encoder
+
+    def fit(self, X: Any, y: Any = None) -> TableEncoder:
+        return self
+
+    def transform(self, X: Any) -> Any:
+        import pandas as pd
+
+        if self.encoder is None:
+            raise ValueError("TableEncoder needs the encoder of a model file (load_pipeline)")
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(f"X must be a pandas DataFrame with the feature columns "
+                            f"{self.encoder.columns}, got {type(X).__name__}")
+        return self.encoder.transform(X)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.encoder is not None
+
+
+def load_pipeline(path: PathLike) -> Pipeline:
+    """A model file as a scikit-learn ``Pipeline`` that takes the raw table.
+
+    For a file written by ``jacnet train`` the pipeline is the stored encoding of the
+    feature columns (:class:`TableEncoder`) then the estimator, so
+    ``load_pipeline(path).predict(frame)`` gives what ``jacnet predict`` writes for the
+    same rows. Read text codes as text (``pd.read_csv(..., dtype={"zone": str})``): "010"
+    read as the number 10 is another category. A file saved from Python, with no stored
+    encoding, gives a pipeline of the estimator alone.
+    """
+    model, doc = read_model(path)
+    if isinstance(model, Network):
+        raise TypeError(f"{path} holds a bare network; load_pipeline needs an estimator "
+                        "(use load)")
+    spec = ((doc.get("extra") or {}).get("data") or {}).get("features")
+    steps: list[tuple[str, Any]] = []
+    if spec is not None:
+        steps.append(("encode", TableEncoder(FeatureEncoder.from_dict(spec))))
+    steps.append(("model", model))
+    return Pipeline(steps)
 
 
 def load_network(path: PathLike) -> Network:
