@@ -238,7 +238,7 @@ def bad_files(work):
              "notes.xlsx": "x", "unseen.csv": "x1,x2,color\n0.1,0.2,purple\n",
              "semicolon.csv": "a;b;y\n1,5;2;0\n2,5;3;1\n",
              "dates.csv": "when,b,y\n" + "".join(f"2021-01-{d:02d},{d},{d % 2}\n"
-                                                 for d in range(1, 21)),
+                                                 for d in range(1, 31)),
              "dup.csv": "a,a,y\n1,2,0\n2,3,1\n3,1,0\n",
              "classes2.csv": "a,k,k2\n" + "".join(f"{i},{i % 3},{i % 4}\n" for i in range(12))}
     for name, text in files.items():
@@ -285,7 +285,7 @@ ERRORS = {
     "semicolons": (["train", "semicolon.csv"], "a semicolon-separated file?"),
     "dates in a CSV": (["train", "dates.csv"], "feature column 'when' holds dates or times"),
     "repeated header": (["train", "dup.csv"], "duplicate column names: 'a'"),
-    "date target": (["train", "dates.csv", "-t", "when"], "target 'when' holds dates or times"),
+    "date target": (["train", "dates.csv", "-t", "when"], "target 'when' holds 30 dates or times"),
     "rare classes": (["train", "ids.csv", "-t", "id", "--drop", "label", "--drop", "color"],
                      "row28, ... (18 in all) have no row in the training part"),
     "several class targets": (["train", "classes2.csv", "-t", "k", "-t", "k2"],
@@ -475,3 +475,19 @@ def test_load_pipeline_predicts_the_raw_table_as_the_cli_does(work, csv_file, cl
     with pytest.raises(TypeError, match="holds a bare network"):
         jn.save_network(jn.Network([jn.Dense(2, 1)], seed=0), work / "bare.safetensors")
         jn.load_pipeline(work / "bare.safetensors")
+
+
+def test_cli_scores_of_a_diverged_model_are_null_not_an_error():
+    from jacnet.cli._common import _metrics
+    from jacnet.data import target_values
+
+    class Diverged:
+        def predict(self, X):
+            return np.array([[np.inf, 1.0], [np.nan, 3.0], [2.0, 2.0]])
+
+    m = _metrics(Diverged(), "regression", None, np.ones((3, 2)), ["a", "b"])
+    assert m["r2"] is None and m["per_target"]["a"]["r2"] is None
+    assert json.loads(json.dumps(jn.record.strict_json(m)))["mse"] is None
+    # a few time slots are classes (only a column of many dates is refused)
+    slots = pd.DataFrame({"slot": ["09:00", "12:30", "09:00", "17:45"]})
+    assert target_values(slots, ["slot"], "classification").tolist()[1] == "12:30"

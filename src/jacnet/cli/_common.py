@@ -79,7 +79,9 @@ def _metrics(est: Any, kind: str, X: pd.DataFrame, y: np.ndarray,
         return out
 
     def scores(t: np.ndarray, p: np.ndarray) -> tuple[float | None, float]:
-        with np.errstate(over="ignore", invalid="ignore"):  # a diverged model's are inf/NaN
+        if not np.isfinite(p).all():  # a diverged model: no score (scikit-learn would raise)
+            return None, float("inf")
+        with np.errstate(over="ignore", invalid="ignore"):  # huge but finite: inf, then null
             return (float(r2_score(t, p)) if len(t) >= 2 else None,
                     float(mean_squared_error(t, p)))
 
