@@ -491,3 +491,19 @@ def test_cli_scores_of_a_diverged_model_are_null_not_an_error():
     # a few time slots are classes (only a column of many dates is refused)
     slots = pd.DataFrame({"slot": ["09:00", "12:30", "09:00", "17:45"]})
     assert target_values(slots, ["slot"], "classification").tolist()[1] == "12:30"
+
+
+def test_cli_predict_keeps_the_columns_asked_for(work, csv_file, classifier_run):
+    out, _ = classifier_run
+    df = pd.read_csv(csv_file, dtype={"color": str})
+    df.insert(0, "id", [f"{i:03d}" for i in range(len(df))])
+    df.to_csv(work / "with_ids.csv", index=False)
+    proc = run("predict", out / "model.safetensors", work / "with_ids.csv", "--keep", "id",
+               "--keep", "color")
+    pred = pd.read_csv(io.StringIO(proc.stdout), dtype={"id": str})
+    assert list(pred.columns[:3]) == ["id", "color", "label"]
+    assert pred["id"].tolist() == df["id"].tolist()  # "007" stays "007"
+    plain = pd.read_csv(io.StringIO(run("predict", out / "model.safetensors", csv_file).stdout))
+    assert pred["label"].tolist() == plain["label"].tolist()
+    err = run("predict", out / "model.safetensors", csv_file, "--keep", "nope", code=2).stderr
+    assert "unknown --keep column 'nope'" in err

@@ -50,14 +50,20 @@ def predict(
         "CSV on stdout.", show_default=False)] = None,
     proba: Annotated[bool, typer.Option("--proba/--no-proba",
                                         help="Add class probabilities.")] = True,
+    keep: Annotated[list[str] | None, typer.Option(
+        "--keep", metavar="COL", help="Copy this input column into the output, first "
+        "(repeatable), e.g. an id to join the predictions back on.", show_default=False)
+    ] = None,
     debug: Debug = False,
 ) -> None:
     """Predict with a trained model; one output row per input row."""
     est, doc = _load_model(model)
     spec = (doc.get("extra") or {}).get("data") or {}
     targets = list(spec.get("targets", []))
+    kept = list(dict.fromkeys(keep or []))
     frame, _, _ = _frame(data, dataset, None, default=None,
-                         text_columns=_text_columns(est, doc))
+                         text_columns=[*_text_columns(est, doc), *kept])
+    check_columns(frame, kept, "--keep")
     X = _features(est, doc, frame, targets)
     if doc["kind"] == "network":
         Y = est.forward(np.asarray(X, dtype=est.dtype))
@@ -75,6 +81,11 @@ def predict(
             labels = names if multilabel else est.classes_
             for j, c in enumerate(labels):
                 result[f"proba_{c}"] = P[:, j]
+    if kept:
+        clash = [c for c in kept if c in result.columns]
+        if clash:
+            raise CliError(f"--keep {clash[0]}: the output already has a column of that name")
+        result = pd.concat([frame[kept].reset_index(drop=True), result], axis=1)
     _write_table(result, output)
 
 
