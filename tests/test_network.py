@@ -301,9 +301,9 @@ def test_jacobian_threads_fill_the_same_chunks_bit_identically(monkeypatch, orac
     threads = []
     fill = jac._fill_jacobian
 
-    def spy(layers, Xc, J, cache=None):
+    def spy(layers, Xc, J, cache=None, first=None):
         threads.append((Xc.shape[0], jac._blas_threads()))
-        return fill(layers, Xc, J, cache)
+        return fill(layers, Xc, J, cache, first)
 
     monkeypatch.setattr(jac, "_fill_jacobian", spy)
     with threadpool_limits(1):
@@ -327,7 +327,7 @@ def test_jacobian_threads_fill_the_same_chunks_bit_identically(monkeypatch, orac
         assert jac._blas_threads() == 2
     assert [t for _, t in threads] == [2] * 5
 
-    def broken(layers, Xc, J):
+    def broken(layers, Xc, J, cache=None, first=None):
         raise FloatingPointError("from a filler thread")
 
     monkeypatch.setattr(jac, "_fill_jacobian", broken)

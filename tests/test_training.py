@@ -522,36 +522,44 @@ def test_train_resume_rebuilds_a_user_schedule_as_its_own_class(tmp_path):
 
 def test_train_resume_from_the_epoch_that_ended_the_run_is_that_run(tmp_path):
     X, T = regression()
-    options = {"solver": "lm", "goal": 1e-3, "seed": 0}
+    options = {"goal": 1e-3, "seed": 0, "max_epochs": 200}
     full = small_net()
-    rec_full = jn.train(full, X, T, max_epochs=200, **options)
+    rec_full = jn.train(full, X, T, solver="lm", **options)
     assert rec_full.stop_reason == "goal"
     ck = tmp_path / "ck.npz"
-    jn.train(small_net(), X, T, max_epochs=200, checkpoint=str(ck), checkpoint_every=1,
-             **options)
+    _lm_checkpoint(ck, X, T, **options)
     resumed = small_net(seed=99)
-    rec = jn.train(resumed, X, T, max_epochs=200, resume=str(ck), **options)
+    rec = jn.train(resumed, X, T, solver="lm", resume=str(ck), **options)
     assert rec.stop_reason == "goal" and rec.n_epochs == rec_full.n_epochs
     np.testing.assert_array_equal(resumed.theta, full.theta)
+
+
+def _lm_checkpoint(path, X, T, **options):
+    """An LM run of a fresh small_net that checkpoints every epoch into ``path``."""
+    return jn.train(small_net(), X, T, solver="lm", checkpoint=str(path), checkpoint_every=1,
+                    **options)
+
+
+def _assert_resume_fails_leaving_the_network(ck, X, T, error, match=None):
+    net = small_net(seed=5)
+    before = net.get_flat()
+    with pytest.raises(error, match=match):
+        jn.train(net, X, T, solver="lm", max_epochs=4, resume=str(ck))
+    np.testing.assert_array_equal(net.theta, before)
 
 
 def test_train_resume_on_other_data_is_refused_and_leaves_the_network(tmp_path):
     X, T = regression()
     ck = tmp_path / "ck.npz"
-    jn.train(small_net(), X, T, solver="lm", max_epochs=2, checkpoint=str(ck),
-             checkpoint_every=1)
-    net = small_net(seed=5)
-    before = net.get_flat()
-    with pytest.raises(ValueError, match="resume: the checkpoint divided 80 rows .* has 50"):
-        jn.train(net, X[:50], T[:50], solver="lm", max_epochs=4, resume=str(ck))
-    np.testing.assert_array_equal(net.theta, before)
+    _lm_checkpoint(ck, X, T, max_epochs=2)
+    _assert_resume_fails_leaving_the_network(
+        ck, X[:50], T[:50], ValueError, "resume: the checkpoint divided 80 rows .* has 50")
 
 
 def test_train_resume_with_a_lower_goal_trains_on_as_an_uninterrupted_run(tmp_path):
     X, T = regression()
     ck = tmp_path / "ck.npz"
-    first = jn.train(small_net(), X, T, solver="lm", goal=1e-2, max_epochs=200, seed=0,
-                     checkpoint=str(ck), checkpoint_every=1)
+    first = _lm_checkpoint(ck, X, T, goal=1e-2, max_epochs=200, seed=0)
     assert first.stop_reason == "goal"
     full = small_net()
     rec_full = jn.train(full, X, T, solver="lm", goal=1e-4, max_epochs=200, seed=0)
@@ -568,17 +576,12 @@ def test_train_failed_resume_leaves_the_network_as_given(tmp_path):
 
     X, T = regression()
     ck = tmp_path / "ck.npz"
-    jn.train(small_net(), X, T, solver="lm", max_epochs=2, checkpoint=str(ck),
-             checkpoint_every=1)
+    _lm_checkpoint(ck, X, T, max_epochs=2)
     arrays, meta = load_checkpoint(ck)
     del meta["fails"]
     meta.pop("format", None)
     save_checkpoint(tmp_path / "bad.npz", arrays, meta)
-    net = small_net(seed=5)
-    before = net.get_flat()
-    with pytest.raises(KeyError):
-        jn.train(net, X, T, solver="lm", max_epochs=4, resume=str(tmp_path / "bad.npz"))
-    np.testing.assert_array_equal(net.theta, before)
+    _assert_resume_fails_leaving_the_network(tmp_path / "bad.npz", X, T, KeyError)
 
 
 @pytest.mark.parametrize("solver", ["lm", "lbfgs"])

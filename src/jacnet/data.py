@@ -355,8 +355,9 @@ def target_values(frame: pd.DataFrame, targets: list[str], task: str,
             cols.append(v.astype(np.int64))
         else:
             text = s.astype(str)
-            if text.nunique() > MAX_CLASSES and _all_dates(text):  # a few time slots are classes
-                raise DataError(f"target {col!r} holds {text.nunique()} dates or times, not "
+            n_values = text.nunique()
+            if n_values > MAX_CLASSES and _all_dates(text):  # a few time slots are classes
+                raise DataError(f"target {col!r} holds {n_values} dates or times, not "
                                 "classes; pick another --target")
             cols.append(text.to_numpy(dtype=str))
     if task == "classification":

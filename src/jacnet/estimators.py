@@ -421,7 +421,8 @@ class _BaseMLP(BaseEstimator):
             if self._standardizes_targets():
                 self.y_mean_, self.y_scale_ = _weighted_moments(T, sw)
         self._carry: dict[str, Any] = {}
-        self._file_extra: dict[str, Any] | None = None  # a loaded file's: not this data
+        # A model file's extra (io.load) describes the data of that fit, not a fresh one's.
+        self._file_extra: dict[str, Any] | None = None
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_curve_: list[float] = []

@@ -166,20 +166,27 @@ def _fill_jacobian(layers: list[Dense], X: Array, J: Array, cache: Cache | None 
 
 def param_jacobian(
     layers: list[Dense], X: Array, chunk: int | None = None, cache: Cache | None = None,
-    out: Array | None = None,
+    out: Array | None = None, first: Callable[[slice], Array] | None = None,
 ) -> Array:
     """``J[s, i, p] = dy_{s,i} / dtheta_p``, shape (N, n_out, P), chunk by chunk.
 
     ``cache``: the forward cache of all of ``X``, used when one chunk covers X. ``out``:
     a C-contiguous array of that shape and X's dtype to write J into (checked by the
-    caller)."""
+    caller). ``first(samples)``: rows to start the recursion from instead of the output
+    activation's f' (see :func:`gauss_newton`)."""
     N = X.shape[0]
     q = layers[-1].n_out
     P = sum(layer.n_params for layer in layers)
     J = np.empty((N, q, P), dtype=X.dtype) if out is None else out
     step = chunk or default_chunk(N, q * P)
+
+    def fill(start: int, chunk_cache: Cache | None = None) -> None:
+        rows = slice(start, start + step)
+        _fill_jacobian(layers, X[rows], J[rows], chunk_cache,
+                       None if first is None else first(rows))
+
     if cache is not None and step >= N:
-        _fill_jacobian(layers, X, J, cache)
+        fill(0, cache)
         return J
     starts = range(0, N, step)
     threads = min(_blas_threads(), len(starts)) if J.size >= _PARALLEL_ELEMENTS else 1
@@ -187,29 +194,24 @@ def param_jacobian(
     # thread count around the other's change and could leave it at one thread.
     if threads == 1 or not _THREADED_FILL.acquire(blocking=False):
         for start in starts:
-            _fill_jacobian(layers, X[start : start + step], J[start : start + step])
+            fill(start)
         return J
     try:
-        _fill_threaded(layers, X, J, step, threads)
+        _fill_threaded(fill, starts, threads)
     finally:
         _THREADED_FILL.release()
     return J
 
 
-def _fill_threaded(layers: list[Dense], X: Array, J: Array, step: int, threads: int) -> None:
-    """:func:`param_jacobian`'s chunks filled by ``threads`` threads."""
-    starts = range(0, X.shape[0], step)
+def _fill_threaded(fill: Callable[[int], None], starts: range, threads: int) -> None:
+    """:func:`param_jacobian`'s chunks ``fill(start)`` on ``threads`` threads."""
     # As many fillers as BLAS may use threads, on the same chunks as one thread would
     # fill, each into its own rows of J: the result is bit-identical. numpy releases the
     # GIL in these loops. Meanwhile BLAS is held to one thread per filler (process-wide,
     # for the duration of this call), so fillers and BLAS threads do not contend.
     assert _controller is not None
     with _controller.limit(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
-        done = pool.map(
-            lambda start: _fill_jacobian(layers, X[start : start + step], J[start : start + step]),
-            starts,
-        )
-        for _ in done:  # re-raises a filler's exception
+        for _ in pool.map(fill, starts):  # re-raises a filler's exception
             pass
 
 
@@ -275,27 +277,26 @@ def gauss_newton(
         Xc = X[start : start + step]
         n = Xc.shape[0]
         Jc = buf[:n]
+        A = Jc.reshape(n * q, P)  # a view: what the fill writes into Jc
+        # A.T is (P, n q) and Fortran-contiguous: gemv and syrk take it with no copy.
         if first is not None:  # a logit model: A_s J_z filled directly, J_z^T r by backprop
             c = (cache if n == N else None) or forward_cache(layers, Xc, blas_matmul)
             _fill_jacobian(layers, Xc, Jc, c, first(slice(start, start + n)))
             Jtr += _logit_vjp(layers, c, R[start : start + n])
         else:
             _fill_jacobian(layers, Xc, Jc, cache if n == N else None)
-        A = Jc.reshape(n * q, P)
-        r = R[start : start + n].reshape(n * q)
-        # A.T is (P, n q) and Fortran-contiguous: gemv and syrk take it with no copy.
-        if first is not None:
-            pass  # J_z^T r came from backprop above; the rows already carry A_s
-        elif weights is not None:
-            if not weight_residuals:
+            r = R[start : start + n].reshape(n * q)
+            if weights is not None:
+                if not weight_residuals:
+                    Jtr = gemv(1.0, A.T, r, beta=1.0, y=Jtr, overwrite_y=1)
+                wc = np.sqrt(weights[start : start + n])
+                sw = (wc.reshape(n * q) if wc.ndim == 2 else np.repeat(wc, q)).astype(
+                    dtype, copy=False)
+                A *= sw[:, None]
+                if weight_residuals:
+                    Jtr = gemv(1.0, A.T, r * sw, beta=1.0, y=Jtr, overwrite_y=1)
+            else:
                 Jtr = gemv(1.0, A.T, r, beta=1.0, y=Jtr, overwrite_y=1)
-            wc = np.sqrt(weights[start : start + n])
-            sw = (wc.reshape(n * q) if wc.ndim == 2 else np.repeat(wc, q)).astype(dtype, copy=False)
-            A *= sw[:, None]
-            if weight_residuals:
-                Jtr = gemv(1.0, A.T, r * sw, beta=1.0, y=Jtr, overwrite_y=1)
-        else:
-            Jtr = gemv(1.0, A.T, r, beta=1.0, y=Jtr, overwrite_y=1)
         JtJ = syrk(1.0, A.T, beta=1.0, c=JtJ, trans=0, lower=0, overwrite_c=1)
     return (_mirror_upper(JtJ) if mirror else JtJ), Jtr
 

@@ -161,18 +161,12 @@ def _logit_system(
 ) -> tuple[Array | None, Array, Array, float, Array]:
     """:func:`gauss_newton_system` for a fused output pair, from the Jacobian of the logits
     J_z: the recursion starts from the model's rows A_s, so the fill writes A_s J_z."""
-    layers = net.layers
     (N, q), P = model.g.shape, net.n_params
     if dual and N * q < P and model.dual_r is not None:
-        J = np.empty((N, q, P), dtype=X.dtype)
-        step = chunk or _jac.default_chunk(N, q * P)
-        for start in range(0, N, step):
-            rows = slice(start, start + step)
-            _jac._fill_jacobian(layers, X[rows], J[rows], cache if step >= N else None,
-                                model.rows(rows))
+        J = _jac.param_jacobian(net.layers, X, chunk, cache, first=model.rows)
         A, r = J.reshape(N * q, P), model.dual_r.reshape(N * q)
         return None, A.T @ r, A, model.scale, r
-    JtHJ, Jtg = _jac.gauss_newton(layers, X, model.g, None, chunk, weight_residuals=False,
+    JtHJ, Jtg = _jac.gauss_newton(net.layers, X, model.g, None, chunk, weight_residuals=False,
                                   cache=cache, workspace=workspace, mirror=mirror,
                                   first=model.rows)
     return JtHJ, Jtg, np.empty(0), model.scale, np.empty(0)

@@ -366,11 +366,16 @@ def _carry_from_checkpoint(carry: dict[str, Any], arrays: dict[str, Array],
                           meta: dict[str, Any]) -> None:
     """What a solver would have carried out of the run the checkpoint ended (for a warm
     start that follows): the optimizer's state, or LM's mu."""
-    state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}
+    state = _optimizer_arrays(arrays)
     if state:
         carry["optimizer"] = state
     if "mu" in meta:
         carry["mu"] = meta["mu"]
+
+
+def _optimizer_arrays(arrays: dict[str, Array]) -> dict[str, Array]:
+    """The optimizer state's arrays among a checkpoint's (saved with the prefix ``opt.``)."""
+    return {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}
 
 
 def _checkpoint(run: _Run, rng: np.random.Generator, arrays: dict[str, Array],
@@ -403,24 +408,20 @@ def _train_gradient(run: _Run, rng: np.random.Generator, saved: Any) -> str | No
     lr_scale = 1.0
     if saved is not None:
         arrays, meta = saved
-        state = opt.state_from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")})
+        state = opt.state_from_arrays(_optimizer_arrays(arrays))
         # a schedule instance rebuilds as its own class (a user subclass need not be
         # registered, and may share its parent's name)
         kind = type(cfg.schedule) if isinstance(cfg.schedule, Schedule) else Schedule
         schedule = kind.from_dict(meta["schedule"])
         lr_scale = meta["lr_scale"]
-    elif "optimizer" in run.carry and _buffer_names(run.carry["optimizer"]) == set(
-        opt._buffer_names()
-    ):  # a warm start continues the state; another optimizer (or momentum) starts afresh
-        state = opt.state_from_arrays(run.carry["optimizer"])
+    elif "optimizer" in run.carry:
+        carried = opt.state_from_arrays(run.carry["optimizer"])
+        # a warm start continues the state; another optimizer (or momentum) starts afresh
+        if set(carried.buffers) == set(opt._buffer_names()):
+            state = carried
     reason, state = _gradient_epochs(run, rng, opt, state, schedule, lr_scale)
     run.carry["optimizer"] = state.to_arrays()
     return reason
-
-
-def _buffer_names(arrays: dict[str, Array]) -> set[str]:
-    """The buffers held by the arrays of ``OptimizerState.to_arrays`` (keys ``<name>.<i>``)."""
-    return {key.rpartition(".")[0] for key in arrays if "." in key} - {"decay_mask"}
 
 
 def _gradient_epochs(run: _Run, rng: np.random.Generator, opt: Any, state: Any,
@@ -518,8 +519,11 @@ def _train_lm(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
     elif "mu" in run.carry:
         lm.mu = run.carry["mu"]
     try:
-        if _goal_met_at_start(run, obj):
-            return "goal"
+        start = _value_at_start(run, obj)
+        if start is not None:
+            lm._current = start  # the first step reuses it
+            if start[0] <= cfg.goal:
+                return "goal"
         for _ in range(run.record.n_epochs, cfg.max_epochs):
             step = lm.step(cfg.min_grad)
             if not step.accepted and step.trials == 0 and step.grad_norm < cfg.min_grad:
@@ -537,16 +541,20 @@ def _train_lm(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
         run.carry["mu"] = lm.mu
 
 
-def _goal_met_at_start(run: _Run, obj: Objective) -> bool:
-    """trainlm's check at epoch 0: the weights given already meet ``goal`` (no step)."""
-    return bool(run.cfg.goal) and run.record.n_epochs == 0 and obj.value()[0] <= run.cfg.goal
+def _value_at_start(run: _Run, obj: Objective) -> tuple[float, Any] | None:
+    """``obj.value()`` at the weights given, for trainlm's check at epoch 0 (weights that
+    already meet ``goal`` take no step), or None when there is no goal or the run resumes."""
+    if not run.cfg.goal or run.record.n_epochs:
+        return None
+    return obj.value()
 
 
 def _train_lbfgs(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
     """Full-batch L-BFGS through scipy's L-BFGS-B on the flat theta, exact gradients."""
     net, cfg = run.net, run.cfg
     obj = run.objective()
-    if _goal_met_at_start(run, obj):
+    start = _value_at_start(run, obj)
+    if start is not None and start[0] <= cfg.goal:
         return "goal"
     last: dict[str, Any] = {}
     stop: list[str] = []
