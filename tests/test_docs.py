@@ -387,3 +387,36 @@ def test_distributed_md_local_cluster_example():
     assert record.stop_reason in ("goal", "max_epochs") and record.n_epochs >= 1
     assert record.epochs[-1]["loss"] < record.epochs[0]["loss"]
     assert printed.split()[-2:] == [str(record.stop_reason), repr(record.epochs[-1]["loss"])]
+
+
+def test_derivation_md_points_at_code_and_tests_that_exist():
+    """docs/derivation.md maps every formula to code and tests: each ``file.py:Name`` names
+    a def or class of that file, each test it names exists, and each code quotation in a
+    cell that names a file (``np.``, ``checked_``, ``# seed``, ``blas``) is in that file
+    (whitespace aside). Formulas written as math (``·``, juxtaposition) are not code."""
+    text = (ROOT / "docs" / "derivation.md").read_text(encoding="utf-8")
+    files = {p.name: p.read_text(encoding="utf-8") for p in
+             [*(ROOT / "src" / "jacnet").rglob("*.py"), *(ROOT / "tests").glob("*.py")]}
+
+    def flat(code: str) -> str:
+        return re.sub(r"\s+", " ", code)
+
+    problems, quoted = [], 0
+    for f, name in re.findall(r"`(\w+\.py):([\w.]+)`", text):
+        if not re.search(rf"^\s*(def|class) {name.split('.')[-1]}\b", files.get(f, ""), re.M):
+            problems.append(f"{f}:{name}")
+    tests = "\n".join(v for k, v in files.items() if k.startswith("test_"))
+    for name in set(re.findall(r"`(?:test_\w+\.py::)?(test_\w+)`", text)):
+        if not re.search(rf"^def {name}\b", tests, re.M):
+            problems.append(name)
+    for line in text.splitlines():
+        for cell in line.split(" | ") if line.startswith("|") else []:
+            ref = re.search(r"`(\w+\.py):[\w.]+`", cell)
+            for code in re.findall(r"`([^`]+)`", cell) if ref else []:
+                is_code = re.search(r"np\.|checked_|# seed|blas", code)
+                if is_code and not re.match(r"\w+\.py:", code):
+                    quoted += 1
+                    if flat(code) not in flat(files[ref.group(1)]):
+                        problems.append(f"{ref.group(1)}: {code}")
+    assert not problems, problems
+    assert quoted >= 5  # the check ran on the table's quotations
