@@ -441,3 +441,15 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("max relative errors (jacnet vs oracle)")
     for name, (err, where) in sorted(ERRORS.max.items()):
         terminalreporter.write_line(f"{name:<36} {err:.2e}   at {where}")
+
+
+@pytest.fixture(params=["syrk", "kronecker"])
+def gn_form(request, monkeypatch) -> str:
+    """Both ways ``jacobian.gauss_newton`` builds a Gauss-Newton system, forced in turn: BLAS
+    syrk on chunks of J, and the Kronecker form (``_kronecker_system``), which otherwise
+    runs only where it pays (several outputs, P in a middle range)."""
+    import jacnet.jacobian as jac
+
+    form = request.param
+    monkeypatch.setattr(jac, "_kronecker_pays", lambda layers, rows: form == "kronecker")
+    return form

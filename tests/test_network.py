@@ -235,6 +235,11 @@ def test_network_derivatives_match_jax_and_finite_differences(spec, oracle):
         label = f"{where} chunk={chunk} weights={None if w is None else w.shape}"
         oracle.check("gauss_newton JtWJ vs JAX", JtJ, JtJ_ref, 1e-10, label)
         oracle.check("gauss_newton JtWr vs JAX", Jtr, Jtr_ref, 1e-10, label)
+        # the Kronecker form, whichever form the call above took (q = 1 included)
+        JtJ_k, Jtr_k = _jac._kronecker_system(net.layers, X, R, w, chunk, True, None, None)
+        assert np.array_equal(JtJ_k, JtJ_k.T) and JtJ_k.flags.f_contiguous
+        oracle.check("gauss_newton (Kronecker form) JtWJ vs JAX", JtJ_k, JtJ_ref, 1e-10, label)
+        oracle.check("gauss_newton (Kronecker form) JtWr vs JAX", Jtr_k, Jtr_ref, 1e-10, label)
         if chunk == 2:
             JtJ_fd, Jtr_fd = gauss_newton_reference(J_fd, R, w_ref)  # on the FD columns
             oracle.check("gauss_newton JtWJ vs FD", JtJ[np.ix_(cols, cols)], JtJ_fd, 1e-6, label)
@@ -256,30 +261,35 @@ def test_network_derivatives_match_jax_and_finite_differences(spec, oracle):
                          fd_loss_grad(net, X, T, loss, w, idx), 1e-6, label)
 
 
-def test_gauss_newton_streams_chunks_never_the_full_jacobian(monkeypatch, oracle):
-    """J^T W J is accumulated chunk by chunk: no array of N x n_out x P is ever filled."""
+def test_gauss_newton_streams_chunks_never_the_full_jacobian(monkeypatch, oracle, gn_form):
+    """J^T W J is accumulated chunk by chunk: no array of N x n_out x P is ever filled
+    (syrk form), or none at all (Kronecker form); the recursion runs once per chunk."""
     import jacnet.jacobian as jac
 
     net = jn.Network([jn.Dense(3, 7, "gelu"), jn.Dense(7, 4, "softmax")], seed=12)
     rng = np.random.default_rng(12)
     X, R, w = rng.normal(size=(10, 3)), rng.normal(size=(10, 4)), rng.uniform(0.5, 2, 10)
     ref = oracle.network(net, X)
-    filled = []
-    fill = jac._fill_jacobian
+    filled, fills = [], []
+    rows, fill = jac._bias_rows, jac._fill_jacobian
 
-    def spy(layers, Xc, J, cache=None):
-        filled.append(J.shape)
-        return fill(layers, Xc, J, cache)
+    def spy(layers, cache, *args, **kwargs):
+        filled.append(cache[-1][2].shape)  # the chunk's output (n, q)
+        return rows(layers, cache, *args, **kwargs)
 
-    monkeypatch.setattr(jac, "_fill_jacobian", spy)
+    monkeypatch.setattr(jac, "_bias_rows", spy)
+    monkeypatch.setattr(jac, "_fill_jacobian", lambda *a, **k: fills.append(1) or fill(*a, **k))
     JtJ, Jtr = net.gauss_newton(X, R, weights=w, chunk=3)
     assert [shape[0] for shape in filled] == [3, 3, 3, 1]
+    assert len(fills) == (4 if gn_form == "syrk" else 0)
     JtJ_ref, Jtr_ref = gauss_newton_reference(ref.J, R, w)
     oracle.check("gauss_newton JtWJ vs JAX", JtJ, JtJ_ref, 1e-10, "streamed, chunk=3")
     oracle.check("gauss_newton JtWr vs JAX", Jtr, Jtr_ref, 1e-10, "streamed, chunk=3")
     # without a chunk, the chunk follows the element budget: here 4 samples' worth
     filled.clear()
-    monkeypatch.setattr(jac, "_CHUNK_ELEMENTS", 4 * net.n_out * net.n_params)
+    widest = (net.n_out * net.n_params if gn_form == "syrk"  # a chunk of J, or the widest
+              else max(k.shape[0] + k.shape[1] for k in _kronecker_sums(net)))  # U and V
+    monkeypatch.setattr(jac, "_CHUNK_ELEMENTS", 4 * widest)
     JtJ_default, _ = net.gauss_newton(X, R, weights=w)
     assert [shape[0] for shape in filled] == [4, 4, 2]
     np.testing.assert_allclose(JtJ_default, JtJ, rtol=1e-13, atol=1e-15)
@@ -362,6 +372,16 @@ class _PlainIdentity(jn.Elementwise):
         return np.ones_like(T)
 
 
+def _kronecker_sums(net: jn.Network) -> list[np.ndarray]:
+    """Arrays of the shapes of the Kronecker form's block sums (U^T V), for chunk sizes."""
+    a = [layer.n_in + 1 for layer in net.layers]
+    m = [layer.n_out for layer in net.layers]
+    return [np.empty((a[k] * (a[k] + 1) // 2, m[k] * (m[k] + 1) // 2) if k == l
+                     else (a[k] * a[l], m[k] * m[l])) for k in range(len(a))
+            for l in range(k, len(a))]
+
+
+@pytest.mark.usefixtures("gn_form")
 @pytest.mark.parametrize("q", [1, 3])
 def test_identity_output_shortcut_equals_the_general_path_bit_for_bit(q):
     """An identity output hands the identity rows on unchanged; the fill then copies the
@@ -381,6 +401,7 @@ def test_identity_output_shortcut_equals_the_general_path_bit_for_bit(q):
 
 
 @pytest.mark.parametrize("chunk", [None, 3])
+@pytest.mark.usefixtures("gn_form")
 def test_gauss_newton_without_mirror_holds_the_upper_triangle(chunk):
     """``mirror=False`` (Levenberg-Marquardt's system): the same upper triangle, zeros
     strictly below it, in Fortran order."""
@@ -407,6 +428,7 @@ def test_workspace_reuses_its_memory_and_grows_on_demand():
     assert d.dtype == np.float32 and not np.shares_memory(c, d)  # another dtype: new memory
 
 
+@pytest.mark.usefixtures("gn_form")
 def test_gauss_newton_with_a_workspace_matches_fresh_buffers():
     """Successive systems through one workspace (different chunks, sizes and data) equal
     those built with a fresh buffer each: nothing of an earlier call leaks into a later."""
@@ -686,6 +708,7 @@ def test_network_get_flat_set_flat_round_trip():
     np.testing.assert_array_equal(split[1][0], net.layers[1].W)
 
 
+@pytest.mark.usefixtures("gn_form")
 def test_network_float32_end_to_end():
     net32 = _small_net(np.float32)
     net64 = _small_net(np.float64)
@@ -1016,6 +1039,7 @@ def test_float32_parameters_and_inputs_beyond_its_range_are_named():
     assert np.isfinite(net.get_flat()).all()
 
 
+@pytest.mark.usefixtures("gn_form")
 def test_gauss_newton_refuses_all_zero_weights_in_either_shape():
     net = jn.Network([jn.Dense(2, 2)], seed=0)
     X, R = np.ones((3, 2)), np.ones((3, 2))
@@ -1102,3 +1126,65 @@ def test_copy_copy_gives_an_independent_network_and_layer():
 def test_activation_parameter_beyond_float_range_is_a_value_error():
     with pytest.raises(ValueError, match="negative_slope must be a finite float"):
         jn.get_activation("leaky_relu", negative_slope=10**400)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_kronecker_form_equals_syrk_form_for_every_system_lm_builds(monkeypatch, dtype, chunk):
+    """The two forms of the Gauss-Newton system agree on what Levenberg-Marquardt asks of
+    them: the logit models of the three fused pairs (with sample weights), a sum of squares
+    with per-output weights, and Huber's weighted J^T H J with J^T g left unweighted."""
+    import jacnet.jacobian as jac
+    from jacnet.losses import get_loss
+    from jacnet.solvers import gauss_newton_system
+
+    rng = np.random.default_rng(5)
+    N = 30
+    X = rng.normal(size=(N, 4)).astype(dtype)
+    cases = [("softmax", "cross_entropy", 3), ("sigmoid", "binary_cross_entropy", 2),
+             ("exp", "poisson", 2), ("identity", "sse", 3), ("identity", "huber", 2)]
+    tol = 1e-11 if dtype == np.float64 else 2e-4
+    for out, loss, q in cases:
+        net = jn.Network([jn.Dense(4, 6, "tanh"), jn.Dense(6, 5, "relu"),
+                          jn.Dense(5, q, out)], seed=3, dtype=dtype)
+        if loss == "cross_entropy":
+            T = np.eye(q)[rng.integers(0, q, N)]
+        elif loss in ("binary_cross_entropy", "poisson"):
+            T = rng.integers(0, 3 if loss == "poisson" else 2, (N, q)).astype(float)
+        else:
+            T = rng.normal(size=(N, q))
+        T = T.astype(dtype)
+        Y = net(X)
+        for w in (None, rng.uniform(0.2, 2.0, N).astype(dtype)):
+            systems = {}
+            for form in ("syrk", "kronecker"):
+                monkeypatch.setattr(jac, "_kronecker_pays", lambda layers, rows, f=form:
+                                    f == "kronecker")
+                systems[form] = gauss_newton_system(net, X, T, get_loss(loss), w, Y, chunk,
+                                                    dual=False, mirror=True)[:2]
+            (M_s, g_s), (M_k, g_k) = systems["syrk"], systems["kronecker"]
+            where = (out, loss, None if w is None else "weighted")
+            assert M_k.dtype == g_k.dtype == dtype, where
+            scale = np.abs(M_s).max()
+            np.testing.assert_allclose(M_k, M_s, rtol=tol, atol=tol * scale, err_msg=str(where))
+            np.testing.assert_allclose(g_k, g_s, rtol=tol, atol=tol * np.abs(g_s).max(),
+                                       err_msg=str(where))
+
+
+def test_gauss_newton_takes_the_kronecker_form_where_it_pays(monkeypatch):
+    """The rule in jacobian._kronecker_pays: 3 or more rows per sample and P in [300, 8192]
+    take the Kronecker form; one or two outputs, or a tiny network, take syrk on J."""
+    import jacnet.jacobian as jac
+
+    taken = []
+    kron = jac._kronecker_system
+    monkeypatch.setattr(jac, "_kronecker_system",
+                        lambda *a, **k: taken.append("kronecker") or kron(*a, **k))
+    X = np.random.default_rng(0).normal(size=(20, 13))
+    for widths, form in [((13, 32, 32, 3), "kronecker"), ((13, 20, 3), "kronecker"),
+                         ((13, 32, 32, 2), "syrk"), ((13, 32, 1), "syrk"), ((13, 4, 3), "syrk")]:
+        pairs = zip(widths[:-1], widths[1:], strict=True)
+        net = jn.Network([jn.Dense(a, b, "tanh") for a, b in pairs], seed=0)
+        taken.clear()
+        net.gauss_newton(X, np.ones((20, widths[-1])))
+        assert (taken == ["kronecker"]) == (form == "kronecker"), (widths, net.n_params)
