@@ -30,9 +30,11 @@ Closed-form softmax vjp against the generic Jacobian path; per-sample parameter 
 against `torch.func.vmap(torch.func.jacrev(f))` (explicit function of the parameter tensors,
 same weights, output flattened to jacnet's theta order and checked equal to 1e-10 before
 timing); streaming Gauss-Newton `JᵀJ, Jᵀr` against a materialised `J.T @ J` (numpy, torch)
-and against scipy's `dsyrk` run on chunks of the same shape (the BLAS ceiling: its ratio is
-GN's effective GFLOP/s as a fraction of dsyrk's). Networks are `n_in-h-h-n_out` with tanh
-hidden layers and a linear output."""
+and against scipy's `dsyrk` run on chunks of the same shape (the BLAS ceiling of the syrk
+form: its ratio is GN's effective GFLOP/s, N·q·P² over its time, as a fraction of dsyrk's;
+with 3 or more outputs jacnet builds the system from the Kronecker structure of J instead,
+never forming J, and can pass that ceiling). Networks are `n_in-h-h-n_out` with tanh hidden
+layers and a linear output."""
 
 Array = np.ndarray
 TOL = 1e-10
@@ -320,6 +322,18 @@ def gauss_newton_case(ctx: Context, widths: Sequence[int], n: int) -> list[Row]:
     flops = n * q * P * P
     gn_rate = flops / t["jacnet"].median / 1e9
     syrk_rate = flops / t["dsyrk"].median / 1e9
+    kron = _jac._kronecker_pays(net.layers, q, n)
+    if kron:  # no J and no syrk: the note says what the Kronecker form computes instead
+        k_flops = kronecker_flops(net, n)
+        where = (f"the Kronecker form (q = {q} rows per sample): no J and no syrk, GEMMs of "
+                 f"{k_flops / 1e9:.3g} GFLOP in all, {flops / k_flops:.2f}x fewer than syrk "
+                 f"on J, at {k_flops / t['jacnet'].median / 1e9:.1f} GFLOP/s over the whole "
+                 "call (forming the factors and placing the blocks included)")
+    else:
+        where = (f"where GN's time goes besides syrk, each part timed alone: filling J "
+                 f"chunk by chunk {parts_t['fill'].describe()} (on the calling thread), "
+                 f"mirroring JᵀJ in place {parts_t['mirror'].describe()}; unexplained by "
+                 f"these parts timed alone: {seconds_text(unexplained)}")
     rows = [
         ctx.row(
             case,
@@ -338,7 +352,7 @@ def gauss_newton_case(ctx: Context, widths: Sequence[int], n: int) -> list[Row]:
             jacnet=t["jacnet"],
             peer_time=t.get("torch"),
             target=2.0,
-            note=ctx.torch_note if e_t is None else _torch_gn_note(e_t, t),
+            note=ctx.torch_note if e_t is None else _torch_gn_note(e_t, t, kron),
         ),
         ctx.row(
             case,
@@ -349,24 +363,39 @@ def gauss_newton_case(ctx: Context, widths: Sequence[int], n: int) -> list[Row]:
             target=0.8,
             kind="fraction",
             note=f"GN {gn_rate:.1f} GFLOP/s vs dsyrk {syrk_rate:.1f} GFLOP/s "
-            f"(flops = N·q·P², chunk {chunk} samples); where GN's time goes besides syrk, "
-            f"each part timed alone: filling J chunk by chunk {parts_t['fill'].describe()} "
-            f"(on the calling thread), mirroring JᵀJ in place {parts_t['mirror'].describe()}; "
-            f"unexplained by these parts timed alone: {seconds_text(unexplained)}",
+            f"(flops = N·q·P² for both, the work of syrk on J; chunk {chunk} samples); "
+            + where,
         ),
     ]
     return rows
 
 
-def _torch_gn_note(err: float, t: dict[str, Timing]) -> str:
-    """The torch row's note: how far the BLAS's own syrk is ahead of torch (a bound)."""
+def _torch_gn_note(err: float, t: dict[str, Timing], kron: bool) -> str:
+    """The torch row's note: how far the BLAS's own syrk is ahead of torch (a bound on the
+    syrk form; the Kronecker form does less work than syrk on J)."""
     bound = t["torch"].median / t["dsyrk"].median
-    return (
-        f"agrees to {err:.1e}; dsyrk alone on jacnet's chunks takes {t['dsyrk'].describe()}, "
-        f"{bound:.2f}x faster than torch: no Gauss-Newton that runs this BLAS's syrk "
-        "(half the flops of torch's full `J.T @ J`) gets further ahead of torch than that, "
-        "so the 2x target needs a faster syrk than the OpenBLAS that numpy and scipy ship"
-    )
+    text = (f"agrees to {err:.1e}; dsyrk alone on jacnet's chunks takes "
+            f"{t['dsyrk'].describe()}, {bound:.2f}x faster than torch")
+    if kron:
+        return text + ("; jacnet takes the Kronecker form here, which does less work than "
+                       "any syrk on J (see the dsyrk row)")
+    return text + (": no Gauss-Newton that runs this BLAS's syrk (half the flops of torch's "
+                   "full `J.T @ J`) gets further ahead of torch than that, so the 2x target "
+                   "needs a faster syrk than the OpenBLAS that numpy and scipy ship, or the "
+                   "Kronecker form, which pays from 3 outputs on")
+
+
+def kronecker_flops(net: jn.Network, n: int) -> int:
+    """The GEMM flops of ``jacobian._kronecker_system`` on ``n`` samples: per block, 2 n
+    times its two factors' widths (the pairs ``i <= j`` on a diagonal block)."""
+    a = [layer.n_in + 1 for layer in net.layers]
+    m = [layer.n_out for layer in net.layers]
+    total = 0
+    for k in range(len(a)):
+        for l in range(k, len(a)):
+            total += (a[k] * (a[k] + 1) // 2 * m[k] * (m[k] + 1) // 2 if k == l
+                      else a[k] * a[l] * m[k] * m[l])
+    return 2 * n * total
 
 
 # --------------------------------------------------------------------------- cases

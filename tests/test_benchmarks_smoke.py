@@ -134,3 +134,14 @@ def test_call_orders_let_each_function_follow_each_other_equally_often(n):
     assert set(firsts) == set(range(n)) and len(set(firsts.values())) == 1
     pairs = Counter((row[i], row[i + 1]) for row in rows for i in range(n - 1))
     assert len(pairs) == n * (n - 1) and len(set(pairs.values())) <= 1
+
+
+def test_gn_forms_times_both_forms_and_restores_the_model():
+    """benchmarks.gn_forms forces each form in turn; the model is the same after."""
+    import jacnet.jacobian as jac
+    from benchmarks.gn_forms import compare
+
+    model = jac._kronecker_pays
+    syrk, kron, picks = compare((4, 10, 3), 50, 1)
+    assert syrk > 0 and kron > 0 and picks is False
+    assert jac._kronecker_pays is model

@@ -1158,7 +1158,7 @@ def test_kronecker_form_equals_syrk_form_for_every_system_lm_builds(monkeypatch,
         for w in (None, rng.uniform(0.2, 2.0, N).astype(dtype)):
             systems = {}
             for form in ("syrk", "kronecker"):
-                monkeypatch.setattr(jac, "_kronecker_pays", lambda layers, rows, f=form:
+                monkeypatch.setattr(jac, "_kronecker_pays", lambda *args, f=form:
                                     f == "kronecker")
                 systems[form] = gauss_newton_system(net, X, T, get_loss(loss), w, Y, chunk,
                                                     dual=False, mirror=True)[:2]
@@ -1172,19 +1172,22 @@ def test_kronecker_form_equals_syrk_form_for_every_system_lm_builds(monkeypatch,
 
 
 def test_gauss_newton_takes_the_kronecker_form_where_it_pays(monkeypatch):
-    """The rule in jacobian._kronecker_pays: 3 or more rows per sample and P in [300, 8192]
-    take the Kronecker form; one or two outputs, or a tiny network, take syrk on J."""
+    """jacobian._kronecker_pays on networks of its fit: several outputs and layers of some
+    width take the Kronecker form; one output, a wide layer fed by few inputs, a tiny
+    network or few samples (placing the blocks is paid once per call) take syrk on J."""
     import jacnet.jacobian as jac
 
     taken = []
     kron = jac._kronecker_system
     monkeypatch.setattr(jac, "_kronecker_system",
                         lambda *a, **k: taken.append("kronecker") or kron(*a, **k))
-    X = np.random.default_rng(0).normal(size=(20, 13))
-    for widths, form in [((13, 32, 32, 3), "kronecker"), ((13, 20, 3), "kronecker"),
-                         ((13, 32, 32, 2), "syrk"), ((13, 32, 1), "syrk"), ((13, 4, 3), "syrk")]:
+    rng = np.random.default_rng(0)
+    for widths, N, form in [((13, 32, 32, 3), 2000, "kronecker"), ((64, 16, 10), 300, "kronecker"),
+                            ((8, 64, 64, 2), 500, "kronecker"), ((13, 32, 32, 3), 20, "syrk"),
+                            ((8, 64, 64, 1), 500, "syrk"), ((4, 100, 3), 500, "syrk"),
+                            ((4, 10, 3), 500, "syrk")]:
         pairs = zip(widths[:-1], widths[1:], strict=True)
         net = jn.Network([jn.Dense(a, b, "tanh") for a, b in pairs], seed=0)
         taken.clear()
-        net.gauss_newton(X, np.ones((20, widths[-1])))
-        assert (taken == ["kronecker"]) == (form == "kronecker"), (widths, net.n_params)
+        net.gauss_newton(rng.normal(size=(N, widths[0])), np.ones((N, widths[-1])))
+        assert (taken == ["kronecker"]) == (form == "kronecker"), (widths, N)

@@ -249,9 +249,10 @@ def gauss_newton(
     diagonal of weights: per sample ``(N,)`` (repeated over outputs) or per output
     ``(N, n_out)``. Only one chunk of J exists at a time; ``J^T J`` is accumulated by
     BLAS syrk into the upper triangle and mirrored at the end. Memory:
-    O(P^2 + chunk * n_out * P). From 3 rows per sample on (and a P neither tiny nor huge)
-    the same system comes from the Kronecker structure of J instead, which never forms J
-    and does not do q times the work for q rows (:func:`_kronecker_system`). With
+    O(P^2 + chunk * n_out * P). Where a cost model expects it to be faster (several rows
+    per sample, layers not too narrow; ``_kronecker_pays``) the same system comes from the
+    Kronecker structure of J instead, which never forms J and does not do q times the work
+    for q rows (:func:`_kronecker_system`); memory then O(P^2) (at most 1.5 P^2 entries). With
     ``weight_residuals=False`` the second result is ``J^T r`` (the weights enter
     ``J^T W J`` only). ``cache`` is the forward cache of all of ``X``, used when one chunk
     covers X. ``workspace`` holds the chunk buffer (or the Kronecker form's factors)
@@ -267,7 +268,7 @@ def gauss_newton(
     q = layers[-1].n_out
     P = sum(layer.n_params for layer in layers)
     dtype = X.dtype
-    if _kronecker_pays(layers, q):  # a logit model's rows A_s are (q, q) too
+    if _kronecker_pays(layers, q, N):  # a logit model's rows A_s are (q, q) too
         return _kronecker_system(layers, X, R, weights, chunk, weight_residuals, cache, first,
                                  workspace, upper_only=not mirror)
     step = chunk or default_chunk(N, q * P)
@@ -307,23 +308,42 @@ def gauss_newton(
     return (_mirror_upper(JtJ) if mirror else JtJ), Jtr
 
 
-# Where the Kronecker form is faster than syrk on chunks of J (two threads, float64,
-# 2026-11-30; ``gauss_newton`` without a mirror): from 3 rows per sample (outputs, or a
-# logit model's rows) and about 300 parameters on. 13-32-32-3, N = 5000: 270 against 447
-# ms; 64-16-10, N = 1257: 49 against 270 ms; 13-20-3 (P = 343): 5.8 against 11.8 ms. Below
-# it the Python loops over blocks and rows cost more than the work saved (4-10-3, P = 83:
-# 0.43 against 0.21 ms), and with 1 or 2 rows the GEMMs save too little (8-64-64-1, N =
-# 10,000: 2.8 against 2.2 s; 20-40-40-2: 354 against 345 ms).
-_KRONECKER_MIN_ROWS = 3
-_KRONECKER_MIN_PARAMS = 300
-# ... and while its block sums (about P^2 / 2 entries besides J^T J) stay moderate.
-_KRONECKER_MAX_PARAMS = 8192
+# The cost model that picks the form of a Gauss-Newton system, per sample and in flops of
+# syrk on J (q P^2): the Kronecker form's GEMM flops, plus _KRONECKER_FORMING flops'
+# worth per element of its factors formed (a memory pass each, q for a diagonal block's
+# rows of D), plus _KRONECKER_PLACING per entry of J^T J put in place once per call (P^2 / N
+# per sample). It takes the Kronecker form where that totals at most _KRONECKER_SHARE of
+# syrk's. Fitted on 29 networks (two threads, float64, 2026-11-30): it picks the faster
+# form for 27 and never the slower one; the two others it leaves to syrk where the
+# Kronecker form was a little faster (4-30-3: 0.88 of syrk's time; 10-40-2: 0.98).
+# Measured, Kronecker against syrk: 64-16-10 N = 1257,
+# 42 against 268 ms; 13-32-32-3 N = 5000, 270 against 447 ms; 8-64-64-2 N = 2000, 585
+# against 940 ms. Left to syrk: one output (8-64-64-1, N = 10,000: 2.7 against 2.3 s), a
+# wide layer fed by few inputs (4-100-3: 162 against 79 ms; its rows of D cost m^2 / 2 per
+# sample where J's cost a m), and small P (4-10-3: 0.43 against 0.21 ms).
+_KRONECKER_FORMING = 25
+_KRONECKER_PLACING = 100
+_KRONECKER_SHARE = 0.45
 
 
-def _kronecker_pays(layers: list[Dense], rows: int) -> bool:
-    """Whether :func:`_kronecker_system` builds this system faster than syrk on J."""
+def _kronecker_pays(layers: list[Dense], rows: int, n: int) -> bool:
+    """Whether :func:`_kronecker_system` is expected to build the system of ``n`` samples
+    with ``rows`` rows each faster than syrk on chunks of J (the cost model above)."""
+    a = [layer.n_in + 1 for layer in layers]
+    m = [layer.n_out for layer in layers]
     P = sum(layer.n_params for layer in layers)
-    return rows >= _KRONECKER_MIN_ROWS and _KRONECKER_MIN_PARAMS <= P <= _KRONECKER_MAX_PARAMS
+    gemm = formed = 0
+    for k in range(len(a)):
+        for l in range(k, len(a)):
+            if k == l:
+                u, v = a[k] * (a[k] + 1) // 2, m[k] * (m[k] + 1) // 2
+                formed += u + rows * v
+            else:
+                u, v = a[k] * a[l], m[k] * m[l]
+                formed += u + v
+            gemm += 2 * u * v
+    kronecker = gemm + _KRONECKER_FORMING * formed + _KRONECKER_PLACING * P * P / max(n, 1)
+    return kronecker <= _KRONECKER_SHARE * rows * P * P
 
 
 @functools.lru_cache(maxsize=32)
@@ -367,8 +387,10 @@ def _kronecker_system(
     m = [layer.n_out for layer in layers]
     gemm = blas.get_blas_funcs("gemm", dtype=dtype)
     blocks = [(k, l) for k in range(L) for l in range(k, L)]
+    # A diagonal block's sum is kept transposed, (pairs of D, pairs of a): its rows (pairs of
+    # a, then) are contiguous for placing (see below).
     sums = {
-        (k, l): np.zeros((a[k] * (a[k] + 1) // 2, m[k] * (m[k] + 1) // 2) if k == l
+        (k, l): np.zeros((m[k] * (m[k] + 1) // 2, a[k] * (a[k] + 1) // 2) if k == l
                          else (a[k] * a[l], m[k] * m[l]), dtype=dtype, order="F")
         for k, l in blocks
     }
@@ -417,9 +439,9 @@ def _kronecker_system(
             S = sums[k, l]
             U = scratch[: S.shape[0] * n].reshape(S.shape[0], n)
             V = scratch[U.size : U.size + S.shape[1] * n]
-            if k == l:  # both factors (., n): rows along the samples
-                _symmetric_rows(U, tmp, At[k])
-                V = _symmetric_rows(V.reshape(S.shape[1], n), tmp, *Dt[k])
+            if k == l:  # both factors (., n), rows along the samples; U holds D's pairs
+                _symmetric_rows(U, tmp, *Dt[k])
+                V = _symmetric_rows(V.reshape(S.shape[1], n), tmp, At[k])
                 trans_b = 0
             else:  # U (a_k a_l, n); V (n, m_k m_l) from one stacked product per sample
                 np.multiply(At[k][:, None, :], At[l][None, :, :], out=U.reshape(a[k], a[l], n))
@@ -435,11 +457,16 @@ def _kronecker_system(
         S = sums.pop((k, l))  # each block's sum is freed once it is in place
         rk = slice(offsets[k][0], offsets[k][2])
         rl = slice(offsets[l][0], offsets[l][2])
-        if k == l:  # entry ((i, j), (i', j')) is S[pair(i, i'), pair(j, j')]
-            full = np.take(np.take(S, _pair_positions(m[k]), axis=1), _pair_positions(a[k]),
-                           axis=0)
-            JtJ[rk, rk] = full.reshape(a[k], a[k], m[k], m[k]).transpose(0, 2, 1, 3).reshape(
-                a[k] * m[k], -1)
+        if k == l:  # entry ((i, j), (i', j')) is S[pair(j, j'), pair(i, i')]
+            # S.T is C-ordered (pairs of a, pairs of D): each pair (i, i') of a, one row,
+            # becomes the symmetric (m, m) sub-block at (i, i') of the layer's block.
+            sub = np.take(S.T, _pair_positions(m[k]), axis=1).reshape(-1, m[k], m[k])
+            # The block of Fortran-ordered JtJ, transposed, is C-ordered over (i', j', i, j)
+            # with j innermost and contiguous in both: one strided copy.
+            dest = np.reshape(JtJ[rk, rk].T, (a[k], m[k], a[k], m[k]), copy=False)
+            where = _pair_positions(a[k]).reshape(a[k], a[k])
+            for i in range(a[k]):  # column stripe i' = i: rows (i, j), pair (i, i')
+                dest[i] = np.take(sub, where[i], axis=0).transpose(1, 0, 2)
             if upper_only:
                 for j in range(rk.start, rk.stop - 1):
                     JtJ[j + 1 : rk.stop, j] = 0  # a contiguous stretch of a column
