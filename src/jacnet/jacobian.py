@@ -268,7 +268,7 @@ def gauss_newton(
     q = layers[-1].n_out
     P = sum(layer.n_params for layer in layers)
     dtype = X.dtype
-    if _kronecker_pays(layers, q, N):  # a logit model's rows A_s are (q, q) too
+    if _kronecker_pays(layers, q, N, chunk):  # a logit model's rows A_s are (q, q) too
         return _kronecker_system(layers, X, R, weights, chunk, weight_residuals, cache, first,
                                  workspace, upper_only=not mirror)
     step = chunk or default_chunk(N, q * P)
@@ -324,11 +324,18 @@ def gauss_newton(
 _KRONECKER_FORMING = 25
 _KRONECKER_PLACING = 100
 _KRONECKER_SHARE = 0.45
+# Its Python loops run once per block and row per chunk: with chunks of a few samples they
+# cost more than the work saved (13-32-32-3, N = 1000, chunk 3: 0.52 against 0.33 s), so a
+# chunk given below this many samples keeps syrk.
+_KRONECKER_MIN_CHUNK = 64
 
 
-def _kronecker_pays(layers: list[Dense], rows: int, n: int) -> bool:
+def _kronecker_pays(layers: list[Dense], rows: int, n: int, chunk: int | None = None) -> bool:
     """Whether :func:`_kronecker_system` is expected to build the system of ``n`` samples
-    with ``rows`` rows each faster than syrk on chunks of J (the cost model above)."""
+    with ``rows`` rows each, in chunks of ``chunk`` samples, faster than syrk on chunks of J
+    (the cost model above)."""
+    if chunk is not None and chunk < min(n, _KRONECKER_MIN_CHUNK):
+        return False
     a = [layer.n_in + 1 for layer in layers]
     m = [layer.n_out for layer in layers]
     P = sum(layer.n_params for layer in layers)
@@ -383,6 +390,9 @@ def _kronecker_system(
     N, L, dtype = X.shape[0], len(layers), X.dtype
     offsets = param_offsets(layers)
     P = offsets[-1][2]
+    if N == 0:  # as syrk on no rows of J
+        return np.zeros((P, P), dtype=dtype, order="F"), np.zeros(P, dtype=dtype)
+    R = R.reshape(N, -1)  # one output may come as (N,)
     a = [layer.n_in + 1 for layer in layers]
     m = [layer.n_out for layer in layers]
     gemm = blas.get_blas_funcs("gemm", dtype=dtype)
@@ -458,21 +468,22 @@ def _kronecker_system(
         rk = slice(offsets[k][0], offsets[k][2])
         rl = slice(offsets[l][0], offsets[l][2])
         if k == l:  # entry ((i, j), (i', j')) is S[pair(j, j'), pair(i, i')]
-            # S.T is C-ordered (pairs of a, pairs of D): each pair (i, i') of a, one row,
-            # becomes the symmetric (m, m) sub-block at (i, i') of the layer's block.
-            sub = np.take(S.T, _pair_positions(m[k]), axis=1).reshape(-1, m[k], m[k])
-            # The block of Fortran-ordered JtJ, transposed, is C-ordered over (i', j', i, j)
-            # with j innermost and contiguous in both: one strided copy.
+            # S.T is C-ordered (pairs of a, pairs of D): the row of a pair (i, i') of a
+            # becomes the symmetric (m, m) sub-block at (i, i') of the layer's block. The
+            # block of Fortran-ordered JtJ, transposed, is C-ordered over (i', j', i, j),
+            # j innermost and contiguous in both: one strided copy per column stripe i',
+            # through a temporary of one stripe only.
             dest = np.reshape(JtJ[rk, rk].T, (a[k], m[k], a[k], m[k]), copy=False)
             where = _pair_positions(a[k]).reshape(a[k], a[k])
             for i in range(a[k]):  # column stripe i' = i: rows (i, j), pair (i, i')
-                dest[i] = np.take(sub, where[i], axis=0).transpose(1, 0, 2)
+                stripe = np.take(np.take(S.T, where[i], axis=0), _pair_positions(m[k]), axis=1)
+                dest[i] = stripe.reshape(a[k], m[k], m[k]).transpose(1, 0, 2)
             if upper_only:
                 for j in range(rk.start, rk.stop - 1):
                     JtJ[j + 1 : rk.stop, j] = 0  # a contiguous stretch of a column
         else:  # entry ((i, j), (i', j')) is S[(i, i'), (j, j')]
             block = S.reshape(a[k], a[l], m[k], m[l], order="C").transpose(0, 2, 1, 3)
-            JtJ[rk, rl] = block.reshape(a[k] * m[k], a[l] * m[l])
+            np.reshape(JtJ[rk, rl], (a[k], m[k], a[l], m[l]), copy=False)[...] = block
             if not upper_only:
                 JtJ[rl, rk] = JtJ[rk, rl].T
     return JtJ, Jtr
