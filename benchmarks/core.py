@@ -32,8 +32,9 @@ same weights, output flattened to jacnet's theta order and checked equal to 1e-1
 timing); streaming Gauss-Newton `JᵀJ, Jᵀr` against a materialised `J.T @ J` (numpy, torch)
 and against scipy's `dsyrk` run on chunks of the same shape (the BLAS ceiling of the syrk
 form: its ratio is GN's effective GFLOP/s, N·q·P² over its time, as a fraction of dsyrk's;
-with 3 or more outputs jacnet builds the system from the Kronecker structure of J instead,
-never forming J, and can pass that ceiling). Networks are `n_in-h-h-n_out` with tanh hidden
+where its cost model expects it to pay (several outputs, layers not too narrow) jacnet
+builds the system from the Kronecker structure of J instead, never forming J, and can pass
+that ceiling). Networks are `n_in-h-h-n_out` with tanh hidden
 layers and a linear output."""
 
 Array = np.ndarray
@@ -381,8 +382,9 @@ def _torch_gn_note(err: float, t: dict[str, Timing], kron: bool) -> str:
                        "any syrk on J (see the dsyrk row)")
     return text + (": no Gauss-Newton that runs this BLAS's syrk (half the flops of torch's "
                    "full `J.T @ J`) gets further ahead of torch than that, so the 2x target "
-                   "needs a faster syrk than the OpenBLAS that numpy and scipy ship, or the "
-                   "Kronecker form, which pays from 3 outputs on")
+                   "needs a faster syrk than the OpenBLAS that numpy and scipy ship (the "
+                   "Kronecker form, which does less work with several outputs, is slower than "
+                   "syrk with one or two: python -m benchmarks.gn_forms)")
 
 
 def kronecker_flops(net: jn.Network, n: int) -> int:
