@@ -383,8 +383,9 @@ def _torch_gn_note(err: float, t: dict[str, Timing], kron: bool) -> str:
     return text + (": no Gauss-Newton that runs this BLAS's syrk (half the flops of torch's "
                    "full `J.T @ J`) gets further ahead of torch than that, so the 2x target "
                    "needs a faster syrk than the OpenBLAS that numpy and scipy ship (the "
-                   "Kronecker form, which does less work with several outputs, is slower than "
-                   "syrk with one or two: python -m benchmarks.gn_forms)")
+                   "Kronecker form, which does less work with several outputs, took 1.2-1.4 "
+                   "times syrk's time on this one-output network: python -m "
+                   "benchmarks.gn_forms)")
 
 
 def kronecker_flops(net: jn.Network, n: int) -> int:
