@@ -250,19 +250,20 @@ def gauss_newton(
     ``(N, n_out)``. Only one chunk of J exists at a time; ``J^T J`` is accumulated by
     BLAS syrk into the upper triangle and mirrored at the end. Memory:
     O(P^2 + chunk * n_out * P). Where a cost model expects it to be faster (several rows
-    per sample, layers not too narrow; ``_kronecker_pays``) the same system comes from the
-    Kronecker structure of J instead, which never forms J and does not do q times the work
-    for q rows (:func:`_kronecker_system`); memory then O(P^2) (at most 1.5 P^2 entries). With
-    ``weight_residuals=False`` the second result is ``J^T r`` (the weights enter
-    ``J^T W J`` only). ``cache`` is the forward cache of all of ``X``, used when one chunk
-    covers X. ``workspace`` holds the chunk buffer (or the Kronecker form's factors)
-    between calls. ``mirror=False`` skips the mirror: ``J^T W J`` (Fortran order) then holds its
-    upper triangle only, the strictly lower one zero, for a caller that reads one triangle
-    (Levenberg-Marquardt's Cholesky solve; the mirror takes 8-14 us at P = 61, 2% of an
-    LM iteration). ``first(samples)`` (instead of ``weights``): per sample, the rows
-    ``A_s`` (n, q, q) of a generalised Gauss-Newton model at the logits z (see
-    ``losses.LogitModel``); the system is then ``sum (A_s J_z,s)^T (A_s J_z,s)`` and
-    ``J_z^T r``, J_z the Jacobian of the logits (``r``: the model's gradient in z).
+    per sample, layers not too narrow; ``_kronecker_pays``) the same system comes from
+    the Kronecker structure of J instead, which never forms J and does not do q times
+    the work for q rows (:func:`_kronecker_system`); memory then at most 1.5 P^2
+    entries. With ``weight_residuals=False`` the second result is ``J^T r`` (the
+    weights enter ``J^T W J`` only). ``cache`` is the forward cache of all of ``X``,
+    used when one chunk covers X. ``workspace`` holds the chunk buffer (or the Kronecker
+    form's factors) between calls. ``mirror=False`` skips the mirror: ``J^T W J``
+    (Fortran order) then holds its upper triangle only, the strictly lower one zero, for
+    a caller that reads one triangle (Levenberg-Marquardt's Cholesky solve; the mirror
+    takes 8-14 us at P = 61, 2% of an LM iteration). ``first(samples)`` (instead of
+    ``weights``): per sample, the rows ``A_s`` (n, q, q) of a generalised Gauss-Newton
+    model at the logits z (see ``losses.LogitModel``); the system is then
+    ``sum (A_s J_z,s)^T (A_s J_z,s)`` and ``J_z^T r``, J_z the Jacobian of the logits
+    (``r``: the model's gradient in z).
     """
     N = X.shape[0]
     q = layers[-1].n_out
