@@ -390,15 +390,8 @@ def _torch_gn_note(err: float, t: dict[str, Timing], kron: bool) -> str:
 
 def kronecker_flops(net: jn.Network, n: int) -> int:
     """The GEMM flops of ``jacobian._kronecker_system`` on ``n`` samples: per block, 2 n
-    times its two factors' widths (the pairs ``i <= j`` on a diagonal block)."""
-    a = [layer.n_in + 1 for layer in net.layers]
-    m = [layer.n_out for layer in net.layers]
-    total = 0
-    for k in range(len(a)):
-        for l in range(k, len(a)):
-            total += (a[k] * (a[k] + 1) // 2 * m[k] * (m[k] + 1) // 2 if k == l
-                      else a[k] * a[l] * m[k] * m[l])
-    return 2 * n * total
+    times the widths of its two factors (``jacobian._kronecker_blocks``)."""
+    return 2 * n * sum(u * v for _, _, u, v in _jac._kronecker_blocks(net.layers))
 
 
 # --------------------------------------------------------------------------- cases

@@ -288,7 +288,7 @@ def test_gauss_newton_streams_chunks_never_the_full_jacobian(monkeypatch, oracle
     # without a chunk, the chunk follows the element budget: here 4 samples' worth
     filled.clear()
     widest = (net.n_out * net.n_params if gn_form == "syrk"  # a chunk of J, or the widest
-              else max(k.shape[0] + k.shape[1] for k in _kronecker_sums(net)))  # U and V
+              else max(u + v for *_, u, v in jac._kronecker_blocks(net.layers)))  # U and V
     monkeypatch.setattr(jac, "_CHUNK_ELEMENTS", 4 * widest)
     JtJ_default, _ = net.gauss_newton(X, R, weights=w)
     assert [shape[0] for shape in filled] == [4, 4, 2]
@@ -370,15 +370,6 @@ class _PlainIdentity(jn.Elementwise):
 
     def derivative(self, T, Y):
         return np.ones_like(T)
-
-
-def _kronecker_sums(net: jn.Network) -> list[np.ndarray]:
-    """Arrays of the shapes of the Kronecker form's block sums (U^T V), for chunk sizes."""
-    a = [layer.n_in + 1 for layer in net.layers]
-    m = [layer.n_out for layer in net.layers]
-    return [np.empty((a[k] * (a[k] + 1) // 2, m[k] * (m[k] + 1) // 2) if k == l
-                     else (a[k] * a[l], m[k] * m[l])) for k in range(len(a))
-            for l in range(k, len(a))]
 
 
 @pytest.mark.usefixtures("gn_form")

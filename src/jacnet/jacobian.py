@@ -337,21 +337,24 @@ def _kronecker_pays(layers: list[Dense], rows: int, n: int, chunk: int | None = 
     (the cost model above)."""
     if chunk is not None and chunk < min(n, _KRONECKER_MIN_CHUNK):
         return False
-    a = [layer.n_in + 1 for layer in layers]
-    m = [layer.n_out for layer in layers]
     P = sum(layer.n_params for layer in layers)
     gemm = formed = 0
-    for k in range(len(a)):
-        for l in range(k, len(a)):
-            if k == l:
-                u, v = a[k] * (a[k] + 1) // 2, m[k] * (m[k] + 1) // 2
-                formed += u + rows * v
-            else:
-                u, v = a[k] * a[l], m[k] * m[l]
-                formed += u + v
-            gemm += 2 * u * v
+    for k, l, u, v in _kronecker_blocks(layers):
+        gemm += 2 * u * v
+        formed += u + (rows * v if k == l else v)  # a diagonal block sums q rows of D
     kronecker = gemm + _KRONECKER_FORMING * formed + _KRONECKER_PLACING * P * P / max(n, 1)
     return kronecker <= _KRONECKER_SHARE * rows * P * P
+
+
+def _kronecker_blocks(layers: list[Dense]) -> list[tuple[int, int, int, int]]:
+    """``(k, l, u, v)`` for each block ``k <= l`` of :func:`_kronecker_system`: the widths
+    of its two factors per sample, ``a_k a_l`` and ``m_k m_l`` (``a = n_in + 1``,
+    ``m = n_out``), or the pairs ``i <= j`` of each on a diagonal block."""
+    a = [layer.n_in + 1 for layer in layers]
+    m = [layer.n_out for layer in layers]
+    return [(k, l, a[k] * (a[k] + 1) // 2, m[k] * (m[k] + 1) // 2) if k == l
+            else (k, l, a[k] * a[l], m[k] * m[l])
+            for k in range(len(a)) for l in range(k, len(a))]
 
 
 @functools.lru_cache(maxsize=32)
@@ -397,14 +400,11 @@ def _kronecker_system(
     a = [layer.n_in + 1 for layer in layers]
     m = [layer.n_out for layer in layers]
     gemm = blas.get_blas_funcs("gemm", dtype=dtype)
-    blocks = [(k, l) for k in range(L) for l in range(k, L)]
     # A diagonal block's sum is kept transposed, (pairs of D, pairs of a): its rows (pairs of
     # a, then) are contiguous for placing (see below).
-    sums = {
-        (k, l): np.zeros((m[k] * (m[k] + 1) // 2, a[k] * (a[k] + 1) // 2) if k == l
-                         else (a[k] * a[l], m[k] * m[l]), dtype=dtype, order="F")
-        for k, l in blocks
-    }
+    sums = {(k, l): np.zeros((v, u) if k == l else (u, v), dtype=dtype, order="F")
+            for k, l, u, v in _kronecker_blocks(layers)}
+    blocks = list(sums)
     width = max(c.shape[0] + c.shape[1] for c in sums.values())
     step = min(chunk or default_chunk(N, width), N)
     # One scratch array for the two factors of every block and chunk, and the rows of a
@@ -431,10 +431,8 @@ def _kronecker_system(
                 w = (w if w.ndim == 2 else w[:, None]).astype(dtype, copy=False)
                 if weight_residuals:
                     r = r * w
-            for k, (w0, b0, end) in enumerate(offsets):
-                G = np.einsum("sim,si->sm", D[k], r)  # sum_i D_k[i] r_i, per sample
-                Jtr[w0:b0] += blas_matmul(c[k][0].T, G).ravel()  # seed R-w
-                Jtr[b0:end] += G.sum(axis=0)
+            # J^T r = sum_s sum_i r_i (a_k ⊗ D_k[i]): per layer the rows sum_i r_i D_k[i]
+            Jtr += _rows_to_params(layers, c, [np.einsum("sim,si->sm", Dk, r) for Dk in D])
             if w is not None:  # J^T W J: the rows of every sample and output times sqrt(w)
                 D = [Dk * np.sqrt(w)[:, :, None] for Dk in D]
         # The factors with the samples along rows (each row contiguous over the chunk):
@@ -508,13 +506,18 @@ def _symmetric_rows(out: Array, tmp: Array, *factors: Array) -> Array:
 def _logit_vjp(layers: list[Dense], cache: Cache, G: Array) -> Array:
     """``sum_s G_s . dz_s/dtheta`` (P,): the rows ``G`` (n, q) at the last layer's
     pre-activation z carried back through the network (backprop, on this chunk's cache)."""
-    out = np.empty(sum(layer.n_params for layer in layers), dtype=G.dtype)
     rows = _bias_rows(layers, cache, first=G[:, None, :])
-    for (w0, b0, end), (X_in, _, _) in zip(reversed(param_offsets(layers)), reversed(cache),
-                                            strict=True):
-        D = next(rows)[:, 0, :]
-        out[w0:b0] = blas_matmul(X_in.T, D).ravel()  # seed R-w for the rows G
-        out[b0:end] = D.sum(axis=0)
+    D = [next(rows)[:, 0, :] for _ in layers][::-1]  # the recursion yields the last first
+    return _rows_to_params(layers, cache, D)
+
+
+def _rows_to_params(layers: list[Dense], cache: Cache, D: list[Array]) -> Array:
+    """``sum_s`` of each layer's bias-row ``D[k]`` (n, m_k) and its outer product with the
+    layer's input (seed R-w), laid out as theta (P,)."""
+    out = np.empty(sum(layer.n_params for layer in layers), dtype=D[0].dtype)
+    for (w0, b0, end), (X_in, _, _), Dk in zip(param_offsets(layers), cache, D, strict=True):
+        out[w0:b0] = blas_matmul(X_in.T, Dk).ravel()  # seed R-w for the rows D_k
+        out[b0:end] = Dk.sum(axis=0)
     return out
 
 
