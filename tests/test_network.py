@@ -244,6 +244,10 @@ def test_network_derivatives_match_jax_and_finite_differences(spec, oracle):
             JtJ_fd, Jtr_fd = gauss_newton_reference(J_fd, R, w_ref)  # on the FD columns
             oracle.check("gauss_newton JtWJ vs FD", JtJ[np.ix_(cols, cols)], JtJ_fd, 1e-6, label)
             oracle.check("gauss_newton JtWr vs FD", Jtr[cols], Jtr_fd, 1e-6, label)
+            oracle.check("gauss_newton (Kronecker form) JtWJ vs FD",
+                         JtJ_k[np.ix_(cols, cols)], JtJ_fd, 1e-6, label)
+            oracle.check("gauss_newton (Kronecker form) JtWr vs FD", Jtr_k[cols], Jtr_fd, 1e-6,
+                         label)
 
     # loss gradients by backpropagation (seed L1-L4), with and without sample weights
     output = spec["acts"][-1]
