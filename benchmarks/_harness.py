@@ -332,6 +332,28 @@ def memory_available() -> int | None:
     return int(match.group(1)) * 1024 if match else None
 
 
+#: /proc/vmstat counters of the kernel's work on page faults for huge pages.
+THP_COUNTERS = ("compact_stall", "thp_fault_alloc", "thp_fault_fallback")
+
+
+def vmstat(names: Sequence[str] = THP_COUNTERS) -> dict[str, int] | None:
+    """The named /proc/vmstat counters (system-wide, since boot), or None off Linux."""
+    try:
+        text = Path("/proc/vmstat").read_text()
+    except OSError:
+        return None
+    values = dict(line.split() for line in text.splitlines() if line.count(" ") == 1)
+    return {name: int(values[name]) for name in names if name in values}
+
+
+def vmstat_change(before: dict[str, int] | None) -> dict[str, int] | None:
+    """How much each counter of ``before`` (from :func:`vmstat`) has grown since."""
+    after = vmstat(list(before)) if before is not None else None
+    if before is None or after is None:
+        return None
+    return {name: after[name] - before[name] for name in before if name in after}
+
+
 # ------------------------------------------------------------------- cases and rows
 def _times(r: float) -> str:
     return f"{r:.0f}x" if r >= 100 else f"{r:.3g}x"

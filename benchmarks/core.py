@@ -11,7 +11,8 @@ entry), then times them on the same data with the same threads.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from types import ModuleType
 from typing import Any
@@ -22,7 +23,17 @@ from scipy.linalg import blas
 import jacnet as jn
 from jacnet import jacobian as _jac
 
-from ._harness import Case, Context, Row, Timing, check_close, measure, seconds_text
+from ._harness import (
+    Case,
+    Context,
+    Row,
+    Timing,
+    check_close,
+    measure,
+    seconds_text,
+    vmstat,
+    vmstat_change,
+)
 
 TITLE = "Core engine (float64)"
 DESCRIPTION = """\
@@ -182,6 +193,7 @@ def jacobian_case(ctx: Context, widths: Sequence[int], n: int) -> list[Row]:
     if not reuse_skip:
         J_out = np.zeros((n, q, P))  # written once here: its pages exist before timing
         fns["jacnet_out"] = partial(net.jacobian, X, out=J_out)
+    counters = vmstat()
     t = ctx.measure(fns)
     checked = "all" if rows_checked == n else f"the first {rows_checked}"
     note = (
@@ -189,8 +201,7 @@ def jacobian_case(ctx: Context, widths: Sequence[int], n: int) -> list[Row]:
         f"goes: allocating a fresh array of J's size and writing it once, on one thread, "
         f"takes {t['floor'].describe()} here (page faults and memory bandwidth: what a new "
         f"J costs before any arithmetic; jacnet fills J on {_jac._blas_threads()} "
-        "thread(s)); a large spread between median and min comes from the kernel's "
-        "compaction of transparent huge pages during those faults"
+        f"thread(s)){_fault_note(vmstat_change(counters))}"
     )
     return [
         ctx.row(
@@ -224,6 +235,21 @@ def jacobian_case(ctx: Context, widths: Sequence[int], n: int) -> list[Row]:
             "option; no target",
         ),
     ]
+
+
+def _fault_note(change: dict[str, int] | None) -> str:
+    """What the kernel's counters say of the page faults over a case's timed calls."""
+    if not change:
+        return ""
+    stalls = change.get("compact_stall", 0)
+    text = (
+        f"; over all the timed calls (every side) the kernel counted {stalls} compaction "
+        f"stall(s) and {change.get('thp_fault_alloc', 0)} huge-page faults "
+        f"({change.get('thp_fault_fallback', 0)} fell back to small pages)"
+    )
+    if stalls == 0:
+        text += ": the spread of fresh-J times is not the kernel compacting memory for huge pages"
+    return text
 
 
 # ------------------------------------------------------------- 3. Gauss-Newton
@@ -282,10 +308,17 @@ def gauss_newton_case(ctx: Context, widths: Sequence[int], n: int) -> list[Row]:
         check_close(f"{case}: Jtr vs numpy", Jtr, ref[1], TOL),
     )
     del ref
+    kron = _jac._kronecker_pays(net.layers, q, n)
+
+    def other_form() -> tuple[Array, Array]:  # the form the cost model did not pick
+        with forced_form(not kron):
+            return net.gauss_newton(X, R)
+
     fns: dict[str, Callable[[], Any]] = {
         "jacnet": partial(net.gauss_newton, X, R),
         "numpy": numpy_gn,
         "dsyrk": dsyrk_chunks(n * q, P, chunk * q),
+        "other": other_form,
     }
     e_t = None
     if ctx.torch is not None:
@@ -323,13 +356,13 @@ def gauss_newton_case(ctx: Context, widths: Sequence[int], n: int) -> list[Row]:
     flops = n * q * P * P
     gn_rate = flops / t["jacnet"].median / 1e9
     syrk_rate = flops / t["dsyrk"].median / 1e9
-    kron = _jac._kronecker_pays(net.layers, q, n)
     if kron:  # no J and no syrk: the note says what the Kronecker form computes instead
         k_flops = kronecker_flops(net, n)
         where = (f"the Kronecker form (q = {q} rows per sample): no J and no syrk, GEMMs of "
                  f"{k_flops / 1e9:.3g} GFLOP in all, {flops / k_flops:.2f}x fewer than syrk "
                  f"on J, at {k_flops / t['jacnet'].median / 1e9:.1f} GFLOP/s over the whole "
-                 "call (forming the factors and placing the blocks included)")
+                 "call (forming the factors and placing the blocks included); syrk on J, "
+                 f"forced, took {t['other'].describe()} in this run")
     else:
         where = (f"where GN's time goes besides syrk, each part timed alone: filling J "
                  f"chunk by chunk {parts_t['fill'].describe()} (on the calling thread), "
@@ -383,9 +416,22 @@ def _torch_gn_note(err: float, t: dict[str, Timing], kron: bool) -> str:
     return text + (": no Gauss-Newton that runs this BLAS's syrk (half the flops of torch's "
                    "full `J.T @ J`) gets further ahead of torch than that, so the 2x target "
                    "needs a faster syrk than the OpenBLAS that numpy and scipy ship (the "
-                   "Kronecker form, which does less work with several outputs, took 1.2-1.4 "
-                   "times syrk's time on this one-output network: python -m "
-                   "benchmarks.gn_forms)")
+                   "Kronecker form, which does less work with several outputs, forced on "
+                   f"this network took {t['other'].describe()} in this run, "
+                   f"{t['other'].median / t['jacnet'].median:.2f} times jacnet's syrk form; "
+                   "every network of the cost model's fit: python -m benchmarks.gn_forms)")
+
+
+@contextmanager
+def forced_form(kronecker: bool) -> Iterator[None]:
+    """Within the block, ``jacobian.gauss_newton`` builds every system in the form asked
+    for (the Kronecker form or syrk on J) instead of the one its cost model picks."""
+    chosen = _jac._kronecker_pays
+    _jac._kronecker_pays = lambda *args: kronecker  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        _jac._kronecker_pays = chosen  # type: ignore[assignment]
 
 
 def kronecker_flops(net: jn.Network, n: int) -> int:

@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 import jacnet.jacobian as jac
 
-from .core import make_network
+from .core import forced_form, make_network
 
 #: (widths, samples): the 29 networks of the fit in jacobian.py.
 NETWORKS: list[tuple[Sequence[int], int]] = [
@@ -55,15 +55,11 @@ def compare(widths: Sequence[int], n: int, repeats: int) -> tuple[float, float, 
     rng = np.random.default_rng(3)
     X, R = rng.standard_normal((n, widths[0])), rng.standard_normal((n, widths[-1]))
     picks = jac._kronecker_pays(net.layers, widths[-1], n)
-    chosen = jac._kronecker_pays
     out = []
-    try:
-        for form in (False, True):
-            jac._kronecker_pays = lambda *args, f=form: f  # type: ignore[assignment]
+    for kronecker in (False, True):
+        with forced_form(kronecker):
             out.append(_median_time(
                 lambda: jac.gauss_newton(net.layers, X, R, mirror=False), repeats))
-    finally:
-        jac._kronecker_pays = chosen  # type: ignore[assignment]
     return out[0], out[1], picks
 
 

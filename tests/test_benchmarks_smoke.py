@@ -145,3 +145,24 @@ def test_gn_forms_times_both_forms_and_restores_the_model():
     syrk, kron, picks = compare((4, 10, 3), 50, 1)
     assert syrk > 0 and kron > 0 and picks is False
     assert jac._kronecker_pays is model
+
+
+def test_kernel_fault_counters_and_the_jacobian_note_built_on_them():
+    """The core suite's fresh-J note reports the kernel's compaction stalls as counted, and
+    says the spread is not compaction only when the count is zero."""
+    from benchmarks._harness import THP_COUNTERS, vmstat, vmstat_change
+    from benchmarks.core import _fault_note
+
+    assert vmstat_change(None) is None and _fault_note(None) == ""
+    now = vmstat()
+    if now is None:
+        pytest.skip("no /proc/vmstat here")
+    assert set(now) <= set(THP_COUNTERS) and all(isinstance(v, int) for v in now.values())
+    earlier = {name: value - 3 for name, value in now.items()}
+    grown = vmstat_change(earlier)
+    assert grown is not None and all(v >= 3 for v in grown.values())
+    quiet = _fault_note({"compact_stall": 0, "thp_fault_alloc": 12, "thp_fault_fallback": 1})
+    assert "0 compaction stall(s) and 12 huge-page faults (1 fell back" in quiet
+    assert "not the kernel compacting memory" in quiet
+    busy = _fault_note({"compact_stall": 4, "thp_fault_alloc": 12, "thp_fault_fallback": 0})
+    assert "4 compaction stall(s)" in busy and "not the kernel" not in busy
