@@ -1211,6 +1211,40 @@ def test_kronecker_form_holds_its_memory_bound(monkeypatch, widths):
     assert peak / (8 * net.n_params**2) <= 1.5, peak / (8 * net.n_params**2)
 
 
+def test_kronecker_form_that_overflows_where_j_does_not_gives_way_to_syrk(monkeypatch):
+    """An input so large that it saturates its tanh (3e19 in float32): the Kronecker form's
+    x * x overflows to inf * 0 = NaN where J's rows x * d are 0. gauss_newton then returns
+    syrk's finite system, with no overflow warning; a NaN input stays NaN in both forms."""
+    import warnings
+
+    import jacnet.jacobian as jac
+
+    net = jn.Network([jn.Dense(3, 8, "tanh"), jn.Dense(8, 8, "tanh"), jn.Dense(8, 3)], seed=0,
+                     dtype=np.float32)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3)).astype(np.float32)
+    X[5, 0] = 3e19
+    R = rng.normal(size=(200, 3)).astype(np.float32)
+    with np.errstate(all="ignore"):
+        raw = jac._kronecker_system(net.layers, X, R, None, None, True, None, None)[0]
+    assert np.isnan(raw).any()  # the case this guards against
+    systems = {}
+    for form in (False, True):
+        monkeypatch.setattr(jac, "_kronecker_pays", lambda *args, f=form: f)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            systems[form] = jac.gauss_newton(net.layers, X, R)
+    for got, want in zip(systems[True], systems[False], strict=True):
+        assert np.isfinite(got).all()
+        np.testing.assert_array_equal(got, want)
+    X[7, 1] = np.nan
+    for form in (False, True):
+        monkeypatch.setattr(jac, "_kronecker_pays", lambda *args, f=form: f)
+        systems[form] = jac.gauss_newton(net.layers, X, R)
+    np.testing.assert_array_equal(np.isnan(systems[True][0]), np.isnan(systems[False][0]))
+    assert np.isnan(systems[True][0]).any()
+
+
 def test_kronecker_form_takes_no_rows_one_dimensional_residuals_and_small_chunks():
     """What syrk on J accepts, the Kronecker form does too: no rows (zeros), a residual of
     shape (N,) for one output; and a chunk of a few samples keeps syrk (its loops run per

@@ -247,31 +247,39 @@ def gauss_newton(
 
     ``J`` is the (N * n_out, P) Jacobian of the outputs, ``r = R.ravel()`` and ``W`` the
     diagonal of weights: per sample ``(N,)`` (repeated over outputs) or per output
-    ``(N, n_out)``. Only one chunk of J exists at a time; ``J^T J`` is accumulated by
-    BLAS syrk into the upper triangle and mirrored at the end. Memory:
-    O(P^2 + chunk * n_out * P). Where a cost model expects it to be faster (several rows
-    per sample, layers not too narrow; ``_kronecker_pays``) the same system comes from
-    the Kronecker structure of J instead, which never forms J and does not do q times
-    the work for q rows (:func:`_kronecker_system`); memory then at most 1.5 P^2
-    entries. With ``weight_residuals=False`` the second result is ``J^T r`` (the
-    weights enter ``J^T W J`` only). ``cache`` is the forward cache of all of ``X``,
-    used when one chunk covers X. ``workspace`` holds the chunk buffer (or the Kronecker
-    form's factors) between calls. ``mirror=False`` skips the mirror: ``J^T W J``
-    (Fortran order) then holds its upper triangle only, the strictly lower one zero, for
-    a caller that reads one triangle (Levenberg-Marquardt's Cholesky solve; the mirror
-    takes 8-14 us at P = 61, 2% of an LM iteration). ``first(samples)`` (instead of
-    ``weights``): per sample, the rows ``A_s`` (n, q, q) of a generalised Gauss-Newton
-    model at the logits z (see ``losses.LogitModel``); the system is then
-    ``sum (A_s J_z,s)^T (A_s J_z,s)`` and ``J_z^T r``, J_z the Jacobian of the logits
-    (``r``: the model's gradient in z).
+    ``(N, n_out)``. Only one chunk of J exists at a time; ``J^T J`` is accumulated by BLAS syrk
+    into the upper triangle and mirrored at the end. Memory: O(P^2 + chunk * n_out * P).
+    Where a cost model expects it to be faster (several rows per sample, layers not too
+    narrow; ``_kronecker_pays``) the same system comes from the Kronecker structure of J
+    instead, which never forms J and does not do q times the work for q rows
+    (:func:`_kronecker_system`); memory then at most 1.5 P^2 entries. A Kronecker system
+    that is not finite (its products of two inputs overflow where J's rows do not) is built
+    again by syrk. With ``weight_residuals=False`` the second result is ``J^T r`` (the
+    weights enter ``J^T W J`` only). ``cache`` is the forward cache of all of ``X``, used
+    when one chunk covers X. ``workspace`` holds the chunk buffer (or the Kronecker form's
+    factors) between calls. ``mirror=False`` skips the mirror: ``J^T W J`` (Fortran order)
+    then holds its upper triangle only, the strictly lower one zero, for a caller that reads
+    one triangle (Levenberg-Marquardt's Cholesky solve; the mirror takes 8-14 us at P = 61,
+    2% of an LM iteration). ``first(samples)`` (instead of ``weights``): per sample, the
+    rows ``A_s`` (n, q, q) of a generalised Gauss-Newton model at the logits z (see
+    ``losses.LogitModel``); the system is then ``sum (A_s J_z,s)^T (A_s J_z,s)`` and
+    ``J_z^T r``, J_z the Jacobian of the logits (``r``: the model's gradient in z).
     """
     N = X.shape[0]
     q = layers[-1].n_out
     P = sum(layer.n_params for layer in layers)
     dtype = X.dtype
     if _kronecker_pays(layers, q, N, chunk):  # a logit model's rows A_s are (q, q) too
-        return _kronecker_system(layers, X, R, weights, chunk, weight_residuals, cache, first,
-                                 workspace, upper_only=not mirror)
+        # Its factors multiply two inputs (x x') where J's rows multiply an input by a bias
+        # row (x d): an input so large that it saturates its unit (x = 3e19 in float32,
+        # d = 0) overflows to inf * 0 = NaN there and not in J. A system that is not finite
+        # is built again by syrk on J, whose result stands (NaN where J has NaN).
+        with np.errstate(over="ignore", invalid="ignore"):
+            system = _kronecker_system(layers, X, R, weights, chunk, weight_residuals, cache,
+                                       first, workspace, upper_only=not mirror)
+        if math.isfinite(system[0].sum()):  # one pass, no temporary; NaN and inf propagate
+            return system
+        del system
     step = chunk or default_chunk(N, q * P)
     # Every product here goes through scipy's BLAS: numpy links its own OpenBLAS, whose
     # threads spin for a while after a large product and, on two cores, slowed the next
