@@ -137,6 +137,32 @@ def test_atomic_write_creates_missing_folders(tmp_path):
     assert path.read_bytes() == b"xyz" and leftovers(path.parent) == []
 
 
+def test_atomic_write_writes_through_a_symbolic_link(tmp_path):
+    """As open() does: the link's target gets the data and the link stays a link (a
+    rename onto the link would turn it into a regular file and leave the target old)."""
+    (tmp_path / "store").mkdir()
+    target = tmp_path / "store" / "model.safetensors"
+    target.write_bytes(b"old")
+    link = tmp_path / "model.safetensors"
+    link.symlink_to(Path("store") / "model.safetensors")  # relative, as users make them
+    atomic_write(link, b"new")
+    assert link.is_symlink() and target.read_bytes() == b"new"
+    assert leftovers(tmp_path) == [] and leftovers(target.parent) == []
+    dangling = tmp_path / "later.bin"
+    dangling.symlink_to(tmp_path / "store" / "made_now.bin")
+    atomic_write(dangling, b"x")
+    assert dangling.is_symlink() and (tmp_path / "store" / "made_now.bin").read_bytes() == b"x"
+
+
+def test_atomic_write_takes_a_name_at_the_file_system_limit(tmp_path):
+    """A 250-byte name is valid; its temporary file's name must be too."""
+    for name in ("m" * 250, "é" * 125):  # 250 bytes, in one- and two-byte characters
+        path = tmp_path / name
+        atomic_write(path, b"abc")
+        assert path.read_bytes() == b"abc" and leftovers(tmp_path) == []
+        path.unlink()
+
+
 # ----------------------------------------------------------------------- bad files
 @pytest.mark.parametrize("fraction", [0.0, 0.1, 0.5, 0.9, 0.99])
 def test_checkpoint_truncated_file_raises_value_error(tmp_path, fraction):

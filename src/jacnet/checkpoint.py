@@ -26,9 +26,13 @@ _META = "__meta__"
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
-    A reader sees the old file or the new one, never a partial one.
+    A reader sees the old file or the new one, never a partial one. A symbolic link is
+    written through, as ``open()`` would: its target gets the data and the link stays.
     """
-    path = Path(path)
+    # The rename must replace the file the link points to, not the link (which would
+    # become a regular file and leave its target as it was); in the target's folder, so
+    # that the temporary file and the target share a file system.
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _temporary(path)
     try:
@@ -55,8 +59,11 @@ def _temporary(path: Path) -> tuple[int, str]:
     process-wide umask read (setting it to read it would race with other threads).
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    # At most 64 bytes of the name: a name near the file system's limit (255 bytes) plus
+    # the 18 characters around it would not be a valid name.
+    stem = os.fsencode(path.name)[:64].decode(errors="ignore")
     for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        tmp = path.parent / f".{stem}.{secrets.token_hex(6)}.tmp"
         try:
             return os.open(tmp, flags, 0o666), str(tmp)
         except FileExistsError:
