@@ -453,3 +453,37 @@ def gn_form(request, monkeypatch) -> str:
     form = request.param
     monkeypatch.setattr(jac, "_kronecker_pays", lambda *args: form == "kronecker")
     return form
+
+
+@pytest.fixture
+def unprivileged(tmp_path_factory) -> SimpleNamespace:
+    """What a user without root's right to write any file sees: ``folder``, a new folder
+    that every user may write (in the system's temporary folder, which every user can
+    reach), and ``run(fn)``, which calls ``fn() -> int`` as such a user and returns its
+    result: in this process when it is not root, else in a forked child that drops to
+    uid/gid 65534 (the child returns 1 if ``fn`` raises)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork to drop root's rights")
+    folder = Path(tempfile.mkdtemp(prefix="jacnet-test-"))
+    folder.chmod(0o777)
+
+    def run(fn: Any) -> int:
+        if os.geteuid() != 0:
+            return int(fn())
+        pid = os.fork()
+        if pid == 0:  # the child never returns into pytest
+            code = 1
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                code = int(fn())
+            finally:
+                os._exit(code)
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+    yield SimpleNamespace(folder=folder, run=run)
+    shutil.rmtree(folder)

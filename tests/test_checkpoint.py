@@ -154,6 +154,28 @@ def test_atomic_write_writes_through_a_symbolic_link(tmp_path):
     assert dangling.is_symlink() and (tmp_path / "store" / "made_now.bin").read_bytes() == b"x"
 
 
+def test_atomic_write_leaves_a_read_only_file_as_it_was(unprivileged):
+    """A rename needs only the folder's permission; the file's own read-only mode must
+    still stop the write, as it stops open(). The folder is writable by all, so only the
+    file's mode can refuse."""
+    def write(path: Path) -> int:
+        try:
+            atomic_write(path, b"new")
+        except PermissionError as e:
+            return 13 if str(path) in str(e) and "left as it was" in str(e) else 2
+        return 0
+
+    kept = unprivileged.folder / "model.safetensors"
+    kept.write_bytes(b"keep me")
+    kept.chmod(0o444)
+    assert unprivileged.run(lambda: write(kept)) == 13
+    assert kept.read_bytes() == b"keep me" and leftovers(unprivileged.folder) == []
+    free = unprivileged.folder / "other.bin"
+    free.write_bytes(b"old")
+    free.chmod(0o666)
+    assert unprivileged.run(lambda: write(free)) == 0 and free.read_bytes() == b"new"
+
+
 def test_atomic_write_takes_a_name_at_the_file_system_limit(tmp_path):
     """A 250-byte name is valid; its temporary file's name must be too."""
     for name in ("m" * 250, "é" * 125):  # 250 bytes, in one- and two-byte characters

@@ -405,6 +405,50 @@ def test_cli_reused_out_folder_keeps_no_plot_of_an_earlier_run(work, csv_file):
     assert not any(p.suffix == ".png" for p in out.iterdir())
 
 
+def test_cli_out_that_cannot_be_written_fails_before_training(work, csv_file, unprivileged):
+    """--out is checked before the fit, not after the work it would keep: a file in its
+    place, or a model file in it that the user may not write, ends the command at once."""
+    not_a_folder = work / "a_file"
+    not_a_folder.write_text("x")
+    proc = run("train", csv_file, "-t", "label", "--hidden", "4", "--out", not_a_folder,
+               code=2)
+    assert "exists and is not a folder" in proc.stderr and "epoch" not in proc.stdout
+    from jacnet.cli import train as cli_train
+    from jacnet.cli._common import CliError
+
+    (unprivileged.folder / "record.json").write_text("{}")
+    (unprivileged.folder / "record.json").chmod(0o444)
+
+    def check() -> int:
+        try:
+            cli_train._run_dir(unprivileged.folder)
+        except CliError as e:
+            return 13 if "no permission to write record.json" in str(e) else 2
+        return 0
+
+    assert unprivileged.run(check) == 13
+    (unprivileged.folder / "record.json").chmod(0o666)
+    assert unprivileged.run(check) == 0
+
+
+def test_cli_interrupted_training_leaves_no_empty_run_folder(work, csv_file, monkeypatch):
+    """The run folder is made before training; a run stopped during the fit (Ctrl-C here)
+    removes it again when nothing was written into it."""
+    from jacnet.cli import train as cli_train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_train, "_fit_divided", interrupted)
+    out = work / "interrupted"
+    run("train", csv_file, "-t", "label", "--hidden", "4", "--out", out, code=130)
+    assert not out.exists()
+    home = work / "home_interrupted"
+    home.mkdir()
+    run("train", csv_file, "-t", "label", "--hidden", "4", cwd=home, code=130)
+    assert list((home / "runs").iterdir()) == []  # runs/<time> made, then removed
+
+
 def test_cli_codes_that_look_like_numbers_stay_text_at_prediction(work):
     """A file of new rows whose codes all look like numbers ("010", "007") is read with the
     model's text columns as text: "010" is not the category "10", and labels keep zeros."""

@@ -6,6 +6,7 @@ bytes; it is read with ``allow_pickle=False``, so loading never runs code.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -20,19 +21,26 @@ import numpy as np
 __all__ = ["atomic_write", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "jacnet-checkpoint-1"
+_EFFECTIVE_IDS = os.access in os.supports_effective_ids
 _META = "__meta__"
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
-    A reader sees the old file or the new one, never a partial one. A symbolic link is
-    written through, as ``open()`` would: its target gets the data and the link stays.
+    A reader sees the old file or the new one, never a partial one. As with ``open()``,
+    a symbolic link is written through (its target gets the data and the link stays), and
+    a file this process may not write raises ``PermissionError`` and is left as it was.
     """
     # The rename must replace the file the link points to, not the link (which would
     # become a regular file and leave its target as it was); in the target's folder, so
     # that the temporary file and the target share a file system.
     path = Path(os.path.realpath(path))
+    # A rename needs only the folder's permission: without this test a file made
+    # read-only to keep it would be replaced all the same.
+    if not may_write(path):
+        raise PermissionError(errno.EACCES, "no permission to write this file (it is left "
+                              "as it was); make it writable or write elsewhere", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _temporary(path)
     try:
@@ -49,6 +57,12 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def may_write(path: str | os.PathLike[str]) -> bool:
+    """Whether this process may write ``path`` (True for a path that does not exist yet;
+    the effective user's rights where the platform can test them, as ``open()`` uses)."""
+    return not os.path.exists(path) or os.access(path, os.W_OK, effective_ids=_EFFECTIVE_IDS)
 
 
 def _temporary(path: Path) -> tuple[int, str]:

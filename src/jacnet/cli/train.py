@@ -16,7 +16,7 @@ import pandas as pd
 import typer
 from rich.markup import escape
 
-from ..checkpoint import atomic_write
+from ..checkpoint import atomic_write, may_write
 from ..data import (
     DataError,
     FeatureEncoder,
@@ -154,16 +154,24 @@ def train(
                   f"{escape(_list(targets))}")
         out.print(f"network {' -> '.join(map(str, [X.shape[1], *sizes, n_out]))} "
                   f"({n_params} parameters), solver {chosen}, {dtype.value}")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        record = _fit_divided(est, X, y, division, patience, progress=not quiet)
+    # The output folder is made and checked before training, so that a folder or file
+    # that cannot be written fails at once instead of after the work it would have kept.
+    fresh = out_dir is None or not out_dir.exists()
+    run_dir = _run_dir(out_dir)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            record = _fit_divided(est, X, y, division, patience, progress=not quiet)
+    except BaseException:
+        if fresh and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # no empty run folder is left behind by a failed run
+        raise
     notes = sorted({" ".join(str(w.message).split()) for w in caught
                     if not issubclass(w.category, DeprecationWarning)})
     est.verbose = False
     t_train = time.perf_counter()
     splits = {name: (X.iloc[idx], y[idx]) for name, idx in division.items()}
     metrics = {name: _metrics(est, kind, *xy, targets) for name, xy in splits.items()}
-    run_dir = _run_dir(out_dir)
     spec = {"features": encoder.to_dict(), "targets": targets, "task": kind, "source": source}
     save_estimator(est, run_dir / "model.safetensors", extra={"data": spec})
     t_save = time.perf_counter()
@@ -334,6 +342,11 @@ def _run_dir(path: Path | None) -> Path:
     if path.exists() and not path.is_dir():
         raise CliError(f"--out {path} exists and is not a folder")
     path.mkdir(parents=True, exist_ok=True)
+    for name in (".", "model.safetensors", "record.json", *_PLOT_FILES):
+        if not may_write(path / name):
+            what = "the folder" if name == "." else name
+            raise CliError(f"--out {path}: no permission to write {what}; make it writable "
+                           "or choose another --out (checked before training)")
     return path
 
 
