@@ -1137,7 +1137,10 @@ def test_kronecker_form_equals_syrk_form_for_every_system_lm_builds(monkeypatch,
     N = 30
     X = rng.normal(size=(N, 4)).astype(dtype)
     cases = [("softmax", "cross_entropy", 3), ("sigmoid", "binary_cross_entropy", 2),
-             ("exp", "poisson", 2), ("identity", "sse", 3), ("identity", "huber", 2)]
+             ("exp", "poisson", 2), ("identity", "sse", 3), ("identity", "huber", 2),
+             # one output (the cost model leaves it to syrk; forced here all the same)
+             ("sigmoid", "binary_cross_entropy", 1), ("identity", "sse", 1),
+             ("identity", "huber", 1)]
     tol = 1e-11 if dtype == np.float64 else 2e-4
     for out, loss, q in cases:
         net = jn.Network([jn.Dense(4, 6, "tanh"), jn.Dense(6, 5, "relu"),
@@ -1180,7 +1183,8 @@ def test_gauss_newton_takes_the_kronecker_form_where_it_pays(monkeypatch):
     for widths, N, form in [((13, 32, 32, 3), 2000, "kronecker"), ((64, 16, 10), 300, "kronecker"),
                             ((8, 64, 64, 2), 500, "kronecker"), ((13, 32, 32, 3), 20, "syrk"),
                             ((8, 64, 64, 1), 500, "syrk"), ((4, 100, 3), 500, "syrk"),
-                            ((4, 10, 3), 500, "syrk")]:
+                            ((4, 10, 3), 500, "syrk"), ((1, 20, 1), 1000, "syrk"),
+                            ((10, 32, 32, 1), 2000, "syrk")]:
         pairs = zip(widths[:-1], widths[1:], strict=True)
         net = jn.Network([jn.Dense(a, b, "tanh") for a, b in pairs], seed=0)
         taken.clear()
@@ -1188,7 +1192,8 @@ def test_gauss_newton_takes_the_kronecker_form_where_it_pays(monkeypatch):
         assert (taken == ["kronecker"]) == (form == "kronecker"), (widths, N)
 
 
-@pytest.mark.parametrize("widths", [(60, 50), (40, 40, 40), (30, 30, 30, 30)])
+@pytest.mark.parametrize("widths", [(60, 50), (40, 40, 40), (30, 30, 30, 30), (20, 50, 50, 1),
+                                    (30, 60, 1)])
 def test_kronecker_form_holds_its_memory_bound(monkeypatch, widths):
     """The Kronecker form's peak stays within 1.5 P^2 entries besides its chunk buffers:
     J^T J, the block sums, and one column stripe at a time while the blocks are placed
