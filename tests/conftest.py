@@ -463,7 +463,10 @@ def unprivileged(tmp_path_factory) -> SimpleNamespace:
     result: in this process when it is not root, else in a forked child that drops to
     uid/gid 65534 (the child returns 1 if ``fn`` raises)."""
     import shutil
+    import signal
     import tempfile
+    import time
+    import warnings
     from pathlib import Path
 
     if not hasattr(os, "fork"):
@@ -474,7 +477,13 @@ def unprivileged(tmp_path_factory) -> SimpleNamespace:
     def run(fn: Any) -> int:
         if os.geteuid() != 0:
             return int(fn())
-        pid = os.fork()
+        # JAX warns that a fork of its threaded process may deadlock: the child here only
+        # makes file system calls and leaves by os._exit, never touching JAX or a lock
+        # another thread could hold. Should it hang all the same, it is killed after 60 s
+        # and the test fails instead of stalling the suite.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+            pid = os.fork()
         if pid == 0:  # the child never returns into pytest
             code = 1
             try:
@@ -483,7 +492,14 @@ def unprivileged(tmp_path_factory) -> SimpleNamespace:
                 code = int(fn())
             finally:
                 os._exit(code)
-        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        deadline = time.monotonic() + 60
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail("the unprivileged child did not finish in 60 s")
+            time.sleep(0.01)
+        return os.waitstatus_to_exitcode(done[1])
 
     yield SimpleNamespace(folder=folder, run=run)
     shutil.rmtree(folder)
