@@ -14,7 +14,6 @@ the model picks the form that measured slower.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from threadpoolctl import threadpool_limits
 
 import jacnet.jacobian as jac
 
+from ._harness import measure
 from .core import forced_form, make_network
 
 #: (widths, samples): the 29 networks of the fit in jacobian.py.
@@ -39,28 +39,22 @@ NETWORKS: list[tuple[Sequence[int], int]] = [
 ]
 
 
-def _median_time(fn: Callable[[], Any], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def compare(widths: Sequence[int], n: int, repeats: int) -> tuple[float, float, bool]:
     """Seconds for syrk and for the Kronecker form, and whether the model picks the latter."""
     net = make_network(widths)
     rng = np.random.default_rng(3)
     X, R = rng.standard_normal((n, widths[0])), rng.standard_normal((n, widths[-1]))
     picks = jac._kronecker_pays(net.layers, widths[-1], n)
-    out = []
-    for kronecker in (False, True):
-        with forced_form(kronecker):
-            out.append(_median_time(
-                lambda: jac.gauss_newton(net.layers, X, R, mirror=False), repeats))
-    return out[0], out[1], picks
+
+    def forced(kronecker: bool) -> Callable[[], Any]:
+        def call() -> Any:
+            with forced_form(kronecker):
+                return jac.gauss_newton(net.layers, X, R, mirror=False)
+        return call
+
+    # the harness's timing: a warm-up, then the two forms interleaved, median of each
+    t = measure({"syrk": forced(False), "kronecker": forced(True)}, repeats, pause=0.0)
+    return t["syrk"].median, t["kronecker"].median, picks
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -593,3 +593,20 @@ def test_goal_met_by_the_initial_weights_stops_before_any_step(solver):
     rec = jn.train(net, X, T, solver=solver, loss="mse", goal=10 * initial, max_epochs=50)
     assert rec.stop_reason == "goal" and rec.n_epochs == 0  # trainlm's check at epoch 0
     np.testing.assert_array_equal(net.theta, before)
+
+
+def test_lm_goal_check_at_start_is_the_first_steps_loss(monkeypatch):
+    """trainlm's check at epoch 0 evaluates the loss once; LM's first step reuses that
+    value (LevenbergMarquardt.value) instead of evaluating the same weights again."""
+    from jacnet.solvers import Objective
+
+    X, T = regression()
+    calls = []
+    value = Objective.value
+    monkeypatch.setattr(Objective, "value", lambda self: calls.append(1) or value(self))
+    net = small_net()
+    jn.train(net, X, T, solver="lm", loss="mse", goal=1e-12, max_epochs=1)
+    with_goal = len(calls)
+    calls.clear()
+    jn.train(small_net(), X, T, solver="lm", loss="mse", max_epochs=1)
+    assert with_goal == len(calls) >= 2  # the start's value, then each trial's

@@ -211,9 +211,7 @@ class LevenbergMarquardt:
         trial (``accepted`` False, ``trials`` 0).
         """
         net = self.obj.net
-        if self._current is None:
-            self._current = self.obj.value()
-        loss, Y = self._current
+        loss, Y = self.value()
         JtHJ, Jtg, A, scale, r = self._system(Y)
         grad_norm = scale * float(np.linalg.norm(Jtg))
         if grad_norm < min_grad:
@@ -241,6 +239,13 @@ class LevenbergMarquardt:
             return _cho_solve_shifted(JtHJ.copy(order="K"), self.mu, -Jtg)
         except linalg.LinAlgError:
             return None  # not positive definite at this mu: the caller raises mu
+
+    def value(self) -> tuple[float, Any]:
+        """``objective.value()`` at the current weights, kept for the next :meth:`step`
+        (which would otherwise evaluate it again)."""
+        if self._current is None:
+            self._current = self.obj.value()
+        return self._current
 
     def reset(self) -> None:
         """Forget the cached loss (after theta was changed from outside)."""

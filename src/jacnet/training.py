@@ -519,11 +519,8 @@ def _train_lm(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
     elif "mu" in run.carry:
         lm.mu = run.carry["mu"]
     try:
-        start = _value_at_start(run, obj)
-        if start is not None:
-            lm._current = start  # the first step reuses it
-            if start[0] <= cfg.goal:
-                return "goal"
+        if _goal_met_at_start(run, lm.value):  # the first step reuses lm's value
+            return "goal"
         for _ in range(run.record.n_epochs, cfg.max_epochs):
             step = lm.step(cfg.min_grad)
             if not step.accepted and step.trials == 0 and step.grad_norm < cfg.min_grad:
@@ -541,20 +538,17 @@ def _train_lm(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
         run.carry["mu"] = lm.mu
 
 
-def _value_at_start(run: _Run, obj: Objective) -> tuple[float, Any] | None:
-    """``obj.value()`` at the weights given, for trainlm's check at epoch 0 (weights that
-    already meet ``goal`` take no step), or None when there is no goal or the run resumes."""
-    if not run.cfg.goal or run.record.n_epochs:
-        return None
-    return obj.value()
+def _goal_met_at_start(run: _Run, value: Callable[[], tuple[float, Any]]) -> bool:
+    """trainlm's check at epoch 0: the weights given already meet ``goal`` (no step);
+    ``value()`` gives the loss there (and only runs when there is a goal to check)."""
+    return bool(run.cfg.goal) and run.record.n_epochs == 0 and value()[0] <= run.cfg.goal
 
 
 def _train_lbfgs(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
     """Full-batch L-BFGS through scipy's L-BFGS-B on the flat theta, exact gradients."""
     net, cfg = run.net, run.cfg
     obj = run.objective()
-    start = _value_at_start(run, obj)
-    if start is not None and start[0] <= cfg.goal:
+    if _goal_met_at_start(run, obj.value):
         return "goal"
     last: dict[str, Any] = {}
     stop: list[str] = []
