@@ -556,6 +556,37 @@ def test_train_resume_on_other_data_is_refused_and_leaves_the_network(tmp_path):
         ck, X[:50], T[:50], ValueError, "resume: the checkpoint divided 80 rows .* has 50")
 
 
+def test_train_resume_needs_the_validation_data_its_run_had(tmp_path):
+    """A run trained with ``validation_data`` resumes with it, equal to the uninterrupted
+    run; without it (its validation failures would count as training-loss stalls), or with
+    a set of other size, or with one its run never had, the resume is refused by name and
+    the network is left as given."""
+    X, T = regression()
+    Xv, Tv = regression(30, seed=1)
+    options = {"solver": "adam", "lr": 0.02, "batch_size": 16, "seed": 3, "max_fail": 3}
+    full = small_net()
+    rec_full = jn.train(full, X, T, max_epochs=12, validation_data=(Xv, Tv), **options)
+    ck = tmp_path / "ck.npz"
+    jn.train(small_net(), X, T, max_epochs=6, validation_data=(Xv, Tv), checkpoint=str(ck),
+             checkpoint_every=3, **options)
+    for given, match in [(None, "had validation_data of 30 rows; .* \\(got none\\)"),
+                         ((Xv[:20], Tv[:20]), "of 30 rows; .* \\(got 20 rows\\)")]:
+        net = small_net(seed=5)
+        before = net.get_flat()
+        with pytest.raises(ValueError, match=match):
+            jn.train(net, X, T, max_epochs=12, validation_data=given, resume=str(ck), **options)
+        np.testing.assert_array_equal(net.theta, before)
+    resumed = small_net(seed=99)
+    rec = jn.train(resumed, X, T, max_epochs=12, validation_data=(Xv, Tv), resume=str(ck),
+                   **options)
+    np.testing.assert_array_equal(resumed.theta, full.theta)
+    assert history(rec) == history(rec_full) and rec.stop_reason == rec_full.stop_reason
+    jn.train(small_net(), X, T, max_epochs=3, checkpoint=str(ck), checkpoint_every=3, **options)
+    with pytest.raises(ValueError, match="had no validation_data; .* \\(got 30 rows\\)"):
+        jn.train(small_net(), X, T, max_epochs=6, validation_data=(Xv, Tv), resume=str(ck),
+                 **options)
+
+
 def test_train_resume_with_a_lower_goal_trains_on_as_an_uninterrupted_run(tmp_path):
     X, T = regression()
     ck = tmp_path / "ck.npz"

@@ -168,6 +168,7 @@ class _Run:
         self.progress: Any = None
         self.task: Any = None
         self.carry: dict[str, Any] = {}
+        self.validation_data_rows: int | None = None  # rows of an explicit validation set
 
     def objective(self) -> Objective:
         """The full-batch objective on the training set (``jacnet.distributed`` overrides it)."""
@@ -261,7 +262,8 @@ def train(
     callbacks : sequence of callables ``cb(epoch_entry, net)``
         Called at each epoch's end; a truthy return stops training ("callback").
     resume : path, optional
-        A checkpoint written by an earlier run with the same settings and data.
+        A checkpoint written by an earlier run with the same settings and data, and the
+        same ``validation_data`` (or none, if that run had none).
     carry : dict, optional
         Solver state carried from one call to the next (``partial_fit``, warm starts):
         read when present, written back at the end (optimizer state, LM's mu).
@@ -301,11 +303,16 @@ def train(
         division = _divide(X.shape[0], cfg, rng)
         record.division = division
     sets = {name: _rows(idx, X, T, w) for name, idx in division.items()}
+    val_rows = None
     if validation_data is not None:
         Xv = net.check_X(validation_data[0], "validation_data[0]")
         sets["validation"] = (Xv, net.check_T(validation_data[1], Xv.shape[0],
                                               "validation_data[1]"), None)
+        val_rows = Xv.shape[0]
+    if saved is not None:
+        _check_resumed_validation(saved[1], val_rows)
     run = _Run(net, cfg, loss, sets, record, callbacks)
+    run.validation_data_rows = val_rows
     run.carry = {} if carry is None else carry
     theta_given = net.get_flat()
     try:
@@ -333,6 +340,22 @@ def train(
     if run.has_val and cfg.restore_best and run.best_theta is not None:
         net.set_flat(run.best_theta)
     return record
+
+
+def _check_resumed_validation(meta: dict[str, Any], rows: int | None) -> None:
+    """A resumed run gets the explicit validation set it was trained with, or none if it had
+    none: without it, its validation failures would count as training-loss stalls, and
+    its best weights would be compared with scores of other data. (Checkpoints written
+    before this was recorded are not checked.)"""
+    if "validation_data_rows" not in meta or meta["validation_data_rows"] == rows:
+        return
+    was = meta["validation_data_rows"]
+    given = "none" if rows is None else f"{rows} rows"
+    if was is None:
+        raise ValueError("resume: the checkpoint's run had no validation_data; resume it "
+                         f"without one (got {given})")
+    raise ValueError(f"resume: the checkpoint's run had validation_data of {was} rows; pass "
+                     f"the same validation_data again (got {given})")
 
 
 def _run_solver(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
@@ -387,7 +410,8 @@ def _checkpoint(run: _Run, rng: np.random.Generator, arrays: dict[str, Array],
     if run.best_theta is not None:
         arrays["best_theta"] = run.best_theta
     meta = {"record": run.record.to_dict(), "rng": rng.bit_generator.state,
-            "best_score": run.best_score, "fails": run.fails, "config": _jsonable(cfg), **meta}
+            "best_score": run.best_score, "fails": run.fails, "config": _jsonable(cfg),
+            "validation_data_rows": run.validation_data_rows, **meta}
     save_checkpoint(cfg.checkpoint, arrays, meta)
 
 
