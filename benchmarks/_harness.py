@@ -541,7 +541,22 @@ def _markers(suite: str) -> tuple[str, str]:
     return f"<!-- suite:{suite}:start -->", f"<!-- suite:{suite}:end -->"
 
 
-def format_header(info: dict[str, Any], ctx: Context) -> str:
+def measure_mode(repeats: int, warmup: int) -> str:
+    """The "mode" line of :func:`measure`'s protocol."""
+    return (
+        f"{repeats} timed repeats after {warmup} warm-up, interleaved with the peers "
+        "in the orders of a balanced Latin square, so each function follows each other one "
+        "equally often (calls under 20 ms looped, time per call); median (min, IQR)"
+    )
+
+
+#: A suite's own "mode" line: text, or a function of the run's Context.
+Mode = str | Callable[["Context"], str] | None
+
+
+def format_header(info: dict[str, Any], ctx: Context, mode: Mode = None) -> str:
+    """The machine and run lines; ``mode``: how the suite times, where that is not
+    :meth:`Context.measure` with the run's repeats (the default line)."""
     env = info["env"]
     env_text = ", ".join(f"{k}={v}" for k, v in env.items() if v is not None) or "none set"
     lines = [
@@ -574,17 +589,13 @@ def format_header(info: dict[str, Any], ctx: Context) -> str:
         )
     )
     lines.append(f"- versions: {versions}")
-    mode = (
-        "smoke (tiny sizes, correctness only: timings mean nothing)"
-        if ctx.smoke
-        else (
-            f"{ctx.repeats} timed repeats after {ctx.warmup} warm-up, interleaved with the peers "
-            "in the orders of a balanced Latin square, so each function follows each other one "
-            "equally often (calls under 20 ms looped, time per call); "
-            "median (min, IQR)"
-        )
-    )
-    lines.append(f"- mode: {mode}")
+    if ctx.smoke:
+        text = "smoke (tiny sizes, correctness only: timings mean nothing)"
+    elif mode is None:
+        text = measure_mode(ctx.repeats, ctx.warmup)
+    else:
+        text = mode(ctx) if callable(mode) else mode
+    lines.append(f"- mode: {text}")
     lines.append(
         f"- run: {time.strftime('%Y-%m-%d %H:%M %Z')}; load average at start "
         f"{info['load_start']}, at end {load_average()} (this process included)"
@@ -623,6 +634,7 @@ def format_section(
     info: dict[str, Any],
     rows: Sequence[Row],
     ctx: Context,
+    mode: Mode = None,
 ) -> str:
     start, end = _markers(suite)
     return "\n".join(
@@ -632,7 +644,7 @@ def format_section(
             "",
             description.strip(),
             "",
-            format_header(info, ctx),
+            format_header(info, ctx, mode),
             "",
             *(f"### {t}\n\n{md}\n" for t, md in ctx.tables),
             format_table(rows),

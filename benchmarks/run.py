@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             ok &= suite_ok
             missed |= any(r.status == "miss" for r in rows)
             if out is not None and rows:
-                section = h.format_section(name, module.TITLE, module.DESCRIPTION, info, rows, ctx)
+                section = h.format_section(name, module.TITLE, module.DESCRIPTION, info, rows,
+                                           ctx, getattr(module, "MODE", None))
                 h.write_section(out, name, section)
                 h.console(f"[{name}] wrote its section of {out}")
     if not ok:

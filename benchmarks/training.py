@@ -79,6 +79,11 @@ The torch-levenberg-marquardt comparison and the peak-memory measurement are des
 the notes under their rows. The target on each problem is the issue's aim, LM reaching the
 goal in at least 90% of the seeds."""
 
+#: How this suite times (the run's "mode" line): it does not use Context.measure.
+MODE = ("one timed run per seed (a study), after one untimed warm-up run of every solver on "
+        "every problem; against torch-levenberg-marquardt the two run back to back seed by "
+        "seed; medians and IQRs over the seeds")
+
 Array = np.ndarray
 
 SEEDS = (tuple(range(30)), (0,))  # (full, smoke)

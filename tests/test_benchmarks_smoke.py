@@ -166,3 +166,30 @@ def test_kernel_fault_counters_and_the_jacobian_note_built_on_them():
     assert "not the kernel compacting memory" in quiet
     busy = _fault_note({"compact_stall": 4, "thp_fault_alloc": 12, "thp_fault_fallback": 0})
     assert "4 compaction stall(s)" in busy and "not the kernel" not in busy
+
+
+def test_each_suite_header_states_how_that_suite_times():
+    """The "mode" line of a section describes the suite's own protocol: the shared
+    measure() at the run's repeats, measure() at the distributed suite's cap, and the
+    studies of the training and estimators suites (which time one run per seed)."""
+    import importlib
+
+    from benchmarks._harness import Context, format_header, machine_info, measure_mode
+
+    info = machine_info(None, probe=False)
+    info["load_start"] = "0"
+    ctx = Context(suite="x", repeats=5, threads=1, smoke=False, torch=None, torch_note="",
+                  warmup=1)
+
+    def mode(suite: str) -> str:
+        module = importlib.import_module(f"benchmarks.{suite}")
+        header = format_header(info, ctx, getattr(module, "MODE", None))
+        return next(line for line in header.splitlines() if line.startswith("- mode: "))
+
+    assert mode("core") == mode("perf") == f"- mode: {measure_mode(5, 1)}"
+    assert mode("distributed") == f"- mode: {measure_mode(3, 1)}"
+    assert "one timed run per seed" in mode("training") and "Latin" not in mode("training")
+    assert "untimed warm-up fit" in mode("estimators") and "Latin" not in mode("estimators")
+    smoke = Context(suite="x", repeats=1, threads=1, smoke=True, torch=None, torch_note="",
+                    warmup=0)
+    assert "- mode: smoke" in format_header(info, smoke, "ignored in smoke mode")
