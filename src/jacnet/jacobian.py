@@ -442,7 +442,8 @@ def _kronecker_system(
             # J^T r = sum_s sum_i r_i (a_k ⊗ D_k[i]): per layer the rows sum_i r_i D_k[i]
             Jtr += _rows_to_params(layers, c, [np.einsum("sim,si->sm", Dk, r) for Dk in D])
             if w is not None:  # J^T W J: the rows of every sample and output times sqrt(w)
-                D = [Dk * np.sqrt(w)[:, :, None] for Dk in D]
+                sw = np.sqrt(w)[:, :, None]  # once per chunk, not once per layer
+                D = [Dk * sw for Dk in D]
         # The factors with the samples along rows (each row contiguous over the chunk):
         # a_k^T (a_k, n) and D_k as (q, m_k, n).
         At = []
