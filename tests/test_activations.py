@@ -246,7 +246,7 @@ def test_get_activation_unknown_name_lists_the_valid_names():
 def test_get_activation_rejects_classes_and_other_types():
     with pytest.raises(TypeError, match=r"did you mean Tanh\(\)"):
         jn.get_activation(jn.activations.Tanh)
-    with pytest.raises(TypeError, match="activation must be a str or an Activation"):
+    with pytest.raises(TypeError, match="activation must be a str or a jacnet Activation"):
         jn.get_activation(3.0)
 
 

@@ -1091,10 +1091,13 @@ def test_a_user_vjp_computing_in_float64_keeps_a_float32_network_float32():
 
 
 def test_activation_parameters_must_be_finite_reals():
-    for name, kw in [("l2_normalize", {"eps": np.inf}), ("l2_normalize", {"eps": True}),
-                     ("l2_normalize", {"eps": 0.0}), ("layer_norm", {"eps": np.nan}),
-                     ("leaky_relu", {"negative_slope": np.inf}), ("elu", {"alpha": "1"})]:
+    for name, kw in [("l2_normalize", {"eps": np.inf}), ("l2_normalize", {"eps": 0.0}),
+                     ("layer_norm", {"eps": np.nan}), ("leaky_relu", {"negative_slope": np.inf})]:
         with pytest.raises(ValueError, match=f"{next(iter(kw))} must be a"):
+            jn.get_activation(name, **kw)
+    # a value of the wrong kind is a TypeError, as for every other setting in jacnet
+    for name, kw in [("l2_normalize", {"eps": True}), ("elu", {"alpha": "1"})]:
+        with pytest.raises(TypeError, match=f"{next(iter(kw))} must be a"):
             jn.get_activation(name, **kw)
 
 

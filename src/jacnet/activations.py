@@ -22,12 +22,13 @@ A user activation only needs ``forward`` and ``jacobian``.
 
 from __future__ import annotations
 
-import math
-from numbers import Real
 from typing import Any, ClassVar
 
 import numpy as np
 from scipy import special
+
+from .registry import Registry
+from .validation import check_real
 
 Array = np.ndarray
 
@@ -61,17 +62,6 @@ def _rows(A: Array, G: Array) -> Array:
     ``G`` is ``(N, m)`` or ``(N, q, m)``; in the latter case ``A`` becomes ``(N, 1, m)``.
     """
     return A if G.ndim == 2 else A[:, None, :]
-
-
-def _parameter(value: Any, name: str, expected: str, ok: Any = lambda v: True) -> float:
-    """A constructor's scalar: a finite real (not a bool) with ``ok``, as a Python float."""
-    try:
-        x = float(value) if isinstance(value, Real) and not isinstance(value, bool) else None
-    except OverflowError:  # an int beyond float's range
-        x = None
-    if x is None or not math.isfinite(x) or not ok(x):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return x
 
 
 def _rowsum(A: Array) -> Array:
@@ -240,7 +230,7 @@ class LeakyReLU(Elementwise):
     name = "leaky_relu"
 
     def __init__(self, negative_slope: float = 0.01) -> None:
-        self.negative_slope = _parameter(negative_slope, "negative_slope", "a finite float")
+        self.negative_slope = check_real(negative_slope, "negative_slope", "a finite float")
 
     def forward(self, T: Array) -> Array:
         return np.where(T > 0, T, self.negative_slope * T)
@@ -258,7 +248,7 @@ class ELU(Elementwise):
     name = "elu"
 
     def __init__(self, alpha: float = 1.0) -> None:
-        self.alpha = _parameter(alpha, "alpha", "a finite float")
+        self.alpha = check_real(alpha, "alpha", "a finite float")
 
     def forward(self, T: Array) -> Array:
         return np.where(T > 0, T, self.alpha * np.expm1(np.minimum(T, 0)))
@@ -417,7 +407,7 @@ class L2Normalize(Activation):
     name = "l2_normalize"
 
     def __init__(self, eps: float = 1e-12) -> None:
-        self.eps = _parameter(eps, "eps", "a positive finite float", lambda v: v > 0)
+        self.eps = check_real(eps, "eps", "a positive finite float", lambda v: v > 0)
 
     def _norm(self, T: Array) -> tuple[Array, Array]:
         """``(max(||t||, eps), [||t|| > eps])`` per row, as (N, 1) columns."""
@@ -454,7 +444,7 @@ class LayerNorm(Activation):
     name = "layer_norm"
 
     def __init__(self, eps: float = 1e-5) -> None:
-        self.eps = _parameter(eps, "eps", "a non-negative finite float", lambda v: v >= 0)
+        self.eps = check_real(eps, "eps", "a non-negative finite float", lambda v: v >= 0)
 
     def _scale(self, T: Array) -> Array:
         return np.sqrt(T.var(axis=1, keepdims=True) + self.eps)
@@ -497,8 +487,8 @@ _BUILTINS: tuple[type[Activation], ...] = (
 )
 
 #: name -> class, built from the classes themselves (plus the alias ``logistic``).
-ACTIVATIONS: dict[str, type[Activation]] = {cls.name: cls for cls in _BUILTINS}
-ACTIVATIONS["logistic"] = Sigmoid
+ACTIVATIONS: Registry[Activation] = Registry("activation", Activation, _BUILTINS)
+ACTIVATIONS.register(Sigmoid, "logistic")
 
 
 def register_activation(cls: type[Activation]) -> type[Activation]:
@@ -507,15 +497,7 @@ def register_activation(cls: type[Activation]) -> type[Activation]:
     Registered names can be passed as strings and are needed to load a model file that
     uses the activation.
     """
-    if not (isinstance(cls, type) and issubclass(cls, Activation)):
-        raise TypeError(f"cls must be a subclass of jacnet.Activation, got {cls!r}")
-    if not cls.name or not isinstance(cls.name, str):
-        raise ValueError(f"{cls.__name__}.name must be a non-empty string to register it")
-    existing = ACTIVATIONS.get(cls.name)
-    if existing is not None and existing is not cls:
-        raise ValueError(f"activation name {cls.name!r} is already taken by {existing.__name__}")
-    ACTIVATIONS[cls.name] = cls
-    return cls
+    return ACTIVATIONS.register(cls)
 
 
 def get_activation(spec: str | Activation, **config: Any) -> Activation:
@@ -528,20 +510,4 @@ def get_activation(spec: str | Activation, **config: Any) -> Activation:
     **config
         Constructor arguments when ``spec`` is a name.
     """
-    if isinstance(spec, Activation):
-        return spec
-    if isinstance(spec, type) and issubclass(spec, Activation):
-        raise TypeError(
-            f"activation must be a name or an Activation instance, got the class "
-            f"{spec.__name__}; did you mean {spec.__name__}()?"
-        )
-    if not isinstance(spec, str):
-        raise TypeError(
-            f"activation must be a str or an Activation instance, got {type(spec).__name__}"
-        )
-    try:
-        cls = ACTIVATIONS[spec]
-    except KeyError:
-        valid = ", ".join(sorted(ACTIVATIONS))
-        raise ValueError(f"unknown activation {spec!r}; valid names: {valid}") from None
-    return cls(**config)
+    return ACTIVATIONS.create(spec, **config)

@@ -59,7 +59,6 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._checks import positive_int
 from .activations import _BUILTINS, Activation, Sigmoid, Softmax, Sparsemax, get_activation
 from .layers import Dense
 from .losses import Loss, Scaled, get_loss
@@ -67,6 +66,7 @@ from .network import Network
 from .record import STOP_REASONS, TrainingRecord
 from .schedules import Schedule
 from .training import TrainConfig, train
+from .validation import positive_int
 
 Array = np.ndarray
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from scipy.linalg import blas
 
-from ._checks import finite_as, positive_int
 from .activations import ELU, Activation, LeakyReLU, ReLU, get_activation
+from .validation import finite_as, positive_int
 
 Array = np.ndarray
 

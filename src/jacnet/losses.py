@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .activations import Activation, Exp, Sigmoid, Softmax
+from .registry import Registry
 
 Array = np.ndarray
 
@@ -429,19 +430,11 @@ class Scaled(Loss):
 
 
 #: name -> class, built from the classes themselves.
-LOSSES: dict[str, type[Loss]] = {
-    cls.name: cls for cls in (SSE, MSE, CrossEntropy, BinaryCrossEntropy, Huber, Poisson)
-}
+LOSSES: Registry[Loss] = Registry(
+    "loss", Loss, (SSE, MSE, CrossEntropy, BinaryCrossEntropy, Huber, Poisson)
+)
 
 
 def get_loss(spec: str | Loss) -> Loss:
     """Return a loss instance from a name (see ``LOSSES``) or an instance."""
-    if isinstance(spec, Loss):
-        return spec
-    if not isinstance(spec, str):
-        raise TypeError(f"loss must be a str or a jacnet Loss, got {type(spec).__name__}")
-    try:
-        return LOSSES[spec]()
-    except KeyError:
-        valid = ", ".join(sorted(LOSSES))
-        raise ValueError(f"unknown loss {spec!r}; valid names: {valid}") from None
+    return LOSSES.create(spec)

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from . import jacobian as _jac
-from ._checks import as_matrix, as_weights, finite_as
 from .layers import Dense, Product, checked_vjp, forward_cache
 from .losses import Loss, get_loss
+from .validation import as_matrix, as_weights, finite_as
 
 Array = np.ndarray
 

@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from numbers import Real
 from typing import Any, ClassVar
 
 import numpy as np
+
+from .registry import Registry
+from .validation import check_real
 
 Array = np.ndarray
 
@@ -76,30 +78,16 @@ def _pieces(*arrays: Array) -> Iterator[tuple[Array, ...]]:
         yield tuple(f[start : start + step] for f in flat)
 
 
-def _real(value: Any, name: str, expected: str, ok: Callable[[float], bool]) -> float:
-    """Return ``value`` as a Python float, raising unless it is a finite real with ``ok``.
-
-    Hyperparameters are stored as Python floats on purpose: under NumPy's promotion rules a
-    Python float keeps a float32 array float32, a ``np.float64`` scalar would not.
-    """
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
-    x = float(value)
-    if not (math.isfinite(x) and ok(x)):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return x
-
-
 def _positive(value: Any, name: str) -> float:
-    return _real(value, name, "a positive float", lambda x: x > 0)
+    return check_real(value, name, "a positive float", lambda x: x > 0)
 
 
 def _non_negative(value: Any, name: str) -> float:
-    return _real(value, name, "a non-negative float", lambda x: x >= 0)
+    return check_real(value, name, "a non-negative float", lambda x: x >= 0)
 
 
 def _unit_interval(value: Any, name: str) -> float:
-    return _real(value, name, "a float in [0, 1)", lambda x: 0 <= x < 1)
+    return check_real(value, name, "a float in [0, 1)", lambda x: 0 <= x < 1)
 
 
 @dataclass(eq=False)
@@ -665,7 +653,7 @@ class RMSprop(Optimizer):
             p -= tmp
 
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSprop)}
+OPTIMIZERS: Registry[Optimizer] = Registry("optimizer", Optimizer, (SGD, Adam, AdamW, RMSprop))
 
 
 def get_optimizer(spec: str | Optimizer, **config: Any) -> Optimizer:
@@ -679,20 +667,4 @@ def get_optimizer(spec: str | Optimizer, **config: Any) -> Optimizer:
     **config
         Constructor arguments when ``spec`` is a name; not allowed with an instance.
     """
-    if isinstance(spec, Optimizer):
-        if config:
-            raise TypeError(
-                f"optimizer arguments {sorted(config)} given with an instance; "
-                f"pass a name or configure the instance"
-            )
-        return spec
-    if not isinstance(spec, str):
-        raise TypeError(
-            f"optimizer must be a str or an Optimizer instance, got {type(spec).__name__}"
-        )
-    try:
-        cls = OPTIMIZERS[spec]
-    except KeyError:
-        valid = ", ".join(sorted(OPTIMIZERS))
-        raise ValueError(f"unknown optimizer {spec!r}; valid names: {valid}") from None
-    return cls(**config)
+    return OPTIMIZERS.create(spec, **config)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any, ClassVar
+
+from .registry import Registry
+from .validation import check_int, check_real
 
 __all__ = [
     "Schedule",
@@ -35,28 +37,8 @@ __all__ = [
 ]
 
 
-def _real(value: Any, name: str, expected: str, ok: Callable[[float], bool]) -> float:
-    """Return ``value`` as a float, raising unless it is a finite real number with ``ok``."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
-    x = float(value)
-    if not (math.isfinite(x) and ok(x)):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return x
-
-
-def _integer(value: Any, name: str, minimum: int) -> int:
-    """Return ``value`` as an int ``>= minimum`` (bools are rejected)."""
-    expected = f"an int >= {minimum}"
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return int(value)
-
-
 def _epoch(epoch: Any) -> int:
-    return _integer(epoch, "epoch", 0)
+    return check_int(epoch, "epoch", 0)
 
 
 class Schedule(ABC):
@@ -71,7 +53,7 @@ class Schedule(ABC):
     name: ClassVar[str] = ""
 
     def __init__(self, lr: float) -> None:
-        self.lr = _real(lr, "lr", "a positive float", lambda x: x > 0)
+        self.lr = check_real(lr, "lr", "a positive float", lambda x: x > 0)
 
     @abstractmethod
     def lr_at(self, epoch: int) -> float:
@@ -149,7 +131,7 @@ class InvScaling(Schedule):
 
     def __init__(self, lr: float, power_t: float = 0.5) -> None:
         super().__init__(lr)
-        self.power_t = _real(power_t, "power_t", "a non-negative float", lambda x: x >= 0)
+        self.power_t = check_real(power_t, "power_t", "a non-negative float", lambda x: x >= 0)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "power_t": self.power_t}
@@ -178,8 +160,8 @@ class Step(Schedule):
 
     def __init__(self, lr: float, step_size: int, gamma: float = 0.1) -> None:
         super().__init__(lr)
-        self.step_size = _integer(step_size, "step_size", 1)
-        self.gamma = _real(gamma, "gamma", "a float in (0, 1]", lambda x: 0 < x <= 1)
+        self.step_size = check_int(step_size, "step_size", 1)
+        self.gamma = check_real(gamma, "gamma", "a float in (0, 1]", lambda x: 0 < x <= 1)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "step_size": self.step_size, "gamma": self.gamma}
@@ -211,8 +193,8 @@ class Cosine(Schedule):
 
     def __init__(self, lr: float, t_max: int, lr_min: float = 0.0) -> None:
         super().__init__(lr)
-        self.t_max = _integer(t_max, "t_max", 1)
-        self.lr_min = _real(
+        self.t_max = check_int(t_max, "t_max", 1)
+        self.lr_min = check_real(
             lr_min, "lr_min", f"a float in [0, lr={self.lr}]", lambda x: 0 <= x <= self.lr
         )
 
@@ -262,10 +244,12 @@ class ReduceOnPlateau(Schedule):
         min_lr: float = 0.0,
     ) -> None:
         super().__init__(lr)
-        self.factor = _real(factor, "factor", "a float in (0, 1)", lambda x: 0 < x < 1)
-        self.patience = _integer(patience, "patience", 0)
-        self.threshold = _real(threshold, "threshold", "a non-negative float", lambda x: x >= 0)
-        self.min_lr = _real(
+        self.factor = check_real(factor, "factor", "a float in (0, 1)", lambda x: 0 < x < 1)
+        self.patience = check_int(patience, "patience", 0)
+        self.threshold = check_real(
+            threshold, "threshold", "a non-negative float", lambda x: x >= 0
+        )
+        self.min_lr = check_real(
             min_lr, "min_lr", f"a float in [0, lr={self.lr}]", lambda x: 0 <= x <= self.lr
         )
         self.lr_current = self.lr
@@ -313,9 +297,9 @@ class ReduceOnPlateau(Schedule):
             self.n_bad_epochs = 0
 
 
-SCHEDULES: dict[str, type[Schedule]] = {
-    cls.name: cls for cls in (Constant, InvScaling, Step, Cosine, ReduceOnPlateau)
-}
+SCHEDULES: Registry[Schedule] = Registry(
+    "schedule", Schedule, (Constant, InvScaling, Step, Cosine, ReduceOnPlateau)
+)
 
 
 def get_schedule(spec: str | Schedule, **config: Any) -> Schedule:
@@ -329,18 +313,4 @@ def get_schedule(spec: str | Schedule, **config: Any) -> Schedule:
     **config
         Constructor arguments (``lr`` and the schedule's own) when ``spec`` is a name.
     """
-    if isinstance(spec, Schedule):
-        if config:
-            raise TypeError(
-                f"schedule arguments {sorted(config)} given with an instance; "
-                f"pass a name or configure the instance"
-            )
-        return spec
-    if not isinstance(spec, str):
-        raise TypeError(f"schedule must be a str or a Schedule instance, got {type(spec).__name__}")
-    try:
-        cls = SCHEDULES[spec]
-    except KeyError:
-        valid = ", ".join(sorted(SCHEDULES))
-        raise ValueError(f"unknown schedule {spec!r}; valid names: {valid}") from None
-    return cls(**config)
+    return SCHEDULES.create(spec, **config)

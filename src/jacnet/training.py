@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
-from ._checks import as_weights, positive_int
 from .batch import BatchBackprop
 from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import LOSSES, Loss, get_loss
@@ -28,6 +27,7 @@ from .optimizers import OPTIMIZERS, Optimizer, get_optimizer
 from .record import TrainingRecord
 from .schedules import SCHEDULES, Schedule, get_schedule
 from .solvers import LevenbergMarquardt, Objective
+from .validation import as_weights, positive_int
 
 Array = np.ndarray
 Callback = Callable[[dict[str, Any], Network], Any]

@@ -1,13 +1,20 @@
-"""Input validation shared by every public entry point.
+"""Input validation shared by every public entry point: the one place that checks arrays
+and scalar settings.
 
-Errors name the argument, what was expected and what was given.
+Errors name the argument, what was expected and what was given: a value of the wrong
+kind raises TypeError, a value of the right kind outside its range raises ValueError.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+
+__all__ = ["as_matrix", "as_weights", "check_int", "check_real", "finite_as", "positive_int"]
 
 
 def as_matrix(
@@ -97,10 +104,38 @@ def as_weights(w: Any, n: int, dtype: np.dtype, name: str = "sample_weight") -> 
     return arr
 
 
-def positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """Validate an integer ``>= minimum`` (bools are rejected)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+def check_int(value: Any, name: str, minimum: int = 1) -> int:
+    """``value`` as a Python int ``>= minimum``; bools are rejected (TypeError)."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
         raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
     return int(value)
+
+
+positive_int = check_int  # the name most call sites read best with
+
+
+def check_real(
+    value: Any,
+    name: str,
+    expected: str = "a finite real number",
+    ok: Callable[[float], bool] = lambda x: True,
+    *,
+    finite: bool = True,
+) -> float:
+    """``value`` as a Python float, a real number (not a bool) for which ``ok`` holds.
+
+    Settings are kept as Python floats on purpose: under NumPy's promotion rules a Python
+    float keeps a float32 array float32, a ``np.float64`` scalar would not. NaN is always
+    refused; ``finite=False`` lets ``inf`` through to ``ok`` (for "no limit" settings).
+    """
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    try:
+        x = float(value)
+    except OverflowError:  # an int beyond float's range
+        raise ValueError(f"{name} must be {expected}, got {value!r}") from None
+    if math.isnan(x) or (finite and math.isinf(x)) or not ok(x):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return x
