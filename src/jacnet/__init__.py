@@ -3,11 +3,13 @@
 Conventions, stated once: rows are samples; a layer computes ``Y = f(X @ W + b)`` with
 ``W`` of shape ``(n_in, n_out)`` and ``b`` of shape ``(n_out,)``; ``T`` is the
 pre-activation ``X @ W + b``; an activation's Jacobian is ``[s, i, j] = df_i/dt_j``.
-Formulas are named as in the lecture notes (``seed 1``-``seed 6``, ``seed R-b``, ...).
+Formulas are named as in the derivation the package implements, ``docs/notes.md``
+(``seed 1``-``seed 6``, ``seed R-b``, ``seed L1``, ...).
+
+The namespace holds the public API only: ``dir(jacnet)`` is ``__all__`` and the dunders.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+import typing
 
 from .activations import ACTIVATIONS, Activation, Elementwise, get_activation, register_activation
 from .gradcheck import GradCheck, gradcheck
@@ -19,9 +21,10 @@ from .record import TrainingRecord
 from .schedules import SCHEDULES, get_schedule
 from .training import SOLVERS, TrainConfig, train
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from .estimators import MLPClassifier, MLPRegressor
     from .io import ModelFileError, load, load_network, load_pipeline, save_network
+del typing  # only the public API stays in the namespace
 
 __version__ = "0.1.0"
 
@@ -39,17 +42,22 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
+    """The estimators and io names, imported on first use (PEP 562)."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'jacnet' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
+    import importlib  # here, so that the name never enters the package's namespace
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # once loaded, a plain attribute
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    """The public API and the dunders: submodules and private helpers are left out."""
+    dunders = {n for n in globals() if n.startswith("__") and n.endswith("__")}
+    return sorted(dunders | set(__all__))
 
 
 __all__ = [
