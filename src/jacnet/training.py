@@ -26,7 +26,8 @@ from .network import Network
 from .optimizers import OPTIMIZERS, Optimizer, get_optimizer
 from .record import TrainingRecord
 from .schedules import SCHEDULES, Schedule, get_schedule
-from .solvers import LevenbergMarquardt, Objective
+from .objective import Objective
+from .solvers import LevenbergMarquardt
 from .validation import as_weights, positive_int
 
 Array = np.ndarray
