@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import jacnet as jn
+from jacnet import gauss_newton as _gn
 from jacnet import jacobian as _jac
 
 BUILTINS = sorted(
@@ -236,7 +237,7 @@ def test_network_derivatives_match_jax_and_finite_differences(spec, oracle):
         oracle.check("gauss_newton JtWJ vs JAX", JtJ, JtJ_ref, 1e-10, label)
         oracle.check("gauss_newton JtWr vs JAX", Jtr, Jtr_ref, 1e-10, label)
         # the Kronecker form, whichever form the call above took (q = 1 included)
-        JtJ_k, Jtr_k = _jac._kronecker_system(net.layers, X, R, w, chunk, True, None, None)
+        JtJ_k, Jtr_k = _gn._kronecker_sums(net.layers, X, _gn._Terms(R, w), _gn._Stream(chunk))
         assert np.array_equal(JtJ_k, JtJ_k.T) and JtJ_k.flags.f_contiguous
         oracle.check("gauss_newton (Kronecker form) JtWJ vs JAX", JtJ_k, JtJ_ref, 1e-10, label)
         oracle.check("gauss_newton (Kronecker form) JtWr vs JAX", Jtr_k, Jtr_ref, 1e-10, label)

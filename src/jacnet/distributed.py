@@ -51,11 +51,11 @@ except ImportError as exc:  # pragma: no cover - the extra is part of dev
         "jacnet.distributed needs Dask: pip install 'jacnet[distributed]'"
     ) from exc
 
+from .gauss_newton import PrimalSystem, primal_system
 from .losses import Loss, get_loss
 from .network import Network
-from .record import TrainingRecord
-from .gauss_newton import PrimalSystem, primal_system
 from .objective import Objective
+from .record import TrainingRecord
 from .training import Callback, TrainConfig, _Run, _run_solver
 
 Array = np.ndarray
