@@ -78,10 +78,10 @@ def default_chunk(n_rows: int, width: int) -> int:
 
 
 def bias_rows(
-    layers: list[Dense], cache: Cache, E: Array | None = None,
-    first: Array | None = None,
+    layers: list[Dense], cache: Cache, E: Array | None = None, first: Array | None = None,
 ) -> Iterator[Array]:
-    """Yield ``D_k`` (n, q, m_k) = dy_n/db_k for k = n, n-1, ..., 1, then dy_n/dx.
+    """Yield ``D_k`` (n, q, m_k) = dy_n/db_k for k = n, n-1, ..., 1, then dy_n/dx (n, q, n_in):
+    seed 1 (the rows f'_n), then R-b layer by layer.
 
     ``E``: the identity rows of :func:`_identity_rows` when the caller holds them (a yielded
     ``D`` that *is* ``E`` marks an identity output). ``first`` (n, q', m_n): rows to start
@@ -119,8 +119,9 @@ def _identity_rows(n: int, q: int, dtype: np.dtype) -> Array:
 
 
 def fill_jacobian(layers: list[Dense], X: Array, J: Array, cache: Cache | None = None,
-                   first: Array | None = None) -> None:
-    """Write dy/dtheta of the chunk ``X`` (n, n_in) into ``J`` (n, q, P); ``cache`` is the
+                  first: Array | None = None) -> None:
+    """Write dy/dtheta of the chunk ``X`` (n, n_in) into ``J`` (n, q, P) (seed 1-6: the bias
+    rows of :func:`bias_rows` and their R-w outer products); ``cache`` is the
     forward cache of ``X`` when the caller has it already. With ``first`` (n, q, q_n) the
     rows written are ``first`` times the Jacobian of the logits (see :func:`bias_rows`)."""
     cache = forward_cache(layers, X, blas_matmul) if cache is None else cache
@@ -165,7 +166,7 @@ def param_jacobian(
     def fill(start: int, chunk_cache: Cache | None = None) -> None:
         rows = slice(start, start + step)
         fill_jacobian(layers, X[rows], J[rows], chunk_cache,
-                       None if first is None else first(rows))
+                      None if first is None else first(rows))
 
     if cache is not None and step >= N:
         fill(0, cache)
