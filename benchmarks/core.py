@@ -21,6 +21,7 @@ import numpy as np
 from scipy.linalg import blas
 
 import jacnet as jn
+from jacnet import gauss_newton as _gn
 from jacnet import jacobian as _jac
 
 from ._harness import (
@@ -308,7 +309,7 @@ def gauss_newton_case(ctx: Context, widths: Sequence[int], n: int) -> list[Row]:
         check_close(f"{case}: Jtr vs numpy", Jtr, ref[1], TOL),
     )
     del ref
-    kron = _jac._kronecker_pays(net.layers, q, n)
+    kron = _gn._kronecker_pays(net.layers, q, n)
 
     def other_form() -> tuple[Array, Array]:  # the form the cost model did not pick
         with forced_form(not kron):
@@ -344,12 +345,12 @@ def gauss_newton_case(ctx: Context, widths: Sequence[int], n: int) -> list[Row]:
     def fill_only() -> None:  # jacnet's J chunks, written and dropped, no syrk
         for s in range(0, n, chunk):
             Xc = X[s : s + chunk]
-            _jac._fill_jacobian(net.layers, Xc, buf[: Xc.shape[0]])
+            _jac.fill_jacobian(net.layers, Xc, buf[: Xc.shape[0]])
 
     # Mirrored in place, no copy timed. Zeros are a fixed point of the mirror (a matrix
     # mirrored again would double its diagonal blocks on every call, up to overflow).
     C = np.zeros((P, P), order="F")
-    parts_t = measure({"fill": fill_only, "mirror": partial(_jac._mirror_upper, C)},
+    parts_t = measure({"fill": fill_only, "mirror": partial(_gn._mirror_upper, C)},
                       repeats=3, pause=0.0)
     unexplained = t["jacnet"].median - t["dsyrk"].median
     unexplained -= parts_t["fill"].median + parts_t["mirror"].median
@@ -424,20 +425,20 @@ def _torch_gn_note(err: float, t: dict[str, Timing], kron: bool) -> str:
 
 @contextmanager
 def forced_form(kronecker: bool) -> Iterator[None]:
-    """Within the block, ``jacobian.gauss_newton`` builds every system in the form asked
+    """Within the block, ``jacnet.gauss_newton`` builds every system in the form asked
     for (the Kronecker form or syrk on J) instead of the one its cost model picks."""
-    chosen = _jac._kronecker_pays
-    _jac._kronecker_pays = lambda *args: kronecker  # type: ignore[assignment]
+    chosen = _gn._kronecker_pays
+    _gn._kronecker_pays = lambda *args: kronecker  # type: ignore[assignment]
     try:
         yield
     finally:
-        _jac._kronecker_pays = chosen  # type: ignore[assignment]
+        _gn._kronecker_pays = chosen  # type: ignore[assignment]
 
 
 def kronecker_flops(net: jn.Network, n: int) -> int:
-    """The GEMM flops of ``jacobian._kronecker_system`` on ``n`` samples: per block, 2 n
-    times the widths of its two factors (``jacobian._kronecker_blocks``)."""
-    return 2 * n * sum(u * v for _, _, u, v in _jac._kronecker_blocks(net.layers))
+    """The GEMM flops of ``gauss_newton._kronecker_sums`` on ``n`` samples: per block, 2 n
+    times the widths of its two factors (``gauss_newton._kronecker_blocks``)."""
+    return 2 * n * sum(u * v for _, _, u, v in _gn._kronecker_blocks(net.layers))
 
 
 # --------------------------------------------------------------------------- cases

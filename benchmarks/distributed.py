@@ -68,7 +68,8 @@ def lm_case(ctx: Context, n: int, parts: int, processes: bool) -> list[Row]:
     from distributed import Client, LocalCluster
 
     from jacnet.distributed import DaskObjective
-    from jacnet.solvers import LevenbergMarquardt, Objective
+    from jacnet.objective import Objective
+    from jacnet.solvers import LevenbergMarquardt
 
     case = f"distributed.lm.{'-'.join(map(str, WIDTHS))}"
     name = f"LM iteration, 4-16-1 tanh (N={n:.0e}, {parts} partitions)"

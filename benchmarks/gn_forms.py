@@ -2,9 +2,9 @@
 
     python -m benchmarks.gn_forms [--threads 2] [--repeats 5]
 
-``jacobian.gauss_newton`` builds ``J^T J, J^T r`` either by syrk on chunks of J or from
-the Kronecker structure of J (``jacobian._kronecker_system``), and lets a cost model
-(``jacobian._kronecker_pays``) choose. This times both forms, forced, on each network
+``jacnet.gauss_newton`` builds ``J^T J, J^T r`` either by syrk on chunks of J or from
+the Kronecker structure of J (``gauss_newton._kronecker_sums``), and lets a cost model
+(``gauss_newton._kronecker_pays``) choose. This times both forms, forced, on each network
 (float64, ``mirror=False`` as Levenberg-Marquardt asks, median of ``--repeats`` after a
 warm-up) and prints the measured ratio next to the model's choice, so the model's constants
 can be checked, or fitted again, on another machine: a row marked ``slower`` is one where
@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-import jacnet.jacobian as jac
+import jacnet.gauss_newton as gn
 
 from ._harness import measure
 from .core import forced_form, make_network
 
-#: (widths, samples): the 29 networks of the fit in jacobian.py.
+#: (widths, samples): the 29 networks the constants of gauss_newton's cost model were fitted on.
 NETWORKS: list[tuple[Sequence[int], int]] = [
     ((2, 30, 2), 1000), ((4, 10, 3), 150), ((4, 20, 3), 500), ((10, 20, 20, 5), 2000),
     ((64, 16, 10), 1257), ((13, 32, 32, 3), 5000), ((13, 32, 32, 3), 1000),
@@ -44,12 +44,12 @@ def compare(widths: Sequence[int], n: int, repeats: int) -> tuple[float, float, 
     net = make_network(widths)
     rng = np.random.default_rng(3)
     X, R = rng.standard_normal((n, widths[0])), rng.standard_normal((n, widths[-1]))
-    picks = jac._kronecker_pays(net.layers, widths[-1], n)
+    picks = gn._kronecker_pays(net.layers, widths[-1], n)
 
     def forced(kronecker: bool) -> Callable[[], Any]:
         def call() -> Any:
             with forced_form(kronecker):
-                return jac.gauss_newton(net.layers, X, R, mirror=False)
+                return gn.normal_equations(net.layers, X, R, mirror=False)
         return call
 
     # the harness's timing: a warm-up, then the two forms interleaved, median of each

@@ -445,13 +445,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 @pytest.fixture(params=["syrk", "kronecker"])
 def gn_form(request, monkeypatch) -> str:
-    """Both ways ``jacobian.gauss_newton`` builds a Gauss-Newton system, forced in turn: BLAS
-    syrk on chunks of J, and the Kronecker form (``_kronecker_system``), which otherwise
+    """Both ways ``jacnet.gauss_newton`` builds a Gauss-Newton system, forced in turn: BLAS
+    syrk on chunks of J, and the Kronecker form (``_kronecker_sums``), which otherwise
     runs only where its cost model expects it to be faster (``_kronecker_pays``)."""
-    import jacnet.jacobian as jac
+    import jacnet.gauss_newton as gn
 
     form = request.param
-    monkeypatch.setattr(jac, "_kronecker_pays", lambda *args: form == "kronecker")
+    monkeypatch.setattr(gn, "_kronecker_pays", lambda *args: form == "kronecker")
     return form
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import jacnet as jn
+from jacnet import gauss_newton as _gn
 from jacnet import jacobian as _jac
 
 BUILTINS = sorted(
@@ -236,7 +237,7 @@ def test_network_derivatives_match_jax_and_finite_differences(spec, oracle):
         oracle.check("gauss_newton JtWJ vs JAX", JtJ, JtJ_ref, 1e-10, label)
         oracle.check("gauss_newton JtWr vs JAX", Jtr, Jtr_ref, 1e-10, label)
         # the Kronecker form, whichever form the call above took (q = 1 included)
-        JtJ_k, Jtr_k = _jac._kronecker_system(net.layers, X, R, w, chunk, True, None, None)
+        JtJ_k, Jtr_k = _gn._kronecker_sums(net.layers, X, _gn._Terms(R, w), _gn._Stream(chunk))
         assert np.array_equal(JtJ_k, JtJ_k.T) and JtJ_k.flags.f_contiguous
         oracle.check("gauss_newton (Kronecker form) JtWJ vs JAX", JtJ_k, JtJ_ref, 1e-10, label)
         oracle.check("gauss_newton (Kronecker form) JtWr vs JAX", Jtr_k, Jtr_ref, 1e-10, label)
@@ -263,181 +264,6 @@ def test_network_derivatives_match_jax_and_finite_differences(spec, oracle):
             oracle.check("network loss_and_grad vs JAX", flat, ref_grad, 1e-10, label)
             oracle.check("network loss_and_grad vs FD", flat[idx],
                          fd_loss_grad(net, X, T, loss, w, idx), 1e-6, label)
-
-
-def test_gauss_newton_streams_chunks_never_the_full_jacobian(monkeypatch, oracle, gn_form):
-    """J^T W J is accumulated chunk by chunk: no array of N x n_out x P is ever filled
-    (syrk form), or none at all (Kronecker form); the recursion runs once per chunk."""
-    import jacnet.jacobian as jac
-
-    net = jn.Network([jn.Dense(3, 7, "gelu"), jn.Dense(7, 4, "softmax")], seed=12)
-    rng = np.random.default_rng(12)
-    X, R, w = rng.normal(size=(10, 3)), rng.normal(size=(10, 4)), rng.uniform(0.5, 2, 10)
-    ref = oracle.network(net, X)
-    filled, fills = [], []
-    rows, fill = jac._bias_rows, jac._fill_jacobian
-
-    def spy(layers, cache, *args, **kwargs):
-        filled.append(cache[-1][2].shape)  # the chunk's output (n, q)
-        return rows(layers, cache, *args, **kwargs)
-
-    monkeypatch.setattr(jac, "_bias_rows", spy)
-    monkeypatch.setattr(jac, "_fill_jacobian", lambda *a, **k: fills.append(1) or fill(*a, **k))
-    JtJ, Jtr = net.gauss_newton(X, R, weights=w, chunk=3)
-    assert [shape[0] for shape in filled] == [3, 3, 3, 1]
-    assert len(fills) == (4 if gn_form == "syrk" else 0)
-    JtJ_ref, Jtr_ref = gauss_newton_reference(ref.J, R, w)
-    oracle.check("gauss_newton JtWJ vs JAX", JtJ, JtJ_ref, 1e-10, "streamed, chunk=3")
-    oracle.check("gauss_newton JtWr vs JAX", Jtr, Jtr_ref, 1e-10, "streamed, chunk=3")
-    # without a chunk, the chunk follows the element budget: here 4 samples' worth
-    filled.clear()
-    widest = (net.n_out * net.n_params if gn_form == "syrk"  # a chunk of J, or the widest
-              else max(u + v for *_, u, v in jac._kronecker_blocks(net.layers)))  # U and V
-    monkeypatch.setattr(jac, "_CHUNK_ELEMENTS", 4 * widest)
-    JtJ_default, _ = net.gauss_newton(X, R, weights=w)
-    assert [shape[0] for shape in filled] == [4, 4, 2]
-    np.testing.assert_allclose(JtJ_default, JtJ, rtol=1e-13, atol=1e-15)
-
-
-
-def test_jacobian_threads_fill_the_same_chunks_bit_identically(monkeypatch, oracle):
-    """With more than one BLAS thread, chunks of J are filled by that many threads:
-    the same chunks, so the same bits as one thread; BLAS is held to one thread meanwhile
-    and given back its setting after."""
-    from threadpoolctl import threadpool_limits
-
-    import jacnet.jacobian as jac
-
-    net = jn.Network([jn.Dense(3, 9, "tanh"), jn.Dense(9, 6, "softmax"),
-                      jn.Dense(6, 2, "identity")], seed=4)
-    X = np.random.default_rng(4).normal(size=(23, 3))
-    monkeypatch.setattr(jac, "_PARALLEL_ELEMENTS", 1)  # so this small case goes parallel
-    threads = []
-    fill = jac._fill_jacobian
-
-    def spy(layers, Xc, J, cache=None, first=None):
-        threads.append((Xc.shape[0], jac._blas_threads()))
-        return fill(layers, Xc, J, cache, first)
-
-    monkeypatch.setattr(jac, "_fill_jacobian", spy)
-    with threadpool_limits(1):
-        serial = net.jacobian(X, chunk=5)
-    assert [t for _, t in threads] == [1] * 5
-    threads.clear()
-    with threadpool_limits(2):
-        parallel = net.jacobian(X, chunk=5)
-        assert jac._blas_threads() == 2  # the fillers' limit was lifted
-    assert sorted(n for n, _ in threads) == [3, 5, 5, 5, 5]
-    assert {t for _, t in threads} == {1}  # each filler ran with BLAS on one thread
-    np.testing.assert_array_equal(parallel, serial)
-    oracle.check("threaded jacobian vs JAX", parallel, oracle.network(net, X).J, 1e-10,
-                 "2 threads, chunk=5")
-    # While another thread's threaded fill holds the BLAS setting, a call fills serially
-    # and leaves the setting alone.
-    threads.clear()
-    with threadpool_limits(2):
-        with jac._THREADED_FILL:
-            np.testing.assert_array_equal(net.jacobian(X, chunk=5), serial)
-        assert jac._blas_threads() == 2
-    assert [t for _, t in threads] == [2] * 5
-
-    def broken(layers, Xc, J, cache=None, first=None):
-        raise FloatingPointError("from a filler thread")
-
-    monkeypatch.setattr(jac, "_fill_jacobian", broken)
-    with threadpool_limits(2), pytest.raises(FloatingPointError, match="from a filler"):
-        net.jacobian(X, chunk=5)
-
-
-@pytest.mark.parametrize("order", ["F", "C"])
-@pytest.mark.parametrize("P", [1, 2, 127, 128, 129, 300])
-def test_mirror_upper_copies_the_upper_triangle_block_by_block(P, order):
-    """gauss_newton's in-place mirror, across block edges (block 128); bit-exact (the
-    diagonal blocks double their diagonal and halve it back)."""
-    C = np.array(np.triu(np.random.default_rng(P).normal(size=(P, P))), order=order)
-    C[0, 0] = 5e-324  # a subnormal diagonal survives the doubling and halving
-    expected = np.triu(C) + np.triu(C, 1).T
-    out = _jac._mirror_upper(C)
-    assert out is C
-    np.testing.assert_array_equal(C, expected)
-    with pytest.raises(ValueError, match="contiguous"):  # its diagonal view would be a copy
-        _jac._mirror_upper(np.zeros((2 * P + 2, 2 * P + 2))[::2, ::2])
-
-
-class _PlainIdentity(jn.Elementwise):
-    """The identity through the general elementwise vjp (a new array, not the rows)."""
-
-    name = "plain_identity_for_tests"
-
-    def forward(self, T):
-        return T.copy()
-
-    def derivative(self, T, Y):
-        return np.ones_like(T)
-
-
-@pytest.mark.usefixtures("gn_form")
-@pytest.mark.parametrize("q", [1, 3])
-def test_identity_output_shortcut_equals_the_general_path_bit_for_bit(q):
-    """An identity output hands the identity rows on unchanged; the fill then copies the
-    layer inputs into J and takes E W^T as W^T instead of a product. Same bits as the
-    general einsum and gemm path."""
-    rng = np.random.default_rng(q)
-    X = rng.normal(size=(40, 4))
-    fast = jn.Network([jn.Dense(4, 7, "tanh"), jn.Dense(7, q, "identity")], seed=2)
-    general = jn.Network([jn.Dense(4, 7, "tanh"), jn.Dense(7, q, _PlainIdentity())], seed=2)
-    np.testing.assert_array_equal(fast.get_flat(), general.get_flat())
-    np.testing.assert_array_equal(fast.jacobian(X), general.jacobian(X))
-    np.testing.assert_array_equal(fast.jacobian(X, chunk=7), general.jacobian(X))
-    np.testing.assert_array_equal(fast.input_jacobian(X), general.input_jacobian(X))
-    R = rng.normal(size=(40, q))
-    for a, b in zip(fast.gauss_newton(X, R), general.gauss_newton(X, R), strict=True):
-        np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("chunk", [None, 3])
-@pytest.mark.usefixtures("gn_form")
-def test_gauss_newton_without_mirror_holds_the_upper_triangle(chunk):
-    """``mirror=False`` (Levenberg-Marquardt's system): the same upper triangle, zeros
-    strictly below it, in Fortran order."""
-    net = jn.Network([jn.Dense(3, 6, "tanh"), jn.Dense(6, 2, "identity")], seed=1)
-    rng = np.random.default_rng(0)
-    X, R = rng.normal(size=(10, 3)), rng.normal(size=(10, 2))
-    full, g_full = _jac.gauss_newton(net.layers, X, R, chunk=chunk)
-    upper, g_upper = _jac.gauss_newton(net.layers, X, R, chunk=chunk, mirror=False)
-    assert upper.flags.f_contiguous
-    np.testing.assert_array_equal(upper, np.triu(full))
-    np.testing.assert_array_equal(g_upper, g_full)
-    assert not np.tril(upper, -1).any() and np.triu(full, 1).any()
-
-
-def test_workspace_reuses_its_memory_and_grows_on_demand():
-    ws = _jac.Workspace()
-    a = ws.array((3, 1, 4), np.dtype(np.float64))
-    b = ws.array((2, 1, 4), np.dtype(np.float64))
-    assert a.shape == (3, 1, 4) and b.shape == (2, 1, 4) and b.flags.c_contiguous
-    assert np.shares_memory(a, b)  # a smaller request reuses the held buffer
-    c = ws.array((5, 2, 4), np.dtype(np.float64))
-    assert not np.shares_memory(a, c) and c.shape == (5, 2, 4)  # a larger one grows it
-    d = ws.array((2, 2), np.dtype(np.float32))
-    assert d.dtype == np.float32 and not np.shares_memory(c, d)  # another dtype: new memory
-
-
-@pytest.mark.usefixtures("gn_form")
-def test_gauss_newton_with_a_workspace_matches_fresh_buffers():
-    """Successive systems through one workspace (different chunks, sizes and data) equal
-    those built with a fresh buffer each: nothing of an earlier call leaks into a later."""
-    rng = np.random.default_rng(3)
-    net = jn.Network([jn.Dense(3, 6, "tanh"), jn.Dense(6, 2, "identity")], seed=1)
-    ws = _jac.Workspace()
-    for N, chunk in [(40, None), (40, 7), (25, None), (60, 11)]:
-        X = rng.normal(size=(N, 3))
-        R = rng.normal(size=(N, 2))
-        w = rng.uniform(0.5, 2.0, size=N)
-        fresh = _jac.gauss_newton(net.layers, X, R, w, chunk)
-        reused = _jac.gauss_newton(net.layers, X, R, w, chunk, workspace=ws)
-        np.testing.assert_array_equal(reused[0], fresh[0])
-        np.testing.assert_array_equal(reused[1], fresh[1])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -931,29 +757,6 @@ def test_deepcopy_and_pickle_keep_layers_bound_to_theta():
     assert net.layers[0].W.any()  # the original is untouched
 
 
-def test_jacobian_into_out_equals_a_fresh_jacobian_and_checks_out():
-    net = jn.Network([jn.Dense(3, 5, "tanh"), jn.Dense(5, 2, "softmax")], seed=4)
-    X = np.random.default_rng(0).normal(size=(7, 3))
-    fresh = net.jacobian(X)
-    out = np.full((7, 2, net.n_params), np.nan)
-    for chunk in (None, 3):
-        got = net.jacobian(X, chunk=chunk, out=out)
-        assert got is out
-        np.testing.assert_array_equal(out, fresh)
-    with pytest.raises(TypeError, match="out must be a numpy ndarray, got list"):
-        net.jacobian(X, out=out.tolist())
-    with pytest.raises(ValueError, match=r"out must have shape \(7, 2, 32\) and dtype float64"):
-        net.jacobian(X, out=np.empty((6, 2, net.n_params)))
-    with pytest.raises(ValueError, match="dtype float64, got .* float32"):
-        net.jacobian(X, out=np.empty((7, 2, net.n_params), np.float32))
-    with pytest.raises(ValueError, match="C-contiguous and writeable"):
-        net.jacobian(X, out=np.empty((7, 2, 2 * net.n_params))[:, :, ::2])
-    frozen = np.empty_like(out)
-    frozen.flags.writeable = False
-    with pytest.raises(ValueError, match="C-contiguous and writeable"):
-        net.jacobian(X, out=frozen)
-
-
 def test_each_training_path_keeps_to_one_blas_library(monkeypatch):
     """Mini-batch training (backprop in numpy's BLAS) never calls scipy's gemm: its
     per-epoch evaluations mixed in scipy's doubled the time of `make run` on two threads.
@@ -1032,15 +835,6 @@ def test_float32_parameters_and_inputs_beyond_its_range_are_named():
     with pytest.raises(ValueError, match="X must be finite in float32, got 2 value"):
         net.forward(np.full((1, 2), 1e39))
     assert np.isfinite(net.get_flat()).all()
-
-
-@pytest.mark.usefixtures("gn_form")
-def test_gauss_newton_refuses_all_zero_weights_in_either_shape():
-    net = jn.Network([jn.Dense(2, 2)], seed=0)
-    X, R = np.ones((3, 2)), np.ones((3, 2))
-    for w in (np.zeros(3), np.zeros((3, 2))):
-        with pytest.raises(ValueError, match="weights must not be all zero"):
-            net.gauss_newton(X, R, weights=w)
 
 
 def test_layers_are_free_again_after_a_failed_network_a_copy_or_their_network_s_end():
@@ -1126,150 +920,3 @@ def test_activation_parameter_beyond_float_range_is_a_value_error():
         jn.get_activation("leaky_relu", negative_slope=10**400)
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("chunk", [None, 7])
-def test_kronecker_form_equals_syrk_form_for_every_system_lm_builds(monkeypatch, dtype, chunk):
-    """The two forms of the Gauss-Newton system agree on what Levenberg-Marquardt asks of
-    them: the logit models of the three fused pairs (with sample weights), a sum of squares
-    with per-output weights, and Huber's weighted J^T H J with J^T g left unweighted."""
-    import jacnet.jacobian as jac
-    from jacnet.losses import get_loss
-    from jacnet.solvers import gauss_newton_system
-
-    rng = np.random.default_rng(5)
-    N = 30
-    X = rng.normal(size=(N, 4)).astype(dtype)
-    cases = [("softmax", "cross_entropy", 3), ("sigmoid", "binary_cross_entropy", 2),
-             ("exp", "poisson", 2), ("identity", "sse", 3), ("identity", "huber", 2),
-             # one output (the cost model leaves it to syrk; forced here all the same)
-             ("sigmoid", "binary_cross_entropy", 1), ("identity", "sse", 1),
-             ("identity", "huber", 1)]
-    tol = 1e-11 if dtype == np.float64 else 2e-4
-    for out, loss, q in cases:
-        net = jn.Network([jn.Dense(4, 6, "tanh"), jn.Dense(6, 5, "relu"),
-                          jn.Dense(5, q, out)], seed=3, dtype=dtype)
-        if loss == "cross_entropy":
-            T = np.eye(q)[rng.integers(0, q, N)]
-        elif loss in ("binary_cross_entropy", "poisson"):
-            T = rng.integers(0, 3 if loss == "poisson" else 2, (N, q)).astype(float)
-        else:
-            T = rng.normal(size=(N, q))
-        T = T.astype(dtype)
-        Y = net(X)
-        for w in (None, rng.uniform(0.2, 2.0, N).astype(dtype)):
-            systems = {}
-            for form in ("syrk", "kronecker"):
-                monkeypatch.setattr(jac, "_kronecker_pays", lambda *args, f=form:
-                                    f == "kronecker")
-                systems[form] = gauss_newton_system(net, X, T, get_loss(loss), w, Y, chunk,
-                                                    dual=False, mirror=True)[:2]
-            (M_s, g_s), (M_k, g_k) = systems["syrk"], systems["kronecker"]
-            where = (out, loss, None if w is None else "weighted")
-            assert M_k.dtype == g_k.dtype == dtype, where
-            scale = np.abs(M_s).max()
-            np.testing.assert_allclose(M_k, M_s, rtol=tol, atol=tol * scale, err_msg=str(where))
-            np.testing.assert_allclose(g_k, g_s, rtol=tol, atol=tol * np.abs(g_s).max(),
-                                       err_msg=str(where))
-
-
-def test_gauss_newton_takes_the_kronecker_form_where_it_pays(monkeypatch):
-    """jacobian._kronecker_pays on networks of its fit: several outputs and layers of some
-    width take the Kronecker form; one output, a wide layer fed by few inputs, a tiny
-    network or few samples (placing the blocks is paid once per call) take syrk on J."""
-    import jacnet.jacobian as jac
-
-    taken = []
-    kron = jac._kronecker_system
-    monkeypatch.setattr(jac, "_kronecker_system",
-                        lambda *a, **k: taken.append("kronecker") or kron(*a, **k))
-    rng = np.random.default_rng(0)
-    for widths, N, form in [((13, 32, 32, 3), 2000, "kronecker"), ((64, 16, 10), 300, "kronecker"),
-                            ((8, 64, 64, 2), 500, "kronecker"), ((13, 32, 32, 3), 20, "syrk"),
-                            ((8, 64, 64, 1), 500, "syrk"), ((4, 100, 3), 500, "syrk"),
-                            ((4, 10, 3), 500, "syrk"), ((1, 20, 1), 1000, "syrk"),
-                            ((10, 32, 32, 1), 2000, "syrk")]:
-        pairs = zip(widths[:-1], widths[1:], strict=True)
-        net = jn.Network([jn.Dense(a, b, "tanh") for a, b in pairs], seed=0)
-        taken.clear()
-        net.gauss_newton(rng.normal(size=(N, widths[0])), np.ones((N, widths[-1])))
-        assert (taken == ["kronecker"]) == (form == "kronecker"), (widths, N)
-
-
-@pytest.mark.parametrize("widths", [(60, 50), (40, 40, 40), (30, 30, 30, 30), (20, 50, 50, 1),
-                                    (30, 60, 1)])
-def test_kronecker_form_holds_its_memory_bound(monkeypatch, widths):
-    """The Kronecker form's peak stays within 1.5 P^2 entries besides its chunk buffers:
-    J^T J, the block sums, and one column stripe at a time while the blocks are placed
-    (a review measured 1.6-1.8 P^2 when each diagonal block was expanded whole)."""
-    import tracemalloc
-
-    import jacnet.jacobian as jac
-
-    monkeypatch.setattr(jac, "_kronecker_pays", lambda *args: True)
-    pairs = zip(widths[:-1], widths[1:], strict=True)
-    net = jn.Network([jn.Dense(a, b, "tanh") for a, b in pairs], seed=0)
-    rng = np.random.default_rng(0)
-    X, R = rng.normal(size=(20, widths[0])), rng.normal(size=(20, widths[-1]))
-    tracemalloc.start()
-    try:
-        jac.gauss_newton(net.layers, X, R)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak / (8 * net.n_params**2) <= 1.5, peak / (8 * net.n_params**2)
-
-
-def test_kronecker_form_that_overflows_where_j_does_not_gives_way_to_syrk(monkeypatch):
-    """An input so large that it saturates its tanh (3e19 in float32): the Kronecker form's
-    x * x overflows to inf * 0 = NaN where J's rows x * d are 0. gauss_newton then returns
-    syrk's finite system, with no overflow warning; a NaN input stays NaN in both forms."""
-    import warnings
-
-    import jacnet.jacobian as jac
-
-    net = jn.Network([jn.Dense(3, 8, "tanh"), jn.Dense(8, 8, "tanh"), jn.Dense(8, 3)], seed=0,
-                     dtype=np.float32)
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(200, 3)).astype(np.float32)
-    X[5, 0] = 3e19
-    R = rng.normal(size=(200, 3)).astype(np.float32)
-    with np.errstate(all="ignore"):
-        raw = jac._kronecker_system(net.layers, X, R, None, None, True, None, None)[0]
-    assert np.isnan(raw).any()  # the case this guards against
-    systems = {}
-    for form in (False, True):
-        monkeypatch.setattr(jac, "_kronecker_pays", lambda *args, f=form: f)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            systems[form] = jac.gauss_newton(net.layers, X, R)
-    for got, want in zip(systems[True], systems[False], strict=True):
-        assert np.isfinite(got).all()
-        np.testing.assert_array_equal(got, want)
-    X[7, 1] = np.nan
-    for form in (False, True):
-        monkeypatch.setattr(jac, "_kronecker_pays", lambda *args, f=form: f)
-        systems[form] = jac.gauss_newton(net.layers, X, R)
-    np.testing.assert_array_equal(np.isnan(systems[True][0]), np.isnan(systems[False][0]))
-    assert np.isnan(systems[True][0]).any()
-
-
-def test_kronecker_form_takes_no_rows_one_dimensional_residuals_and_small_chunks():
-    """What syrk on J accepts, the Kronecker form does too: no rows (zeros), a residual of
-    shape (N,) for one output; and a chunk of a few samples keeps syrk (its loops run per
-    chunk)."""
-    import jacnet.jacobian as jac
-
-    net = jn.Network([jn.Dense(6, 5, "tanh"), jn.Dense(5, 1)], seed=0)
-    JtJ, Jtr = jac._kronecker_system(net.layers, np.zeros((0, 6)), np.zeros((0, 1)), None,
-                                     None, True, None, None)
-    assert JtJ.shape == (net.n_params,) * 2 and not JtJ.any() and not Jtr.any()
-    rng = np.random.default_rng(1)
-    X, r = rng.normal(size=(9, 6)), rng.normal(size=9)
-    syrk = jac.gauss_newton(net.layers, X, r[:, None])
-    kron = jac._kronecker_system(net.layers, X, r, None, None, True, None, None)
-    for got, want in zip(kron, syrk, strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
-    big = jn.Network([jn.Dense(13, 32, "tanh"), jn.Dense(32, 32, "tanh"), jn.Dense(32, 3)])
-    assert jac._kronecker_pays(big.layers, 3, 1000)
-    assert jac._kronecker_pays(big.layers, 3, 1000, chunk=500)
-    assert not jac._kronecker_pays(big.layers, 3, 1000, chunk=3)

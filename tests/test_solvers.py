@@ -1,5 +1,7 @@
 """Tests of jacnet.solvers and the full-batch solvers of ``train``: Levenberg-Marquardt
-against its system written out by hand with numpy, L-BFGS against lstsq and scipy."""
+against its system written out by hand with numpy, L-BFGS against lstsq and scipy. The
+system itself (its types, its solve, the objective that builds it) is tested in
+test_gauss_newton.py and test_objective.py."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ import pytest
 from scipy import optimize
 
 import jacnet as jn
+from jacnet.gauss_newton import DualSystem
 from jacnet.losses import get_loss
-from jacnet.solvers import LevenbergMarquardt, Objective, gauss_newton_system
+from jacnet.objective import Objective
+from jacnet.solvers import LevenbergMarquardt
 
 # Every test here runs with both forms of the Gauss-Newton system (conftest.gn_form).
 pytestmark = pytest.mark.usefixtures("gn_form")
@@ -97,54 +101,6 @@ def test_lm_step_solves_damped_normal_equations_and_updates_mu():
     assert seen_failure and seen_first_try
 
 
-def test_lm_system_reuses_the_accepted_trials_forward_pass(monkeypatch):
-    """When one chunk holds every row, the Gauss-Newton system takes the forward cache of
-    the loss evaluation at the same theta instead of running the forward pass again; the
-    steps are bit-identical to recomputing it."""
-    import jacnet.jacobian as jac
-
-    rng = np.random.default_rng(2)
-    X = rng.uniform(-1, 1, (200, 2))
-    T = np.sin(3 * X[:, :1]) * X[:, 1:]
-
-    def run(reuse: bool) -> tuple[np.ndarray, list[bool]]:
-        net = jn.Network([jn.Dense(2, 7, "tanh"), jn.Dense(7, 1)], seed=3)
-        obj = Objective(net, X, T, get_loss("mse"), None)
-        if not reuse:  # a state without the cache: the system runs its own forward pass
-            data_value = obj._data_value
-
-            def without_cache():
-                value, (Y, _) = data_value()
-                return value, (Y, None)
-
-            monkeypatch.setattr(obj, "_data_value", without_cache)
-        given: list[bool] = []
-        forward = jac.forward_cache
-        system = jac.gauss_newton
-
-        def spy(*args, **kwargs):  # did the system run a forward pass of its own?
-            calls = []
-            monkeypatch.setattr(jac, "forward_cache",
-                                lambda *a, **k: calls.append(1) or forward(*a, **k))
-            try:
-                return system(*args, **kwargs)
-            finally:
-                monkeypatch.setattr(jac, "forward_cache", forward)
-                given.append(not calls)
-
-        monkeypatch.setattr(jac, "gauss_newton", spy)
-        lm = LevenbergMarquardt(obj)
-        for _ in range(6):
-            lm.step()
-        monkeypatch.setattr(jac, "gauss_newton", system)
-        return net.get_flat(), given
-
-    theta_reuse, given_reuse = run(True)
-    theta_fresh, given_fresh = run(False)
-    assert given_reuse == [True] * 6 and given_fresh == [False] * 6
-    np.testing.assert_array_equal(theta_reuse, theta_fresh)
-
-
 def test_lm_rejected_iteration_restores_theta_and_raises_mu_past_mu_max():
     X, T = sin_data(20)
     net = sin_net(1)
@@ -157,19 +113,6 @@ def test_lm_rejected_iteration_restores_theta_and_raises_mu_past_mu_max():
     np.testing.assert_array_equal(net.theta, theta0)
 
 
-def test_lm_dual_solve_equals_primal_solve():
-    rng = np.random.default_rng(0)
-    A = rng.normal(size=(4, 11))
-    r = rng.normal(size=4)
-    lm = lm_for(sin_net(), *sin_data(5), mu=0.37)
-    d_dual = lm._solve(None, A.T @ r, A, r)
-    d_primal = lm._solve(A.T @ A, A.T @ r, np.empty(0), np.empty(0))
-    np.testing.assert_allclose(d_dual, d_primal, rtol=1e-10, atol=1e-13)
-    np.testing.assert_allclose(
-        d_primal, np.linalg.solve(A.T @ A + 0.37 * np.eye(11), -A.T @ r), rtol=1e-10
-    )
-
-
 @pytest.mark.parametrize("weighted", [False, True])
 def test_lm_overparameterised_step_equals_primal_by_hand(weighted):
     # N * n_out = 4 < P = 16: LM solves the dual system; the step must equal the primal one.
@@ -178,7 +121,7 @@ def test_lm_overparameterised_step_equals_primal_by_hand(weighted):
     w = np.array([1.0, 3.0, 0.5, 2.0]) if weighted else None
     net = sin_net(2)
     lm = lm_for(net.copy(), X, T, "sse", w)
-    assert lm._system(lm.obj.value()[1])[0] is None  # the dual form was chosen
+    assert isinstance(lm.obj.system(lm.obj.value()[1]), DualSystem)  # the dual form was chosen
     J = flat_jacobian(net, X)
     Wd = np.diag(np.ones(4) if w is None else w)
     e = (net(X) - T).ravel()
@@ -234,19 +177,6 @@ def test_lm_alpha_enters_the_system():
     penalty = 0.5 * alpha * float(np.sum((M * net.theta) ** 2))
     assert step.loss == pytest.approx(net.loss(X, T, "mse") + penalty, rel=1e-12)
     assert np.any(M == 0)  # biases are spared: the test above would catch a full diagonal
-
-
-def test_lm_system_holds_the_upper_triangle_that_the_solve_reads():
-    """The objective's primal system is left unmirrored: J^T J's upper triangle (with the
-    penalty's diagonal), zeros strictly below; the steps above check what LM makes of it."""
-    X, T = sin_data(25)
-    net = sin_net(5)
-    obj = Objective(net, X, T, get_loss("mse"), None, alpha=0.3)
-    JtHJ, Jtg, *_ = obj.system(obj.value()[1])
-    J = flat_jacobian(net, X)
-    expected = J.T @ J + np.diag(0.3 * 25 / 2 * net.weight_mask())
-    np.testing.assert_allclose(JtHJ, np.triu(expected), rtol=1e-12, atol=1e-12)
-    assert not np.tril(JtHJ, -1).any()
 
 
 def blobs(n_per: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -398,78 +328,3 @@ def test_lbfgs_records_every_iteration_with_the_true_gradient_norm():
     assert rec.epochs[-1]["grad_norm"] == pytest.approx(np.linalg.norm(g), rel=1e-10)
     assert rec.epochs[-1]["loss"] == pytest.approx(net.loss(X, T, "mse"), rel=1e-12)
     assert all(math.isfinite(e["loss"]) for e in rec.epochs)
-
-
-# ------------------------------------------------------------------------- Objective
-def test_objective_value_and_grad_include_the_l2_penalty_on_weights_only():
-    X, T = sin_data(15)
-    net = sin_net(6)
-    obj = Objective(net, X, T, get_loss("sse"), None, alpha=0.5)
-    value, grad = obj.value_and_grad()
-    M = net.weight_mask()
-    v0, g0 = net.loss_and_flat_grad(X, T, "sse")
-    assert value == pytest.approx(v0 + 0.25 * float(np.sum((M * net.theta) ** 2)), rel=1e-13)
-    np.testing.assert_allclose(grad, g0 + 0.5 * M * net.theta, rtol=1e-13)
-    assert obj.value()[0] == pytest.approx(value, rel=1e-13)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("order", ["C", "F"])
-def test_cholesky_solve_of_the_shifted_system(dtype, order):
-    """LM's solve through LAPACK potrf/potrs: (M + mu I) x = rhs for either memory order,
-    and LinAlgError (which makes LM raise mu) when M + mu I is not positive definite."""
-    from scipy import linalg
-
-    from jacnet.solvers import _cho_solve_shifted
-
-    rng = np.random.default_rng(0)
-    A = rng.normal(size=(30, 8))
-    M = (A.T @ A).astype(dtype)
-    rhs = rng.normal(size=8).astype(dtype)
-    expected = np.linalg.solve(M.astype(np.float64) + 0.5 * np.eye(8), rhs)
-    x = _cho_solve_shifted(np.array(M, order=order), 0.5, rhs)
-    assert x.dtype == dtype
-    np.testing.assert_allclose(x, expected, rtol=1e-4 if dtype == np.float32 else 1e-10)
-    indefinite = np.array(np.diag([1.0, -2.0, 3.0]), dtype=dtype, order=order)
-    with pytest.raises(linalg.LinAlgError, match="not positive definite"):
-        _cho_solve_shifted(indefinite, 0.5, np.ones(3, dtype=dtype))
-    # Only the upper triangle is read: what lies strictly below it does not matter.
-    upper = np.array(np.triu(M) + np.tril(np.full_like(M, np.nan), -1), order=order)
-    np.testing.assert_array_equal(_cho_solve_shifted(upper, 0.5, rhs), x)
-    with pytest.raises(ValueError, match="contiguous"):
-        _cho_solve_shifted(np.eye(6, dtype=dtype)[::2, ::2], 0.5, np.ones(3, dtype=dtype))
-
-
-# A confidently wrong output: softmax below eps, a sigmoid rounded to 1, an exp output
-# underflowed. The Gauss-Newton system comes from the logits, so its gradient is exact.
-# A hidden layer makes N q < P, so the dual form is taken wherever it loses nothing.
-SATURATED = {
-    "softmax": ("softmax", "cross_entropy", 30.0, lambda n: np.tile([0.0, 1.0], (n, 1))),
-    "sigmoid": ("sigmoid", "binary_cross_entropy", 30.0, lambda n: np.zeros((n, 1))),
-    "exp": ("exp", "poisson", -150.0, lambda n: np.full((n, 1), 5.0)),
-}
-
-
-@pytest.mark.parametrize("case", sorted(SATURATED))
-def test_lm_system_gradient_is_exact_for_saturated_outputs(case):
-    act, loss, w, targets = SATURATED[case]
-    X = np.linspace(0.5, 1.5, 10)[:, None]
-    T = targets(10)
-    q = T.shape[1]
-    net = jn.Network([jn.Dense(1, 8, "tanh"), jn.Dense(8, q, act)], seed=0)
-    net.layers[0].W = np.ones((1, 8))
-    net.layers[1].W = np.tile([w, -w][:q], (8, 1))
-    assert 10 * q < net.n_params  # the dual form's condition
-    value, grad = net.loss_and_flat_grad(X, T, loss)  # the fused, exact gradient
-    Y = net.forward(X)
-    model = get_loss(loss).logit_model(net.layers[-1].activation, Y, T, None)
-    for dual in (False, True):
-        JtHJ, Jtg, A, scale, r = gauss_newton_system(net, X, T, get_loss(loss), None, Y,
-                                                     dual=dual)
-        assert (JtHJ is None) == (dual and model.dual_r is not None)
-        assert np.isfinite(Jtg).all() and (JtHJ is None or np.isfinite(JtHJ).all())
-        np.testing.assert_allclose(scale * Jtg, grad, rtol=1e-10, atol=1e-300)
-    if case == "softmax":  # tiny but positive outputs: the dual form is exact and taken
-        assert model.dual_r is not None
-    rec = jn.train(net, X, T, solver="lm", loss=loss, max_epochs=30)
-    assert rec.epochs[-1]["loss"] < 0.5 * value  # LM trains instead of stopping at once

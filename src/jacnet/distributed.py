@@ -25,7 +25,7 @@ cannot be recomputed, and Dask's active memory manager may leave a single replic
 broadcast, so a scatter would not survive the loss of the worker holding it.)
 
 The solver logic is not repeated here: :class:`DaskObjective` replaces the three sums of
-:class:`~jacnet.solvers.Objective`, and the single-machine ``_train_lm`` and
+:class:`~jacnet.objective.Objective`, and the single-machine ``_train_lm`` and
 ``_train_lbfgs`` of :mod:`jacnet.training` run on it, so the record, stop reasons and
 theta are those of ``jacnet.train`` up to floating-point summation order.
 """
@@ -51,10 +51,11 @@ except ImportError as exc:  # pragma: no cover - the extra is part of dev
         "jacnet.distributed needs Dask: pip install 'jacnet[distributed]'"
     ) from exc
 
+from .gauss_newton import PrimalSystem, primal_system
 from .losses import Loss, get_loss
 from .network import Network
+from .objective import Objective
 from .record import TrainingRecord
-from .solvers import Objective, gauss_newton_system
 from .training import Callback, TrainConfig, _Run, _run_solver
 
 Array = np.ndarray
@@ -75,6 +76,7 @@ class _Model:
     net: Network
     loss: Loss
     chunk: int | None
+    scale: float  # the Gauss-Newton scale of the whole data set (see _global_scale)
 
 
 def _held(obj: Any) -> Any:
@@ -104,16 +106,16 @@ def _part_value_and_grad(model: _Model, theta: Array, X: Array, T: Array, w: Arr
 
 
 def _part_system(model: _Model, theta: Array, X: Array, T: Array, w: Array | None,
-                 share: float) -> tuple[Array, Array]:
-    """The partition's ``J_p^T H_p J_p`` (P, P) and ``J_p^T g_p`` (P,): plain sums. As in
-    the one-process objective, ``J_p^T H_p J_p`` holds its upper triangle only (the sum of
-    the partitions' is then the upper triangle of the whole, which LM's solve reads)."""
+                 share: float) -> PrimalSystem:
+    """The partition's primal system: ``J_p^T H_p J_p`` (P, P) and ``J_p^T g_p`` (P,) are
+    plain sums, so the partitions' systems add up to the whole's (``+``); it carries the
+    whole data set's scale. As in the one-process objective, ``J_p^T H_p J_p`` holds its
+    upper triangle only (the sum of the partitions' is then the upper triangle of the
+    whole, which LM's solve reads)."""
     net = _local_net(model, theta)
     Y = net._loss_value(X, T, model.loss, w, model.chunk)[1]
-    JtHJ, Jtg = gauss_newton_system(net, X, T, model.loss, w, Y, model.chunk, dual=False,
-                                    mirror=False)[:2]
-    assert JtHJ is not None  # dual=False: always the primal system
-    return JtHJ, Jtg
+    system = primal_system(net.layers, X, T, model.loss, w, Y, chunk=model.chunk)
+    return PrimalSystem(system.JtHJ, system.Jtg, model.scale)
 
 
 def _each_block(fn: Callable[..., Any], n_fixed: int, width: int, *args: Any) -> list[Any]:
@@ -139,7 +141,8 @@ def _part_stats(X: Array, T: Array, w: Array | None) -> Array:
 
 
 def _add(*parts: Any) -> Any:
-    """Elementwise sum of partial results (floats, arrays or tuples of them)."""
+    """Elementwise sum of partial results (floats, arrays, Gauss-Newton systems or tuples
+    of them)."""
     if isinstance(parts[0], tuple):
         return tuple(_add(*items) for items in zip(*parts, strict=True))
     total = parts[0]
@@ -150,7 +153,7 @@ def _add(*parts: Any) -> Any:
 
 # ------------------------------------------------------------- on the client
 class DaskObjective(Objective):
-    """:class:`~jacnet.solvers.Objective` whose sums over samples run on a Dask cluster.
+    """:class:`~jacnet.objective.Objective` whose sums over samples run on a Dask cluster.
 
     ``X``, ``T`` and ``w`` are dask arrays with the same row chunks, already validated
     (see :func:`train`). They are persisted on the workers here, once; every evaluation
@@ -190,7 +193,7 @@ class DaskObjective(Objective):
         self.blocks = [(x, t, wp, (wt / self.total_weight) if loss.mean_over_samples else 1.0)
                        for x, t, wp, wt in zip(xs, ts, ws, weights, strict=True) if wt > 0]
         self.scale = _global_scale(loss, self.total_weight, net.n_out)
-        self.model = self._hold(_Model(net, loss, chunk))
+        self.model = self._hold(_Model(net, loss, chunk, self.scale))
 
     def _hold(self, obj: Any) -> Future:
         """``obj`` on the cluster as a recomputable task result (see the module notes)."""
@@ -259,18 +262,18 @@ class DaskObjective(Objective):
         client.cancel(held + [theta])  # release theta and the partial sums now, not at GC
         return result
 
-    def _data_value(self) -> tuple[float, Any]:
+    def data_value(self) -> tuple[float, Any]:
         return float(self.reduce(_part_value)), None
 
-    def _data_value_and_grad(self) -> tuple[float, Array]:
+    def data_value_and_grad(self) -> tuple[float, Array]:
         value, grad = self.reduce(_part_value_and_grad)
         self._grad[...] = grad
         return float(value), self._grad
 
-    def _data_system(self, state: Any, chunk: int | None
-                     ) -> tuple[Array | None, Array, Array, float, Array]:
-        JtHJ, Jtg = self.reduce(_part_system)
-        return JtHJ, Jtg, np.empty(0), self.scale, np.empty(0)
+    def data_system(self, state: Any, chunk: int | None) -> PrimalSystem:
+        system = self.reduce(_part_system)
+        assert isinstance(system, PrimalSystem)
+        return system
 
 
 def _on(worker: str | None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from . import gauss_newton as _gn
 from . import jacobian as _jac
 from .layers import Dense, Product, checked_vjp, forward_cache
 from .losses import Loss, get_loss
@@ -351,7 +352,7 @@ class Network:
                 raise ValueError("weights must not be all zero")
         else:
             w = as_weights(weights, X.shape[0], self.dtype, name="weights")
-        return _jac.gauss_newton(self.layers, X, R, w, self._chunk(chunk))
+        return _gn.normal_equations(self.layers, X, R, w, chunk=self._chunk(chunk))
 
     @staticmethod
     def _chunk(chunk: int | None) -> int | None:

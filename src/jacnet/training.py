@@ -23,10 +23,11 @@ from .batch import BatchBackprop
 from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import LOSSES, Loss, get_loss
 from .network import Network
+from .objective import Objective
 from .optimizers import OPTIMIZERS, Optimizer, get_optimizer
 from .record import TrainingRecord
 from .schedules import SCHEDULES, Schedule, get_schedule
-from .solvers import LevenbergMarquardt, Objective
+from .solvers import LevenbergMarquardt
 from .validation import as_weights, positive_int
 
 Array = np.ndarray

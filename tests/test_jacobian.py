@@ -1,0 +1,114 @@
+"""Per-output Jacobians (jacnet.jacobian): the fill of J chunk by chunk, its threads, the
+identity output's shortcut and ``Network.jacobian(out=...)``. The derivatives themselves
+are checked against JAX, finite differences and the seed's formulas written literally in
+test_network.py, on every network of its random suite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import jacnet as jn
+
+
+def test_jacobian_threads_fill_the_same_chunks_bit_identically(monkeypatch, oracle):
+    """With more than one BLAS thread, chunks of J are filled by that many threads:
+    the same chunks, so the same bits as one thread; BLAS is held to one thread meanwhile
+    and given back its setting after."""
+    from threadpoolctl import threadpool_limits
+
+    import jacnet.jacobian as jac
+
+    net = jn.Network([jn.Dense(3, 9, "tanh"), jn.Dense(9, 6, "softmax"),
+                      jn.Dense(6, 2, "identity")], seed=4)
+    X = np.random.default_rng(4).normal(size=(23, 3))
+    monkeypatch.setattr(jac, "_PARALLEL_ELEMENTS", 1)  # so this small case goes parallel
+    threads = []
+    fill = jac.fill_jacobian
+
+    def spy(layers, Xc, J, cache=None, first=None):
+        threads.append((Xc.shape[0], jac._blas_threads()))
+        return fill(layers, Xc, J, cache, first)
+
+    monkeypatch.setattr(jac, "fill_jacobian", spy)
+    with threadpool_limits(1):
+        serial = net.jacobian(X, chunk=5)
+    assert [t for _, t in threads] == [1] * 5
+    threads.clear()
+    with threadpool_limits(2):
+        parallel = net.jacobian(X, chunk=5)
+        assert jac._blas_threads() == 2  # the fillers' limit was lifted
+    assert sorted(n for n, _ in threads) == [3, 5, 5, 5, 5]
+    assert {t for _, t in threads} == {1}  # each filler ran with BLAS on one thread
+    np.testing.assert_array_equal(parallel, serial)
+    oracle.check("threaded jacobian vs JAX", parallel, oracle.network(net, X).J, 1e-10,
+                 "2 threads, chunk=5")
+    # While another thread's threaded fill holds the BLAS setting, a call fills serially
+    # and leaves the setting alone.
+    threads.clear()
+    with threadpool_limits(2):
+        with jac._THREADED_FILL:
+            np.testing.assert_array_equal(net.jacobian(X, chunk=5), serial)
+        assert jac._blas_threads() == 2
+    assert [t for _, t in threads] == [2] * 5
+
+    def broken(layers, Xc, J, cache=None, first=None):
+        raise FloatingPointError("from a filler thread")
+
+    monkeypatch.setattr(jac, "fill_jacobian", broken)
+    with threadpool_limits(2), pytest.raises(FloatingPointError, match="from a filler"):
+        net.jacobian(X, chunk=5)
+
+
+class _PlainIdentity(jn.Elementwise):
+    """The identity through the general elementwise vjp (a new array, not the rows)."""
+
+    name = "plain_identity_for_tests"
+
+    def forward(self, T):
+        return T.copy()
+
+    def derivative(self, T, Y):
+        return np.ones_like(T)
+
+
+@pytest.mark.usefixtures("gn_form")
+@pytest.mark.parametrize("q", [1, 3])
+def test_identity_output_shortcut_equals_the_general_path_bit_for_bit(q):
+    """An identity output hands the identity rows on unchanged; the fill then copies the
+    layer inputs into J and takes E W^T as W^T instead of a product. Same bits as the
+    general einsum and gemm path."""
+    rng = np.random.default_rng(q)
+    X = rng.normal(size=(40, 4))
+    fast = jn.Network([jn.Dense(4, 7, "tanh"), jn.Dense(7, q, "identity")], seed=2)
+    general = jn.Network([jn.Dense(4, 7, "tanh"), jn.Dense(7, q, _PlainIdentity())], seed=2)
+    np.testing.assert_array_equal(fast.get_flat(), general.get_flat())
+    np.testing.assert_array_equal(fast.jacobian(X), general.jacobian(X))
+    np.testing.assert_array_equal(fast.jacobian(X, chunk=7), general.jacobian(X))
+    np.testing.assert_array_equal(fast.input_jacobian(X), general.input_jacobian(X))
+    R = rng.normal(size=(40, q))
+    for a, b in zip(fast.gauss_newton(X, R), general.gauss_newton(X, R), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_jacobian_into_out_equals_a_fresh_jacobian_and_checks_out():
+    net = jn.Network([jn.Dense(3, 5, "tanh"), jn.Dense(5, 2, "softmax")], seed=4)
+    X = np.random.default_rng(0).normal(size=(7, 3))
+    fresh = net.jacobian(X)
+    out = np.full((7, 2, net.n_params), np.nan)
+    for chunk in (None, 3):
+        got = net.jacobian(X, chunk=chunk, out=out)
+        assert got is out
+        np.testing.assert_array_equal(out, fresh)
+    with pytest.raises(TypeError, match="out must be a numpy ndarray, got list"):
+        net.jacobian(X, out=out.tolist())
+    with pytest.raises(ValueError, match=r"out must have shape \(7, 2, 32\) and dtype float64"):
+        net.jacobian(X, out=np.empty((6, 2, net.n_params)))
+    with pytest.raises(ValueError, match="dtype float64, got .* float32"):
+        net.jacobian(X, out=np.empty((7, 2, net.n_params), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous and writeable"):
+        net.jacobian(X, out=np.empty((7, 2, 2 * net.n_params))[:, :, ::2])
+    frozen = np.empty_like(out)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="C-contiguous and writeable"):
+        net.jacobian(X, out=frozen)

@@ -1,0 +1,105 @@
+"""The training objective (jacnet.objective): its value, gradient and Gauss-Newton system
+with the L2 penalty, and the forward pass that the system reuses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import jacnet as jn
+from jacnet.losses import get_loss
+from jacnet.objective import Objective
+from jacnet.solvers import LevenbergMarquardt
+
+# Every test here runs with both forms of the Gauss-Newton system (conftest.gn_form).
+pytestmark = pytest.mark.usefixtures("gn_form")
+
+
+def sin_data(n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    X = np.linspace(-np.pi, np.pi, n)[:, None]
+    return X, np.sin(X)
+
+
+def sin_net(seed: int = 0) -> jn.Network:
+    return jn.Network([jn.Dense(1, 5, "tanh"), jn.Dense(5, 1)], seed=seed)
+
+
+def flat_jacobian(net: jn.Network, X: np.ndarray) -> np.ndarray:
+    """J of shape (N * n_out, P), rows in the order of ``(Y - T).ravel()``."""
+    return net.jacobian(X).reshape(-1, net.n_params)
+
+
+def test_objective_value_and_grad_include_the_l2_penalty_on_weights_only():
+    X, T = sin_data(15)
+    net = sin_net(6)
+    obj = Objective(net, X, T, get_loss("sse"), None, alpha=0.5)
+    value, grad = obj.value_and_grad()
+    M = net.weight_mask()
+    v0, g0 = net.loss_and_flat_grad(X, T, "sse")
+    assert value == pytest.approx(v0 + 0.25 * float(np.sum((M * net.theta) ** 2)), rel=1e-13)
+    np.testing.assert_allclose(grad, g0 + 0.5 * M * net.theta, rtol=1e-13)
+    assert obj.value()[0] == pytest.approx(value, rel=1e-13)
+
+
+def test_lm_system_holds_the_upper_triangle_that_the_solve_reads():
+    """The objective's primal system is left unmirrored: J^T J's upper triangle (with the
+    penalty's diagonal), zeros strictly below; the steps above check what LM makes of it."""
+    X, T = sin_data(25)
+    net = sin_net(5)
+    obj = Objective(net, X, T, get_loss("mse"), None, alpha=0.3)
+    JtHJ = obj.system(obj.value()[1]).JtHJ
+    J = flat_jacobian(net, X)
+    expected = J.T @ J + np.diag(0.3 * 25 / 2 * net.weight_mask())
+    np.testing.assert_allclose(JtHJ, np.triu(expected), rtol=1e-12, atol=1e-12)
+    assert not np.tril(JtHJ, -1).any()
+
+
+def test_lm_system_reuses_the_accepted_trials_forward_pass(monkeypatch):
+    """When one chunk holds every row, the Gauss-Newton system takes the forward cache of
+    the loss evaluation at the same theta instead of running the forward pass again; the
+    steps are bit-identical to recomputing it."""
+    import jacnet.gauss_newton as gn
+    import jacnet.jacobian as jac
+
+    rng = np.random.default_rng(2)
+    X = rng.uniform(-1, 1, (200, 2))
+    T = np.sin(3 * X[:, :1]) * X[:, 1:]
+
+    def run(reuse: bool) -> tuple[np.ndarray, list[bool]]:
+        net = jn.Network([jn.Dense(2, 7, "tanh"), jn.Dense(7, 1)], seed=3)
+        obj = Objective(net, X, T, get_loss("mse"), None)
+        if not reuse:  # a state without the cache: the system runs its own forward pass
+            data_value = obj.data_value
+
+            def without_cache():
+                value, (Y, _) = data_value()
+                return value, (Y, None)
+
+            monkeypatch.setattr(obj, "data_value", without_cache)
+        given: list[bool] = []
+        forward = jac.forward_cache
+        system = gn._sums
+
+        def spy(*args, **kwargs):  # did the system run a forward pass of its own?
+            calls = []
+            for module in (jac, gn):  # the syrk form's fill, the Kronecker form's rows
+                monkeypatch.setattr(module, "forward_cache",
+                                    lambda *a, **k: calls.append(1) or forward(*a, **k))
+            try:
+                return system(*args, **kwargs)
+            finally:
+                for module in (jac, gn):
+                    monkeypatch.setattr(module, "forward_cache", forward)
+                given.append(not calls)
+
+        monkeypatch.setattr(gn, "_sums", spy)
+        lm = LevenbergMarquardt(obj)
+        for _ in range(6):
+            lm.step()
+        monkeypatch.setattr(gn, "_sums", system)
+        return net.get_flat(), given
+
+    theta_reuse, given_reuse = run(True)
+    theta_fresh, given_fresh = run(False)
+    assert given_reuse == [True] * 6 and given_fresh == [False] * 6
+    np.testing.assert_array_equal(theta_reuse, theta_fresh)
