@@ -414,7 +414,7 @@ def test_cli_out_that_cannot_be_written_fails_before_training(work, csv_file, un
                code=2)
     assert "exists and is not a folder" in proc.stderr and "epoch" not in proc.stdout
     from jacnet.cli import train as cli_train
-    from jacnet.cli._common import CliError
+    from jacnet.cli.common import CliError
 
     (unprivileged.folder / "record.json").write_text("{}")
     (unprivileged.folder / "record.json").chmod(0o444)
@@ -522,14 +522,14 @@ def test_load_pipeline_predicts_the_raw_table_as_the_cli_does(work, csv_file, cl
 
 
 def test_cli_scores_of_a_diverged_model_are_null_not_an_error():
-    from jacnet.cli._common import _metrics
+    from jacnet.cli.common import model_metrics
     from jacnet.data import target_values
 
     class Diverged:
         def predict(self, X):
             return np.array([[np.inf, 1.0], [np.nan, 3.0], [2.0, 2.0]])
 
-    m = _metrics(Diverged(), "regression", None, np.ones((3, 2)), ["a", "b"])
+    m = model_metrics(Diverged(), "regression", None, np.ones((3, 2)), ["a", "b"])
     assert m["r2"] is None and m["per_target"]["a"]["r2"] is None
     assert json.loads(json.dumps(jn.record.strict_json(m)))["mse"] is None
     # a few time slots are classes (only a column of many dates is refused)

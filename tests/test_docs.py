@@ -360,7 +360,7 @@ def test_cli_md_lists_every_option_of_every_command():
     and a default written as one literal is the option's default."""
     import typer
 
-    from jacnet.cli._common import app
+    from jacnet.cli.common import app
 
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
     synopsis = block("synopsis")

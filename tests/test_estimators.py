@@ -1038,7 +1038,9 @@ def test_fit_divided_with_warm_start_accepts_validation_rows_lacking_a_class():
 @pytest.mark.parametrize("value", ["0.1", None])
 def test_a_non_number_hyperparameter_is_named(name, value):
     X, y = _regression_data(q=1)
-    with pytest.raises(TypeError, match=f"{name} must be a real number, got"):
+    # scikit-learn's InvalidParameterError: a TypeError and a ValueError, naming the argument
+    with pytest.raises(TypeError, match=f"The '{name}' parameter of MLPRegressor must be a "
+                                        "float in the range"):
         _reg(**{name: value}).fit(X, y)
 
 
@@ -1080,3 +1082,79 @@ def test_fit_divided_is_the_same_fit_whatever_early_stopping_says():
         est.fit_divided(X, y, train, val)
     for a, b in zip(fits[0].coefs_, fits[1].coefs_, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------ declarative parameter checks
+def _bad_values(constraints):
+    """A value of a foreign type, and one of the right type outside each constraint."""
+    from sklearn.utils._param_validation import generate_invalid_param_val, make_constraint
+
+    bad = [object()]
+    for constraint in constraints:
+        try:
+            bad.append(generate_invalid_param_val(make_constraint(constraint)))
+        except NotImplementedError:
+            pass
+    return bad
+
+
+@pytest.mark.parametrize("cls", [MLPRegressor, MLPClassifier])
+@pytest.mark.parametrize("name", sorted(MLPRegressor._parameter_constraints))
+def test_every_parameter_constraint_rejects_a_bad_value_by_name(cls, name):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    constraints = cls._parameter_constraints.get(name)
+    if constraints is None:  # the regressor's loss
+        pytest.skip(f"{cls.__name__} has no parameter {name}")
+    assert set(cls._parameter_constraints) == set(cls().get_params())
+    X, y = _classification_data() if cls is MLPClassifier else _regression_data(q=1)
+    for value in _bad_values(constraints):
+        with pytest.raises(InvalidParameterError,
+                           match=rf"The '{name}' parameter of {cls.__name__} must be"):
+            cls(**{"max_iter": 1, name: value}).fit(X, y)
+
+
+def test_estimator_solver_choices_derive_from_the_solver_registry():
+    from jacnet.training import SOLVERS
+
+    (options,) = MLPRegressor._parameter_constraints["solver"]
+    assert options.options == set(SOLVERS)
+
+
+# ------------------------------------------------------------------------- state
+def _state_round_trip(est, X):
+    tensors, meta = est.to_state()
+    assert all(isinstance(t, np.ndarray) for t in tensors.values())
+    clone_ = type(est).from_state(tensors, meta)
+    assert np.array_equal(clone_.predict(X), est.predict(X))
+    assert np.array_equal(clone_.network_.get_flat(), est.network_.get_flat())
+    assert clone_.get_params() == est.get_params()
+    for a, b in zip(clone_.coefs_ + clone_.intercepts_, est.coefs_ + est.intercepts_,
+                    strict=True):
+        assert np.array_equal(a, b)
+    return clone_
+
+
+@pytest.mark.parametrize("solver", ["lm", "adam"])
+def test_regressor_state_round_trip_predicts_identically(solver):
+    X, y = _regression_data(q=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = _reg(solver=solver, max_iter=3).fit(X, y)
+    back = _state_round_trip(est, X)
+    assert np.array_equal(back.y_scale_, est.y_scale_) or est.y_scale_ is None
+    assert back.loss_curve_ == est.loss_curve_ and back.n_iter_ == est.n_iter_
+
+
+@pytest.mark.parametrize("target", ["binary", "multiclass", "multilabel"])
+def test_classifier_state_round_trip_predicts_identically(target):
+    X, y = _classification_data(n=60, n_classes=2 if target == "binary" else 3)
+    if target == "multilabel":
+        y = np.column_stack([y == 1, y == 2]).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = _clf(solver="lbfgs", max_iter=5).fit(X, y)
+    back = _state_round_trip(est, X)
+    assert np.array_equal(back.predict_proba(X), est.predict_proba(X))
+    assert back.classes_.tolist() == est.classes_.tolist()
+    assert back.label_binarizer_.y_type_ == est.label_binarizer_.y_type_

@@ -13,6 +13,7 @@ from sklearn.exceptions import NotFittedError
 
 import jacnet as jn
 from jacnet import io as jio
+from jacnet import modelfile
 from jacnet.io import ModelFileError
 
 
@@ -249,9 +250,9 @@ def test_io_foreign_safetensors_file(tmp_path):
 
 
 def test_io_newer_format_version(tmp_path, monkeypatch):
-    monkeypatch.setattr(jio, "FORMAT_VERSION", 2)
+    monkeypatch.setattr(modelfile, "FORMAT_VERSION", 2)
     jn.save_network(jn.Network([jn.Dense(2, 2)], seed=0), tmp_path / "n.safetensors")
-    monkeypatch.setattr(jio, "FORMAT_VERSION", 1)
+    monkeypatch.setattr(modelfile, "FORMAT_VERSION", 1)
     msg = _one_line_error(tmp_path / "n.safetensors", "format version '2'")
     assert "upgrade jacnet" in msg
 
@@ -272,7 +273,7 @@ def _rewrite(path, edit_doc=None, edit_tensors=None):
         edit_doc(doc)
     if edit_tensors:
         edit_tensors(tensors)
-    jio._write(path, tensors, doc)
+    modelfile.write(path, tensors, doc)
 
 
 @pytest.mark.parametrize("case", [
@@ -332,7 +333,7 @@ def test_io_claimed_huge_layer_is_refused_before_any_allocation(model_file, monk
 
     _rewrite(model_file, claim)
     built = []
-    monkeypatch.setattr(jio, "Dense", lambda *a, **k: built.append(a) or jn.Dense(*a, **k))
+    monkeypatch.setattr(modelfile, "Dense", lambda *a, **k: built.append(a) or jn.Dense(*a, **k))
     _one_line_error(model_file, r"tensor 'layers.0.W' has shape \(4, 3\), the architecture "
                                 r"needs \(4, 1000000\)")
     assert built == []

@@ -484,7 +484,7 @@ def fit_estimator(est: Any, X: Any, y: Any, sample_weight: Any = None,
     if est.early_stopping:
         raise ValueError("early_stopping=True needs a validation division, which "
                          "jacnet.distributed does not make; set early_stopping=False")
-    sizes, hidden = est._check_params()
+    sizes, hidden = est.validated_params()
     dtype = np.dtype(est.dtype)
     names = getattr(X, "columns", None)
     X = _as_dask(X, "X")
@@ -506,13 +506,13 @@ def fit_estimator(est: Any, X: Any, y: Any, sample_weight: Any = None,
             est.feature_names_in_ = np.asarray(list(names), dtype=object)
         elif hasattr(est, "feature_names_in_"):
             del est.feature_names_in_
-        est._init_model(X, T, sizes, hidden, dtype, rs, sw)
-        # _init_model's moments are lazy dask arrays here: reduce them on the cluster.
+        est.init_model(X, T, sizes, hidden, dtype, rs, sw)
+        # init_model's moments are lazy dask arrays here: reduce them on the cluster.
         keys = ("x_mean_", "x_scale_", "y_mean_", "y_scale_")
         values = dask.compute(*(getattr(est, k) for k in keys))
         for k, v in zip(keys, values, strict=True):
             setattr(est, k, None if v is None else np.asarray(v, dtype=dtype))
-    Xs, Ts = est._scale_in(X), est._scale_out(T)
+    Xs, Ts = est.scale_in(X), est.scale_out(T)
     cfg, _ = est._config(Xs, Ts, sw, False, rs)
     record = train(est.network_, Xs, Ts, cfg, client=client, sample_weight=sw,
                    carry=est._carry)
@@ -526,11 +526,11 @@ def _dask_targets(est: Any, y: Any, dtype: np.dtype, classifier: bool, reset: bo
         if y.ndim != 1:
             raise ValueError(f"y must be 1-D class labels for a dask fit, got shape {y.shape}")
         classes = np.asarray(da.unique(y).compute())
-        est._targets(classes, incremental=False, reset=reset)  # fits the label binarizer
+        est.targets(classes, incremental=False, reset=reset)  # fits the label binarizer
         q = est.n_outputs_
-        return y.map_blocks(_binarize, est._label_binarizer, dtype, new_axis=1,
+        return y.map_blocks(_binarize, est.label_binarizer_, dtype, new_axis=1,
                             chunks=(y.chunks[0], (q,)), dtype=dtype)
-    est._targets(np.zeros((1, *y.shape[1:])), incremental=False, reset=reset)  # sets the shape
+    est.targets(np.zeros((1, *y.shape[1:])), incremental=False, reset=reset)  # sets the shape
     T = y.astype(dtype)
     T = T[:, None] if T.ndim == 1 else T
     if est.loss == "poisson" and bool((T < 0).any().compute()):

@@ -41,7 +41,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -50,6 +50,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import (
@@ -59,26 +60,33 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from .activations import _BUILTINS, Activation, Sigmoid, Softmax, Sparsemax, get_activation
+from .activations import Activation, Sigmoid, Softmax, Sparsemax, get_activation
 from .layers import Dense
 from .losses import Loss, Scaled, get_loss
+from .modelfile import PREPROCESSING, build_network, network_state, state_document, write
 from .network import Network
+from .optimizers import OPTIMIZERS
 from .record import STOP_REASONS, TrainingRecord
 from .schedules import Schedule
-from .training import TrainConfig, train
+from .training import SOLVERS, TrainConfig, train
 from .validation import positive_int
 
 Array = np.ndarray
 
 __all__ = ["MLPRegressor", "MLPClassifier", "expected_failed_checks"]
 
-_SOLVERS = ("lm", "lbfgs", "sgd", "adam", "adamw", "rmsprop")
-_STOCHASTIC = ("sgd", "adam", "adamw", "rmsprop")
+# The solvers come from the registries: every optimizer trains mini-batches.
+_STOCHASTIC = tuple(OPTIMIZERS)
 # The built-in output activations each classifier loss can take: rows that sum to one for
 # categorical cross-entropy, outputs in (0, 1) for binary cross-entropy.
 _SIMPLEX: tuple[type[Activation], ...] = (Softmax, Sparsemax)
 _UNIT: tuple[type[Activation], ...] = (Sigmoid,)
 _SCHEDULES = {"constant": "constant", "invscaling": "invscaling", "adaptive": "reduce_on_plateau"}
+# The fitted attributes a state (and a model file) holds, in the file's order; from_state
+# sets these and nothing else (a file is untrusted input).
+_FITTED = ("n_iter_", "t_", "loss_", "best_loss_", "loss_curve_", "validation_scores_",
+           "best_validation_score_", "n_layers_", "n_outputs_", "n_features_in_",
+           "out_activation_", "_multiclass", "_y_1d")
 
 
 def _row_positions(idx: Any, name: str, n_rows: int) -> Array:
@@ -98,6 +106,30 @@ def _row_positions(idx: Any, name: str, n_rows: int) -> Array:
         raise ValueError(f"{name} must hold row positions in [0, {n_rows}), got values "
                          f"from {arr.min()} to {arr.max()}")
     return arr.astype(np.int64, copy=False)
+
+
+def _layers_and_split(sizes: Any, acts: Any, validation_fraction: float,
+                      early_stopping: bool) -> tuple[list[int], list[Activation]]:
+    """The per-layer checks that ``_parameter_constraints`` cannot express: the hidden
+    sizes as positive ints, one activation (name or instance) or one per hidden layer,
+    and a validation set when ``early_stopping`` needs one."""
+    sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, Integral) or int(s) <= 0:
+            raise ValueError(f"hidden_layer_sizes must hold positive ints, got {sizes}")
+    if isinstance(acts, (list, tuple)):
+        if len(acts) != len(sizes):
+            raise ValueError(
+                f"activation must be one name/Activation or a list with one per hidden "
+                f"layer ({len(sizes)}), got a list of {len(acts)}"
+            )
+        hidden = [get_activation(a) for a in acts]
+    else:
+        hidden = [get_activation(acts) for _ in sizes]
+    if validation_fraction == 0 and early_stopping:
+        raise ValueError("validation_fraction must be in (0, 1) with early_stopping=True, "
+                         f"got {validation_fraction!r}")
+    return sizes, hidden
 
 
 class _BaseMLP(BaseEstimator):
@@ -176,7 +208,12 @@ class _BaseMLP(BaseEstimator):
         self.dtype = dtype
 
     # ------------------------------------------------------------ to override
-    def _targets(self, y: Any, incremental: bool, reset: bool) -> Array:
+    def targets(self, y: Any, incremental: bool, reset: bool) -> Array:
+        """The network's targets ``T`` (n_samples, n_outputs) for ``y``.
+
+        Sets ``n_outputs_`` (and a classifier's ``label_binarizer_`` and ``classes_`` when
+        ``reset``); ``incremental``: a ``partial_fit`` call, where only unseen classes fail.
+        """
         raise NotImplementedError
 
     def _output(self) -> tuple[Activation, Loss]:
@@ -189,62 +226,58 @@ class _BaseMLP(BaseEstimator):
         return T
 
     # ------------------------------------------------------------ validation
-    def _check_params(self) -> tuple[list[int], list[Activation]]:
-        sizes = self.hidden_layer_sizes
-        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
-        for s in sizes:
-            if isinstance(s, bool) or not isinstance(s, Integral) or int(s) <= 0:
-                raise ValueError(f"hidden_layer_sizes must hold positive ints, got {sizes}")
-        acts = self.activation
-        if isinstance(acts, (list, tuple)):
-            if len(acts) != len(sizes):
-                raise ValueError(
-                    f"activation must be one name/Activation or a list with one per hidden "
-                    f"layer ({len(sizes)}), got a list of {len(acts)}"
-                )
-            hidden = [get_activation(a) for a in acts]
-        else:
-            hidden = [get_activation(acts) for _ in sizes]
-        if self.solver not in _SOLVERS:
-            raise ValueError(f"solver must be one of {_SOLVERS}, got {self.solver!r}")
-        if self.learning_rate not in _SCHEDULES:
-            raise ValueError(
-                f"learning_rate must be one of {tuple(_SCHEDULES)}, got {self.learning_rate!r}"
-            )
-        if not (self.batch_size == "auto" or (isinstance(self.batch_size, Integral)
-                                              and not isinstance(self.batch_size, bool)
-                                              and int(self.batch_size) >= 1)):
-            raise ValueError(f"batch_size must be 'auto' or an int >= 1, got {self.batch_size!r}")
-        if self.standardize not in ("auto", True, False):
-            raise ValueError(f"standardize must be 'auto', True or False, got {self.standardize!r}")
-        for name in ("learning_rate_init", "epsilon", "alpha", "tol", "power_t", "goal",
-                     "min_grad", "beta_1", "beta_2", "momentum", "validation_fraction"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, Real):
-                raise TypeError(f"{name} must be a real number, got {type(v).__name__} {v!r}")
-        for name in ("learning_rate_init", "epsilon"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("alpha", "tol", "power_t", "goal", "min_grad"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("beta_1", "beta_2", "momentum"):
-            if not 0 <= getattr(self, name) <= (1 if name == "momentum" else 1 - 1e-16):
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+    # scikit-learn's declarative checks, run by BaseEstimator._validate_params; what they
+    # cannot say (each hidden size, one activation per hidden layer, a validation set for
+    # early stopping) is checked by _layers_and_split below.
+    _parameter_constraints: dict[str, list[Any]] = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [str, Activation, list, tuple],
+        "solver": [StrOptions(set(SOLVERS))],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions(set(_SCHEDULES))],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
         # scikit-learn accepts [0, 1); a validation set needs a positive fraction
-        if not (0 < self.validation_fraction < 1
-                or (self.validation_fraction == 0 and not self.early_stopping)):
-            raise ValueError(
-                f"validation_fraction must be in (0, 1) (0 allowed without early_stopping), "
-                f"got {self.validation_fraction!r}"
-            )
-        for name in ("max_iter", "n_iter_no_change", "max_fun"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
-        if np.dtype(self.dtype) not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        return sizes, hidden
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "output_activation": [None, str, Activation],
+        # Levenberg-Marquardt (MATLAB trainlm's settings)
+        "mu": [Interval(Real, 0, None, closed="neither")],
+        "mu_dec": [Interval(Real, 0, 1, closed="neither")],
+        "mu_inc": [Interval(Real, 1, None, closed="neither")],
+        "mu_max": [Interval(Real, 0, None, closed="neither")],
+        "goal": [Interval(Real, 0, None, closed="left")],
+        "min_grad": [Interval(Real, 0, None, closed="left")],
+        "standardize": [StrOptions({"auto"}), "boolean"],
+        "dtype": [StrOptions({"float32", "float64"}),
+                  Options(type, {np.float32, np.float64}),
+                  Options(np.dtype, {np.dtype(np.float32), np.dtype(np.float64)})],
+    }
+
+    def validated_params(self) -> tuple[list[int], list[Activation]]:
+        """Check every parameter; return the hidden layer sizes and their activations.
+
+        Raises ``sklearn.utils._param_validation.InvalidParameterError`` (a ValueError and
+        a TypeError) naming the parameter, or a ValueError for what the constraints
+        cannot express.
+        """
+        self._validate_params()
+        return _layers_and_split(self.hidden_layer_sizes, self.activation,
+                                 self.validation_fraction, self.early_stopping)
 
     def _standardizes(self) -> bool:
         return self.solver == "lm" if self.standardize == "auto" else bool(self.standardize)
@@ -273,7 +306,7 @@ class _BaseMLP(BaseEstimator):
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> _BaseMLP:
-        sizes, hidden = self._check_params()
+        sizes, hidden = self.validated_params()
         dtype = np.dtype(self.dtype)
         first = not hasattr(self, "network_") or (not self.warm_start and not incremental)
         X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
@@ -281,14 +314,14 @@ class _BaseMLP(BaseEstimator):
         X = X.astype(dtype, copy=False)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        T = self._targets(y, incremental, reset=first)
+        T = self.targets(y, incremental, reset=first)
         sw = None
         if sample_weight is not None:
             sw = _check_sample_weight(sample_weight, X, dtype=dtype, ensure_non_negative=True)
         rs = check_random_state(self.random_state)
         if first:
-            self._init_model(X, T, sizes, hidden, dtype, rs, sw)
-        Xs, Ts = self._scale_in(X), self._scale_out(T)
+            self.init_model(X, T, sizes, hidden, dtype, rs, sw)
+        Xs, Ts = self.scale_in(X), self.scale_out(T)
         cfg, val = self._config(Xs, Ts, sw, incremental, rs)
         if val is not None:
             Xs, Ts, sw = val["train"]
@@ -342,7 +375,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("train must name at least one row")
         if max_fail is not None:
             positive_int(max_fail, "max_fail")
-        sizes, hidden = self._check_params()
+        sizes, hidden = self.validated_params()
         dtype = np.dtype(self.dtype)
         y = np.asarray(y)
 
@@ -350,19 +383,19 @@ class _BaseMLP(BaseEstimator):
             Xp = validate_data(self, _safe_indexing(X, idx), reset=reset,
                                dtype=(np.float64, np.float32)).astype(dtype, copy=False)
             # validation and test rows may lack a class (incremental: only unseen ones fail)
-            return Xp, self._targets(y[idx], incremental=not reset, reset=reset)
+            return Xp, self.targets(y[idx], incremental=not reset, reset=reset)
 
         X_tr, T_tr = rows(parts["train"], reset=True)
         rs = check_random_state(self.random_state)
-        self._init_model(X_tr, T_tr, sizes, hidden, dtype, rs, None)
+        self.init_model(X_tr, T_tr, sizes, hidden, dtype, rs, None)
 
         def scaled(idx: Array) -> tuple[Array, Array] | None:
             if not len(idx):
                 return None
             Xp, Tp = rows(idx, reset=False)
-            return self._scale_in(Xp), self._scale_out(Tp)
+            return self.scale_in(Xp), self.scale_out(Tp)
 
-        Xs, Ts = self._scale_in(X_tr), self._scale_out(T_tr)
+        Xs, Ts = self.scale_in(X_tr), self.scale_out(T_tr)
         cfg, _ = self._config(Xs, Ts, None, False, rs, validation=len(parts["validation"]) > 0)
         val, test_data = scaled(parts["validation"]), scaled(parts["test"])
         # scikit-learn's no-improvement rule where fit would apply it (see _stall_rule)
@@ -403,8 +436,12 @@ class _BaseMLP(BaseEstimator):
         self._after_fit(record, Xs.shape[0], incremental, first, kept_score)
         return record
 
-    def _init_model(self, X: Array, T: Array, sizes: list[int], hidden: list[Activation],
-                    dtype: np.dtype, rs: np.random.RandomState, sw: Array | None) -> None:
+    def init_model(self, X: Array, T: Array, sizes: list[int], hidden: list[Activation],
+                   dtype: np.dtype, rs: np.random.RandomState, sw: Array | None) -> None:
+        """A fresh ``network_`` (scikit-learn's initial weights drawn from ``rs``), the
+        standardisation statistics of ``X`` (n_samples, n_features) and ``T`` (n_samples,
+        n_outputs) under the weights ``sw``, and the fitted attributes' starting values.
+        ``sizes`` and ``hidden``: :meth:`validated_params`."""
         out_act, _ = self._output()
         widths = [X.shape[1], *sizes, T.shape[1]]
         acts = [*hidden, out_act]
@@ -636,12 +673,14 @@ class _BaseMLP(BaseEstimator):
         self.coefs_, self.intercepts_ = self._folded_params()
 
     # ---------------------------------------------------------- scaling
-    def _scale_in(self, X: Array) -> Array:
+    def scale_in(self, X: Array) -> Array:
+        """``X`` (n_samples, n_features) in the network's input units (standardised)."""
         if getattr(self, "x_mean_", None) is None:
             return X
         return ((X - self.x_mean_) / self.x_scale_).astype(X.dtype, copy=False)
 
-    def _scale_out(self, T: Array) -> Array:
+    def scale_out(self, T: Array) -> Array:
+        """Targets ``T`` (n_samples, n_outputs) in the network's output units."""
         if getattr(self, "y_mean_", None) is None:
             return T
         return ((T - self.y_mean_) / self.y_scale_).astype(T.dtype, copy=False)
@@ -669,7 +708,7 @@ class _BaseMLP(BaseEstimator):
         check_is_fitted(self, "network_")
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         X = X.astype(self.network_.dtype, copy=False)
-        return self._unscale_out(self.network_.forward(self._scale_in(X)))
+        return self._unscale_out(self.network_.forward(self.scale_in(X)))
 
     def _decode(self, Y: Array) -> Any:
         return Y
@@ -681,7 +720,7 @@ class _BaseMLP(BaseEstimator):
         """
         check_is_fitted(self, "network_")
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        J = self.network_.jacobian(self._scale_in(X.astype(self.network_.dtype, copy=False)))
+        J = self.network_.jacobian(self.scale_in(X.astype(self.network_.dtype, copy=False)))
         if self.y_scale_ is not None:
             J *= self.y_scale_[None, :, None]
         return J
@@ -691,7 +730,7 @@ class _BaseMLP(BaseEstimator):
         check_is_fitted(self, "network_")
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         J = self.network_.input_jacobian(
-            self._scale_in(X.astype(self.network_.dtype, copy=False)))
+            self.scale_in(X.astype(self.network_.dtype, copy=False)))
         if self.x_scale_ is not None:
             J /= self.x_scale_[None, None, :]
         if self.y_scale_ is not None:
@@ -699,10 +738,83 @@ class _BaseMLP(BaseEstimator):
         return J
 
     def save(self, path: str) -> None:
-        """Write the fitted estimator to a safetensors file (see :func:`jacnet.load`)."""
-        from .io import save_estimator
+        """Write the fitted estimator to a safetensors file (see :func:`jacnet.load`).
 
-        save_estimator(self, path)
+        The same file as ``jacnet.io.save_estimator(self, path)``: an estimator loaded
+        from a file keeps that file's ``extra`` until a fresh fit."""
+        tensors, meta = self.to_state()
+        write(path, tensors, state_document(meta))
+
+    # ------------------------------------------------------------ state
+    def to_state(self) -> tuple[dict[str, Array], dict[str, Any]]:
+        """The fitted estimator as tensors and plain values (what a model file holds).
+
+        Returns
+        -------
+        tensors : dict of str to ndarray
+            ``layers.{k}.W`` (n_in, n_out) and ``layers.{k}.b`` (n_out,) of ``network_``,
+            and ``preprocessing.{x_mean, x_scale, y_mean, y_scale}`` where present.
+        meta : dict
+            ``kind``, ``dtype``, ``architecture`` (per layer ``n_in``, ``n_out``,
+            ``activation``), ``extra`` (that of the file it was loaded from, else None),
+            ``preprocessing`` (the statistics present), ``params``, ``fitted`` (the fitted
+            attributes by name), ``feature_names_in``, ``training_record`` (a dict or None)
+            and, for a classifier, ``classes`` and ``label_binarizer``.
+            :meth:`from_state` is the inverse; the optimizer state is not part of it.
+        """
+        check_is_fitted(self, "network_")
+        tensors, net = network_state(self.network_)
+        present = []
+        for name in PREPROCESSING:
+            value = getattr(self, f"{name}_", None)
+            if value is not None:
+                tensors[f"preprocessing.{name}"] = np.ascontiguousarray(value)
+                present.append(name)
+        params = self.get_params(deep=False)
+        rs = params["random_state"]
+        if not (rs is None or isinstance(rs, (int, np.integer))):
+            params["random_state"] = None  # a RandomState: only the seed of a future fit
+        names = getattr(self, "feature_names_in_", None)
+        record = getattr(self, "training_record_", None)
+        meta: dict[str, Any] = {
+            "kind": type(self).__name__, **net,
+            "extra": getattr(self, "_file_extra", None), "preprocessing": present,
+            "params": params,
+            "fitted": {k: getattr(self, k) for k in _FITTED if hasattr(self, k)},
+            "feature_names_in": None if names is None else [str(s) for s in names],
+            "training_record": None if record is None else record.to_dict(),
+        }
+        return tensors, meta
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, Array], meta: dict[str, Any]) -> Self:
+        """A fitted estimator rebuilt from :meth:`to_state`'s ``(tensors, meta)``.
+
+        It predicts exactly as the estimator it came from; further training restarts the
+        optimizer (its state is not part of the state). Only the fitted attributes this
+        class stores are set, whatever else ``meta["fitted"]`` holds.
+        """
+        est = cls(**meta["params"])
+        est.network_ = build_network(tensors, meta)
+        for name in PREPROCESSING:
+            value = tensors.get(f"preprocessing.{name}")
+            setattr(est, f"{name}_", None if value is None or name not in meta["preprocessing"]
+                    else np.array(value, copy=True))
+        for name in _FITTED:
+            if name in meta["fitted"]:
+                setattr(est, name, meta["fitted"][name])
+        if meta["feature_names_in"] is not None:
+            est.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
+        est._restore_labels(meta)
+        if meta["training_record"] is not None:
+            est.training_record_ = TrainingRecord.from_dict(meta["training_record"])
+        est._carry = {}
+        est._file_extra = meta["extra"]  # written again by save (until a fresh fit)
+        est.coefs_, est.intercepts_ = est._folded_params()
+        return est
+
+    def _restore_labels(self, meta: dict[str, Any]) -> None:
+        """A classifier's label encoding from ``meta`` (nothing for a regressor)."""
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -832,6 +944,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     n_features_in_, feature_names_in_ : as in scikit-learn.
     """
 
+    _parameter_constraints: dict[str, list[Any]] = {
+        **_BaseMLP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "huber", "poisson"})],
+    }
+
     def __init__(
         self,
         loss: str = "squared_error",
@@ -907,8 +1024,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _output(self) -> tuple[Activation, Loss]:
         losses = {"squared_error": "mse", "huber": "huber", "poisson": "poisson"}
-        if self.loss not in losses:
-            raise ValueError(f"loss must be one of {tuple(losses)}, got {self.loss!r}")
         default = "exp" if self.loss == "poisson" else "identity"
         act = get_activation(self.output_activation or default)
         q = self.n_outputs_
@@ -920,7 +1035,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         act = get_activation(self.output_activation or "identity")
         return self.loss != "poisson" and act.name == "identity"
 
-    def _targets(self, y: Any, incremental: bool, reset: bool) -> Array:
+    def targets(self, y: Any, incremental: bool, reset: bool) -> Array:
         T = np.asarray(y, dtype=np.dtype(self.dtype))
         self._y_1d = T.ndim == 1
         T = T.reshape(T.shape[0], -1)
@@ -970,21 +1085,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         act = get_activation(act)
         # A built-in whose outputs are not probabilities of this kind trains a degenerate
         # model (sigmoid under categorical cross-entropy: every output rises towards 1).
-        # A user activation (registered or not, a subclass too) is taken at its word.
-        if type(act) in _BUILTINS and type(act) not in fits:
+        # A user activation (registered or not, a subclass too) is taken at its word: the
+        # built-ins are the classes jacnet.activations itself defines.
+        if type(act).__module__ == Activation.__module__ and type(act) not in fits:
             target = "multiclass" if self._multiclass else "binary or multilabel"
             raise ValueError(
                 f"output_activation must give {loss} probabilities for a {target} target "
                 f"({' or '.join(cls.name for cls in fits)}), got {act.name!r}")
         return act, get_loss(loss)
 
-    def _targets(self, y: Any, incremental: bool, reset: bool) -> Array:
+    def targets(self, y: Any, incremental: bool, reset: bool) -> Array:
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
             y = y.ravel()
-        if reset and not (incremental and hasattr(self, "_label_binarizer")):
-            self._label_binarizer = LabelBinarizer().fit(y)
-            self.classes_ = self._label_binarizer.classes_
+        if reset and not (incremental and hasattr(self, "label_binarizer_")):
+            self.label_binarizer_ = LabelBinarizer().fit(y)
+            self.classes_ = self.label_binarizer_.classes_
         else:
             classes = unique_labels(y)
             unseen = np.setdiff1d(classes, self.classes_)
@@ -994,16 +1110,38 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if self.warm_start and not incremental and set(classes) != set(self.classes_):
                 raise ValueError("warm_start needs y to have the same classes as before, "
                                  f"got {classes.tolist()} vs {self.classes_.tolist()}")
-        self._multiclass = self._label_binarizer.y_type_ == "multiclass"
-        T = self._label_binarizer.transform(y).astype(np.dtype(self.dtype))
+        self._multiclass = self.label_binarizer_.y_type_ == "multiclass"
+        T = self.label_binarizer_.transform(y).astype(np.dtype(self.dtype))
         self.n_outputs_ = T.shape[1]
         return T
 
     def _val_targets(self, T: Array) -> Any:
-        return self._label_binarizer.inverse_transform(T)
+        return self.label_binarizer_.inverse_transform(T)
+
+    def to_state(self) -> tuple[dict[str, Array], dict[str, Any]]:
+        """As :meth:`MLPRegressor.to_state`, plus ``classes`` and ``label_binarizer``
+        (``y_type``, ``neg_label``, ``pos_label``, ``sparse_input``)."""
+        tensors, meta = super().to_state()
+        lb = self.label_binarizer_
+        meta["classes"] = np.asarray(lb.classes_)
+        meta["label_binarizer"] = {
+            "y_type": str(lb.y_type_), "neg_label": int(lb.neg_label),
+            "pos_label": int(lb.pos_label), "sparse_input": bool(lb.sparse_input_),
+        }
+        return tensors, meta
+
+    def _restore_labels(self, meta: dict[str, Any]) -> None:
+        info = meta["label_binarizer"]
+        lb = LabelBinarizer(neg_label=info["neg_label"], pos_label=info["pos_label"])
+        lb.classes_ = meta["classes"]
+        lb.y_type_ = info["y_type"]
+        lb.sparse_input_ = info["sparse_input"]
+        self.label_binarizer_ = lb
+        self.classes_ = lb.classes_
+        self._multiclass = lb.y_type_ == "multiclass"
 
     def _decode(self, Y: Array) -> Any:
-        return self._label_binarizer.inverse_transform(Y)
+        return self.label_binarizer_.inverse_transform(Y)
 
     def _score_fn(self, y: Any, pred: Any, sample_weight: Any = None) -> float:
         return float(accuracy_score(y, pred, sample_weight=sample_weight))
@@ -1015,7 +1153,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def predict_proba(self, X: Any) -> Array:
         """Class probabilities, (n_samples, n_classes), columns ordered as ``classes_``."""
         Y = self._forward(X)
-        if Y.shape[1] == 1 and not self._label_binarizer.y_type_.startswith("multilabel"):
+        if Y.shape[1] == 1 and not self.label_binarizer_.y_type_.startswith("multilabel"):
             return np.hstack([1 - Y, Y])
         return Y
 
@@ -1029,15 +1167,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None,
                     classes: Sequence[Any] | None = None) -> MLPClassifier:
         """One epoch over ``(X, y)``; ``classes`` is required on the first call."""
+        self._validate_params()  # a bad parameter is named before a missing ``classes``
         if not hasattr(self, "classes_"):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit")
-            self._label_binarizer = LabelBinarizer()
+            self.label_binarizer_ = LabelBinarizer()
             if type_of_target(y).startswith("multilabel"):
-                self._label_binarizer.fit(y)
+                self.label_binarizer_.fit(y)
             else:
-                self._label_binarizer.fit(np.asarray(classes))
-            self.classes_ = self._label_binarizer.classes_
+                self.label_binarizer_.fit(np.asarray(classes))
+            self.classes_ = self.label_binarizer_.classes_
         self._fit(X, y, sample_weight, incremental=True)
         return self
 

@@ -13,7 +13,7 @@ import traceback
 import typer
 
 from . import check, models, train  # noqa: F401  (each registers its command on app)
-from ._common import CliError, app
+from .common import CliError, app
 
 __all__ = ["app", "main", "CliError"]
 

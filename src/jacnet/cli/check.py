@@ -8,7 +8,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from ._common import CliError, Debug, app, out
+from .common import CliError, Debug, app, out
 
 
 @app.command()

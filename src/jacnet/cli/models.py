@@ -21,20 +21,20 @@ from ..data import (
     target_values,
 )
 from ..record import strict_json
-from ._common import (
+from .common import (
     CliError,
     DatasetOpt,
     Debug,
-    _features,
-    _frame,
-    _g,
-    _list,
-    _load_model,
-    _metrics,
-    _metrics_tables,
-    _text_columns,
     app,
+    fmt_g,
+    load_frame,
+    load_model,
+    metrics_tables,
+    model_features,
+    model_metrics,
+    model_text_columns,
     out,
+    short_list,
 )
 
 
@@ -57,14 +57,14 @@ def predict(
     debug: Debug = False,
 ) -> None:
     """Predict with a trained model; one output row per input row."""
-    est, doc = _load_model(model)
+    est, doc = load_model(model)
     spec = (doc.get("extra") or {}).get("data") or {}
     targets = list(spec.get("targets", []))
     kept = list(dict.fromkeys(keep or []))
-    frame, _, _ = _frame(data, dataset, None, default=None,
-                         text_columns=[*_text_columns(est, doc), *kept])
+    frame, _, _ = load_frame(data, dataset, None, default=None,
+                             text_columns=[*model_text_columns(est, doc), *kept])
     check_columns(frame, kept, "--keep")
-    X = _features(est, doc, frame, targets)
+    X = model_features(est, doc, frame, targets)
     if doc["kind"] == "network":
         Y = est.forward(np.asarray(X, dtype=est.dtype))
         result = pd.DataFrame(Y, columns=[f"y{j}" for j in range(Y.shape[1])])
@@ -104,19 +104,19 @@ def evaluate(
     debug: Debug = False,
 ) -> None:
     """Score a trained model on labelled data: accuracy, or R² and MSE."""
-    est, doc = _load_model(model)
+    est, doc = load_model(model)
     if doc["kind"] == "network":
         raise CliError(f"{model} holds a bare network; evaluate needs a trained estimator")
     spec = (doc.get("extra") or {}).get("data") or {}
     targets = list(target or spec.get("targets") or [])
-    frame, _, _ = _frame(data, dataset, None, default=None,
-                         text_columns=_text_columns(est, doc, targets))
+    frame, _, _ = load_frame(data, dataset, None, default=None,
+                             text_columns=model_text_columns(est, doc, targets))
     if not targets:
         raise CliError("name the target column(s) with --target")
     check_columns(frame, targets, "target")
     kind = "classification" if doc["kind"] == "MLPClassifier" else "regression"
     y = target_values(frame, targets, kind, min_classes=1)  # one class scores fine
-    X = _features(est, doc, frame, targets)
+    X = model_features(est, doc, frame, targets)
     if kind == "classification":
         unknown = sorted({str(c) for c in np.unique(y).tolist()} -
                          {str(c) for c in est.classes_.tolist()})
@@ -124,13 +124,13 @@ def evaluate(
             raise DataError(f"target {targets[0]!r} has classes the model does not know: "
                             f"{', '.join(unknown)}")
         y = _as_classes(y, est.classes_)
-    metrics = _metrics(est, kind, X, y, targets)
+    metrics = model_metrics(est, kind, X, y, targets)
     assert metrics is not None
     if json_out:
         out.print_json(json.dumps(strict_json(metrics)))
         return
     out.print(f"[bold]{escape(str(model))}[/] on {escape(str(data or dataset))}: {kind}")
-    for table in _metrics_tables({"all": metrics}, ""):
+    for table in metrics_tables({"all": metrics}, ""):
         out.print(table)
 
 
@@ -165,7 +165,7 @@ def info(
     debug: Debug = False,
 ) -> None:
     """Show a model file: architecture, parameters, preprocessing, training summary."""
-    obj, doc = _load_model(model)
+    obj, doc = load_model(model)
     net = obj if doc["kind"] == "network" else obj.network_
     out.print(f"[bold]{escape(str(model))}[/]: {doc['kind']}, {net.n_params} parameters, "
               f"{doc['dtype']}, "
@@ -184,28 +184,28 @@ def info(
     spec = (doc.get("extra") or {}).get("data") or {}
     rows = []
     if spec:
-        rows.append(("task", f"{spec['task']} of {_list(spec['targets'])} ({spec['source']})"))
+        rows.append(("task", f"{spec['task']} of {short_list(spec['targets'])} ({spec['source']})"))
         cats = spec["features"].get("categories", {})
         rows.append(("features", f"{len(spec['features']['columns'])} columns: "
-                                 f"{_list(spec['features']['columns'])}"))
+                                 f"{short_list(spec['features']['columns'])}"))
         if cats:
-            rows.append(("one-hot", "; ".join(f"{c}: {_list(v)}" for c, v in cats.items())))
+            rows.append(("one-hot", "; ".join(f"{c}: {short_list(v)}" for c, v in cats.items())))
     elif getattr(obj, "feature_names_in_", None) is not None:
-        rows.append(("features", _list([str(s) for s in obj.feature_names_in_])))
+        rows.append(("features", short_list([str(s) for s in obj.feature_names_in_])))
     rows.append(("inputs", "standardised (mean/std of the training rows)"
                  if obj.x_mean_ is not None else "used as given"))
     if doc["kind"] == "MLPRegressor":
         rows.append(("targets", "standardised inside the model" if obj.y_mean_ is not None
                      else "used as given"))
     else:
-        rows.append(("classes", _list([str(c) for c in obj.classes_.tolist()])))
+        rows.append(("classes", short_list([str(c) for c in obj.classes_.tolist()])))
     record = getattr(obj, "training_record_", None)
     if record is not None:
         rows.append(("training", f"solver {record.solver}, {record.n_epochs} epochs, "
                                  f"{record.seconds:.1f} s, stopped: {record.stop_reason}"))
-        best = f"best epoch {record.best_epoch}, loss {_g(record.best_loss)}"
+        best = f"best epoch {record.best_epoch}, loss {fmt_g(record.best_loss)}"
         if record.best_val_loss is not None:
-            best += f", validation loss {_g(record.best_val_loss)}"
+            best += f", validation loss {fmt_g(record.best_val_loss)}"
         rows.append(("best", best))
         if record.division:
             rows.append(("division", ", ".join(f"{k} {len(record.division[k])}" for k in

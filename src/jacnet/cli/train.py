@@ -26,20 +26,22 @@ from ..data import (
     target_values,
 )
 from ..record import strict_json
-from ._common import (
+from .common import (
     CliError,
     DatasetOpt,
     Debug,
-    _frame,
-    _g,
-    _jsonable,
-    _list,
-    _metrics,
-    _metrics_tables,
-    _versions,
     app,
+    jsonable,
+    load_frame,
+    metrics_tables,
+    model_metrics,
     out,
+    short_list,
+    versions,
 )
+
+# _Progress (edited on the training branch) calls _g: fmt_g under its old name
+from .common import fmt_g as _g
 
 
 class Task(str, Enum):
@@ -129,7 +131,7 @@ def train(
         raise CliError(f"--alpha must be a finite number >= 0, got {alpha}")
     sizes = _parse_hidden(hidden)
     acts = _parse_activations(activation, len(sizes))
-    frame, targets, source = _frame(data, dataset, target, default="digits")
+    frame, targets, source = load_frame(data, dataset, target, default="digits")
     features = [c for c in frame.columns if c not in targets and c not in (drop or [])]
     check_columns(frame, list(drop or []), "--drop")
     kind = infer_task(frame, targets) if task is Task.auto else task.value
@@ -151,7 +153,7 @@ def train(
         # user strings (file and column names) are escaped: "[...]" is rich markup
         out.print(f"[bold]jacnet train[/]: {escape(source)}, {len(frame)} rows, "
                   f"{len(features)} feature columns ({X.shape[1]} encoded), {kind} of "
-                  f"{escape(_list(targets))}")
+                  f"{escape(short_list(targets))}")
         out.print(f"network {' -> '.join(map(str, [X.shape[1], *sizes, n_out]))} "
                   f"({n_params} parameters), solver {chosen}, {dtype.value}")
     # The output folder is made and checked before training, so that a folder or file
@@ -171,7 +173,7 @@ def train(
     est.verbose = False
     t_train = time.perf_counter()
     splits = {name: (X.iloc[idx], y[idx]) for name, idx in division.items()}
-    metrics = {name: _metrics(est, kind, *xy, targets) for name, xy in splits.items()}
+    metrics = {name: model_metrics(est, kind, *xy, targets) for name, xy in splits.items()}
     spec = {"features": encoder.to_dict(), "targets": targets, "task": kind, "source": source}
     save_estimator(est, run_dir / "model.safetensors", extra={"data": spec})
     t_save = time.perf_counter()
@@ -180,12 +182,12 @@ def train(
     doc = record.to_dict()
     doc.update({
         "metrics": metrics, "task": kind, "targets": targets,
-        "classes": [_jsonable(c) for c in est.classes_] if kind == "classification" else None,
+        "classes": [jsonable(c) for c in est.classes_] if kind == "classification" else None,
         "data": {"source": source, "rows": len(frame), "features": features,
                  "encoded_features": encoder.names},
         "model": {"file": "model.safetensors", "solver": chosen, "n_params": n_params,
                   "layers": [X.shape[1], *sizes, n_out], "activations": acts},
-        "options": options, "warnings": notes, "versions": _versions(),
+        "options": options, "warnings": notes, "versions": versions(),
         "timings": {"data_s": t_load - t0, "train_s": t_train - t_load,
                     "evaluate_save_s": t_save - t_train, "plots_s": t_end - t_save,
                     "total_s": t_end - t0},
@@ -285,7 +287,7 @@ def _check_classes_in_train(y: np.ndarray, division: dict[str, np.ndarray], kind
     seen = set(np.unique(y[division["train"]]).tolist())
     rare = sorted({str(c) for c in np.unique(y).tolist() if c not in seen})
     if rare:
-        raise DataError(f"class(es) {_list(rare)} have no row in the training part; use "
+        raise DataError(f"class(es) {short_list(rare)} have no row in the training part; use "
                         "more data or smaller --val-fraction/--test-fraction")
 
 
@@ -320,7 +322,7 @@ def _plots(plotting: Any, est: Any, kind: str, record: Any,
 
 def _summary(record: Any, metrics: dict[str, Any], kind: str, notes: list[str],
              run_dir: Path, pictures: list[Path], seconds: float) -> None:
-    for table in _metrics_tables(metrics, "Result"):
+    for table in metrics_tables(metrics, "Result"):
         out.print(table)
     out.print(f"stopped: {record.stop_reason} ({record.to_dict()['stop_message']}); best epoch "
               f"{record.best_epoch} of {record.n_epochs}; {seconds:.1f} s in all",

@@ -45,11 +45,12 @@ DatasetOpt = Annotated[str | None, typer.Option(
     "--dataset", metavar="NAME", help=f"A built-in dataset instead of DATA: {', '.join(BUILTIN)}.")]
 
 
-def _g(v: float | None) -> str:
+def fmt_g(v: float | None) -> str:
+    """``v`` in four significant digits, "-" for None."""
     return "-" if v is None else f"{v:.4g}"
 
 
-def _metrics(est: Any, kind: str, X: pd.DataFrame, y: np.ndarray,
+def model_metrics(est: Any, kind: str, X: pd.DataFrame, y: np.ndarray,
              targets: Sequence[str] = ()) -> dict[str, Any] | None:
     """The scores of ``est`` on ``(X, y)``.
 
@@ -101,7 +102,7 @@ def _fmt(v: float | None, metric: str) -> str:
     return f"{v:.2%}" if metric.endswith("accuracy") else f"{v:.4g}"
 
 
-def _metrics_tables(metrics: dict[str, dict[str, Any] | None], title: str) -> list[Table]:
+def metrics_tables(metrics: dict[str, dict[str, Any] | None], title: str) -> list[Table]:
     """``metrics`` per row set (train, validation, ...) as tables: the scores, and for
     several regression targets one more table of each target's."""
     shown = {name: m for name, m in metrics.items() if m is not None}
@@ -125,9 +126,9 @@ def _metrics_tables(metrics: dict[str, dict[str, Any] | None], title: str) -> li
     return tables
 
 
-def _frame(data: Path | None, dataset: str | None, target: list[str] | None,
-           default: str | None, text_columns: Sequence[str] = ()
-           ) -> tuple[pd.DataFrame, list[str], str]:
+def load_frame(data: Path | None, dataset: str | None, target: list[str] | None,
+               default: str | None, text_columns: Sequence[str] = ()
+               ) -> tuple[pd.DataFrame, list[str], str]:
     """The data frame, its target columns and a description of the source.
 
     ``text_columns``: read from a CSV as written (see :func:`jacnet.data.read_table`)."""
@@ -149,14 +150,15 @@ def _frame(data: Path | None, dataset: str | None, target: list[str] | None,
     return frame, targets, source
 
 
-def _load_model(path: Path) -> tuple[Any, dict[str, Any]]:
+def load_model(path: Path) -> tuple[Any, dict[str, Any]]:
+    """The model of a file and its JSON document (:func:`jacnet.io.read_model`)."""
     from ..io import read_model
 
     model, doc = read_model(path)
     return model, doc
 
 
-def _text_columns(est: Any, doc: dict[str, Any], targets: Sequence[str] = ()) -> list[str]:
+def model_text_columns(est: Any, doc: dict[str, Any], targets: Sequence[str] = ()) -> list[str]:
     """The columns a model reads as text: its one-hot features, and its targets when its
     classes are text (so "007" stays "007" in a file where every label looks like a number)."""
     spec = (doc.get("extra") or {}).get("data") or {}
@@ -167,7 +169,7 @@ def _text_columns(est: Any, doc: dict[str, Any], targets: Sequence[str] = ()) ->
     return text
 
 
-def _features(model: Any, doc: dict[str, Any], frame: pd.DataFrame,
+def model_features(model: Any, doc: dict[str, Any], frame: pd.DataFrame,
               targets: list[str]) -> pd.DataFrame | np.ndarray:
     """The model's input from ``frame``: the stored encoding, else the numeric columns."""
     spec = (doc.get("extra") or {}).get("data")
@@ -183,20 +185,23 @@ def _features(model: Any, doc: dict[str, Any], frame: pd.DataFrame,
     n_in = model.n_in if hasattr(model, "n_in") else model.n_features_in_
     if encoded.shape[1] != n_in:
         raise CliError(f"the model expects {n_in} features, the data has {encoded.shape[1]} "
-                       f"columns ({_list(columns)})")
+                       f"columns ({short_list(columns)})")
     return encoded if names is not None else encoded.to_numpy()
 
 
-def _jsonable(v: Any) -> Any:
+def jsonable(v: Any) -> Any:
+    """A numpy scalar as the Python value JSON takes."""
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _list(items: list[Any], limit: int = 8) -> str:
+def short_list(items: list[Any], limit: int = 8) -> str:
+    """The first ``limit`` items, comma separated, with the count of all when cut."""
     shown = ", ".join(str(x) for x in items[:limit])
     return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """The versions of jacnet, Python and the libraries a run's record names."""
     import scipy
     import sklearn
 
