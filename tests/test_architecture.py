@@ -44,18 +44,7 @@ KNOWN_OFFENDERS: set[str] = {
     "src/jacnet/batch.py imports _sample_factor from jacnet.losses",
     "src/jacnet/distributed.py imports _Run from jacnet.training",
     "src/jacnet/distributed.py imports _run_solver from jacnet.training",
-    "src/jacnet/estimators.py imports _BUILTINS from jacnet.activations",
-    "src/jacnet/cli/__init__.py imports the private module jacnet.cli._common",
-    "src/jacnet/cli/check.py imports the private module jacnet.cli._common",
-    "src/jacnet/cli/models.py imports the private module jacnet.cli._common",
-    "src/jacnet/cli/train.py imports the private module jacnet.cli._common",
-    *(f"src/jacnet/cli/models.py imports {name} from jacnet.cli._common" for name in (
-        "_features", "_frame", "_g", "_list", "_load_model", "_metrics", "_metrics_tables",
-        "_text_columns")),
-    *(f"src/jacnet/cli/train.py imports {name} from jacnet.cli._common" for name in (
-        "_frame", "_g", "_jsonable", "_list", "_metrics", "_metrics_tables", "_versions")),
     # import cycles
-    "src/jacnet/estimators.py import cycle jacnet.estimators -> jacnet.io -> jacnet.estimators",
     # functions over 60 lines of code
     "src/jacnet/cli/train.py train",
     "src/jacnet/training.py train",
