@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 import jacnet as jn
-from jacnet.batch import BatchBackprop
 from jacnet.training import _gather
 
 from ._harness import Case, Context, Row, check_close, profile_top
@@ -174,14 +173,14 @@ def breakdown(net: jn.Network, X: Array, T: Array, loss: str, bs: int, total: fl
     """A measured time breakdown of one ``train`` epoch, phase by phase (one run each).
 
     Phases are timed alone with jacnet's own functions: the shuffle copy, backprop of every
-    batch (BatchBackprop: GEMMs, bias, activations, loss; the GEMM share from ``gemm``),
-    the optimizer's steps, the gradient sum kept for the record; the rest of ``total`` is
-    the loop's Python work, the input checks and the record.
+    batch (``Network.backprop`` with buffers: GEMMs, bias, activations, loss; the GEMM
+    share from ``gemm``), the optimizer's steps, the gradient sum kept for the record; the
+    rest of ``total`` is the loop's Python work, the input checks and the record.
     """
     n = X.shape[0]
     theta0 = net.get_flat()
     lossf = jn.get_loss(loss)
-    bp = BatchBackprop(net, lossf, bs)
+    bp = net.backprop(lossf, bs)
     opt = jn.optimizers.Adam(lr=1e-3)
     state = opt.init([net.theta])
     opt._check_update([net.theta], [bp.grad], state, 1e-3)

@@ -235,6 +235,63 @@ def test_activation_float32_stays_float32(case, oracle):
         assert act.jacobian(T, Y).dtype == np.float32
 
 
+# -------------------------------------------------- in-place hooks == formulas
+def assert_same_bits(got: np.ndarray, want: np.ndarray, signed_zero: bool = True) -> None:
+    """Equal dtype, shape and bits (``signed_zero`` False: a zero's sign may differ)."""
+    assert got.dtype == want.dtype and got.shape == want.shape
+    same = got.view(np.uint8).reshape(got.shape + (-1,)) == want.view(np.uint8).reshape(
+        want.shape + (-1,))
+    same = same.all(axis=-1)
+    if not signed_zero:
+        same |= (got == 0) & (want == 0)
+    assert same.all(), (got[~same], want[~same])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(jn.ACTIVATIONS))
+def test_activation_in_place_hooks_equal_forward_and_vjp_bit_for_bit(name, dtype):
+    """``forward_into`` and ``vjp_into`` (on copies: they may overwrite) give what
+    ``forward`` and ``vjp`` give, used as the buffered backprop uses them: ``vjp_into``
+    reads the ``T`` that ``forward_into`` left, which must be untouched where
+    ``vjp_needs_T``."""
+    act = jn.get_activation(name)
+    T = sample_T(act, (6, 5), seed=4).astype(dtype)
+    T[0, 0] = 0  # a kink
+    G = np.random.default_rng(5).normal(size=(6, 5)).astype(dtype)
+    Y = act.forward(T)
+    Tb = T.copy()
+    Yb = act.forward_into(Tb)
+    assert_same_bits(Yb, Y)
+    if act.vjp_needs_T:
+        assert_same_bits(Tb, T)
+    Gb, tmp = G.copy(), np.empty_like(G)
+    # ReLU's product gives -0 where vjp's np.where gives 0: the same numbers
+    assert_same_bits(act.vjp_into(Tb, Yb, Gb, tmp), act.vjp(T, Y, G), signed_zero=False)
+
+
+def test_activation_subclass_changing_the_formula_drops_the_parents_hooks():
+    """A subclass of Tanh with another derivative must not run Tanh's in-place vjp (nor
+    write Y over T, which its vjp may read); one that changes nothing keeps the hooks."""
+
+    class Stretched(jn.activations.Tanh):
+        def derivative(self, T, Y):
+            return 2 * (1 - Y * Y)
+
+    class Renamed(jn.activations.Tanh):
+        pass
+
+    act = Stretched()
+    assert act.vjp_needs_T
+    assert type(act).vjp_into is jn.Activation.vjp_into
+    assert type(act).forward_into is jn.Activation.forward_into
+    T = np.linspace(-2, 2, 10).reshape(2, 5)
+    G, Y = np.ones_like(T), act.forward(T)
+    np.testing.assert_array_equal(act.vjp_into(T.copy(), Y, G.copy(), np.empty_like(G)),
+                                  2 * (1 - Y * Y))
+    assert not Renamed.vjp_needs_T
+    assert Renamed.vjp_into is jn.activations.Tanh.vjp_into
+
+
 # ------------------------------------------------------------- (f) errors
 def test_get_activation_unknown_name_lists_the_valid_names():
     with pytest.raises(ValueError, match="unknown activation 'swish2'") as info:

@@ -336,3 +336,54 @@ def test_scaled_loss_scales_value_gradient_and_fused_path():
     np.testing.assert_array_equal(fd, 0.5 * bd)
     with pytest.raises(ValueError, match="factor must be a positive float"):
         L.Scaled("sse", 0.0)
+
+
+# ------------------------------------------------- fused_into: the buffered form
+#: the pairs whose fused path also runs in the mini-batch backprop's buffers
+FUSED_INTO = {"cross_entropy": "softmax", "sse": "identity", "mse": "identity"}
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_loss_fused_into_equals_the_general_path_bit_for_bit(name, weighted):
+    """In the buffers (and over ``Tpre``) ``fused_into`` gives the numbers of the general
+    path (``forward``, then ``fused`` or ``value_and_grad`` and ``vjp``), bit for bit, for
+    the pairs in FUSED_INTO, plain or Scaled; for every other pair it declines (None)."""
+    rng = np.random.default_rng(9)
+    for act_name in sorted(jn.ACTIVATIONS):
+        act = jn.get_activation(act_name)
+        for loss in (jn.get_loss(name), L.Scaled(name, 0.5)):
+            for dtype in (np.float32, np.float64):
+                Z = rng.normal(0, 2.0, size=(N, M)).astype(dtype)
+                T = sample(name, 3, shape=(N, M))[1].astype(dtype)
+                w = weights(4).astype(dtype) if weighted else None
+                out = L.OutputBuffers.empty(N + 2, M, np.dtype(dtype)).rows(N)
+                got = loss.fused_into(act, Z.copy(), T, w, out)
+                if FUSED_INTO.get(name) != act.name:
+                    assert got is None, (name, act_name)
+                    continue
+                Y = act.forward(Z)
+                want = loss.fused(act, Z, Y, T, w)
+                if want is None:
+                    value, dY = loss.value_and_grad(Y, T, w)
+                    want = value, act.vjp(Z, Y, dY)
+                assert got[0] == want[0]
+                assert got[1].dtype == dtype
+                assert any(got[1] is a for a in out)  # delta lives in the buffers
+                np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_loss_subclass_changing_the_formula_drops_the_parents_fused_into():
+    class Doubled(L.MSE):
+        def value_and_grad(self, Y, T, w=None):
+            value, dY = super().value_and_grad(Y, T, w)
+            return 2 * value, 2 * dY
+
+    class Renamed(L.MSE):
+        pass
+
+    assert Doubled.fused_into is jn.Loss.fused_into
+    assert Renamed.fused_into is L.SSE.fused_into
+    Z = np.ones((3, 2))
+    out = L.OutputBuffers.empty(3, 2, Z.dtype)
+    assert Doubled().fused_into(jn.get_activation("identity"), Z, Z, None, out) is None

@@ -920,3 +920,147 @@ def test_activation_parameter_beyond_float_range_is_a_value_error():
         jn.get_activation("leaky_relu", negative_slope=10**400)
 
 
+# ----------------------- one backprop: buffers reused from batch to batch (was test_batch)
+BUFFERED_HIDDEN = ["relu", "tanh", "sigmoid", "identity", "elu", "softmax"]
+BUFFERED_OUTPUTS = [
+    ("softmax", "cross_entropy"),
+    ("identity", "mse"),
+    ("identity", "sse"),
+    ("sigmoid", "binary_cross_entropy"),
+    ("identity", "huber"),
+    ("tanh", "mse"),
+]
+
+
+def _batch_targets(loss: str, n: int, q: int, dtype, rng) -> np.ndarray:
+    if loss == "cross_entropy":
+        return np.eye(q, dtype=dtype)[rng.integers(0, q, n)]
+    return rng.uniform(0.05, 1.0, (n, q)).astype(dtype)
+
+
+def _assert_buffered_equals_plain(net: jn.Network, loss: str, dtype, rng) -> None:
+    """Full and partial batches, with and without sample weights, plain or Scaled loss:
+    the buffered backprop gives the general path's loss and gradient bit for bit."""
+    from jacnet.losses import Scaled
+
+    q = net.n_out
+    for scaled in (False, True):
+        loss_fn = Scaled(jn.get_loss(loss), 0.5) if scaled else jn.get_loss(loss)
+        bp = net.backprop(loss_fn, 9)
+        for n in (9, 4, 9):
+            for w in (None, rng.uniform(0.1, 2.0, n).astype(dtype)):
+                X = rng.standard_normal((n, net.n_in)).astype(dtype)
+                T = _batch_targets(loss, n, q, dtype, rng)
+                value, grad = net.loss_and_flat_grad(X, T, loss_fn, w)
+                np.testing.assert_array_equal(bp(X, T, w), value)  # NaN == NaN here
+                assert bp.grad.dtype == dtype
+                np.testing.assert_array_equal(bp.grad, grad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("output, loss", BUFFERED_OUTPUTS)
+@pytest.mark.parametrize("hidden", BUFFERED_HIDDEN)
+def test_batch_backprop_equals_the_general_path_bit_for_bit(hidden, output, loss, dtype):
+    # The buffers' in-place hooks and fused outputs follow the general path's order of
+    # operations, so loss and gradient are identical.
+    net = jn.Network(
+        [jn.Dense(5, 7, hidden), jn.Dense(7, 6, hidden), jn.Dense(6, 3, output)],
+        seed=1, dtype=dtype,
+    )
+    _assert_buffered_equals_plain(net, loss, dtype, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("output", sorted(jn.ACTIVATIONS))
+@pytest.mark.parametrize("loss", sorted(jn.LOSSES))
+def test_backprop_buffered_equals_plain_for_every_loss_and_output(loss, output):
+    # Every registered loss with every registered activation at the output (fused pairs,
+    # fused_into pairs and the general path), behind hidden layers with in-place hooks.
+    for dtype in (np.float32, np.float64):
+        net = jn.Network(
+            [jn.Dense(4, 6, "relu"), jn.Dense(6, 5, "tanh"), jn.Dense(5, 3, output)],
+            seed=2, dtype=dtype,
+        )
+        _assert_buffered_equals_plain(net, loss, dtype, np.random.default_rng(3))
+
+
+def test_backprop_is_what_loss_and_grad_runs():
+    rng = np.random.default_rng(4)
+    net = jn.Network([jn.Dense(3, 4, "relu"), jn.Dense(4, 2, "sigmoid")], seed=0)
+    X, T = rng.standard_normal((6, 3)), rng.uniform(0, 1, (6, 2))
+    bp = net.backprop("binary_cross_entropy")
+    value = bp(X, T)
+    v, grads = net.loss_and_grad(X, T, "binary_cross_entropy")
+    assert value == v
+    for (dW, db), (gW, gb) in zip(net.split_flat(bp.grad), grads, strict=True):
+        np.testing.assert_array_equal(dW, gW)
+        np.testing.assert_array_equal(db, gb)
+
+
+def test_backprop_checks_its_settings():
+    net = jn.Network([jn.Dense(3, 2)], seed=0)
+    with pytest.raises(ValueError, match="n_max must be an int >= 1"):
+        net.backprop("mse", 0)
+    with pytest.raises(TypeError, match="n_max must be an int"):
+        net.backprop("mse", 2.5)
+    with pytest.raises(ValueError, match=r"grad must be .* shape \(8,\)"):
+        net.backprop("mse", grad=np.empty(7))
+    with pytest.raises(ValueError, match="grad must be .* dtype float64"):
+        net.backprop("mse", grad=np.empty(8, np.float32))
+    bp = net.backprop("mse", 4)
+    with pytest.raises(ValueError, match="at most n_max = 4 rows, got 5"):
+        bp(np.ones((5, 3)), np.ones((5, 2)))
+
+
+def test_batch_backprop_sees_in_place_parameter_updates():
+    rng = np.random.default_rng(1)
+    net = jn.Network([jn.Dense(3, 4, "tanh"), jn.Dense(4, 2)], seed=0)
+    bp = net.backprop("mse", 8)
+    X, T = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+    bp(X, T)
+    net.theta[...] += 0.1
+    value = bp(X, T)
+    assert value == net.loss(X, T, "mse")
+    np.testing.assert_array_equal(bp.grad, net.loss_and_flat_grad(X, T, "mse")[1])
+
+
+def test_batch_backprop_writes_into_the_given_gradient_and_nothing_else_aliases():
+    rng = np.random.default_rng(2)
+    net = jn.Network([jn.Dense(3, 4, "relu"), jn.Dense(4, 3, "softmax")], seed=0)
+    grad = np.empty(net.n_params)
+    bp = net.backprop("cross_entropy", 5, grad)
+    X = rng.standard_normal((5, 3))
+    T = np.eye(3)[[0, 1, 2, 0, 1]]
+    X0, T0 = X.copy(), T.copy()
+    bp(X, T)
+    assert bp.grad is grad
+    np.testing.assert_array_equal(X, X0)  # inputs are read, never written
+    np.testing.assert_array_equal(T, T0)
+
+
+def test_batch_backprop_float32_has_no_silent_upcast():
+    rng = np.random.default_rng(3)
+    net = jn.Network([jn.Dense(4, 8, "relu"), jn.Dense(8, 8, "tanh"), jn.Dense(8, 3, "softmax")],
+                     seed=0, dtype=np.float32)
+    bp = net.backprop("cross_entropy", 6)
+    X = rng.standard_normal((6, 4)).astype(np.float32)
+    T = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
+    bp(X, T, rng.uniform(0.5, 1.0, 6).astype(np.float32))
+    buffers = [*bp._T, *bp._G, *bp._tmp, *bp._out, bp.grad]
+    assert all(a.dtype == np.float32 for a in buffers)
+
+
+def test_train_uses_the_fast_path_with_the_general_paths_result():
+    # One epoch of train() equals the same loop written with the public general path.
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((50, 4))
+    T = np.eye(3)[rng.integers(0, 3, 50)]
+    net = jn.Network([jn.Dense(4, 6, "relu"), jn.Dense(6, 3, "softmax")], seed=0)
+    twin = net.copy()
+    jn.train(net, X, T, solver="adam", loss="cross_entropy", lr=0.01, batch_size=16,
+             max_epochs=1, shuffle=False, min_grad=0.0)
+    opt = jn.get_optimizer("adam", lr=0.01)
+    state = opt.init([twin.theta], decay_mask=[twin.weight_mask()])
+    for start in range(0, 50, 16):
+        _, g = twin.loss_and_flat_grad(X[start:start + 16], T[start:start + 16], "cross_entropy")
+        opt.update([twin.theta], [g], state)
+    np.testing.assert_array_equal(net.theta, twin.theta)

@@ -17,6 +17,13 @@ Every activation offers three things side by side:
     sample, as in the per-output Jacobian). The default builds the Jacobian; every built-in
     overrides it with a closed form that never materialises an ``m x m`` matrix.
 
+Two optional hooks serve the mini-batch backprop's reused buffers (``Network.backprop``
+with ``n_max``): ``forward_into(T)`` may write ``Y`` over ``T`` and ``vjp_into(T, Y, G,
+tmp)`` may write ``G . f'`` over ``G``. Their defaults are ``forward`` and ``vjp``; the
+elementwise built-ins whose f' needs only ``Y`` (identity, ReLU, tanh, sigmoid; the flag
+``vjp_needs_T`` is False) override them next to their formulas, with the same operations
+in the same order, so the results are the same bit for bit.
+
 A user activation only needs ``forward`` and ``jacobian``.
 """
 
@@ -51,6 +58,7 @@ __all__ = [
     "L2Normalize",
     "LayerNorm",
     "ACTIVATIONS",
+    "BUILTINS",
     "get_activation",
     "register_activation",
 ]
@@ -68,6 +76,11 @@ def _rowsum(A: Array) -> Array:
     return A.sum(axis=-1, keepdims=True)
 
 
+#: What an activation computes, and the in-place hooks written for exactly that.
+_FORMULAS = ("forward", "jacobian", "derivative", "vjp")
+_HOOKS = ("forward_into", "vjp_into", "vjp_needs_T")
+
+
 class Activation:
     """Base class of an activation ``f: R^m -> R^m`` applied to every row.
 
@@ -77,10 +90,33 @@ class Activation:
     """
 
     name: ClassVar[str] = ""
+    #: Whether :meth:`vjp` reads the pre-activation ``T``. False where ``Y`` alone gives
+    #: f' (ReLU's ``[t > 0]`` is ``[y > 0]``, tanh's is ``1 - y^2``): then
+    #: :meth:`forward_into` may write ``Y`` over ``T``.
+    vjp_needs_T: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The in-place hooks are written for one formula: a subclass that changes the
+        # formula and not the hooks runs its formula (the defaults), never its parent's
+        # hooks (a subclass of Tanh with another derivative must not get Tanh's vjp_into).
+        own = cls.__dict__
+        if any(n in own for n in _FORMULAS) and not any(n in own for n in _HOOKS):
+            for hook in ("forward_into", "vjp_into"):
+                setattr(cls, hook, getattr(Activation, hook))
+            cls.vjp_needs_T = True
 
     def forward(self, T: Array) -> Array:
         """``Y = f(T)``; ``T`` and ``Y`` are ``(N, m)``."""
         raise NotImplementedError
+
+    def forward_into(self, T: Array) -> Array:
+        """``Y = f(T)``, free to write ``Y`` over ``T`` where ``vjp_needs_T`` is False.
+
+        For a ``T`` in a buffer of the caller's that it reads again only as the ``T`` of
+        :meth:`vjp_into`. Default: :meth:`forward` (``T`` is left as it is).
+        """
+        return self.forward(T)
 
     def jacobian(self, T: Array, Y: Array) -> Array:
         """Full Jacobian ``(N, m, m)`` with ``[s, i, j] = d f_i / d t_j`` at sample ``s``.
@@ -117,6 +153,14 @@ class Activation:
         if G.ndim == 2:
             return np.matmul(G[:, None, :], J)[:, 0, :]
         return np.matmul(G, J)
+
+    def vjp_into(self, T: Array, Y: Array, G: Array, tmp: Array) -> Array:
+        """:meth:`vjp` for ``G`` of shape (N, m), free to overwrite ``G`` and ``tmp``.
+
+        ``T`` is what :meth:`forward_into` left in its buffer (``Y`` itself where it wrote
+        over it); ``tmp`` is scratch of ``G``'s shape and dtype. Default: :meth:`vjp`.
+        """
+        return self.vjp(T, Y, G)
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments, for model files."""
@@ -171,9 +215,13 @@ class Identity(Elementwise):
     """``f(t) = t``, ``f'(t) = 1``."""
 
     name = "identity"
+    vjp_needs_T = False
 
     def forward(self, T: Array) -> Array:
         return T.copy()
+
+    def forward_into(self, T: Array) -> Array:
+        return T  # y = t: the buffer already holds Y
 
     def derivative(self, T: Array, Y: Array) -> Array:
         return np.ones_like(T)
@@ -186,6 +234,7 @@ class Sigmoid(Elementwise):
     """Logistic ``f(t) = 1 / (1 + e^{-t})``, ``f'(t) = y (1 - y)``."""
 
     name = "sigmoid"
+    vjp_needs_T = False
 
     def forward(self, T: Array) -> Array:
         return special.expit(T)
@@ -195,11 +244,20 @@ class Sigmoid(Elementwise):
         D *= Y  # y (1 - y) in one array
         return D
 
+    def forward_into(self, T: Array) -> Array:
+        return special.expit(T, out=T)
+
+    def vjp_into(self, T: Array, Y: Array, G: Array, tmp: Array) -> Array:
+        np.subtract(1, Y, out=tmp)  # G * (y (1 - y)), in derivative's order
+        np.multiply(tmp, Y, out=tmp)
+        return np.multiply(G, tmp, out=G)
+
 
 class Tanh(Elementwise):
     """``f(t) = tanh t``, ``f'(t) = 1 - y^2``."""
 
     name = "tanh"
+    vjp_needs_T = False
 
     def forward(self, T: Array) -> Array:
         return np.tanh(T)
@@ -208,11 +266,20 @@ class Tanh(Elementwise):
         D = Y * Y
         return np.subtract(1, D, out=D)  # 1 - y^2 in one array
 
+    def forward_into(self, T: Array) -> Array:
+        return np.tanh(T, out=T)
+
+    def vjp_into(self, T: Array, Y: Array, G: Array, tmp: Array) -> Array:
+        np.multiply(Y, Y, out=tmp)  # G * (1 - y^2), in derivative's order
+        np.subtract(1, tmp, out=tmp)
+        return np.multiply(G, tmp, out=G)
+
 
 class ReLU(Elementwise):
     """``f(t) = max(t, 0)``, ``f'(t) = [t > 0]`` (0 at the kink)."""
 
     name = "relu"
+    vjp_needs_T = False
 
     def forward(self, T: Array) -> Array:
         return np.maximum(T, 0)
@@ -222,6 +289,16 @@ class ReLU(Elementwise):
 
     def vjp(self, T: Array, Y: Array, G: Array) -> Array:
         return np.where(_rows(T, G) > 0, G, 0).astype(G.dtype, copy=False)
+
+    def forward_into(self, T: Array) -> Array:
+        return np.maximum(T, 0, out=T)
+
+    def vjp_into(self, T: Array, Y: Array, G: Array, tmp: Array) -> Array:
+        # G * [t > 0], from Y: t > 0 exactly where y = max(t, 0) > 0. A product, not a
+        # masked copy (slower; see benchmarks/README.md); it gives -0 where vjp's where
+        # gives 0 (equal numbers, and equal sums).
+        np.greater(Y, 0, out=tmp)
+        return np.multiply(G, tmp, out=G)
 
 
 class LeakyReLU(Elementwise):
@@ -468,7 +545,9 @@ class LayerNorm(Activation):
         return {"eps": self.eps}
 
 
-_BUILTINS: tuple[type[Activation], ...] = (
+#: The package's own activation classes (what ``ACTIVATIONS`` holds before any user
+#: registration).
+BUILTINS: tuple[type[Activation], ...] = (
     Identity,
     Sigmoid,
     Tanh,
@@ -487,7 +566,7 @@ _BUILTINS: tuple[type[Activation], ...] = (
 )
 
 #: name -> class, built from the classes themselves (plus the alias ``logistic``).
-ACTIVATIONS: Registry[Activation] = Registry("activation", Activation, _BUILTINS)
+ACTIVATIONS: Registry[Activation] = Registry("activation", Activation, BUILTINS)
 ACTIVATIONS.register(Sigmoid, "logistic")
 
 

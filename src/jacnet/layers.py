@@ -123,43 +123,70 @@ class Dense:
         self._W[...] = W
         self._b[...] = 0
 
-    def forward(self, X: Array, product: Product | None = None) -> tuple[Array, Array]:
+    def pre_activation(
+        self, X: Array, product: Product | None = None, out: Array | None = None
+    ) -> Array:
+        """``T = X W + b``, shape (N, n_out) (seed L2: t_k = y_{k-1} W_k + b_k).
+
+        ``product(X, W, b)`` forms it: :func:`matmul_add` (numpy's BLAS) by default, or
+        :func:`blas_matmul` on the paths whose other products run in scipy's BLAS (see
+        there). ``out``: a C-contiguous (N, n_out) buffer that numpy's matmul writes ``X W``
+        into and ``b`` is added to in place, the same numbers as :func:`matmul_add`.
+        """
+        if out is None:
+            return (product or matmul_add)(X, self._W, self._b)
+        if product is not None:
+            raise ValueError("pre_activation takes out or product, not both")
+        T = np.matmul(X, self._W, out=out)
+        return np.add(T, self._b, out=T)
+
+    def forward(
+        self, X: Array, product: Product | None = None, out: Array | None = None
+    ) -> tuple[Array, Array]:
         """Return ``(T, Y)``: pre-activation ``X W + b`` and output ``f(T)``.
 
-        ``product(X, W, b)`` forms ``X W + b``: :func:`matmul_add` (numpy's BLAS) by
-        default, or :func:`blas_matmul` on the paths whose other products run in scipy's
-        BLAS (see there)."""
-        T = (product or matmul_add)(X, self._W, self._b)
-        return T, checked_forward(self.activation, T)
+        ``product`` and ``out`` as in :meth:`pre_activation`. With ``out`` the activation
+        runs its :meth:`Activation.forward_into`, which may write ``Y`` over ``T`` (then
+        ``T is Y``: the activation's vjp needs only ``Y``)."""
+        T = self.pre_activation(X, product, out)
+        return T, checked_forward(self.activation, T, in_place=out is not None)
 
     def __repr__(self) -> str:
         return f"Dense({self.n_in}, {self.n_out}, {self.activation!r})"
 
 
-def checked_vjp(act: Activation, T: Array, Y: Array, G: Array) -> Array:
+def checked_vjp(
+    act: Activation, T: Array, Y: Array, G: Array, tmp: Array | None = None
+) -> Array:
     """``act.vjp(T, Y, G)``, checked to be an array of ``G``'s shape, in ``G``'s dtype
     (as :func:`checked_forward`: a user ``vjp`` in float64 keeps a float32 network
-    float32). A vjp that returns ``G`` itself (the identity) returns the same object."""
-    D = act.vjp(T, Y, G)
+    float32). A vjp that returns ``G`` itself (the identity) returns the same object.
+
+    With ``tmp`` (scratch of ``G``'s shape) it is ``act.vjp_into(T, Y, G, tmp)``, which
+    may overwrite ``G`` and ``tmp``: the buffered backprop's call."""
+    D = act.vjp(T, Y, G) if tmp is None else act.vjp_into(T, Y, G, tmp)
     if not isinstance(D, np.ndarray) or D.shape != G.shape:
+        method = "vjp" if tmp is None else "vjp_into"
         raise ValueError(
-            f"{type(act).__name__}.vjp must return an array of G's shape {G.shape}, got "
-            f"{getattr(D, 'shape', type(D).__name__)}"
+            f"{type(act).__name__}.{method} must return an array of G's shape {G.shape}, "
+            f"got {getattr(D, 'shape', type(D).__name__)}"
         )
     return D.astype(G.dtype, copy=False)
 
 
-def checked_forward(act: Activation, T: Array) -> Array:
+def checked_forward(act: Activation, T: Array, in_place: bool = False) -> Array:
     """``act.forward(T)``, checked to be an array of ``T``'s shape and held in ``T``'s dtype.
 
     A user activation computing in a wider dtype (``np.float64`` constants on a float32
     network) is cast back, as its Jacobian is in :meth:`Activation.vjp`: the network keeps
-    one dtype end to end.
+    one dtype end to end. ``in_place``: ``act.forward_into(T)``, which may write ``Y``
+    over ``T`` (a buffer of the caller's).
     """
-    Y = act.forward(T)
+    Y = act.forward_into(T) if in_place else act.forward(T)
     if not isinstance(Y, np.ndarray) or Y.shape != T.shape:
+        method = "forward_into" if in_place else "forward"
         raise ValueError(
-            f"{type(act).__name__}.forward must return an array of shape "
+            f"{type(act).__name__}.{method} must return an array of shape "
             f"{T.shape}, got {getattr(Y, 'shape', type(Y).__name__)}"
         )
     return Y.astype(T.dtype, copy=False)
@@ -180,16 +207,15 @@ def blas_matmul(A: Array, B: Array, add: Array | None = None) -> Array:
 
     numpy and scipy each load their own OpenBLAS, and a library's threads keep spinning for
     a while after a threaded product. Products that alternate between the two libraries
-    fight over the cores: Gauss-Newton's fill in numpy's BLAS slowed its syrk in scipy's
-    (8-64-64-1, N = 10,000, two threads: 3.2 s against 2.4 s with every product in
-    scipy's), and the same forward pass in scipy's BLAS during mini-batch training, whose
-    backprop runs in numpy's, doubled the time of ``make run``. Each path therefore keeps
-    to one library: mini-batch training and ``Network.forward`` numpy's, the paths named
-    above scipy's. ``gemm`` also forms an outer product (inner dimension 1, a one-input
-    first layer) 3.5 times faster than numpy's matmul (10 against 36 us, 1000 x 1 by
-    1 x 20). ``add`` is written into the result first and gemm adds the product to it
-    (``beta = 1``): a bias added afterwards, broadcast over short rows, took longer than
-    the product (12 against 10 us at 1000 x 20).
+    fight over the cores: Gauss-Newton's fill in numpy's BLAS slowed its syrk in scipy's,
+    and the same forward pass in scipy's BLAS during mini-batch training, whose backprop
+    runs in numpy's, slowed training. Each path therefore keeps to one library: mini-batch
+    training and ``Network.forward`` numpy's, the paths named above scipy's. ``gemm`` also
+    forms an outer product (inner dimension 1, a one-input first layer) faster than numpy's
+    matmul. ``add`` is written into the result first and gemm adds the product to it
+    (``beta = 1``): a bias added afterwards, broadcast over short rows, can take longer
+    than the product. (The measurements: benchmarks/README.md, "Notes moved from the
+    code".)
     """
     gemm = _GEMM.get(A.dtype.type)
     if gemm is None or B.dtype != A.dtype or A.ndim != 2 or B.ndim != 2:
@@ -212,16 +238,22 @@ _GEMM = {np.float64: blas.dgemm, np.float32: blas.sgemm}
 
 
 def forward_cache(
-    layers: list[Dense], X: Array, product: Product | None = None
+    layers: list[Dense],
+    X: Array,
+    product: Product | None = None,
+    out: list[Array | None] | None = None,
 ) -> list[tuple[Array, Array, Array]]:
     """Run the network, keeping ``(input, T, Y)`` of every layer: the forward cache.
 
     The cache is the only state backprop and the Jacobians need. ``product``: as in
-    :meth:`Dense.forward`.
+    :meth:`Dense.forward`; ``out``: one buffer (or None) per layer for its ``T``, as
+    ``out`` there (the buffered backprop's; ``T`` may then be ``Y``).
     """
     cache = []
-    for layer in layers:
-        T, Y = layer.forward(X, product)
+    in_place = out is not None
+    for k, layer in enumerate(layers):
+        T = layer.pre_activation(X, product, out[k] if in_place else None)  # type: ignore[index]
+        Y = checked_forward(layer.activation, T, in_place)  # as Dense.forward
         cache.append((X, T, Y))
         X = Y
     return cache

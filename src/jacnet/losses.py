@@ -8,17 +8,20 @@ optional per-sample weights ``w`` (``(N,)``). The seed's squared error is ``sse`
 A loss may offer a fused path with the output activation (``fused``): softmax with
 cross-entropy and sigmoid with binary cross-entropy give ``delta_n = dJ/dY . f'_n`` in
 closed form and a numerically stable value. Tests prove it equals the general path.
+``fused_into`` is the same computation written into buffers reused from batch to batch
+(:class:`OutputBuffers`, the mini-batch backprop's), by the same code: softmax with
+cross-entropy, and identity with a squared error (whose ``dJ/dY`` is already ``delta_n``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from .activations import Activation, Exp, Sigmoid, Softmax
+from .activations import Activation, Exp, Identity, Sigmoid, Softmax
 from .registry import Registry
 
 Array = np.ndarray
@@ -32,6 +35,7 @@ __all__ = [
     "Huber",
     "Poisson",
     "Scaled",
+    "OutputBuffers",
     "LOSSES",
     "get_loss",
 ]
@@ -50,6 +54,27 @@ def _sample_factor(w: Array | None, N: int, dtype: np.dtype) -> Array | float:
     return 1.0 / N if w is None else _sample_scale(w, N, dtype)
 
 
+class OutputBuffers(NamedTuple):
+    """Scratch a fused output path writes into (:meth:`Loss.fused_into`), made once for
+    the largest batch: ``D`` and ``R`` of the output's shape (n, q), ``c1``, ``c2``, ``c3``
+    columns (n, 1)."""
+
+    D: Array
+    R: Array
+    c1: Array
+    c2: Array
+    c3: Array
+
+    @classmethod
+    def empty(cls, n: int, q: int, dtype: np.dtype) -> OutputBuffers:
+        return cls(*(np.empty((n, q), dtype) for _ in range(2)),
+                   *(np.empty((n, 1), dtype) for _ in range(3)))
+
+    def rows(self, n: int) -> OutputBuffers:
+        """The leading ``n`` rows of every buffer (contiguous views)."""
+        return OutputBuffers(*(a[:n] for a in self))
+
+
 class Loss:
     """Base class: ``value_and_grad(Y, T, w) -> (J, dJ/dY)``.
 
@@ -62,6 +87,14 @@ class Loss:
     sum_of_squares: ClassVar[bool] = False
     mean_over_samples: ClassVar[bool] = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # fused_into is written for one value_and_grad and fused: a subclass that changes
+        # either and not it runs the general path, never its parent's buffered one.
+        own = cls.__dict__
+        if ("value_and_grad" in own or "fused" in own) and "fused_into" not in own:
+            cls.fused_into = Loss.fused_into  # type: ignore[method-assign]
+
     def value_and_grad(self, Y: Array, T: Array, w: Array | None = None) -> tuple[float, Array]:
         raise NotImplementedError
 
@@ -72,6 +105,15 @@ class Loss:
         self, act: Activation, Tpre: Array, Y: Array, T: Array, w: Array | None = None
     ) -> tuple[float, Array] | None:
         """``(J, delta_n)`` in closed form for this output activation, or None."""
+        return None
+
+    def fused_into(
+        self, act: Activation, Tpre: Array, T: Array, w: Array | None, out: OutputBuffers
+    ) -> tuple[float, Array] | None:
+        """``(J, delta_n)`` for the output pre-activation ``Tpre`` (n, q), computed in the
+        buffers ``out`` (leading n rows) and over ``Tpre``, or None (then the caller runs
+        ``act.forward``, then :meth:`fused` or :meth:`value_and_grad`). Its numbers are
+        those of that general path, bit for bit; ``delta_n`` is one of the buffers."""
         return None
 
     def gauss_newton_terms(
@@ -173,14 +215,29 @@ class SSE(Loss):
     def _norm(self, w: Array | None, N: int) -> float:
         return 1.0
 
-    def _weighted(self, R: Array, w: Array | None) -> Array:
-        """The residuals times each sample's factor in the sum (here ``w_s``, or 1)."""
-        return R if w is None else R * w[:, None]
+    def _weighted(self, R: Array, w: Array | None, out: Array | None = None) -> Array:
+        """The residuals times each sample's factor in the sum (here ``w_s``, or 1),
+        written into ``out`` when given (``R`` itself when there is no factor)."""
+        return R if w is None else np.multiply(R, w[:, None], out=out)
 
     def value_and_grad(self, Y: Array, T: Array, w: Array | None = None) -> tuple[float, Array]:
-        R = Y - T
-        RW = self._weighted(R, w)
-        return float(np.vdot(RW, R)), 2 * RW
+        return self._squares(Y, T, w, None)
+
+    def fused_into(
+        self, act: Activation, Tpre: Array, T: Array, w: Array | None, out: OutputBuffers
+    ) -> tuple[float, Array] | None:
+        if type(act) is not Identity:
+            return None
+        return self._squares(Tpre, T, w, out)  # y = t, f' = I: delta_n = dJ/dY
+
+    def _squares(
+        self, Y: Array, T: Array, w: Array | None, out: OutputBuffers | None
+    ) -> tuple[float, Array]:
+        """``(sum c R . R, 2 c R)`` with ``R = Y - T``: fresh arrays, or in ``out``."""
+        R = np.subtract(Y, T, out=None if out is None else out.R)
+        RW = self._weighted(R, w, None if out is None else out.D)
+        value = float(np.vdot(RW, R))
+        return value, np.multiply(RW, 2, out=None if out is None else RW)
 
     def value(self, Y: Array, T: Array, w: Array | None = None) -> float:
         # The same value without the gradient's array: each LM trial step asks for this.
@@ -198,8 +255,8 @@ class MSE(SSE):
     def _norm(self, w: Array | None, N: int) -> float:
         return self._total_weight(w, N)
 
-    def _weighted(self, R: Array, w: Array | None) -> Array:
-        return R * _sample_factor(w, R.shape[0], R.dtype)
+    def _weighted(self, R: Array, w: Array | None, out: Array | None = None) -> Array:
+        return np.multiply(R, _sample_factor(w, R.shape[0], R.dtype), out=out)
 
 
 class CrossEntropy(Loss):
@@ -222,12 +279,41 @@ class CrossEntropy(Loss):
     ) -> tuple[float, Array] | None:
         if type(act) is not Softmax:
             return None
-        c = _sample_scale(w, Y.shape[0], Y.dtype)
-        S = Tpre - Tpre.max(axis=1, keepdims=True)
-        logY = S - np.log(np.exp(S).sum(axis=1, keepdims=True))
-        value = -float(np.vdot(c * T, logY))
-        delta = c * (Y * T.sum(axis=1, keepdims=True) - T)
-        return value, delta
+        return self._with_softmax(Tpre, Y, T, w, None)
+
+    def fused_into(
+        self, act: Activation, Tpre: Array, T: Array, w: Array | None, out: OutputBuffers
+    ) -> tuple[float, Array] | None:
+        if type(act) is not Softmax:
+            return None
+        return self._with_softmax(Tpre, None, T, w, out)
+
+    @staticmethod
+    def _with_softmax(
+        Tpre: Array, Y: Array | None, T: Array, w: Array | None, out: OutputBuffers | None
+    ) -> tuple[float, Array]:
+        """The fused pair: ``log y`` by a stable log-softmax, ``delta = c (y sum_i t_i - t)``.
+
+        Fresh arrays without ``out``; with it, the buffers and ``Tpre`` hold every
+        intermediate, and ``Y`` (None) is computed here as :meth:`Softmax.forward` does.
+        """
+        fresh = out is None
+        D, E, c1, c2, c3 = (None,) * 5 if out is None else out
+        c = _sample_factor(w, Tpre.shape[0], Tpre.dtype)
+        # np.max and np.sum are these ufunc reductions behind a Python wrapper whose cost
+        # a small batch notices.
+        top = np.maximum.reduce(Tpre, axis=1, keepdims=True, out=c1)
+        S = np.subtract(Tpre, top, out=None if fresh else Tpre)
+        E = np.exp(S, out=E)
+        total = np.add.reduce(E, axis=1, keepdims=True, out=c2)
+        logY = np.subtract(S, np.log(total, out=c3), out=S)
+        if Y is None:
+            Y = np.divide(E, total, out=E)  # Softmax.forward
+        value = -float(np.vdot(np.multiply(T, c, out=D), logY))
+        st = np.add.reduce(T, axis=1, keepdims=True, out=None if fresh else top)
+        D = np.multiply(Y, st, out=D)
+        np.subtract(D, T, out=D)
+        return value, np.multiply(D, c, out=D)
 
     def gauss_newton_terms(
         self, Y: Array, T: Array, w: Array | None = None
@@ -410,6 +496,15 @@ class Scaled(Loss):
     ) -> tuple[float, Array] | None:
         out = self.base.fused(act, Tpre, Y, T, w)
         return None if out is None else (self.factor * out[0], self.factor * out[1])
+
+    def fused_into(
+        self, act: Activation, Tpre: Array, T: Array, w: Array | None, out: OutputBuffers
+    ) -> tuple[float, Array] | None:
+        res = self.base.fused_into(act, Tpre, T, w, out)
+        if res is None:
+            return None
+        value, delta = res  # delta is the base's buffer: scaled in place
+        return self.factor * value, np.multiply(delta, self.factor, out=delta)
 
     def gauss_newton_terms(
         self, Y: Array, T: Array, w: Array | None = None

@@ -4,23 +4,26 @@ Rows are samples; ``Y = f(X W + b)`` layer by layer; ``W`` is ``(n_in, n_out)``.
 parameters live in one flat vector ``theta = [W_1.ravel(), b_1, W_2.ravel(), b_2, ...]``
 (C order) and every ``layer.W``, ``layer.b`` is a view into it, so solvers and
 optimizers update the network in place.
+
+:class:`Backprop` is the one backward pass (seed L1-L4, R-b, R-w): ``loss_and_grad``, the
+solvers and the mini-batch loop (with buffers reused from batch to batch) all run it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import gauss_newton as _gn
 from . import jacobian as _jac
-from .layers import Dense, Product, checked_vjp, forward_cache
-from .losses import Loss, get_loss
-from .validation import as_matrix, as_weights, finite_as
+from .layers import Dense, Product, checked_forward, checked_vjp, forward_cache
+from .losses import Loss, OutputBuffers, get_loss
+from .validation import as_matrix, as_weights, check_int, finite_as
 
 Array = np.ndarray
 
-__all__ = ["Network"]
+__all__ = ["Network", "Backprop"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -174,32 +177,31 @@ class Network:
     __call__ = forward
 
     # ------------------------------------------------------------------ backprop
+    def backprop(
+        self, loss: str | Loss = "sse", n_max: int | None = None, grad: Array | None = None
+    ) -> Backprop:
+        """The backward pass of ``loss`` on this network: ``bp(X, T, w)`` returns J and
+        writes dJ/dtheta into ``bp.grad``.
+
+        Parameters
+        ----------
+        loss : str or Loss, default "sse"
+        n_max : int, optional
+            The largest batch: buffers for batches of at most ``n_max`` rows, made once
+            and reused by every call (the mini-batch loop's). None: fresh arrays.
+        grad : ndarray of shape (P,), optional
+            Where every call writes dJ/dtheta (``bp.grad``): C-contiguous, writeable, of
+            the network's dtype. Allocated when not given.
+        """
+        n_max = None if n_max is None else check_int(n_max, "n_max")
+        return Backprop(self, get_loss(loss), n_max, grad)
+
     def _loss_and_flat_grad(
         self, X: Array, T: Array, loss: Loss, w: Array | None, grad: Array | None = None
     ) -> tuple[float, Array]:
         """Backpropagation on checked arrays; writes dJ/dtheta into ``grad`` (P,)."""
-        cache = forward_cache(self.layers, X)
-        _, Tn, Yn = cache[-1]
-        act_n = self.layers[-1].activation
-        fused = loss.fused(act_n, Tn, Yn, T, w)
-        if fused is None:
-            value, dY = loss.value_and_grad(Yn, T, w)
-            delta = checked_vjp(act_n, Tn, Yn, dY)  # seed L1: delta_n = dJ/dy_n . f'_n
-        else:
-            value, delta = fused
-        if grad is None:
-            grad = np.empty(self.n_params, dtype=self.dtype)
-        for k in range(len(self.layers) - 1, -1, -1):
-            X_in = cache[k][0]
-            dW, db = self.split_flat(grad)[k]
-            np.dot(X_in.T, delta, out=dW)  # seed R-w: dJ/dW_k = Y_{k-1}^T Delta_k
-            np.sum(delta, axis=0, out=db)
-            if k:
-                _, T_prev, Y_prev = cache[k - 1]
-                G = delta @ self.layers[k].W.T
-                act = self.layers[k - 1].activation
-                delta = checked_vjp(act, T_prev, Y_prev, G)  # seed R-b
-        return value, grad
+        bp = Backprop(self, loss, None, grad)
+        return bp(X, T, w), bp.grad
 
     def loss(self, X: Any, T: Any, loss: str | Loss = "sse", sample_weight: Any = None) -> float:
         """The loss value only."""
@@ -365,3 +367,117 @@ class Network:
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
         return f"Network([\n  {inner}\n], dtype={self.dtype.name}, n_params={self.n_params})"
+
+
+class _Rows(NamedTuple):
+    """Where one call of :class:`Backprop` writes, per layer (None: a fresh array)."""
+
+    T: list[Array | None]  # T_k = Y_{k-1} W_k + b_k, every layer
+    G: list[Array | None]  # delta_{k+1} W_{k+1}^T, then G . f'_k, every hidden layer
+    tmp: list[Array | None]  # the hidden activations' vjp scratch
+    out: OutputBuffers | None  # the output layer's fused loss
+
+
+class Backprop:
+    """The seed's backpropagation (L1-L4, R-b, R-w) of ``loss`` on ``net``: the one
+    backward pass that the loss gradients, the solvers and mini-batch training run.
+
+    Made by :meth:`Network.backprop`. ``bp(X, T, w)`` returns J and writes dJ/dtheta into
+    ``bp.grad``. The network's parameters are read at every call (views into theta, so
+    in-place updates are seen). Two homes for the numbers, the same numbers bit for bit
+    (tests prove it):
+
+    - fresh arrays (``n_max`` None): the activations' ``forward`` and ``vjp``, the loss's
+      ``fused`` or ``value_and_grad``;
+    - buffers for batches of at most ``n_max`` rows, made once: every ``T = X W + b`` is
+      written into its layer's buffer and ``b`` added in place, the activations run their
+      in-place hooks (``forward_into``: ``Y`` over ``T`` where f' needs only ``Y``;
+      ``vjp_into``: ``G . f'`` over ``G``), the output layer with its loss runs the loss's
+      ``fused_into`` in the output buffers where it has one. Nothing returned aliases the
+      buffers, except ``grad``.
+    """
+
+    def __init__(
+        self, net: Network, loss: Loss, n_max: int | None = None, grad: Array | None = None
+    ) -> None:
+        if grad is None:
+            grad = np.empty(net.n_params, dtype=net.dtype)
+        elif not (isinstance(grad, np.ndarray) and grad.shape == (net.n_params,)
+                  and grad.dtype == net.dtype and grad.flags.c_contiguous
+                  and grad.flags.writeable):
+            raise ValueError(
+                f"grad must be a writeable C-contiguous array of shape ({net.n_params},) "
+                f"and dtype {net.dtype}, got {getattr(grad, 'shape', type(grad).__name__)}"
+            )
+        self.loss = loss
+        self.grad = grad
+        self.n_max = n_max
+        self._layers = net.layers
+        self._dW_db = net.split_flat(grad)
+        L = len(net.layers)
+        self._views: dict[int, _Rows] = {}
+        self._fresh = _Rows([None] * L, [None] * (L - 1), [None] * (L - 1), None)
+        widths = [layer.n_out for layer in net.layers]
+        n, dt = n_max or 0, net.dtype  # the buffers (none without n_max)
+        self._T = [np.empty((n, m), dt) for m in widths] if n_max else []
+        self._G = [np.empty((n, m), dt) for m in widths[:-1]] if n_max else []
+        self._tmp = [np.empty((n, m), dt) for m in widths[:-1]] if n_max else []
+        self._out = OutputBuffers.empty(n, widths[-1], dt) if n_max else None
+
+    def _rows(self, n: int) -> _Rows:
+        """The buffers' leading ``n`` rows (contiguous views), made once per batch size;
+        None everywhere without buffers."""
+        if self._out is None:
+            return self._fresh
+        views = self._views.get(n)
+        if views is None:
+            if n > self._out.D.shape[0]:
+                raise ValueError(f"a batch holds at most n_max = {self.n_max} rows, got {n}")
+            views = _Rows([a[:n] for a in self._T], [a[:n] for a in self._G],
+                          [a[:n] for a in self._tmp], self._out.rows(n))
+            self._views[n] = views
+        return views
+
+    def __call__(self, X: Array, T: Array, w: Array | None = None) -> float:
+        """The loss J on ``(X, T, w)``; dJ/dtheta is written into ``self.grad``.
+
+        ``X`` (n, n_in), ``T`` (n, n_out) and ``w`` (n,) or None, already checked and of
+        the network's dtype (``Network.check_X``, ``check_T``); ``n <= n_max``.
+        """
+        rows = self._rows(X.shape[0])
+        layers = self._layers
+        hidden = forward_cache(layers[:-1], X, out=rows.T[:-1])
+        Tn = layers[-1].pre_activation(hidden[-1][2] if hidden else X, out=rows.T[-1])
+        value, delta = self._output(Tn, T, w, rows.out)
+        for k in range(len(layers) - 1, -1, -1):  # from the last layer down
+            dW, db = self._dW_db[k]
+            X_in = hidden[k - 1][2] if k else X  # layer k's input
+            np.dot(X_in.T, delta, out=dW)  # seed R-w: dJ/dW_k = Y_{k-1}^T Delta_k
+            # dJ/db_k: delta_k summed over the samples. np.sum is this ufunc reduction
+            # behind a Python wrapper whose cost a small batch notices.
+            np.add.reduce(delta, axis=0, out=db)
+            if k:
+                _, T_prev, Y_prev = hidden[k - 1]
+                G = np.matmul(delta, layers[k].W.T, out=rows.G[k - 1])
+                act = layers[k - 1].activation
+                # seed R-b: delta_{k-1} = delta_k W_k^T . f'_{k-1}
+                delta = checked_vjp(act, T_prev, Y_prev, G, rows.tmp[k - 1])
+        return value
+
+    def _output(
+        self, Tn: Array, T: Array, w: Array | None, out: OutputBuffers | None
+    ) -> tuple[float, Array]:
+        """``(J, delta_n)`` from the output pre-activation ``Tn`` (overwritten when
+        ``out`` is given)."""
+        act_n = self._layers[-1].activation
+        if out is not None:
+            fused = self.loss.fused_into(act_n, Tn, T, w, out)
+            if fused is not None:
+                return fused
+        Yn = checked_forward(act_n, Tn)
+        fused = self.loss.fused(act_n, Tn, Yn, T, w)
+        if fused is not None:
+            return fused
+        value, dY = self.loss.value_and_grad(Yn, T, w)
+        delta = checked_vjp(act_n, Tn, Yn, dY)  # seed L1: delta_n = dJ/dy_n . f'_n
+        return value, delta

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
-from .batch import BatchBackprop
 from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import LOSSES, Loss, get_loss
 from .network import Network
@@ -467,7 +466,7 @@ def _gradient_epochs(run: _Run, rng: np.random.Generator, opt: Any, state: Any,
     gsum = np.empty(net.n_params, dtype=net.dtype)
     # The fast paths (each equal to the general one, tests prove it): backprop into
     # buffers reused by every batch, and the optimizer's update checked once per epoch.
-    backprop = BatchBackprop(net, loss, bs)
+    backprop = net.backprop(loss, bs)
     grad, grads = backprop.grad, [backprop.grad]
     checked_once = type(opt).update is Optimizer.update
     retries = 0
