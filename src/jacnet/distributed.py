@@ -95,13 +95,15 @@ def _local_net(model: _Model, theta: Array) -> Network:
 def _part_value(model: _Model, theta: Array, X: Array, T: Array, w: Array | None,
                 share: float) -> float:
     """The partition's share of the loss: ``(W_p / W) L_p``."""
-    return share * _local_net(model, theta)._loss_value(X, T, model.loss, w, model.chunk)[0]
+    return share * _local_net(model, theta).evaluate(X, T, model.loss, w, model.chunk)[0]
 
 
 def _part_value_and_grad(model: _Model, theta: Array, X: Array, T: Array, w: Array | None,
                          share: float) -> tuple[float, Array]:
     """The partition's share of the loss and of its gradient (P,)."""
-    value, grad = _local_net(model, theta)._loss_and_flat_grad(X, T, model.loss, w)
+    bp = _local_net(model, theta).backprop(model.loss)
+    value = bp(X, T, w)
+    grad = bp.grad
     return share * value, share * grad
 
 
@@ -113,7 +115,7 @@ def _part_system(model: _Model, theta: Array, X: Array, T: Array, w: Array | Non
     upper triangle only (the sum of the partitions' is then the upper triangle of the
     whole, which LM's solve reads)."""
     net = _local_net(model, theta)
-    Y = net._loss_value(X, T, model.loss, w, model.chunk)[1]
+    Y = net.evaluate(X, T, model.loss, w, model.chunk)[1]
     system = primal_system(net.layers, X, T, model.loss, w, Y, chunk=model.chunk)
     return PrimalSystem(system.JtHJ, system.Jtg, model.scale)
 
@@ -267,8 +269,8 @@ class DaskObjective(Objective):
 
     def data_value_and_grad(self) -> tuple[float, Array]:
         value, grad = self.reduce(_part_value_and_grad)
-        self._grad[...] = grad
-        return float(value), self._grad
+        self.grad[...] = grad
+        return float(value), self.grad
 
     def data_system(self, state: Any, chunk: int | None) -> PrimalSystem:
         system = self.reduce(_part_system)

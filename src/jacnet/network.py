@@ -196,41 +196,36 @@ class Network:
         n_max = None if n_max is None else check_int(n_max, "n_max")
         return Backprop(self, get_loss(loss), n_max, grad)
 
-    def _loss_and_flat_grad(
-        self, X: Array, T: Array, loss: Loss, w: Array | None, grad: Array | None = None
-    ) -> tuple[float, Array]:
-        """Backpropagation on checked arrays; writes dJ/dtheta into ``grad`` (P,)."""
-        bp = Backprop(self, loss, None, grad)
-        return bp(X, T, w), bp.grad
-
     def loss(self, X: Any, T: Any, loss: str | Loss = "sse", sample_weight: Any = None) -> float:
         """The loss value only."""
         X = self.check_X(X)
         T = self.check_T(T, X.shape[0])
         w = as_weights(sample_weight, X.shape[0], self.dtype)
-        return self._loss_value(X, T, get_loss(loss), w)[0]
+        return self.evaluate(X, T, get_loss(loss), w)[0]
 
-    def _loss_value(
-        self, X: Array, T: Array, loss: Loss, w: Array | None, chunk: int | None = None
-    ) -> tuple[float, Array]:
-        """Loss value and outputs on checked arrays (the fused path when there is one).
-
-        The forward pass runs on at most ``chunk`` rows at a time (default: a bounded
-        number of elements per layer), so that its memory is that of the outputs, not of
-        every hidden layer over all N samples (Levenberg-Marquardt on large N).
-        """
-        value, Y, _ = self._loss_value_and_cache(X, T, loss, w, chunk)
-        return value, Y
-
-    def _loss_value_and_cache(
+    def evaluate(
         self, X: Array, T: Array, loss: Loss, w: Array | None, chunk: int | None = None,
         product: Product | None = None,
     ) -> tuple[float, Array, list[tuple[Array, Array, Array]] | None]:
-        """:meth:`_loss_value`, and the forward cache when all N rows ran as one chunk
-        (its memory is then bounded like a chunk's), else None. Levenberg-Marquardt hands
-        the cache of the accepted trial to the next Gauss-Newton system, which would
-        otherwise run the same forward pass again. ``product``: as in
-        :meth:`Dense.forward` (LM passes :func:`layers.blas_matmul`)."""
+        """Loss value, outputs and forward cache on arrays already checked (``check_X``,
+        ``check_T``, ``as_weights``): the solvers' full-batch evaluation.
+
+        The forward pass runs on at most ``chunk`` rows at a time (default: a bounded
+        number of elements per layer), so that its memory is that of the outputs, not of
+        every hidden layer over all N samples (Levenberg-Marquardt on large N). The loss
+        takes the fused path with the output activation when there is one.
+
+        Returns
+        -------
+        value : float
+        Y : ndarray of shape (N, n_out)
+        cache : list of (input, T, Y) per layer, or None
+            The forward cache when all N rows ran as one chunk (its memory is then bounded
+            like a chunk's), else None. Levenberg-Marquardt hands the cache of the accepted
+            trial to the next Gauss-Newton system, which would otherwise run the same
+            forward pass again. ``product``: as in :meth:`Dense.forward` (LM passes
+            :func:`layers.blas_matmul`).
+        """
         N = X.shape[0]
         step = chunk or _jac.default_chunk(N, max(layer.n_out for layer in self.layers))
         cache = None
@@ -261,7 +256,8 @@ class Network:
         X = self.check_X(X)
         T = self.check_T(T, X.shape[0])
         w = as_weights(sample_weight, X.shape[0], self.dtype)
-        return self._loss_and_flat_grad(X, T, get_loss(loss), w)
+        bp = self.backprop(loss)
+        return bp(X, T, w), bp.grad
 
     def loss_and_grad(
         self, X: Any, T: Any, loss: str | Loss = "sse", sample_weight: Any = None

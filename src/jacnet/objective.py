@@ -47,7 +47,9 @@ class Objective:
         self.net, self.X, self.T, self.loss, self.w, self.alpha = net, X, T, loss, w, alpha
         self.chunk = chunk  # rows per forward pass of value(); None: bounded by default
         self.mask = net.weight_mask() if alpha else None
-        self._grad = np.empty(net.n_params, dtype=net.dtype)
+        # every gradient is written into this one buffer (a subclass's data sums too)
+        self.grad = np.empty(net.n_params, dtype=net.dtype)
+        self._backprop = net.backprop(loss, grad=self.grad)
         self._workspace = Workspace()  # Gauss-Newton's chunk of J, reused per system
 
     def penalty(self, theta: Array) -> float:
@@ -90,14 +92,14 @@ class Objective:
     def data_value(self) -> tuple[float, Any]:
         """The loss's value over the samples, and the state :meth:`data_system` reuses."""
         # The forward pass in scipy's BLAS, like the Gauss-Newton system that follows it.
-        value, Y, cache = self.net._loss_value_and_cache(
+        value, Y, cache = self.net.evaluate(
             self.X, self.T, self.loss, self.w, self.chunk, blas_matmul
         )
         return value, (Y, cache)
 
     def data_value_and_grad(self) -> tuple[float, Array]:
         """The loss's value and gradient (P,) over the samples."""
-        return self.net._loss_and_flat_grad(self.X, self.T, self.loss, self.w, self._grad)
+        return self._backprop(self.X, self.T, self.w), self._backprop.grad
 
     def data_system(self, state: Any, chunk: int | None) -> PrimalSystem | DualSystem:
         """The loss's Gauss-Newton system over the samples (no penalty): primal when a

@@ -179,7 +179,7 @@ class _Run:
         if name not in self.sets:
             return None
         X, T, w = self.sets[name]
-        return self.net._loss_value(X, T, self.loss, w)[0]
+        return self.net.evaluate(X, T, self.loss, w)[0]
 
     def epoch_end(self, loss: float, grad_norm: float, **extra: Any) -> str | None:
         """Record an epoch; return a stop reason or None."""
