@@ -184,7 +184,7 @@ def breakdown(net: jn.Network, X: Array, T: Array, loss: str, bs: int, total: fl
     bp = BatchBackprop(net, lossf, bs)
     opt = jn.optimizers.Adam(lr=1e-3)
     state = opt.init([net.theta])
-    opt._check_update([net.theta], [bp.grad], state, 1e-3)
+    opt.prepare([net.theta], [bp.grad], state, 1e-3)
     order = np.random.default_rng(0).permutation(n)
     Xs, Ts = X[order], T[order]  # the shuffled batches backprop() reads (untimed)
     Xb, Tb = np.empty((bs,) + X.shape[1:], X.dtype), np.empty((bs,) + T.shape[1:], T.dtype)
@@ -205,7 +205,7 @@ def breakdown(net: jn.Network, X: Array, T: Array, loss: str, bs: int, total: fl
 
     def optimizer() -> None:
         for _ in starts:
-            opt._step([net.theta], [bp.grad], state, 1e-3)
+            opt.step([net.theta], [bp.grad], state, 1e-3)
 
     gsum = np.zeros_like(bp.grad)
 

@@ -40,7 +40,7 @@ def loss_at(net: jn.Network, theta: np.ndarray, X, T, loss: str, w=None) -> floa
 
 
 def lm_for(net, X, T, loss="mse", w=None, alpha=0.0, **kw) -> LevenbergMarquardt:
-    return LevenbergMarquardt(Objective(net, X, T, get_loss(loss), w, alpha), **kw)
+    return LevenbergMarquardt(**kw).bind(Objective(net, X, T, get_loss(loss), w, alpha))
 
 
 def one_step(net, X, T, loss="mse", w=None, mu=1e-2) -> np.ndarray:
@@ -133,7 +133,7 @@ def test_lm_system_reuses_the_accepted_trials_forward_pass(monkeypatch):
                 given.append(not calls)
 
         monkeypatch.setattr(jac, "gauss_newton", spy)
-        lm = LevenbergMarquardt(obj)
+        lm = LevenbergMarquardt().bind(obj)
         for _ in range(6):
             lm.step()
         monkeypatch.setattr(jac, "gauss_newton", system)

@@ -17,7 +17,8 @@ from .network import Network
 from .optimizers import OPTIMIZERS, get_optimizer
 from .record import TrainingRecord
 from .schedules import SCHEDULES, get_schedule
-from .training import SOLVERS, TrainConfig, train
+from .solvers import LBFGS, LevenbergMarquardt, MiniBatch
+from .training import SOLVERS, train
 
 if TYPE_CHECKING:
     from .estimators import MLPClassifier, MLPRegressor
@@ -62,12 +63,14 @@ __all__ = [
     "Dense",
     "Elementwise",
     "GradCheck",
+    "LBFGS",
+    "LevenbergMarquardt",
     "Loss",
     "ModelFileError",
     "MLPClassifier",
     "MLPRegressor",
+    "MiniBatch",
     "Network",
-    "TrainConfig",
     "TrainingRecord",
     "get_activation",
     "get_loss",

@@ -451,7 +451,7 @@ def _build_estimator(cls: type[MLPRegressor] | type[MLPClassifier], doc: dict[st
     record = doc.get("training_record")
     if record is not None:
         est.training_record_ = TrainingRecord.from_dict(record)
-    est._carry = {}
+    est._solver, est._stalls = None, {}
     est._file_extra = doc.get("extra")  # written again by save_estimator (until a fresh fit)
     est.coefs_, est.intercepts_ = est._folded_params()
     return est

@@ -15,21 +15,44 @@ form ``(A A^T + mu I) a = -r``, ``d = A^T a`` with ``A = H^(1/2) J``, ``r = H^(-
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, optimize
 
 from . import jacobian as _jac
+from .batch import BatchBackprop
 from .layers import blas_matmul
 from .losses import LogitModel, Loss
 from .network import Network
+from .optimizers import OPTIMIZERS, Optimizer, OptimizerState, l2_penalty
+from .registry import Registry
+from .schedules import SCHEDULES, Schedule
+from .validation import check_int, check_real
 
 Array = np.ndarray
 
-__all__ = ["Objective", "LevenbergMarquardt", "LMStep", "gauss_newton_system"]
+__all__ = [
+    "Objective",
+    "LevenbergMarquardt",
+    "LMStep",
+    "gauss_newton_system",
+    "EpochResult",
+    "Solver",
+    "LBFGS",
+    "MiniBatch",
+    "MiniBatchSGD",
+    "MiniBatchAdam",
+    "MiniBatchAdamW",
+    "MiniBatchRMSprop",
+    "SOLVERS",
+    "STOCHASTIC",
+    "gather_rows",
+]
 
 _MU_MIN = 1e-20  # trainlm's floor on mu
 
@@ -172,6 +195,91 @@ def _logit_system(
     return JtHJ, Jtg, np.empty(0), model.scale, np.empty(0)
 
 
+class EpochResult:
+    """What one epoch of a solver gives the training loop.
+
+    ``loss`` is the training objective at the epoch's end (L2 term included), ``grad_norm``
+    the norm of its gradient, ``extra`` the solver's own record fields (``{"lr": ...}``,
+    ``{"mu": ...}``). ``stop`` is a solver's own stop reason (``"mu_max"``,
+    ``"non_finite"``): then the epoch failed and is not recorded.
+    """
+
+    __slots__ = ("loss", "grad_norm", "extra", "stop")
+
+    def __init__(self, loss: float, grad_norm: float, extra: dict[str, Any] | None = None,
+                 stop: str | None = None) -> None:
+        self.loss, self.grad_norm, self.extra, self.stop = loss, grad_norm, extra or {}, stop
+
+
+class Solver:
+    """The protocol of every solver: an object that holds its own settings and state.
+
+    The training loop (:class:`jacnet.training.Run`) calls :meth:`start` once per
+    :func:`jacnet.train` call, then :meth:`run`, which by default asks :meth:`epoch` for
+    one epoch after another and hands each to ``run.end_epoch`` until that gives a stop
+    reason. A solver whose iterations are driven by another library (L-BFGS) overrides
+    :meth:`run` instead. ``run`` offers ``net``, ``loss``, ``alpha``, ``rng``,
+    ``record``, ``train_set`` ``(X, T, w)``, ``objective(chunk)``, ``min_grad``, ``tol``,
+    ``max_epochs`` and ``end_epoch(result)``.
+
+    State that outlives a call (Adam's moments, LM's ``mu``) stays in the object: train
+    the same object again, or :meth:`continue_from` an earlier one, to warm-start.
+    """
+
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def settings(cls) -> tuple[str, ...]:
+        """The keyword settings of the constructor (what ``train(solver=name, ...)`` routes
+        to it)."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        return tuple(p.name for p in params
+                     if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+    def start(self, run: Any) -> None:
+        """Prepare for a run (bind the data, build buffers, keep restored state)."""
+
+    def start_loss(self) -> float | None:
+        """The objective at the initial weights when the solver evaluates it before its
+        first step anyway (trainlm's goal test at epoch 0), else None."""
+        return None
+
+    def epoch(self, run: Any) -> EpochResult:
+        """One epoch at the network's current weights."""
+        raise NotImplementedError(f"{type(self).__name__} implements run(), not epoch()")
+
+    def run(self, run: Any) -> str:
+        """Epochs until ``run.end_epoch`` or the solver gives a stop reason; that reason."""
+        while True:
+            result = self.epoch(run)
+            reason = result.stop or run.end_epoch(result)
+            if reason:
+                return reason
+
+    def after_epoch(self, entry: dict[str, Any]) -> None:
+        """Called with each recorded epoch, before the checkpoint (schedules observe it)."""
+
+    def release(self) -> None:
+        """Let go of what :meth:`start` bound (the data, buffers) once the run is over;
+        the state that carries to the next call stays."""
+
+    def get_state(self) -> tuple[dict[str, Array], dict[str, Any]]:
+        """The state a checkpoint keeps: named arrays and a JSON-serialisable dict."""
+        return {}, {}
+
+    def set_state(self, arrays: dict[str, Array], meta: dict[str, Any]) -> None:
+        """Restore :meth:`get_state`'s output (on resume, before :meth:`start`)."""
+
+    def continue_from(self, previous: Solver | None) -> None:
+        """Take over the state of ``previous``, the solver of the last call on the same
+        network, where it still applies (a warm start); otherwise start afresh."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.settings()
+                         if hasattr(self, k))
+        return f"{type(self).__name__}({args})"
+
+
 @dataclass
 class LMStep:
     """Outcome of one Levenberg-Marquardt iteration."""
@@ -183,22 +291,39 @@ class LMStep:
     trials: int
 
 
-class LevenbergMarquardt:
-    """trainlm's iteration on an :class:`Objective`; ``mu`` persists across iterations."""
+class LevenbergMarquardt(Solver):
+    """trainlm's iteration on an :class:`Objective`; ``mu`` persists across iterations.
+
+    The solver ``"lm"``: MATLAB trainlm's defaults. ``mu`` carries from one epoch to the
+    next, and from one :func:`jacnet.train` call to the next when the same object (or one
+    that :meth:`continue_from` it) trains again. ``chunk``: rows per block of the streamed
+    Gauss-Newton system and of the loss's forward pass (None: chosen to bound memory).
+    Standalone use: ``LevenbergMarquardt(mu=...).bind(objective).step()``.
+    """
+
+    name = "lm"
 
     def __init__(
         self,
-        objective: Objective,
         mu: float = 1e-3,
         mu_dec: float = 0.1,
         mu_inc: float = 10.0,
         mu_max: float = 1e10,
         chunk: int | None = None,
     ) -> None:
-        self.obj = objective
-        self.mu, self.mu_dec, self.mu_inc, self.mu_max = mu, mu_dec, mu_inc, mu_max
-        self.chunk = chunk
+        self.mu = check_real(mu, "mu", "a positive number", lambda x: x > 0)
+        self.mu_dec = check_real(mu_dec, "mu_dec", "a number in (0, 1)", lambda x: 0 < x < 1)
+        self.mu_inc = check_real(mu_inc, "mu_inc", "a number > 1", lambda x: x > 1)
+        self.mu_max = check_real(mu_max, "mu_max", "a positive number", lambda x: x > 0)
+        self.chunk = None if chunk is None else check_int(chunk, "chunk")
+        self.obj: Any = None
         self._current: tuple[float, Any] | None = None
+
+    def bind(self, objective: Objective) -> LevenbergMarquardt:
+        """Iterate on ``objective`` from now on (its network's current weights); returns self."""
+        self.obj = objective
+        self._current = None
+        return self
 
     def _system(self, Y: Any) -> tuple[Array | None, Array, Array, float, Array]:
         """Return ``(JtHJ or None, Jtg, A (dual form) or None, scale, r)``."""
@@ -251,6 +376,37 @@ class LevenbergMarquardt:
         """Forget the cached loss (after theta was changed from outside)."""
         self._current = None
 
+    # ------------------------------------------------- the solver protocol
+    def start(self, run: Any) -> None:
+        self.bind(run.objective(self.chunk))
+
+    def start_loss(self) -> float | None:
+        return self.value()[0]  # the first step reuses it
+
+    def epoch(self, run: Any) -> EpochResult:
+        """One trainlm iteration. A gradient norm below ``run.min_grad`` tries no step
+        and is recorded (the MinGrad rule stops the run); no mu up to mu_max lowering the
+        loss ends the run with ``mu_max`` (``non_finite`` when the loss is NaN/inf)."""
+        step = self.step(run.min_grad)
+        if step.accepted or (step.trials == 0 and step.grad_norm < run.min_grad):
+            return EpochResult(step.loss, step.grad_norm, {"mu": step.mu})
+        self.mu = min(self.mu, self.mu_max)  # a later call (partial_fit) may try again
+        return EpochResult(step.loss, step.grad_norm,
+                           stop="mu_max" if math.isfinite(step.loss) else "non_finite")
+
+    def get_state(self) -> tuple[dict[str, Array], dict[str, Any]]:
+        return {}, {"mu": self.mu}
+
+    def set_state(self, arrays: dict[str, Array], meta: dict[str, Any]) -> None:
+        self.mu = meta["mu"]
+
+    def continue_from(self, previous: Solver | None) -> None:
+        if isinstance(previous, LevenbergMarquardt):
+            self.mu = previous.mu
+
+    def release(self) -> None:
+        self.obj, self._current = None, None
+
 
 def _cho_solve_shifted(M: Array, mu: float, rhs: Array) -> Array:
     """Solve ``(M + mu I) x = rhs`` by Cholesky from ``M``'s upper triangle, overwriting ``M``.
@@ -277,3 +433,325 @@ def _cho_solve_shifted(M: Array, mu: float, rhs: Array) -> Array:
     if info != 0:  # pragma: no cover - potrs fails only on invalid arguments
         raise ValueError(f"potrs: argument {-info} is invalid")
     return x
+
+
+# ------------------------------------------------------------------ L-BFGS
+_SCIPY_FTOL = 2.220446049250313e-09  # scipy's default relative-reduction tolerance
+
+
+class LBFGS(Solver):
+    """Full-batch L-BFGS through scipy's L-BFGS-B on the flat theta, exact gradients.
+
+    The solver ``"lbfgs"``. scipy drives the iterations, so this solver implements
+    :meth:`run` and reports each iteration to ``run.end_epoch`` from scipy's callback. It
+    hands the loop's ``min_grad`` and ``tol`` to scipy as ``gtol`` and ``ftol`` (``tol``
+    0: scipy's default), and gives scipy's own endings their reasons (``converged``,
+    ``max_fun``, ``line_search``). A resumed run restarts the curvature memory.
+
+    Parameters
+    ----------
+    max_fun : int, default=15000
+        Most evaluations of the objective (scipy's ``maxfun``).
+    """
+
+    name = "lbfgs"
+
+    def __init__(self, max_fun: int = 15000) -> None:
+        self.max_fun = check_int(max_fun, "max_fun")
+        self.obj: Any = None
+
+    def start(self, run: Any) -> None:
+        self.obj = run.objective(None)
+
+    def start_loss(self) -> float | None:
+        return self.obj.value()[0]
+
+    def release(self) -> None:
+        self.obj = None
+
+    def run(self, run: Any) -> str:
+        net, obj = run.net, self.obj
+        last: dict[str, Any] = {}
+        stop: list[str] = []
+
+        def fun(theta: Array) -> tuple[float, Array]:
+            net.theta[...] = theta
+            value, grad = obj.value_and_grad()
+            if not (math.isfinite(value) and np.isfinite(grad).all()):
+                return math.inf, np.zeros_like(theta)
+            last["x"], last["g"] = theta.copy(), grad.astype(np.float64)
+            return value, last["g"]
+
+        def callback(intermediate_result: optimize.OptimizeResult) -> None:
+            x = intermediate_result.x
+            net.theta[...] = x
+            same = "x" in last and np.array_equal(last["x"], x)
+            g = last["g"] if same else obj.value_and_grad()[1]
+            reason = run.end_epoch(EpochResult(float(intermediate_result.fun),
+                                               float(np.linalg.norm(g))))
+            if reason:
+                stop.append(reason)
+                raise StopIteration
+
+        res = optimize.minimize(
+            fun, net.get_flat().astype(np.float64), jac=True, method="L-BFGS-B",
+            callback=callback,
+            options={"maxiter": run.max_epochs - run.record.n_epochs, "maxfun": self.max_fun,
+                     "gtol": run.min_grad, "ftol": run.tol or _SCIPY_FTOL},
+        )
+        if stop:
+            return stop[0]
+        if np.isfinite(res.x).all():
+            net.theta[...] = res.x
+        return _lbfgs_reason(res)
+
+
+def _lbfgs_reason(res: optimize.OptimizeResult) -> str:
+    """The stop reason of scipy's own ending of L-BFGS-B."""
+    if not math.isfinite(res.fun):  # fun's inf with a zero gradient reads as "converged"
+        return "non_finite"
+    message = str(res.message).upper()
+    if res.status == 0:
+        return "converged"
+    if "ITERATIONS" in message:
+        return "max_epochs"
+    if "EVALUATIONS" in message:
+        return "max_fun"
+    return "line_search"
+
+
+# ------------------------------------------------------- mini-batch solvers
+class MiniBatch(Solver):
+    """Mini-batch epochs with an update rule of :mod:`jacnet.optimizers`.
+
+    The solvers ``"sgd"``, ``"adam"``, ``"adamw"`` and ``"rmsprop"`` (one subclass each,
+    :class:`MiniBatchAdam` etc.; or ``MiniBatch("adam", lr=...)``). An epoch is one pass
+    over the (shuffled) training set; the recorded loss is the mean of the batch losses
+    during the epoch plus the L2 term at its end. A NaN or inf loss or theta restores
+    the epoch's start (theta and optimizer state), halves the step and retries the epoch,
+    at most ``max_retries`` times (then ``non_finite``).
+
+    Parameters
+    ----------
+    rule : str, optional
+        A name in ``OPTIMIZERS``; default: the class's ``name``.
+    lr : float, default=1e-3
+        The schedule's initial rate (and the rule's).
+    batch_size : int or None, default=32
+        None: the whole training set in one batch.
+    schedule : str or Schedule, default="constant"
+        A name in ``SCHEDULES`` (built with ``lr`` and ``schedule_options``) or an
+        instance, used as it is.
+    shuffle : bool, default=True
+    clip_norm : float or None, default=None
+        See :class:`jacnet.optimizers.Optimizer`.
+    max_retries : int, default=5
+    optimizer_options : dict, optional
+        Settings of the rule (``momentum``, ``beta_1``, ...); they may also be given as
+        keywords.
+    """
+
+    def __init__(
+        self,
+        rule: str | None = None,
+        *,
+        lr: float = 1e-3,
+        batch_size: int | None = 32,
+        schedule: str | Schedule = "constant",
+        schedule_options: dict[str, Any] | None = None,
+        shuffle: bool = True,
+        clip_norm: float | None = None,
+        max_retries: int = 5,
+        optimizer_options: dict[str, Any] | None = None,
+        **rule_settings: Any,
+    ) -> None:
+        rule = type(self).name if rule is None else rule
+        self.name = rule  # type: ignore[misc]  # an instance names its own rule
+        self.lr = check_real(lr, "lr", "a positive number", lambda x: x > 0)
+        self.batch_size = None if batch_size is None else check_int(batch_size, "batch_size")
+        if not isinstance(shuffle, bool):
+            raise TypeError(f"shuffle must be a bool, got {type(shuffle).__name__}")
+        self.shuffle = shuffle
+        self.clip_norm = clip_norm
+        self.max_retries = check_int(max_retries, "max_retries", 0)
+        self.optimizer_options = {**(optimizer_options or {}), **rule_settings}
+        # Built here, so that every setting is checked before any work; start() adds the
+        # run's alpha.
+        self.optimizer = OPTIMIZERS.create(rule, lr=self.lr, clip_norm=clip_norm,
+                                           **self.optimizer_options)
+        self.given_schedule = isinstance(schedule, Schedule)
+        self.schedule = SCHEDULES.create(schedule, **(
+            {} if self.given_schedule else {"lr": self.lr, **(schedule_options or {})}))
+        self.state: OptimizerState | None = None  # the rule's moments, kept between calls
+        self.lr_scale = 1.0  # halved by each retry of a non-finite epoch
+        self._restored = False
+
+    @classmethod
+    def settings(cls) -> tuple[str, ...]:
+        """Its own keywords and those of its rule (not ``lr``, ``alpha``, ``clip_norm``,
+        which the solver and the loop set)."""
+        own = tuple(k for k in super().settings() if k != "rule")
+        rule = OPTIMIZERS.get_class(cls.name)
+        extra = () if rule is None else tuple(
+            k for k in inspect.signature(rule.__init__).parameters
+            if k not in ("self", "lr", "alpha", "clip_norm"))
+        return own + extra
+
+    def start(self, run: Any) -> None:
+        net = run.net
+        opt = self.optimizer
+        if run.alpha != opt.alpha:
+            opt = self.optimizer = type(opt)(**{**opt.get_config(), "alpha": run.alpha})
+        fresh = opt.init([net.theta], decay_mask=[net.weight_mask()])
+        # a warm start continues the state; another rule (or momentum) starts afresh
+        if not (self._restored or (self.state is not None
+                                   and set(self.state.buffers) == set(opt.buffer_names()))):
+            self.state = fresh
+        self._restored = False
+        X, T, w = run.train_set
+        n = X.shape[0]
+        bs = n if self.batch_size is None else min(self.batch_size, n)
+        # Each shuffled batch is gathered into one small buffer that every batch reuses,
+        # and backprop reads it while it is still in cache (a copy of the whole shuffled
+        # epoch would cost the page faults of a fresh data-sized array on every call).
+        self._bufs = (np.empty((bs,) + X.shape[1:], X.dtype),
+                      np.empty((bs,) + T.shape[1:], T.dtype),
+                      None if w is None else np.empty(bs, w.dtype))
+        self._gsum = np.empty(net.n_params, dtype=net.dtype)
+        # backprop into buffers reused by every batch (equal to the general path)
+        loss = run.loss
+        backprop = BatchBackprop(net, loss, bs)
+        self._backprop, self._bs = backprop, bs
+        self._mask = net.weight_mask() if run.alpha else None
+
+    def epoch(self, run: Any) -> EpochResult:
+        """One epoch; a non-finite one is retried from its start at half the step. A
+        retried epoch keeps its index: epochs are counted by the record, not by tries."""
+        epoch = run.record.n_epochs
+        for _ in range(self.max_retries + 1):
+            assert self.state is not None
+            theta0, state0 = run.net.get_flat(), self.state.to_arrays()
+            result = self._pass(run, self.schedule.lr_at(epoch) * self.lr_scale)
+            if result is not None:
+                return result
+            self._retry_from(run.net, theta0, state0)
+        return EpochResult(math.nan, math.nan, stop="non_finite")
+
+    def _retry_from(self, net: Network, theta0: Array, state0: dict[str, Array]) -> None:
+        """Back to the epoch's start, at half the step."""
+        net.set_flat(theta0)
+        self.state = OptimizerState.from_arrays(state0)
+        self.lr_scale *= 0.5
+
+    def _pass(self, run: Any, lr: float) -> EpochResult | None:
+        """One pass over the training set at ``lr``; None when a loss or theta turned
+        NaN or inf."""
+        net, loss, opt, state = run.net, run.loss, self.optimizer, self.state
+        assert state is not None
+        X, T, w = run.train_set
+        n, bs = X.shape[0], self._bs
+        backprop, gsum = self._backprop, self._gsum
+        params, grads = [net.theta], [backprop.grad]
+        order = run.rng.permutation(n) if self.shuffle else None
+        total = 0.0
+        gsum[...] = 0
+        step: Callable[..., None] = opt.update
+        if type(opt).update is Optimizer.update:  # checked once for the epoch
+            lr = opt.prepare(params, grads, state, lr)
+            step = opt.step
+        mean = loss.mean_over_samples
+        for start in range(0, n, bs):
+            stop = min(start + bs, n)
+            if order is None:
+                batch = X[start:stop], T[start:stop], None if w is None else w[start:stop]
+            else:
+                batch = gather_rows(order[start:stop], (X, T, w), self._bufs)
+            value = backprop(*batch)
+            if not math.isfinite(value):
+                return None
+            total += value * ((stop - start) / n if mean else 1.0)
+            gsum += backprop.grad
+            step(params, grads, state, lr)
+        if not np.isfinite(net.theta).all():
+            return None
+        total += l2_penalty(net.theta, self._mask, run.alpha)
+        n_batches = -(-n // bs)
+        return EpochResult(total, float(np.linalg.norm(gsum)) / n_batches, {"lr": lr})
+
+    def after_epoch(self, entry: dict[str, Any]) -> None:
+        val = entry["val_loss"]
+        self.schedule.observe(entry["epoch"] - 1, entry["loss"] if val is None else val)
+
+    def get_state(self) -> tuple[dict[str, Array], dict[str, Any]]:
+        assert self.state is not None
+        arrays = {f"opt.{k}": v for k, v in self.state.to_arrays().items()}
+        return arrays, {"schedule": self.schedule.to_dict(), "lr_scale": self.lr_scale}
+
+    def set_state(self, arrays: dict[str, Array], meta: dict[str, Any]) -> None:
+        self.state = OptimizerState.from_arrays(
+            {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")})
+        # a schedule instance rebuilds as its own class (a user subclass need not be
+        # registered, and may share its parent's name)
+        kind = type(self.schedule) if self.given_schedule else Schedule
+        self.schedule = kind.from_dict(meta["schedule"])
+        self.lr_scale = meta["lr_scale"]
+        self._restored = True
+
+    def continue_from(self, previous: Solver | None) -> None:
+        if isinstance(previous, MiniBatch):
+            self.state = previous.state
+
+    def release(self) -> None:
+        for name in ("_bufs", "_gsum", "_backprop", "_mask"):
+            self.__dict__.pop(name, None)
+        if self.state is not None:  # scratch only: rebuilt by the next prepare()
+            self.state.grad = self.state.tmp = None
+
+
+def gather_rows(rows: Array, arrays: tuple[Array, Array, Array | None],
+                bufs: tuple[Array, Array, Array | None]) -> tuple[Array, Array, Array | None]:
+    """``a[rows]`` of each array into the head of its reusable buffer (no new array).
+
+    ``mode="clip"``: the rows are a permutation's, always in range; np.take's default
+    mode buffers its output.
+    """
+    m = rows.shape[0]
+    out = [
+        None if a is None or b is None else np.take(a, rows, axis=0, out=b[:m], mode="clip")
+        for a, b in zip(arrays, bufs, strict=True)
+    ]
+    return out[0], out[1], out[2]  # type: ignore[return-value]
+
+
+class MiniBatchSGD(MiniBatch):
+    """Mini-batch epochs with :class:`jacnet.optimizers.SGD`."""
+
+    name = "sgd"
+
+
+class MiniBatchAdam(MiniBatch):
+    """Mini-batch epochs with :class:`jacnet.optimizers.Adam`."""
+
+    name = "adam"
+
+
+class MiniBatchAdamW(MiniBatch):
+    """Mini-batch epochs with :class:`jacnet.optimizers.AdamW`."""
+
+    name = "adamw"
+
+
+class MiniBatchRMSprop(MiniBatch):
+    """Mini-batch epochs with :class:`jacnet.optimizers.RMSprop`."""
+
+    name = "rmsprop"
+
+
+#: Every solver ``jacnet.train`` accepts by name: the mini-batch rules, then the full-batch
+#: solvers. Estimators, the command line and the docs take their lists from it.
+SOLVERS: Registry[Solver] = Registry(
+    "solver", Solver,
+    (MiniBatchSGD, MiniBatchAdam, MiniBatchAdamW, MiniBatchRMSprop, LBFGS, LevenbergMarquardt))
+
+#: The names of the mini-batch (stochastic) solvers.
+STOCHASTIC: tuple[str, ...] = tuple(n for n, c in SOLVERS.items() if issubclass(c, MiniBatch))
