@@ -27,7 +27,7 @@ import numpy as np
 
 import jacnet as jn
 from jacnet.batch import BatchBackprop
-from jacnet.training import _gather
+from jacnet.solvers import gather_rows
 
 from ._harness import Case, Context, Row, check_close, profile_top
 
@@ -197,7 +197,7 @@ def breakdown(net: jn.Network, X: Array, T: Array, loss: str, bs: int, total: fl
 
     def shuffle() -> None:  # train()'s own gathering of each shuffled batch
         for s in starts:
-            _gather(order[s : s + bs], (X, T, None), (Xb, Tb, None))
+            gather_rows(order[s : s + bs], (X, T, None), (Xb, Tb, None))
 
     def backprop() -> None:
         for s in starts:
