@@ -55,7 +55,7 @@ except ImportError as exc:  # pragma: no cover - the extra is part of dev
 from .losses import Loss
 from .network import Network
 from .record import TrainingRecord
-from .solvers import Objective, Solver, gauss_newton_system
+from .solvers import SOLVERS, STOCHASTIC, Objective, Solver, gauss_newton_system
 from .stopping import stop_rules
 from .training import Callback, Run, configure, finish
 
@@ -64,7 +64,7 @@ Array = np.ndarray
 __all__ = ["SCALABLE_SOLVERS", "DaskObjective", "train", "fit_estimator"]
 
 #: The solvers that train on a Dask cluster: the full-batch ones.
-SCALABLE_SOLVERS: tuple[str, ...] = ("lbfgs", "lm")
+SCALABLE_SOLVERS: tuple[str, ...] = tuple(n for n in SOLVERS if n not in STOCHASTIC)
 
 _FAN_IN = 4  # partial results summed per task of the tree reduction
 

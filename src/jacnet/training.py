@@ -39,7 +39,7 @@ Callback = Callable[[dict[str, Any], Network], Any]
 #: on the training set (``jacnet.distributed`` passes its data-parallel one).
 ObjectiveFactory = Callable[..., Objective]
 
-__all__ = ["LoopSettings", "Run", "train", "configure", "SOLVERS"]
+__all__ = ["LoopSettings", "Run", "train", "configure", "finish", "SOLVERS"]
 
 _RULE_OPTIONS = tuple(k for k in inspect.signature(stop_rules).parameters
                       if k not in ("max_epochs", "validation"))
