@@ -27,7 +27,7 @@ import numpy as np
 
 import jacnet as jn
 from jacnet.batch import BatchBackprop
-from jacnet.solvers import gather_rows
+from jacnet.minibatch import gather_rows
 
 from ._harness import Case, Context, Row, check_close, profile_top
 

@@ -477,7 +477,8 @@ def test_lm_system_gradient_is_exact_for_saturated_outputs(case):
 
 # ------------------------------------------------- the solver protocol and options
 def test_solver_registry_names_every_solver():
-    from jacnet.solvers import SOLVERS, STOCHASTIC, MiniBatch
+    from jacnet.minibatch import MiniBatch
+    from jacnet.training import SOLVERS, STOCHASTIC
 
     assert set(SOLVERS) == {"sgd", "adam", "adamw", "rmsprop", "lbfgs", "lm"}
     assert set(STOCHASTIC) == set(jn.OPTIMIZERS)
@@ -486,7 +487,7 @@ def test_solver_registry_names_every_solver():
 
 
 def test_solver_settings_come_from_the_constructor():
-    from jacnet.solvers import SOLVERS
+    from jacnet.training import SOLVERS
 
     assert LevenbergMarquardt.settings() == ("mu", "mu_dec", "mu_inc", "mu_max", "chunk")
     assert SOLVERS["lbfgs"].settings() == ("max_fun",)
@@ -522,7 +523,7 @@ def test_train_refuses_solver_settings_with_a_solver_object():
 
 
 def test_solver_object_equals_the_named_solver():
-    from jacnet.solvers import MiniBatch
+    from jacnet.minibatch import MiniBatch
 
     X, T = sin_data()
     a, b, c = sin_net(), sin_net(), sin_net()
@@ -561,32 +562,6 @@ def test_solver_releases_the_data_after_a_run():
     adam = jn.MiniBatch("adam")
     jn.train(sin_net(), X, T, adam, max_epochs=2)
     assert not hasattr(adam, "_backprop") and adam.state is not None
-
-
-def test_minibatch_checks_the_update_arguments_once_per_epoch(monkeypatch):
-    from jacnet.optimizers import Optimizer
-
-    X, T = sin_data()
-    calls = []
-    prepare = Optimizer.prepare
-    monkeypatch.setattr(Optimizer, "prepare",
-                        lambda self, *a: calls.append(1) or prepare(self, *a))
-    jn.train(sin_net(), X, T, "sgd", batch_size=4, max_epochs=3)
-    assert len(calls) == 3
-
-
-def test_minibatch_recorded_loss_adds_the_one_l2_penalty():
-    from jacnet.optimizers import l2_penalty
-
-    X, T = sin_data()
-    net = sin_net()
-    rec = jn.train(net, X, T, "sgd", lr=1e-12, batch_size=X.shape[0], shuffle=False,
-                   alpha=0.3, max_epochs=1)
-    before = sin_net()
-    expected = before.loss(X, T, "mse") + l2_penalty(before.theta, before.weight_mask(), 0.3)
-    assert rec.epochs[0]["loss"] == pytest.approx(expected, rel=1e-9)
-    obj = Objective(before, X, T, get_loss("mse"), None, alpha=0.3)
-    assert obj.penalty(before.theta) == l2_penalty(before.theta, before.weight_mask(), 0.3)
 
 
 def test_lm_epoch_gives_mu_and_its_own_stop_reason():

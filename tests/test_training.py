@@ -235,7 +235,7 @@ def test_train_resume_with_another_solver_is_refused(tmp_path):
 def minibatch_only(solver: str, **settings: Any) -> dict[str, Any]:
     """``settings`` for a mini-batch solver; none for the full-batch ones, which refuse
     settings that are not theirs."""
-    return settings if solver in jn.solvers.STOCHASTIC else {}
+    return settings if solver in jn.training.STOCHASTIC else {}
 
 
 @pytest.mark.parametrize("solver", ["adam", "sgd"])

@@ -13,11 +13,12 @@ from .activations import ACTIVATIONS, Activation, Elementwise, get_activation, r
 from .gradcheck import GradCheck, gradcheck
 from .layers import Dense
 from .losses import LOSSES, Loss, get_loss
+from .minibatch import MiniBatch
 from .network import Network
 from .optimizers import OPTIMIZERS, get_optimizer
 from .record import TrainingRecord
 from .schedules import SCHEDULES, get_schedule
-from .solvers import LBFGS, LevenbergMarquardt, MiniBatch
+from .solvers import LBFGS, LevenbergMarquardt
 from .training import SOLVERS, train
 
 if TYPE_CHECKING:

@@ -55,9 +55,9 @@ except ImportError as exc:  # pragma: no cover - the extra is part of dev
 from .losses import Loss
 from .network import Network
 from .record import TrainingRecord
-from .solvers import SOLVERS, STOCHASTIC, Objective, Solver, gauss_newton_system
+from .solvers import Objective, Solver, gauss_newton_system
 from .stopping import stop_rules
-from .training import Callback, Run, configure, finish
+from .training import SOLVERS, STOCHASTIC, Callback, Run, configure, finish
 
 Array = np.ndarray
 

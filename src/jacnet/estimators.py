@@ -66,9 +66,9 @@ from .network import Network
 from .optimizers import l2_penalty
 from .record import STOP_REASONS, TrainingRecord
 from .schedules import Schedule
-from .solvers import SOLVERS, STOCHASTIC, Solver
+from .solvers import Solver
 from .stopping import StopRule
-from .training import train
+from .training import SOLVERS, STOCHASTIC, train
 from .validation import positive_int
 
 Array = np.ndarray

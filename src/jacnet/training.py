@@ -26,10 +26,12 @@ import numpy as np
 
 from .checkpoint import RunState, check_resume, load_run, save_run
 from .losses import Loss, get_loss
+from .minibatch import MiniBatch, MiniBatchAdam, MiniBatchAdamW, MiniBatchRMSprop, MiniBatchSGD
 from .network import Network
 from .progress import Progress
 from .record import TrainingRecord
-from .solvers import SOLVERS, Objective, Solver
+from .registry import Registry
+from .solvers import LBFGS, LevenbergMarquardt, Objective, Solver
 from .stopping import StopRule, stop_rules
 from .validation import as_weights, check_int, check_real
 
@@ -39,7 +41,16 @@ Callback = Callable[[dict[str, Any], Network], Any]
 #: on the training set (``jacnet.distributed`` passes its data-parallel one).
 ObjectiveFactory = Callable[..., Objective]
 
-__all__ = ["LoopSettings", "Run", "train", "configure", "finish", "SOLVERS"]
+__all__ = ["LoopSettings", "Run", "train", "configure", "finish", "SOLVERS", "STOCHASTIC"]
+
+#: Every solver ``train`` accepts by name: the mini-batch rules, then the full-batch
+#: solvers. Estimators, the command line and the docs take their lists from it.
+SOLVERS: Registry[Solver] = Registry(
+    "solver", Solver,
+    (MiniBatchSGD, MiniBatchAdam, MiniBatchAdamW, MiniBatchRMSprop, LBFGS, LevenbergMarquardt))
+
+#: The names of the mini-batch (stochastic) solvers.
+STOCHASTIC: tuple[str, ...] = tuple(n for n, c in SOLVERS.items() if issubclass(c, MiniBatch))
 
 _RULE_OPTIONS = tuple(k for k in inspect.signature(stop_rules).parameters
                       if k not in ("max_epochs", "validation"))

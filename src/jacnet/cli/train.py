@@ -27,7 +27,7 @@ from ..data import (
 )
 from ..progress import Progress
 from ..record import strict_json
-from ..solvers import SOLVERS
+from ..training import SOLVERS
 from ._common import (
     CliError,
     DatasetOpt,
