@@ -90,8 +90,8 @@ def lm_case(ctx: Context, n: int, parts: int, processes: bool) -> list[Row]:
         Xn, Tn = dask.compute(X, T)  # the one-process peer needs the rows in memory
         net_d, net_s = _net(), _net()
         theta0 = net_s.get_flat()
-        lm_d = LevenbergMarquardt(DaskObjective(net_d, X, T, loss, None, 0.0, client))
-        lm_s = LevenbergMarquardt(Objective(net_s, Xn, Tn, loss, None))
+        lm_d = LevenbergMarquardt().bind(DaskObjective(net_d, X, T, loss, None, 0.0, client))
+        lm_s = LevenbergMarquardt().bind(Objective(net_s, Xn, Tn, loss, None))
 
         def iteration(lm: LevenbergMarquardt, net: jn.Network) -> Any:
             net.set_flat(theta0)

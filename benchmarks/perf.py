@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 import jacnet as jn
-from jacnet.training import _gather
+from jacnet.minibatch import gather_rows
 
 from ._harness import Case, Context, Row, check_close, profile_top
 
@@ -183,7 +183,7 @@ def breakdown(net: jn.Network, X: Array, T: Array, loss: str, bs: int, total: fl
     bp = net.backprop(lossf, bs)
     opt = jn.optimizers.Adam(lr=1e-3)
     state = opt.init([net.theta])
-    opt._check_update([net.theta], [bp.grad], state, 1e-3)
+    opt.prepare([net.theta], [bp.grad], state, 1e-3)
     order = np.random.default_rng(0).permutation(n)
     Xs, Ts = X[order], T[order]  # the shuffled batches backprop() reads (untimed)
     Xb, Tb = np.empty((bs,) + X.shape[1:], X.dtype), np.empty((bs,) + T.shape[1:], T.dtype)
@@ -196,7 +196,7 @@ def breakdown(net: jn.Network, X: Array, T: Array, loss: str, bs: int, total: fl
 
     def shuffle() -> None:  # train()'s own gathering of each shuffled batch
         for s in starts:
-            _gather(order[s : s + bs], (X, T, None), (Xb, Tb, None))
+            gather_rows(order[s : s + bs], (X, T, None), (Xb, Tb, None))
 
     def backprop() -> None:
         for s in starts:
@@ -204,7 +204,7 @@ def breakdown(net: jn.Network, X: Array, T: Array, loss: str, bs: int, total: fl
 
     def optimizer() -> None:
         for _ in starts:
-            opt._step([net.theta], [bp.grad], state, 1e-3)
+            opt.step([net.theta], [bp.grad], state, 1e-3)
 
     gsum = np.zeros_like(bp.grad)
 

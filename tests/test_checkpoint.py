@@ -309,3 +309,45 @@ def test_atomic_write_gives_open_s_mode_without_touching_the_umask(tmp_path, mon
     finally:
         monkeypatch.undo()
         os.umask(old)
+
+
+def test_run_state_round_trips_through_a_checkpoint(tmp_path):
+    from jacnet.checkpoint import RunState, load_run, save_run
+    from jacnet.record import TrainingRecord
+
+    rng = np.random.default_rng(3)
+    record = TrainingRecord(solver="adam", epochs=[{"epoch": 1, "loss": 0.5}],
+                            division={"train": np.arange(4)})
+    state = RunState(theta=rng.normal(size=5), record=record,
+                     rng=dict(rng.bit_generator.state), best_theta=rng.normal(size=5),
+                     best_score=0.25, solver_arrays={"opt.step": np.array(3)},
+                     solver_meta={"lr_scale": 0.5}, rules={"ValidationFail": {"best": 0.25,
+                                                                             "fails": 2}},
+                     validation_data_rows=7)
+    save_run(tmp_path / "ck.npz", state)
+    back = load_run(tmp_path / "ck.npz")
+    np.testing.assert_array_equal(back.theta, state.theta)
+    np.testing.assert_array_equal(back.best_theta, state.best_theta)
+    assert back.record.to_dict() == record.to_dict() and back.rng == state.rng
+    assert back.solver_arrays == {"opt.step": np.array(3)}
+    assert (back.solver_meta, back.rules, back.best_score, back.validation_data_rows) == (
+        state.solver_meta, state.rules, 0.25, 7)
+    with pytest.raises(ValueError, match="reserved"):
+        save_run(tmp_path / "x.npz", RunState(theta=state.theta, record=record, rng={},
+                                              solver_arrays={"theta": state.theta}))
+
+
+def test_check_resume_names_what_differs():
+    from jacnet.checkpoint import RunState, check_resume
+    from jacnet.record import TrainingRecord
+
+    record = TrainingRecord(solver="lm", division={"train": np.arange(8),
+                                                   "validation": np.arange(8, 10)})
+    state = RunState(theta=np.zeros(3), record=record, rng={}, validation_data_rows=None)
+    check_resume(state, "lm", 10, None)
+    with pytest.raises(ValueError, match="of solver 'lm', not 'adam'"):
+        check_resume(state, "adam", 10, None)
+    with pytest.raises(ValueError, match="divided 10 rows .* has 9"):
+        check_resume(state, "lm", 9, None)
+    with pytest.raises(ValueError, match="had no validation_data"):
+        check_resume(state, "lm", 10, 5)

@@ -474,15 +474,19 @@ def test_derivation_md_points_at_code_and_tests_that_exist():
 
 
 def test_training_md_defaults_stop_reasons_and_record_keys():
-    """docs/training.md's stated defaults are TrainConfig's, its stop reasons are
-    ``jacnet.record.STOP_REASONS``, and its record keys are what a record holds."""
-    import dataclasses
+    """docs/training.md's stated defaults are those of LevenbergMarquardt and of the stop
+    rules, its stop reasons are ``jacnet.record.STOP_REASONS``, its solvers are
+    ``jacnet.SOLVERS``, and its record keys are what a record holds."""
+    import inspect
 
     import jacnet as jn
     from jacnet.record import STOP_REASONS
+    from jacnet.stopping import stop_rules
 
     text = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
-    defaults = {f.name: f.default for f in dataclasses.fields(jn.TrainConfig)}
+    defaults = {name: p.default
+                for f in (jn.LevenbergMarquardt.__init__, stop_rules)
+                for name, p in inspect.signature(f).parameters.items()}
     stated = re.findall(r"`(\w+)=([^`]+)`", text.split("Defaults:")[1].split("\n\n")[0])
     assert len(stated) == 7
     for name, value in stated:
@@ -490,12 +494,15 @@ def test_training_md_defaults_stop_reasons_and_record_keys():
     listed = re.search(r"Stop reasons \(`jacnet.record.STOP_REASONS`\): (.*?)\.\n\n", text,
                        re.S)
     assert listed and re.findall(r"`(\w+)`", listed.group(1)) == list(STOP_REASONS)
+    table = text.split("## Solvers")[1].split("\n\n")[1]
+    assert sorted(re.findall(r"`(\w+)`", table.split("\n", 2)[2])) == sorted(jn.SOLVERS)
     paragraph = text.split("The record (`TrainingRecord.to_dict()`")[1].split("\n\n")[0]
     _, epoch_part, top_part = re.split(r"\s—\s", paragraph)
     net = jn.Network([jn.Dense(1, 3, "tanh"), jn.Dense(3, 1)], seed=0)
     x = np.linspace(-1, 1, 40)[:, None]
     for solver, rate in (("adam", "lr"), ("lm", "mu")):
-        record = jn.train(net, x, x**2, solver=solver, max_epochs=2, batch_size=10).to_dict()
+        options = {"batch_size": 10} if solver == "adam" else {}
+        record = jn.train(net, x, x**2, solver=solver, max_epochs=2, **options).to_dict()
         epoch_keys = set(re.findall(r"`(\w+)`", epoch_part)) - {"lr", "mu"} | {rate}
         assert set(record["epochs"][-1]) == epoch_keys
         assert set(record) == set(re.findall(r"`(\w+)`", top_part)) | {"epochs"}

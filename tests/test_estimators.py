@@ -725,10 +725,13 @@ def test_stochastic_no_improvement_is_counted_against_the_best_loss():
     the best follows every new minimum; steady gains smaller than tol still stop it."""
     X, y = _regression_data(q=1)
     est = _reg(solver="adam", tol=0.6, n_iter_no_change=2, max_iter=1).fit(X, y)
-    est._carry.clear()
-    cfg, _ = est._config(X, y[:, None], None, False, np.random.RandomState(0))
-    callback = est._epoch_callback(X, y[:, None], None, cfg, "loss")
-    stops = [callback({"loss": v}, est.network_) for v in (10.0, 9.5, 9.0, 8.5, 8.0)]
+    est._stalls.clear()
+    plan, _ = est._config(X, y[:, None], None, False, np.random.RandomState(0))
+    rule = plan.stall
+    stops = []
+    for v in (10.0, 9.5, 9.0, 8.5, 8.0):
+        rule.observe({"loss": v})
+        stops.append(rule.fired({"loss": v}))
     assert stops == [False, False, False, True, True]  # fails: 0, 1, 2, 3 > 2
 
 
@@ -1063,10 +1066,10 @@ def test_warm_start_after_a_full_batch_solver_starts_the_optimizer_afresh():
     """LM moved the weights: Adam's moments from before it would be stale."""
     X, y = _regression_data(q=1)
     est = _reg(solver="adam", warm_start=True, max_iter=3, batch_size=40).fit(X, y)
-    assert int(est._carry["optimizer"]["step"]) == 3
+    assert est._solver.state.step == 3
     est.set_params(solver="lm").fit(X, y)
     est.set_params(solver="adam", max_iter=1).fit(X, y)
-    assert int(est._carry["optimizer"]["step"]) == 1
+    assert est._solver.state.step == 1
 
 
 def test_fit_divided_is_the_same_fit_whatever_early_stopping_says():

@@ -93,7 +93,7 @@ def test_lm_system_reuses_the_accepted_trials_forward_pass(monkeypatch):
                 given.append(not calls)
 
         monkeypatch.setattr(gn, "_sums", spy)
-        lm = LevenbergMarquardt(obj)
+        lm = LevenbergMarquardt().bind(obj)
         for _ in range(6):
             lm.step()
         monkeypatch.setattr(gn, "_sums", system)

@@ -457,17 +457,17 @@ def test_optimizer_config_rebuilds_an_equal_optimizer(name):
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_optimizer_step_after_one_check_equals_update(name):
-    # The training loop checks once per epoch (_check_update) and then calls _step.
+    # The training loop checks once per epoch (prepare) and then calls step.
     rng = np.random.default_rng(4)
     opt = get_optimizer(name, alpha=0.1, clip_norm=2.0)
     a, b = [rng.normal(size=20)], [rng.normal(size=20)]
     b[0][...] = a[0]
     sa, sb = opt.init(a), opt.init(b)
     grads = [rng.normal(size=20)]
-    lr = opt._check_update(b, grads, sb, 0.01)
+    lr = opt.prepare(b, grads, sb, 0.01)
     for _ in range(3):
         opt.update(a, grads, sa, lr=0.01)
-        opt._step(b, grads, sb, lr)
+        opt.step(b, grads, sb, lr)
     np.testing.assert_array_equal(a[0], b[0])
     assert sa.step == sb.step == 3
 

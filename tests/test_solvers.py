@@ -44,7 +44,7 @@ def loss_at(net: jn.Network, theta: np.ndarray, X, T, loss: str, w=None) -> floa
 
 
 def lm_for(net, X, T, loss="mse", w=None, alpha=0.0, **kw) -> LevenbergMarquardt:
-    return LevenbergMarquardt(Objective(net, X, T, get_loss(loss), w, alpha), **kw)
+    return LevenbergMarquardt(**kw).bind(Objective(net, X, T, get_loss(loss), w, alpha))
 
 
 def one_step(net, X, T, loss="mse", w=None, mu=1e-2) -> np.ndarray:
@@ -328,3 +328,100 @@ def test_lbfgs_records_every_iteration_with_the_true_gradient_norm():
     assert rec.epochs[-1]["grad_norm"] == pytest.approx(np.linalg.norm(g), rel=1e-10)
     assert rec.epochs[-1]["loss"] == pytest.approx(net.loss(X, T, "mse"), rel=1e-12)
     assert all(math.isfinite(e["loss"]) for e in rec.epochs)
+
+
+# ------------------------------------------------- the solver protocol and options
+def test_solver_registry_names_every_solver():
+    from jacnet.minibatch import MiniBatch
+    from jacnet.training import SOLVERS, STOCHASTIC
+
+    assert set(SOLVERS) == {"sgd", "adam", "adamw", "rmsprop", "lbfgs", "lm"}
+    assert set(STOCHASTIC) == set(jn.OPTIMIZERS)
+    assert all(issubclass(SOLVERS[n], MiniBatch) for n in STOCHASTIC)
+    assert jn.SOLVERS is SOLVERS
+
+
+def test_solver_settings_come_from_the_constructor():
+    from jacnet.training import SOLVERS
+
+    assert LevenbergMarquardt.settings() == ("mu", "mu_dec", "mu_inc", "mu_max", "chunk")
+    assert SOLVERS["lbfgs"].settings() == ("max_fun",)
+    sgd = SOLVERS["sgd"].settings()
+    assert {"lr", "batch_size", "schedule", "max_retries", "momentum", "nesterov"} <= set(sgd)
+    assert "rule" not in sgd and "alpha" not in sgd  # alpha is the loop's
+    assert {"beta_1", "beta_2", "epsilon"} <= set(SOLVERS["adam"].settings())
+
+
+@pytest.mark.parametrize("solver, option, owners", [
+    ("lm", "lr", "sgd, adam, adamw, rmsprop"),
+    ("lbfgs", "batch_size", "sgd, adam, adamw, rmsprop"),
+    ("adam", "mu", "lm"),
+    ("sgd", "max_fun", "lbfgs"),
+    ("adam", "momentum", "sgd, rmsprop"),
+])
+def test_train_refuses_a_setting_of_another_solver_by_name(solver, option, owners):
+    X, T = sin_data()
+    with pytest.raises(TypeError, match=f"'{option}' is a setting of {owners}"):
+        jn.train(sin_net(), X, T, solver=solver, max_epochs=1, **{option: 1})
+
+
+def test_train_refuses_an_unknown_option_listing_the_valid_ones():
+    X, T = sin_data()
+    with pytest.raises(TypeError, match="learning_rate.*valid options: .*max_epochs.*goal.*mu"):
+        jn.train(sin_net(), X, T, solver="lm", learning_rate=0.1)
+
+
+def test_train_refuses_solver_settings_with_a_solver_object():
+    X, T = sin_data()
+    with pytest.raises(TypeError, match="mu.*solver instance"):
+        jn.train(sin_net(), X, T, LevenbergMarquardt(), mu=0.1)
+
+
+def test_solver_object_equals_the_named_solver():
+    from jacnet.minibatch import MiniBatch
+
+    X, T = sin_data()
+    a, b, c = sin_net(), sin_net(), sin_net()
+    opts = {"max_epochs": 4, "seed": 1}
+    jn.train(a, X, T, "adam", lr=0.01, batch_size=8, beta_1=0.8, **opts)
+    jn.train(b, X, T, MiniBatch("adam", lr=0.01, batch_size=8, beta_1=0.8), **opts)
+    jn.train(c, X, T, "adam", lr=0.01, batch_size=8, optimizer_options={"beta_1": 0.8}, **opts)
+    np.testing.assert_array_equal(a.theta, b.theta)
+    np.testing.assert_array_equal(a.theta, c.theta)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: jn.MiniBatch("adam", lr=0.01, batch_size=8, shuffle=False),
+    lambda: LevenbergMarquardt(),
+], ids=["adam", "lm"])
+def test_solver_object_trained_twice_continues_its_state(make):
+    """Adam's moments and LM's mu stay in the object: two calls of 3 epochs are one of 6."""
+    X, T = sin_data()
+    once, twice = sin_net(), sin_net()
+    jn.train(once, X, T, make(), max_epochs=6, min_grad=0.0)
+    solver = make()
+    jn.train(twice, X, T, solver, max_epochs=3, min_grad=0.0)
+    jn.train(twice, X, T, solver, max_epochs=3, min_grad=0.0)
+    np.testing.assert_array_equal(twice.theta, once.theta)
+    fresh = make()
+    fresh.continue_from(solver)  # what an estimator's warm start does
+    assert getattr(fresh, "mu", None) == getattr(solver, "mu", None)
+    assert getattr(fresh, "state", None) is getattr(solver, "state", None)
+
+
+def test_solver_releases_the_data_after_a_run():
+    X, T = sin_data()
+    lm = LevenbergMarquardt()
+    jn.train(sin_net(), X, T, lm, max_epochs=2)
+    assert lm.obj is None  # an estimator that keeps its solver does not keep the data
+    adam = jn.MiniBatch("adam")
+    jn.train(sin_net(), X, T, adam, max_epochs=2)
+    assert not hasattr(adam, "_backprop") and adam.state is not None
+
+
+def test_lm_epoch_gives_mu_and_its_own_stop_reason():
+    X, T = sin_data()
+    rec = jn.train(sin_net(), X, T, "lm", mu=1e11, max_epochs=5)  # mu above mu_max at once
+    assert rec.stop_reason == "mu_max" and rec.n_epochs == 0
+    rec = jn.train(sin_net(), X, T, "lm", max_epochs=2)
+    assert all("mu" in e for e in rec.epochs)

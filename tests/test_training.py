@@ -232,6 +232,12 @@ def test_train_resume_with_another_solver_is_refused(tmp_path):
 
 
 # -------------------------------------------------------------------------- faults
+def minibatch_only(solver: str, **settings: Any) -> dict[str, Any]:
+    """``settings`` for a mini-batch solver; none for the full-batch ones, which refuse
+    settings that are not theirs."""
+    return settings if solver in jn.training.STOCHASTIC else {}
+
+
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 @pytest.mark.parametrize("hidden", ["tanh", "relu"])
 def test_train_huge_learning_rate_keeps_weights_finite(solver, hidden):
@@ -266,7 +272,8 @@ def test_train_nan_from_the_start_stops_non_finite_with_theta_untouched(solver):
     net = jn.Network([jn.Dense(3, 4, "tanh"), jn.Dense(4, 1, NanAbove(1e-3))], seed=0)
     theta0 = net.get_flat()
     with np.errstate(all="ignore"):
-        rec = jn.train(net, X, T, solver=solver, lr=0.1, max_epochs=20, max_retries=3)
+        rec = jn.train(net, X, T, solver=solver, max_epochs=20,
+                       **minibatch_only(solver, lr=0.1, max_retries=3))
     assert rec.stop_reason == "non_finite" and rec.n_epochs == 0
     np.testing.assert_array_equal(net.theta, theta0)
 
@@ -279,7 +286,8 @@ def test_train_overflowing_sse_stops_non_finite_with_finite_theta(solver):
     net = jn.Network([jn.Dense(3, 1)], seed=0)
     theta0 = net.get_flat()
     with np.errstate(all="ignore"):
-        rec = jn.train(net, X, T, solver=solver, loss="sse", lr=0.1, max_epochs=20)
+        rec = jn.train(net, X, T, solver=solver, loss="sse", max_epochs=20,
+                       **minibatch_only(solver, lr=0.1))
     assert rec.stop_reason == "non_finite"
     np.testing.assert_array_equal(net.theta, theta0)
 
@@ -362,10 +370,10 @@ def test_train_goal_stops_the_gradient_solvers():
 
 # ----------------------------------------------------------------------- bad input
 BAD = [
-    ({"lr": -0.1}, ValueError, "lr"),
-    ({"lr": 0.0}, ValueError, "lr"),
-    ({"batch_size": 0}, ValueError, "batch_size"),
-    ({"batch_size": 2.5}, TypeError, "batch_size"),
+    ({"solver": "adam", "lr": -0.1}, ValueError, "lr"),
+    ({"solver": "adam", "lr": 0.0}, ValueError, "lr"),
+    ({"solver": "adam", "batch_size": 0}, ValueError, "batch_size"),
+    ({"solver": "adam", "batch_size": 2.5}, TypeError, "batch_size"),
     ({"validation_fraction": 1.5}, ValueError, "validation_fraction"),
     ({"validation_fraction": -0.1}, ValueError, "validation_fraction"),
     ({"validation_fraction": 1.0}, ValueError, "validation_fraction"),
@@ -373,7 +381,7 @@ BAD = [
     ({"validation_fraction": 0.5, "test_fraction": 0.5}, ValueError, "test_fraction"),
     ({"validation_fraction": 0.6, "test_fraction": 0.7}, ValueError, "test_fraction"),
     ({"solver": "newton"}, ValueError, "solver"),
-    ({"schedule": "exponential"}, ValueError, "schedule"),
+    ({"solver": "adam", "schedule": "exponential"}, ValueError, "schedule"),
     ({"loss": "hinge"}, ValueError, "loss"),
     ({"goal": -1e-3}, ValueError, "goal"),
     ({"mu_dec": 1.0}, ValueError, "mu_dec"),
@@ -405,14 +413,13 @@ def test_train_bad_setting_raises_before_any_work(tmp_path, options, error, name
     assert not calls and not ck.exists()
 
 
-def test_train_bad_setting_in_a_config_object_raises():
+def test_train_bad_setting_in_a_solver_object_raises():
     X, T = regression()
     net = small_net()
     with pytest.raises(ValueError, match="mu_inc"):
-        jn.train(net, X, T, jn.TrainConfig(solver="lm", mu_inc=0.9))
-    # keyword options override the config's fields (and are validated with it)
-    rec = jn.train(net, X, T, jn.TrainConfig(solver="lm", mu_inc=0.9), mu_inc=10.0,
-                   max_epochs=2)
+        jn.train(net, X, T, jn.LevenbergMarquardt(mu_inc=0.9))
+    # a solver object brings its own settings; loop options still come as keywords
+    rec = jn.train(net, X, T, jn.LevenbergMarquardt(mu_inc=10.0), max_epochs=2)
     assert rec.n_epochs == 2
 
 
@@ -609,7 +616,7 @@ def test_train_failed_resume_leaves_the_network_as_given(tmp_path):
     ck = tmp_path / "ck.npz"
     _lm_checkpoint(ck, X, T, max_epochs=2)
     arrays, meta = load_checkpoint(ck)
-    del meta["fails"]
+    del meta["best_score"]
     meta.pop("format", None)
     save_checkpoint(tmp_path / "bad.npz", arrays, meta)
     _assert_resume_fails_leaving_the_network(tmp_path / "bad.npz", X, T, KeyError)

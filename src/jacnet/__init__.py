@@ -15,11 +15,13 @@ from .activations import ACTIVATIONS, Activation, Elementwise, get_activation, r
 from .gradcheck import GradCheck, gradcheck
 from .layers import Dense
 from .losses import LOSSES, Loss, get_loss
+from .minibatch import MiniBatch
 from .network import Network
 from .optimizers import OPTIMIZERS, get_optimizer
 from .record import TrainingRecord
 from .schedules import SCHEDULES, get_schedule
-from .training import SOLVERS, TrainConfig, train
+from .solvers import LBFGS, LevenbergMarquardt
+from .training import SOLVERS, train
 
 if typing.TYPE_CHECKING:
     from .estimators import MLPClassifier, MLPRegressor
@@ -70,12 +72,14 @@ __all__ = [
     "Dense",
     "Elementwise",
     "GradCheck",
+    "LBFGS",
+    "LevenbergMarquardt",
     "Loss",
     "ModelFileError",
     "MLPClassifier",
     "MLPRegressor",
+    "MiniBatch",
     "Network",
-    "TrainConfig",
     "TrainingRecord",
     "get_activation",
     "get_loss",

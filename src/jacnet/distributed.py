@@ -25,9 +25,10 @@ cannot be recomputed, and Dask's active memory manager may leave a single replic
 broadcast, so a scatter would not survive the loss of the worker holding it.)
 
 The solver logic is not repeated here: :class:`DaskObjective` replaces the three sums of
-:class:`~jacnet.objective.Objective`, and the single-machine ``_train_lm`` and
-``_train_lbfgs`` of :mod:`jacnet.training` run on it, so the record, stop reasons and
-theta are those of ``jacnet.train`` up to floating-point summation order.
+:class:`~jacnet.objective.Objective`, and the single-machine solvers and loop
+(:class:`jacnet.training.Run`, given the Dask objective as its ``objective`` factory) run
+on it, so the record, stop reasons and theta are those of ``jacnet.train`` up to
+floating-point summation order.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import copy
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -52,18 +53,20 @@ except ImportError as exc:  # pragma: no cover - the extra is part of dev
     ) from exc
 
 from .gauss_newton import PrimalSystem, primal_system
-from .losses import Loss, get_loss
+from .losses import Loss
 from .network import Network
 from .objective import Objective
 from .record import TrainingRecord
-from .training import Callback, TrainConfig, _Run, _run_solver
+from .solvers import Solver
+from .stopping import stop_rules
+from .training import SOLVERS, STOCHASTIC, Callback, Run, configure, finish
 
 Array = np.ndarray
 
 __all__ = ["SCALABLE_SOLVERS", "DaskObjective", "train", "fit_estimator"]
 
 #: The solvers that train on a Dask cluster: the full-batch ones.
-SCALABLE_SOLVERS: tuple[str, ...] = ("lbfgs", "lm")
+SCALABLE_SOLVERS: tuple[str, ...] = tuple(n for n in SOLVERS if n not in STOCHASTIC)
 
 _FAN_IN = 4  # partial results summed per task of the tree reduction
 
@@ -314,13 +317,6 @@ def _global_scale(loss: Loss, total_weight: float, n_out: int) -> float:
     return loss.gauss_newton_terms(Y, Y.copy(), np.array([total_weight]))[2]
 
 
-class _DaskRun(_Run):
-    objective_: DaskObjective
-
-    def objective(self) -> Objective:
-        return self.objective_
-
-
 # ------------------------------------------------------------------ the inputs
 def _as_dask(A: Any, name: str) -> Any:
     """A dask array from a dask array, DataFrame or Series (row chunks computed)."""
@@ -380,7 +376,7 @@ def _as_rows(A: Any, name: str, rows: tuple[int, ...], numeric: bool = True) -> 
 
 
 # --------------------------------------------------------------------- train
-#: TrainConfig fields that mean nothing without a validation/test division.
+#: Loop settings that mean nothing without a validation/test division.
 _NO_DIVISION = ("validation_fraction", "test_fraction")
 
 
@@ -388,12 +384,11 @@ def train(
     net: Network,
     X: Any,
     T: Any,
-    config: TrainConfig | None = None,
+    solver: str | Solver = "lm",
     *,
     client: Client | None = None,
     sample_weight: Any = None,
     callbacks: Sequence[Callback] = (),
-    carry: dict[str, Any] | None = None,
     **options: Any,
 ) -> TrainingRecord:
     """Train ``net`` in place on a Dask cluster and return the training record.
@@ -411,15 +406,14 @@ def train(
         Its row blocks are the partitions; they stay on the workers.
     T : dask array of shape (N, n_out) (or (N,) for one output), DataFrame or Series
         Rechunked to X's rows; an in-memory array is accepted (and sent once).
-    config : TrainConfig, optional
-        ``options`` override its fields.
+    solver : {"lm", "lbfgs"} or Solver, default="lm"
+        As in :func:`jacnet.train`; a solver object keeps LM's ``mu`` from one call to the
+        next (warm starts).
     client : distributed.Client, optional
         Default: the current client (``distributed.default_client()``).
     sample_weight : dask or numpy array of shape (N,), optional
     callbacks : sequence of callables ``cb(epoch_entry, net)``
         Called on the client at each epoch's end; a truthy return stops training.
-    carry : dict, optional
-        LM's ``mu`` carried from one call to the next (warm starts).
 
     Returns
     -------
@@ -431,21 +425,19 @@ def train(
         A solver other than "lm"/"lbfgs", a validation/test division, a checkpoint, or a
         partition with NaN/inf (named by its block index).
     """
-    unknown = set(options) - {f.name for f in fields(TrainConfig)}
-    if unknown:
-        raise TypeError(f"unknown training option(s) {sorted(unknown)}")
-    cfg = replace(config or TrainConfig(), **options).validate()
-    if cfg.solver not in SCALABLE_SOLVERS:
-        raise ValueError(f"solver {cfg.solver!r} does not scale out; jacnet.distributed trains "
+    name = solver.name if isinstance(solver, Solver) else solver
+    if name not in SCALABLE_SOLVERS:
+        raise ValueError(f"solver {name!r} does not scale out; jacnet.distributed trains "
                          f"with the full-batch solvers {SCALABLE_SOLVERS}")
+    solver, loop, rule_options = configure(solver, options)
     for name in _NO_DIVISION:
-        if getattr(cfg, name):
+        if getattr(loop, name):
             raise ValueError(
-                f"{name}={getattr(cfg, name)!r}: jacnet.distributed trains on all of X and "
+                f"{name}={getattr(loop, name)!r}: jacnet.distributed trains on all of X and "
                 "does not divide it into validation/test sets; split the data yourself "
                 "(e.g. dask_ml.model_selection.train_test_split) and evaluate afterwards"
             )
-    if cfg.checkpoint is not None:
+    if loop.checkpoint is not None:
         raise ValueError("checkpoint: jacnet.distributed does not write checkpoints")
     if not isinstance(net, Network):
         raise TypeError(f"net must be a jacnet.Network, got {type(net).__name__}")
@@ -455,16 +447,18 @@ def train(
         except ValueError:
             raise ValueError("no Dask client: pass client=distributed.Client(...) or create "
                              "one first") from None
-    loss = get_loss(cfg.loss)
     X, T, w = _prepare(net, X, T, sample_weight)
-    record = TrainingRecord(solver=cfg.solver)
+    record = TrainingRecord(solver=solver.name)
     record.division = {}
-    run = _DaskRun(net, cfg, loss, {"train": (X, T, w)}, record, callbacks)
-    run.carry = {} if carry is None else carry
-    run.objective_ = DaskObjective(net, X, T, loss, w, cfg.alpha, client, cfg.chunk)
-    reason = _run_solver(run, np.random.default_rng(cfg.seed), None)
-    record.stop_reason = reason or "max_epochs"
-    return record
+    rules = stop_rules(max_epochs=loop.max_epochs, **rule_options)
+
+    def objective(net: Network, X: Any, T: Any, loss: Loss, w: Any, alpha: float,
+                  chunk: int | None) -> Objective:
+        return DaskObjective(net, X, T, loss, w, alpha, client, chunk)
+
+    run = Run(net, solver, loop, rules, {"train": (X, T, w)}, record,
+              np.random.default_rng(loop.seed), callbacks, objective, rule_options)
+    return finish(run, run.execute())
 
 
 # ---------------------------------------------------------------- estimators
@@ -515,9 +509,9 @@ def fit_estimator(est: Any, X: Any, y: Any, sample_weight: Any = None,
         for k, v in zip(keys, values, strict=True):
             setattr(est, k, None if v is None else np.asarray(v, dtype=dtype))
     Xs, Ts = est.scale_in(X), est.scale_out(T)
-    cfg, _ = est._config(Xs, Ts, sw, False, rs)
-    record = train(est.network_, Xs, Ts, cfg, client=client, sample_weight=sw,
-                   carry=est._carry)
+    plan, _ = est._config(Xs, Ts, sw, False, rs)
+    record = train(est.network_, Xs, Ts, plan.solver, client=client, sample_weight=sw,
+                   **plan.options)
     est._after_fit(record, X.shape[0], False, first)
     return est
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any, Self
 
@@ -65,18 +65,20 @@ from .layers import Dense
 from .losses import Loss, Scaled, get_loss
 from .modelfile import PREPROCESSING, build_network, network_state, state_document, write
 from .network import Network
-from .optimizers import OPTIMIZERS
+from .optimizers import l2_penalty
 from .record import STOP_REASONS, TrainingRecord
 from .schedules import Schedule
-from .training import SOLVERS, TrainConfig, train
+from .solvers import Solver
+from .stopping import StopRule
+from .training import SOLVERS, STOCHASTIC, train
 from .validation import positive_int
 
 Array = np.ndarray
 
 __all__ = ["MLPRegressor", "MLPClassifier", "expected_failed_checks"]
 
-# The solvers come from the registries: every optimizer trains mini-batches.
-_STOCHASTIC = tuple(OPTIMIZERS)
+# The solvers come from the registry (jacnet.training.SOLVERS).
+_STOCHASTIC = STOCHASTIC
 # The built-in output activations each classifier loss can take: rows that sum to one for
 # categorical cross-entropy, outputs in (0, 1) for binary cross-entropy.
 _SIMPLEX: tuple[type[Activation], ...] = (Softmax, Sparsemax)
@@ -322,13 +324,13 @@ class _BaseMLP(BaseEstimator):
         if first:
             self.init_model(X, T, sizes, hidden, dtype, rs, sw)
         Xs, Ts = self.scale_in(X), self.scale_out(T)
-        cfg, val = self._config(Xs, Ts, sw, incremental, rs)
+        plan, val = self._config(Xs, Ts, sw, incremental, rs)
         if val is not None:
             Xs, Ts, sw = val["train"]
         scorer = None if val is None else self._val_scorer(*val["validation"])
         callbacks = [] if scorer is None else [_score_callback(scorer)]
-        callbacks.append(self._epoch_callback(Xs, Ts, sw, cfg, self._stall_rule(val is not None)))
-        self._train(Xs, Ts, sw, cfg, None if val is None else val["validation"][:2],
+        callbacks.append(self._epoch_callback(Xs, Ts, sw, plan.options["alpha"]))
+        self._train(Xs, Ts, sw, plan, None if val is None else val["validation"][:2],
                     callbacks, incremental, first, scorer=scorer)
         return self
 
@@ -396,27 +398,30 @@ class _BaseMLP(BaseEstimator):
             return self.scale_in(Xp), self.scale_out(Tp)
 
         Xs, Ts = self.scale_in(X_tr), self.scale_out(T_tr)
-        cfg, _ = self._config(Xs, Ts, None, False, rs, validation=len(parts["validation"]) > 0)
+        plan, _ = self._config(Xs, Ts, None, False, rs, validation=len(parts["validation"]) > 0)
         val, test_data = scaled(parts["validation"]), scaled(parts["test"])
         # scikit-learn's no-improvement rule where fit would apply it (see _stall_rule)
-        rule = self._stall_rule(val is not None)
-        cfg = replace(cfg, early_stopping=val is not None and rule is None, verbose=False,
-                      max_fail=self.n_iter_no_change + 1 if max_fail is None else int(max_fail))
+        patience = self.n_iter_no_change + 1 if max_fail is None else int(max_fail)
+        plan.options.update(early_stopping=val is not None and plan.stall is None,
+                            verbose=False, max_fail=patience)
+        if plan.stall is not None and plan.stall.key == "val_loss":
+            plan.stall.limit = patience
+        loss = plan.options["loss"]
 
         def test_loss(entry: dict[str, Any], net: Network) -> None:
             if test_data is not None:
-                entry["test_loss"] = float(net.loss(test_data[0], test_data[1], cfg.loss))
+                entry["test_loss"] = float(net.loss(test_data[0], test_data[1], loss))
 
         # loss_curve_ in the data's units; with early_stopping the validation rows' score too
-        in_fit = [self._epoch_callback(Xs, Ts, None, cfg, rule)]
+        in_fit = [self._epoch_callback(Xs, Ts, None, plan.options["alpha"])]
         scorer = None
         if val is not None and self.early_stopping:
             scorer = self._val_scorer(val[0], val[1], None)
             in_fit.insert(0, _score_callback(scorer))
-        return self._train(Xs, Ts, None, cfg, val, [test_loss, *in_fit, *callbacks], False, True,
-                           division=parts, scorer=scorer)
+        return self._train(Xs, Ts, None, plan, val, [test_loss, *in_fit, *callbacks], False,
+                           True, division=parts, scorer=scorer)
 
-    def _train(self, Xs: Array, Ts: Array, sw: Array | None, cfg: TrainConfig,
+    def _train(self, Xs: Array, Ts: Array, sw: Array | None, plan: _Plan,
                validation: tuple[Array, Array] | None, callbacks: list[Any],
                incremental: bool, first: bool,
                division: dict[str, Array] | None = None,
@@ -424,12 +429,9 @@ class _BaseMLP(BaseEstimator):
         """Run ``jacnet.train`` on scaled data and set the fitted attributes from its record.
 
         ``scorer(network)``: the validation score, taken of the weights kept."""
-        self._carry.pop("stalled", None)
-        record = train(self.network_, Xs, Ts, cfg, sample_weight=sw, validation_data=validation,
-                       callbacks=callbacks, carry=self._carry)
-        stalled = self._carry.pop("stalled", None)
-        if record.stop_reason == "callback" and stalled:
-            record.stop_reason = stalled
+        record = train(self.network_, Xs, Ts, plan.solver, sample_weight=sw,
+                       validation_data=validation, callbacks=callbacks,
+                       stop=[] if plan.stall is None else [plan.stall], **plan.options)
         if division is not None:
             record.division = division
         kept_score = None if scorer is None else scorer(self.network_)
@@ -457,7 +459,8 @@ class _BaseMLP(BaseEstimator):
             self.x_mean_, self.x_scale_ = _weighted_moments(X, sw)
             if self._standardizes_targets():
                 self.y_mean_, self.y_scale_ = _weighted_moments(T, sw)
-        self._carry: dict[str, Any] = {}
+        self._solver: Solver | None = None  # the last fit's solver: warm starts continue it
+        self._stalls: dict[str, _SklearnStall] = {}  # scikit-learn's rule, by the loss watched
         # A model file's extra (io.load) describes the data of that fit, not a fresh one's.
         self._file_extra: dict[str, Any] | None = None
         self.n_iter_ = 0
@@ -474,8 +477,9 @@ class _BaseMLP(BaseEstimator):
 
     def _config(self, X: Array, T: Array, sw: Array | None, incremental: bool,
                 rs: np.random.RandomState, validation: bool | None = None
-                ) -> tuple[TrainConfig, dict[str, Any] | None]:
-        """The training settings, and with ``early_stopping`` the validation split of
+                ) -> tuple[_Plan, dict[str, Any] | None]:
+        """The training plan (the solver, continuing the last fit's, the loop's options and
+        scikit-learn's stop rule), and with ``early_stopping`` the validation split of
         ``(X, T, sw)``. ``validation``: whether the caller brings its own validation rows
         (``fit_divided``); then nothing is split off and ``X`` is all training rows."""
         stochastic = self.solver in _STOCHASTIC
@@ -502,32 +506,54 @@ class _BaseMLP(BaseEstimator):
             options = {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
         elif self.solver == "rmsprop":
             options = {"epsilon": self.epsilon}
-        # scikit-learn's no-improvement rule (and "adaptive"'s lr / 5) runs in the estimator's
-        # epoch callback (see _stall_rule); otherwise early stopping watches the validation loss
+        # scikit-learn's no-improvement rule (and "adaptive"'s lr / 5) is a stop rule of the
+        # estimator's (see _stall_rule); otherwise early stopping watches the validation loss
         rule = self._stall_rule(self.early_stopping if validation is None else validation)
+        stall = None
+        if rule is not None:  # its best and count carry over from the last fit
+            stall = self._stalls.setdefault(rule, _SklearnStall(rule))
+            stall.limit, stall.tol = self.n_iter_no_change + 1, self.tol
         schedule: str | Schedule = "constant"
         if self.solver == "sgd" and (rule is not None or self.learning_rate == "invscaling"):
-            if self.learning_rate == "adaptive" and incremental:
-                lr_now = self._carry.get("adaptive_lr", self.learning_rate_init)
-            else:
-                lr_now = self.learning_rate_init
+            lr_now = self.learning_rate_init
+            carried = self._stalls.get("loss")
+            if self.learning_rate == "adaptive" and incremental and carried is not None \
+                    and carried.rate is not None:
+                lr_now = carried.rate.current
             schedule = _SGDRate(self.learning_rate_init, self.learning_rate, self.power_t,
                                 t0=self.t_, n_samples=n, current=lr_now)
-        cfg = TrainConfig(
-            solver=self.solver, loss=loss, max_epochs=1 if incremental else self.max_iter,
-            batch_size=bs, lr=self.learning_rate_init, schedule=schedule,
-            optimizer_options=options,
+            if stall is not None:
+                stall.rate = schedule
+        solver = self._solver_for(bs, schedule, options)
+        loop = {
+            "loss": loss, "max_epochs": 1 if incremental else self.max_iter,
             # scikit-learn's penalty: alpha/2 ||W||^2 divided by the samples in the objective
-            alpha=self.alpha / (bs if stochastic else n_weight),
-            shuffle=self.shuffle, seed=int(rs.randint(2**31 - 1)),
-            early_stopping=self.early_stopping and rule is None,
-            max_fail=self.n_iter_no_change + 1, n_iter_no_change=None,
-            tol=self.tol if stochastic and rule != "loss" else 0.0,
-            goal=self.goal, min_grad=self.tol if self.solver == "lbfgs" else self.min_grad,
-            mu=self.mu, mu_dec=self.mu_dec, mu_inc=self.mu_inc, mu_max=self.mu_max,
-            max_fun=self.max_fun, verbose=bool(self.verbose),
-        )
-        return cfg, val
+            "alpha": self.alpha / (bs if stochastic else n_weight),
+            "seed": int(rs.randint(2**31 - 1)),
+            "early_stopping": self.early_stopping and rule is None,
+            "max_fail": self.n_iter_no_change + 1,
+            "tol": self.tol if stochastic and rule != "loss" else 0.0,
+            "goal": self.goal, "min_grad": self.tol if self.solver == "lbfgs" else self.min_grad,
+            "verbose": bool(self.verbose),
+        }
+        return _Plan(solver, loop, stall), val
+
+    def _solver_for(self, bs: int, schedule: str | Schedule, options: dict[str, Any]) -> Solver:
+        """The solver object of ``self.solver`` with the estimator's settings, continuing
+        the state of the last fit's (Adam's moments, LM's mu) where it applies."""
+        if self.solver in _STOCHASTIC:
+            settings: dict[str, Any] = {
+                "lr": self.learning_rate_init, "batch_size": bs, "schedule": schedule,
+                "shuffle": self.shuffle, "optimizer_options": options}
+        elif self.solver == "lbfgs":
+            settings = {"max_fun": self.max_fun}
+        else:
+            settings = {"mu": self.mu, "mu_dec": self.mu_dec, "mu_inc": self.mu_inc,
+                        "mu_max": self.mu_max}
+        solver = SOLVERS.create(self.solver, **settings)
+        solver.continue_from(self._solver)
+        self._solver = solver
+        return solver
 
     def _split(self, X: Array, T: Array, sw: Array | None,
                rs: np.random.RandomState) -> dict[str, Any]:
@@ -555,7 +581,7 @@ class _BaseMLP(BaseEstimator):
         return scorer
 
     def _stall_rule(self, validation: bool) -> str | None:
-        """The loss that scikit-learn's no-improvement rule watches in the epoch callback.
+        """The loss that scikit-learn's no-improvement rule watches (:class:`_SklearnStall`).
 
         ``"loss"``: the training loss, for the stochastic solvers without validation data.
         ``"val_loss"``: the validation loss, for sgd with ``learning_rate="adaptive"`` and
@@ -569,58 +595,26 @@ class _BaseMLP(BaseEstimator):
             return "loss"
         return "val_loss" if self.solver == "sgd" and self.learning_rate == "adaptive" else None
 
-    def _epoch_callback(self, X: Array, T: Array, w: Array | None, cfg: TrainConfig,
-                        rule: str | None) -> Any:
-        """Per epoch: the loss in scikit-learn's units and scikit-learn's stopping rule.
+    def _epoch_callback(self, X: Array, T: Array, w: Array | None, alpha: float) -> Any:
+        """Per epoch: the loss in scikit-learn's units.
 
         With standardised targets and ``loss="squared_error"`` the trained objective is in
         standardised units; ``entry["loss_sklearn"]`` is the same objective with the data
         term in the targets' own units (half the mean squared error, at the epoch's final
-        weights) plus the same L2 term, and ``loss_curve_`` takes that value.
-
-        With a ``rule`` (see :meth:`_stall_rule`) it applies scikit-learn's rule to that
-        loss: an epoch counts as no improvement when the loss is above the best so far minus
-        ``tol``; ``n_iter_no_change + 1`` of them in a row (``cfg.max_fail`` for the
-        validation loss) stop training or, for ``learning_rate="adaptive"``, divide the
-        learning rate by 5 (the stop comes once it is at most 1e-6).
+        weights) plus the same L2 term, and ``loss_curve_`` (and scikit-learn's stop rule,
+        :class:`_SklearnStall`) takes that value.
         """
         _, loss = self._output()
         in_data_units = self.y_scale_ is not None and getattr(self, "loss", "") == "squared_error"
         T_data = self._unscale_out(T) if in_data_units else None
-        mask = self.network_.weight_mask() if cfg.alpha else None
-        rate = cfg.schedule if isinstance(cfg.schedule, _SGDRate) else None
-        # the carried count and best of each rule, and the stop reason it gives
-        best_key, count_key, reason = {
-            "loss": ("best_loss", "no_improvement", "no_improvement"),
-            "val_loss": ("best_val_loss", "val_no_improvement", "validation"),
-        }.get(rule or "", ("", "", ""))
-        limit = cfg.max_fail if rule == "val_loss" else self.n_iter_no_change + 1
+        mask = self.network_.weight_mask() if alpha else None
 
         def callback(entry: dict[str, Any], net: Network) -> bool:
-            value = entry["loss"]
             if T_data is not None:
                 value = loss.value(self._unscale_out(net.forward(X)), T_data, w)
-                if mask is not None:
-                    value += 0.5 * cfg.alpha * float(np.vdot(net.theta * mask, net.theta))
-                entry["loss_sklearn"] = value = float(value)
-            if rule is None:
-                return False
-            if rule == "val_loss":
-                value = entry["val_loss"]
-            best = self._carry.get(best_key, np.inf)
-            count = self._carry.get(count_key, 0) + 1 if value > best - self.tol else 0
-            stop = False
-            if count >= limit:
-                if rate is not None and rate.kind == "adaptive" and rate.current > 1e-6:
-                    rate.current /= 5.0
-                    count = 0
-                else:
-                    stop = True
-            self._carry.update({best_key: min(best, value), count_key: count,
-                                "stalled": reason if stop else None})
-            if rate is not None:
-                self._carry["adaptive_lr"] = rate.current
-            return stop
+                value += l2_penalty(net.theta, mask, alpha)
+                entry["loss_sklearn"] = float(value)
+            return False
 
         return callback
 
@@ -840,6 +834,54 @@ def expected_failed_checks(estimator: _BaseMLP) -> dict[str, str]:
     return {}
 
 
+@dataclass
+class _Plan:
+    """What one fit trains with: the solver, ``jacnet.train``'s loop and stop-rule options,
+    and scikit-learn's no-improvement rule (None where the loop's own rules apply)."""
+
+    solver: Solver
+    options: dict[str, Any] = field(default_factory=dict)
+    stall: _SklearnStall | None = None
+
+
+class _SklearnStall(StopRule):
+    """scikit-learn's no-improvement rule on ``key`` (``"loss"``: the training loss, in the
+    data's units when the estimator computes them; ``"val_loss"``: the validation loss).
+
+    An epoch counts as no improvement when the loss is above the best so far minus
+    ``tol``; ``limit`` of them in a row stop training or, for ``learning_rate="adaptive"``
+    (``rate``), divide the learning rate by 5 (the stop comes once it is at most 1e-6).
+    The best and the count carry over from one fit to the next (``partial_fit``).
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.reason = "validation" if key == "val_loss" else "no_improvement"
+        self.limit, self.tol = 1, 0.0
+        self.best, self.count = np.inf, 0
+        self.rate: _SGDRate | None = None
+
+    def observe(self, entry: dict[str, Any]) -> None:
+        value = entry["val_loss"] if self.key == "val_loss" else entry.get(
+            "loss_sklearn", entry["loss"])
+        count = self.count + 1 if value > self.best - self.tol else 0
+        rate = self.rate
+        if count >= self.limit and rate is not None and rate.kind == "adaptive" \
+                and rate.current > 1e-6:
+            rate.current /= 5.0
+            count = 0
+        self.best, self.count = min(self.best, value), count
+
+    def fired(self, entry: dict[str, Any]) -> bool:
+        return self.count >= self.limit
+
+    def get_state(self) -> dict[str, Any]:
+        return {"best": self.best, "count": self.count}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.best, self.count = state["best"], state["count"]
+
+
 def _score_callback(scorer: Any) -> Any:
     """An epoch callback that enters ``scorer(network)`` as the entry's ``val_score``."""
 
@@ -856,7 +898,7 @@ class _SGDRate(Schedule):
 
         constant:    lr
         invscaling:  lr / (t + 1)^power_t,   t = t0 + epoch · n_samples
-        adaptive:    current (the estimator divides it by 5 when training stalls)
+        adaptive:    current (:class:`_SklearnStall` divides it by 5 when training stalls)
 
     ``t`` is scikit-learn's ``t_``: the samples seen before the epoch (``t0`` before this
     call), so a fresh fit's first epoch runs at ``lr`` and the rate falls per sample seen,

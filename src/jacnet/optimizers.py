@@ -52,6 +52,7 @@ __all__ = [
     "RMSprop",
     "OPTIMIZERS",
     "get_optimizer",
+    "l2_penalty",
 ]
 
 
@@ -76,6 +77,25 @@ def _pieces(*arrays: Array) -> Iterator[tuple[Array, ...]]:
     flat = [a.reshape(-1) for a in arrays]
     for start in range(0, flat[0].size, step):
         yield tuple(f[start : start + step] for f in flat)
+
+
+def l2_penalty(theta: Array, mask: Array | None, alpha: float) -> float:
+    """The L2 penalty's value ``alpha/2 · Σ mask ⊙ θ²`` (the term whose gradient step 1 of
+    the module docstring adds); 0.0 when ``mask`` is None (no penalty).
+
+    The one place the penalty's value is computed: the mini-batch loop, the full-batch
+    objective and the estimators' loss in data units all add this.
+
+    Parameters
+    ----------
+    theta : ndarray of shape (P,)
+    mask : ndarray of shape (P,) or None
+        1.0 on weights, 0.0 on biases (``Network.weight_mask()``).
+    alpha : float
+    """
+    if mask is None:
+        return 0.0
+    return 0.5 * alpha * float(np.vdot(theta * mask, theta))
 
 
 def _positive(value: Any, name: str) -> float:
@@ -172,7 +192,7 @@ class OptimizerState:
 class Optimizer(ABC):
     """Base class: shared arguments, gradient preprocessing, state handling.
 
-    Subclasses set ``name``, list their running buffers in :meth:`_buffer_names` and apply
+    Subclasses set ``name``, list their running buffers in :meth:`buffer_names` and apply
     their rule in :meth:`_apply`.
 
     Parameters
@@ -200,7 +220,7 @@ class Optimizer(ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
-    def _buffer_names(self) -> tuple[str, ...]:
+    def buffer_names(self) -> tuple[str, ...]:
         """Names of the per-parameter buffers the rule keeps from step to step."""
         return ()
 
@@ -254,7 +274,7 @@ class Optimizer(ABC):
         state = OptimizerState(
             step=0,
             n_arrays=len(params),
-            buffers={name: [np.zeros_like(p) for p in params] for name in self._buffer_names()},
+            buffers={name: [np.zeros_like(p) for p in params] for name in self.buffer_names()},
             decay_mask=masks,
         )
         self._ensure_scratch(params, state)
@@ -285,13 +305,16 @@ class Optimizer(ABC):
         lr : float or None, default=None
             Learning rate for this step (>= 0, e.g. a schedule's value); ``None``: ``self.lr``.
         """
-        lr = self._check_update(params, grads, state, lr)
-        self._step(params, grads, state, lr)
+        lr = self.prepare(params, grads, state, lr)
+        self.step(params, grads, state, lr)
 
-    def _check_update(
+    def prepare(
         self, params: list[Array], grads: list[Array], state: OptimizerState, lr: float | None
     ) -> float:
-        """Everything :meth:`update` checks, and its scratch buffers; returns the step's lr."""
+        """Check the arguments of :meth:`update` once and allocate its scratch buffers;
+        returns the step's lr. A loop that updates the same ``params``, ``grads`` arrays
+        and ``state`` many times (an epoch of mini-batches) calls this once, then
+        :meth:`step` for each update."""
         lr = self.lr if lr is None else _non_negative(lr, "lr")
         if len(params) != state.n_arrays or len(grads) != state.n_arrays:
             raise ValueError(
@@ -309,12 +332,12 @@ class Optimizer(ABC):
         self._ensure_scratch(params, state)
         return lr
 
-    def _step(
+    def step(
         self, params: list[Array], grads: list[Array], state: OptimizerState, lr: float
     ) -> None:
-        """:meth:`update` without the checks: for a loop that ran :meth:`_check_update` on
-        the same ``params``, ``grads`` arrays and ``state`` (the training loop, once per
-        epoch). The same update, bit for bit."""
+        """:meth:`update` without the checks, after :meth:`prepare` on the same ``params``,
+        ``grads`` arrays and ``state`` and with the lr it returned. The same update, bit
+        for bit."""
         grads = self._effective_grads(params, grads, state)
         state.step += 1
         self._apply(params, grads, state, lr)
@@ -326,13 +349,13 @@ class Optimizer(ABC):
             for t, p in zip(state.tmp, params, strict=True)
         ):
             return
-        missing = [name for name in self._buffer_names() if name not in state.buffers]
+        missing = [name for name in self.buffer_names() if name not in state.buffers]
         if missing:
             raise ValueError(
                 f"state lacks the buffers {missing} that {type(self).__name__} "
                 f"needs; was it made by another optimizer?"
             )
-        for name in self._buffer_names():
+        for name in self.buffer_names():
             for i, (b, p) in enumerate(zip(state.buffers[name], params, strict=True)):
                 if b.shape != p.shape or b.dtype != p.dtype:
                     raise ValueError(
@@ -418,7 +441,7 @@ class SGD(Optimizer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
-    def _buffer_names(self) -> tuple[str, ...]:
+    def buffer_names(self) -> tuple[str, ...]:
         return ("velocity",) if self.momentum > 0 else ()
 
     def _apply(
@@ -494,7 +517,7 @@ class Adam(Optimizer):
             "epsilon": self.epsilon,
         }
 
-    def _buffer_names(self) -> tuple[str, ...]:
+    def buffer_names(self) -> tuple[str, ...]:
         return ("m", "v")
 
     def _apply(
@@ -626,7 +649,7 @@ class RMSprop(Optimizer):
             "momentum": self.momentum,
         }
 
-    def _buffer_names(self) -> tuple[str, ...]:
+    def buffer_names(self) -> tuple[str, ...]:
         return ("square_avg", "momentum") if self.momentum > 0 else ("square_avg",)
 
     def _apply(

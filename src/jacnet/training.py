@@ -1,139 +1,141 @@
-"""One training loop for every solver: mini-batch optimizers, L-BFGS and Levenberg-Marquardt.
+"""The training loop: division, epochs, record, stop rules, progress and checkpoints.
 
-``train(net, X, T, solver=..., ...)`` divides the data (optionally), runs epochs, keeps a
-:class:`~jacnet.record.TrainingRecord`, stops early on validation failures, guards against
-non-finite losses, writes checkpoints and shows progress. Every random choice comes from
-one ``numpy.random.Generator`` seeded by ``seed``: the same seed and data give a
-bit-identical theta, and resuming from a checkpoint gives the theta of an uninterrupted
-run (mini-batch solvers and LM; L-BFGS restarts its curvature memory on resume).
+``train(net, X, T, solver=..., ...)`` divides the data (optionally), lets a solver
+(:mod:`jacnet.solvers`) run epochs, records each, asks the stop rules
+(:mod:`jacnet.stopping`) after each, writes checkpoints and shows progress. Its keyword
+options are routed by name: the loop's own settings (:class:`LoopSettings`), the stop
+rules' (:func:`jacnet.stopping.stop_rules`), and the named solver's constructor
+settings; anything else is a TypeError that lists the valid options.
+
+Every random choice comes from one ``numpy.random.Generator`` seeded by ``seed``: the
+same seed and data give a bit-identical theta, and resuming from a checkpoint gives the
+theta of an uninterrupted run (mini-batch solvers and LM; L-BFGS restarts its curvature
+memory on resume).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
-from scipy import optimize
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .losses import LOSSES, Loss, get_loss
+from .checkpoint import RunState, check_resume, load_run, save_run
+from .losses import Loss, get_loss
+from .minibatch import MiniBatch, MiniBatchAdam, MiniBatchAdamW, MiniBatchRMSprop, MiniBatchSGD
 from .network import Network
 from .objective import Objective
-from .optimizers import OPTIMIZERS, Optimizer, get_optimizer
+from .progress import Progress
 from .record import TrainingRecord
-from .schedules import SCHEDULES, Schedule, get_schedule
-from .solvers import LevenbergMarquardt
-from .validation import as_weights, positive_int
+from .registry import Registry
+from .solvers import LBFGS, LevenbergMarquardt, Solver
+from .stopping import StopRule, stop_rules
+from .validation import as_weights, check_int, check_real
 
 Array = np.ndarray
 Callback = Callable[[dict[str, Any], Network], Any]
+#: ``factory(net, X, T, loss, w, alpha, chunk) -> Objective``: the full-batch objective
+#: on the training set (``jacnet.distributed`` passes its data-parallel one).
+ObjectiveFactory = Callable[..., Objective]
 
-__all__ = ["TrainConfig", "train", "SOLVERS"]
+__all__ = ["LoopSettings", "Run", "train", "configure", "finish", "SOLVERS", "STOCHASTIC"]
 
-_SCIPY_FTOL = 2.220446049250313e-09  # scipy's default relative-reduction tolerance
+#: Every solver ``train`` accepts by name: the mini-batch rules, then the full-batch
+#: solvers. Estimators, the command line and the docs take their lists from it.
+SOLVERS: Registry[Solver] = Registry(
+    "solver", Solver,
+    (MiniBatchSGD, MiniBatchAdam, MiniBatchAdamW, MiniBatchRMSprop, LBFGS, LevenbergMarquardt))
 
-#: Every solver ``train`` accepts: the mini-batch optimizers, then the full-batch ones.
-SOLVERS: tuple[str, ...] = (*OPTIMIZERS, "lbfgs", "lm")
+#: The names of the mini-batch (stochastic) solvers.
+STOCHASTIC: tuple[str, ...] = tuple(n for n, c in SOLVERS.items() if issubclass(c, MiniBatch))
+
+_RULE_OPTIONS = tuple(k for k in inspect.signature(stop_rules).parameters
+                      if k not in ("max_epochs", "validation"))
 
 
 @dataclass
-class TrainConfig:
-    """Settings of :func:`train` (validated up front by :meth:`validate`).
+class LoopSettings:
+    """The settings of the loop itself (the solver holds its own, the stop rules theirs).
 
-    Levenberg-Marquardt's defaults are MATLAB trainlm's (mu=1e-3, mu_dec=0.1, mu_inc=10,
-    mu_max=1e10, max_fail=6, min_grad=1e-7).
+    ``alpha``: L2 penalty ``alpha/2 ||W||^2`` on weights, not biases (part of the
+    objective every solver minimises). ``validation_fraction``/``test_fraction``:
+    trainlm's ``dividerand``. ``restore_best``: end with the weights of the lowest
+    validation loss. ``checkpoint``/``checkpoint_every``: a file written every K epochs.
     """
 
-    solver: str = "lm"
     loss: str | Loss = "mse"
+    alpha: float = 0.0
     max_epochs: int = 1000
-    batch_size: int | None = 32  # None: the whole training set in one batch
-    lr: float = 1e-3
-    schedule: str | Schedule = "constant"
-    schedule_options: dict[str, Any] = field(default_factory=dict)
-    optimizer_options: dict[str, Any] = field(default_factory=dict)
-    alpha: float = 0.0  # L2 penalty alpha/2 ||W||^2 on weights, not biases
-    clip_norm: float | None = None
-    shuffle: bool = True
     seed: int | None = None
     validation_fraction: float = 0.0
     test_fraction: float = 0.0
-    early_stopping: bool = True  # stop on validation failures (when there is validation data)
-    max_fail: int = 6
     restore_best: bool = True
-    n_iter_no_change: int | None = None  # stop when the training loss stalls (no validation)
-    tol: float = 0.0
-    goal: float = 0.0
-    min_grad: float = 1e-7
-    time_limit: float | None = None
-    mu: float = 1e-3
-    mu_dec: float = 0.1
-    mu_inc: float = 10.0
-    mu_max: float = 1e10
-    max_fun: int = 15000
-    chunk: int | None = None
-    max_retries: int = 5
     checkpoint: str | None = None
     checkpoint_every: int = 10
     verbose: bool = False
 
-    def validate(self) -> TrainConfig:
+    def validate(self) -> LoopSettings:
         """Raise ValueError/TypeError naming the first bad setting; return self."""
-        if self.solver not in SOLVERS:
-            raise ValueError(f"unknown solver {self.solver!r}; valid solvers: {', '.join(SOLVERS)}")
-        if isinstance(self.loss, str) and self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; valid names: {', '.join(LOSSES)}")
-        if isinstance(self.schedule, str) and self.schedule not in SCHEDULES:
-            valid = ", ".join(SCHEDULES)
-            raise ValueError(f"unknown schedule {self.schedule!r}; valid names: {valid}")
-        positive_int(self.max_epochs, "max_epochs", minimum=0)
-        if self.batch_size is not None:
-            positive_int(self.batch_size, "batch_size")
-        for name in ("lr", "mu", "mu_max", "checkpoint_every", "max_fun"):
-            _check(name, getattr(self, name), lambda v: v > 0, "a positive number")
-        for name in ("alpha", "tol", "goal", "min_grad"):
-            _check(name, getattr(self, name), lambda v: v >= 0, "a non-negative number")
-        _check("mu_dec", self.mu_dec, lambda v: 0 < v < 1, "a number in (0, 1)")
-        _check("mu_inc", self.mu_inc, lambda v: v > 1, "a number > 1")
+        get_loss(self.loss)
+        check_int(self.max_epochs, "max_epochs", 0)
+        check_real(self.alpha, "alpha", "a non-negative number", lambda v: v >= 0)
+        check_int(self.checkpoint_every, "checkpoint_every")
         for name in ("validation_fraction", "test_fraction"):
-            _check(name, getattr(self, name), lambda v: v == 0 or 0 < v < 1,
-                   "0 (none) or a fraction in (0, 1)")
+            check_real(getattr(self, name), name, "0 (none) or a fraction in (0, 1)",
+                       lambda v: v == 0 or 0 < v < 1)
         if self.validation_fraction + self.test_fraction >= 1:
             raise ValueError(
                 "validation_fraction + test_fraction must be < 1 to leave training data, got "
                 f"{self.validation_fraction} + {self.test_fraction}"
             )
-        for name in ("clip_norm", "time_limit"):
-            value = getattr(self, name)
-            if value is not None:
-                _check(name, value, lambda v: v > 0, "a positive number or None")
-        positive_int(self.max_fail, "max_fail")
-        positive_int(self.max_retries, "max_retries", minimum=0)
-        if self.n_iter_no_change is not None:
-            positive_int(self.n_iter_no_change, "n_iter_no_change")
-        if self.chunk is not None:
-            positive_int(self.chunk, "chunk")
         return self
 
 
-def _check(name: str, value: Any, ok: Callable[[float], bool], expected: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
-    if math.isnan(value) or not ok(float(value)):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
+def configure(solver: str | Solver, options: dict[str, Any]
+              ) -> tuple[Solver, LoopSettings, dict[str, Any]]:
+    """Route ``train``'s keyword ``options``: ``(solver, loop settings, rule options)``.
+
+    Loop settings go to :class:`LoopSettings`, stop-rule settings to
+    :func:`~jacnet.stopping.stop_rules` (returned as a dict, built once the run knows
+    whether it has validation data), the rest to the named solver's constructor (its
+    :meth:`~jacnet.solvers.Solver.settings`). A setting of another solver, or of none,
+    is a TypeError naming it; with a solver instance no solver setting is accepted.
+    """
+    loop_names = {f.name for f in fields(LoopSettings)}
+    loop = LoopSettings(**{k: v for k, v in options.items() if k in loop_names}).validate()
+    rules = {k: v for k, v in options.items() if k in _RULE_OPTIONS}
+    rest = {k: v for k, v in options.items() if k not in loop_names and k not in rules}
+    if isinstance(solver, Solver):
+        if rest:
+            raise TypeError(f"solver settings {sorted(rest)} given with a solver instance "
+                            f"({solver!r}); set them on the instance")
+        return solver, loop, rules
+    cls = SOLVERS.get_class(solver) if isinstance(solver, str) else None
+    if cls is None:
+        SOLVERS.create(solver)  # the registry's error: unknown name, or not a Solver
+    assert cls is not None
+    unknown = sorted(set(rest) - set(cls.settings()))
+    if unknown:
+        owners = {k: [n for n, c in SOLVERS.items() if k in c.settings()] for k in unknown}
+        where = "; ".join(f"{k!r} is a setting of {', '.join(v)}" for k, v in owners.items()
+                          if v)
+        valid = ", ".join([*sorted(loop_names), *_RULE_OPTIONS, *cls.settings()])
+        raise TypeError(f"unknown option(s) {unknown} for solver {solver!r}"
+                        + (f" ({where})" if where else "") + f"; valid options: {valid}")
+    return SOLVERS.create(solver, **rest), loop, rules
 
 
-def _divide(n: int, cfg: TrainConfig, rng: np.random.Generator) -> dict[str, Array]:
+def _divide(n: int, loop: LoopSettings, rng: np.random.Generator) -> dict[str, Array]:
     """Random train/validation/test indices (trainlm's dividerand), or all for training."""
-    if not (cfg.validation_fraction or cfg.test_fraction):
+    if not (loop.validation_fraction or loop.test_fraction):
         return {"train": np.arange(n)}
     perm = rng.permutation(n)
-    n_val = max(1, round(n * cfg.validation_fraction)) if cfg.validation_fraction else 0
-    n_test = max(1, round(n * cfg.test_fraction)) if cfg.test_fraction else 0
+    n_val = max(1, round(n * loop.validation_fraction)) if loop.validation_fraction else 0
+    n_test = max(1, round(n * loop.test_fraction)) if loop.test_fraction else 0
     if n - n_val - n_test < 1:
         raise ValueError(f"too few samples ({n}) to divide into train/validation/test")
     out = {"train": np.sort(perm[n_val + n_test :])}
@@ -153,27 +155,58 @@ def _rows(idx: Array, X: Array, T: Array, w: Array | None) -> tuple[Array, Array
     return X[idx], T[idx], None if w is None else w[idx]
 
 
-class _Run:
-    """The state of one training run; ``epoch_end`` is the bookkeeping of every solver."""
+class Run:
+    """One training run: what the solver sees of the loop, and every epoch's bookkeeping.
 
-    def __init__(self, net: Network, cfg: TrainConfig, loss: Loss, sets: dict[str, tuple],
-                 record: TrainingRecord, callbacks: Sequence[Callback]) -> None:
-        self.net, self.cfg, self.loss, self.sets, self.record = net, cfg, loss, sets, record
-        self.callbacks = callbacks
+    Parameters
+    ----------
+    net : Network
+    solver : Solver
+    loop : LoopSettings
+    rules : list of StopRule
+        Asked in order after each epoch; the first that fires names the stop reason.
+    sets : dict of str to (X, T, w)
+        ``"train"``, and optionally ``"validation"`` and ``"test"``.
+    record : TrainingRecord
+    rng : numpy.random.Generator
+    callbacks : sequence of callables ``cb(entry, net)``
+        Called after each epoch; a truthy return stops training ("callback").
+    objective : callable, optional
+        ``factory(net, X, T, loss, w, alpha, chunk)``; default :class:`Objective`.
+    rule_options : dict, optional
+        The stop-rule options the rules were built from: solvers read ``min_grad`` and
+        ``tol`` from them too (see :mod:`jacnet.stopping`).
+    """
+
+    def __init__(self, net: Network, solver: Solver, loop: LoopSettings,
+                 rules: Sequence[StopRule], sets: dict[str, tuple], record: TrainingRecord,
+                 rng: np.random.Generator, callbacks: Sequence[Callback] = (),
+                 objective: ObjectiveFactory | None = None,
+                 rule_options: dict[str, Any] | None = None) -> None:
+        self.net, self.solver, self.loop, self.rules = net, solver, loop, list(rules)
+        self.sets, self.record, self.rng, self.callbacks = sets, record, rng, callbacks
+        self.loss = get_loss(loop.loss)
+        self.alpha, self.max_epochs = loop.alpha, loop.max_epochs
+        defaults = inspect.signature(stop_rules).parameters
+        given = rule_options or {}
+        self.min_grad, self.tol = (given.get(k, defaults[k].default) for k in ("min_grad", "tol"))
+        self.objective_factory = objective or Objective
         self.has_val = "validation" in sets
+        self.initial_val_loss: float | None = None
         self.best_score = math.inf
         self.best_theta: Array | None = None
-        self.fails = 0
         self.t0 = time.perf_counter() - record.seconds
-        self.progress: Any = None
-        self.task: Any = None
-        self.carry: dict[str, Any] = {}
+        self.progress: Progress | None = None
         self.validation_data_rows: int | None = None  # rows of an explicit validation set
 
-    def objective(self) -> Objective:
-        """The full-batch objective on the training set (``jacnet.distributed`` overrides it)."""
+    @property
+    def train_set(self) -> tuple[Array, Array, Array | None]:
+        return self.sets["train"]
+
+    def objective(self, chunk: int | None = None) -> Objective:
+        """The full-batch objective on the training set (``chunk``: rows per forward pass)."""
         X, T, w = self.sets["train"]
-        return Objective(self.net, X, T, self.loss, w, self.cfg.alpha, self.cfg.chunk)
+        return self.objective_factory(self.net, X, T, self.loss, w, self.alpha, chunk)
 
     def set_loss(self, name: str) -> float | None:
         if name not in self.sets:
@@ -181,70 +214,110 @@ class _Run:
         X, T, w = self.sets[name]
         return self.net.evaluate(X, T, self.loss, w)[0]
 
-    def epoch_end(self, loss: float, grad_norm: float, **extra: Any) -> str | None:
-        """Record an epoch; return a stop reason or None."""
-        cfg, rec = self.cfg, self.record
+    def end_epoch(self, result: Any) -> str | None:
+        """Record a solver's epoch (an ``EpochResult``); the stop reason or None."""
+        rec = self.record
         epoch = rec.n_epochs + 1
-        entry = {"epoch": epoch, "loss": float(loss), "val_loss": self.set_loss("validation"),
-                 "test_loss": self.set_loss("test"), "grad_norm": float(grad_norm), **extra,
+        entry = {"epoch": epoch, "loss": float(result.loss),
+                 "val_loss": self.set_loss("validation"), "test_loss": self.set_loss("test"),
+                 "grad_norm": float(result.grad_norm), **result.extra,
                  "seconds": time.perf_counter() - self.t0}
         rec.epochs.append(entry)
         rec.seconds = entry["seconds"]
+        self._keep_best(entry)
+        if self.progress is not None:
+            self.progress.update(entry)
+        stop = any([bool(cb(entry, self.net)) for cb in self.callbacks])
+        for rule in self.rules:  # after the callbacks, which may add to the entry
+            rule.observe(entry)
+        reason = "callback" if stop else self.fired(entry)
+        self.solver.after_epoch(entry)
+        if self.loop.checkpoint is not None and rec.n_epochs % self.loop.checkpoint_every == 0:
+            save_run(self.loop.checkpoint, self.state())
+        return reason
+
+    def fired(self, entry: dict[str, Any]) -> str | None:
+        """The reason of the first stop rule that fires after ``entry``, or None."""
+        return next((rule.reason for rule in self.rules if rule.fired(entry)), None)
+
+    def _keep_best(self, entry: dict[str, Any]) -> None:
+        """The record's best epoch, and with validation data its weights (any strict
+        improvement of the validation loss; of the training loss without)."""
         score = entry["val_loss"] if self.has_val else entry["loss"]
-        # Only an improvement by more than tol resets the failure count, but any strict
-        # improvement is the new best (scikit-learn's rule): the weights kept are those of
-        # the lowest score seen, never an earlier epoch's that merely cleared tol.
-        self.fails = 0 if score < self.best_score - cfg.tol else self.fails + 1
         if score < self.best_score:
             self.best_score = score
-            rec.best_epoch, rec.best_loss = epoch, float(loss)
+            rec = self.record
+            rec.best_epoch, rec.best_loss = entry["epoch"], entry["loss"]
             rec.best_val_loss = entry["val_loss"]
             if self.has_val:
                 self.best_theta = self.net.get_flat()
-        self._show(entry)
-        if any([bool(cb(entry, self.net)) for cb in self.callbacks]):
-            return "callback"
-        reason = self.settled(entry)
-        if reason is None and cfg.time_limit is not None and entry["seconds"] >= cfg.time_limit:
-            return "time_limit"
-        return reason
 
-    def settled(self, entry: dict[str, Any]) -> str | None:
-        """The stop reason that epoch ``entry`` (the last recorded) gives under this
-        run's settings, from the optimisation's own state: also asked on resume, where a
-        checkpoint of the epoch that ended a run resumes as that run, while changed
-        settings (a lower goal, more patience) train on."""
-        cfg = self.cfg
-        if cfg.goal and entry["loss"] <= cfg.goal:
-            return "goal"
-        if entry["grad_norm"] < cfg.min_grad:
-            return "min_grad"
-        if self.has_val and cfg.early_stopping and self.fails >= cfg.max_fail:
-            return "validation"
-        if not self.has_val and cfg.n_iter_no_change and self.fails >= cfg.n_iter_no_change:
-            return "no_improvement"
-        return None
+    def state(self) -> RunState:
+        """What a checkpoint keeps of this run."""
+        arrays, meta = self.solver.get_state()
+        settings = {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
+                    for k, v in asdict(self.loop).items()}
+        return RunState(
+            theta=self.net.get_flat(), record=self.record,
+            rng=dict(self.rng.bit_generator.state), best_theta=self.best_theta,
+            best_score=self.best_score, solver_arrays=arrays, solver_meta=meta,
+            rules={type(r).__name__: s for r in self.rules if (s := r.get_state())},
+            validation_data_rows=self.validation_data_rows,
+            settings={**settings, "solver": repr(self.solver)},
+        )
 
-    def _show(self, entry: dict[str, Any]) -> None:
-        if self.progress is None:
-            return
-        step = entry.get("mu", entry.get("lr"))
-        val = "-" if entry["val_loss"] is None else f"{entry['val_loss']:.4g}"
-        self.progress.update(self.task, advance=1, loss=f"{entry['loss']:.4g}", val=val,
-                             step=f"{step:.2g}" if step is not None else "-")
+    def restore(self, saved: RunState) -> None:
+        """Continue from a checkpoint (checked by :func:`jacnet.checkpoint.check_resume`)."""
+        self.net.set_flat(saved.theta)
+        self.rng.bit_generator.state = saved.rng
+        self.best_theta, self.best_score = saved.best_theta, saved.best_score
+        self.solver.set_state(saved.solver_arrays, saved.solver_meta)
+        for rule in self.rules:
+            if type(rule).__name__ in saved.rules:
+                rule.set_state(saved.rules[type(rule).__name__])
+
+    def execute(self, resumed: bool = False) -> str:
+        """Start the solver and run it until a stop reason, which it returns. A resumed
+        run whose last epoch already meets a stop rule (the epoch that ended it, under the
+        same settings) is over at once; a fresh one may be over before its first epoch
+        (trainlm's goal test at epoch 0, a budget of 0 epochs)."""
+        self.solver.start(self)
+        try:
+            return self._execute(resumed)
+        finally:
+            self.solver.release()
+
+    def _execute(self, resumed: bool) -> str:
+        if resumed and self.record.epochs:
+            reason = self.fired(self.record.epochs[-1])
+        else:
+            if self.has_val:  # the initial weights are the first candidate (epoch 0)
+                initial = self.initial_val_loss = self.set_loss("validation")
+                if initial is not None and math.isfinite(initial):
+                    self.best_score, self.best_theta = initial, self.net.get_flat()
+                    self.record.best_val_loss = initial
+            reason = next((rule.reason for rule in self.rules if rule.start(self)), None)
+        if reason is not None:
+            return reason
+        # Overflow is handled (restore, smaller step, a stop reason): no warnings for it.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if not self.loop.verbose:
+                return self.solver.run(self)
+            with Progress(self.max_epochs, self.record.n_epochs) as self.progress:
+                return self.solver.run(self)
 
 
 def train(
     net: Network,
     X: Any,
     T: Any,
-    config: TrainConfig | None = None,
+    solver: str | Solver = "lm",
     *,
     sample_weight: Any = None,
     validation_data: tuple[Any, Any] | None = None,
     callbacks: Sequence[Callback] = (),
+    stop: Sequence[StopRule] = (),
     resume: str | None = None,
-    carry: dict[str, Any] | None = None,
     **options: Any,
 ) -> TrainingRecord:
     """Train ``net`` in place on ``(X, T)`` and return the training record.
@@ -254,367 +327,73 @@ def train(
     net : Network
     X : array-like of shape (N, n_in)
     T : array-like of shape (N, n_out)
-    config : TrainConfig, optional
-        Settings; keyword ``options`` override its fields (``solver="adam"``, ``lr=...``).
+    solver : str or Solver, default="lm"
+        A name in ``SOLVERS`` (its settings given as keywords) or a solver object. An
+        object keeps its state from one call to the next (a warm start).
     sample_weight : array-like of shape (N,), optional
     validation_data : (X_val, T_val), optional
         An explicit validation set (instead of ``validation_fraction``).
     callbacks : sequence of callables ``cb(epoch_entry, net)``
         Called at each epoch's end; a truthy return stops training ("callback").
+    stop : sequence of StopRule
+        Rules asked before the built-in ones (see :mod:`jacnet.stopping`).
     resume : path, optional
         A checkpoint written by an earlier run with the same settings and data, and the
         same ``validation_data`` (or none, if that run had none).
-    carry : dict, optional
-        Solver state carried from one call to the next (``partial_fit``, warm starts):
-        read when present, written back at the end (optimizer state, LM's mu).
+    **options
+        Loop settings (:class:`LoopSettings`: ``loss``, ``alpha``, ``max_epochs``,
+        ``seed``, ``validation_fraction``, ...), stop-rule settings (``goal``,
+        ``min_grad``, ``early_stopping``, ``max_fail``, ``n_iter_no_change``, ``tol``,
+        ``time_limit``) and the named solver's settings (``lr``, ``batch_size``, ``mu``, ...).
 
     Returns
     -------
     TrainingRecord
     """
-    unknown = set(options) - {f.name for f in fields(TrainConfig)}
-    if unknown:
-        valid = ", ".join(f.name for f in fields(TrainConfig))
-        raise TypeError(f"unknown training option(s) {sorted(unknown)}; valid options: {valid}")
-    cfg = replace(config or TrainConfig(), **options).validate()
+    solver, loop, rule_options = configure(solver, options)
     if not isinstance(net, Network):
         raise TypeError(f"net must be a jacnet.Network, got {type(net).__name__}")
-    loss = get_loss(cfg.loss)
     X = net.check_X(X)
     T = net.check_T(T, X.shape[0])
     w = as_weights(sample_weight, X.shape[0], net.dtype)
-    rng = np.random.default_rng(cfg.seed)
-    record = TrainingRecord(solver=cfg.solver)
-    saved: tuple[dict[str, Array], dict[str, Any]] | None = None
-    if resume is not None:
-        saved = load_checkpoint(resume)
-        record = TrainingRecord.from_dict(saved[1]["record"])
-        if record.solver != cfg.solver:
-            raise ValueError(
-                f"resume: the checkpoint is of solver {record.solver!r}, not {cfg.solver!r}"
-            )
-        rng.bit_generator.state = saved[1]["rng"]
+    rng = np.random.default_rng(loop.seed)
+    saved = None if resume is None else load_run(resume)
+    if saved is not None:
+        record = saved.record
         division = record.division
-        n_div = sum(len(idx) for idx in division.values())
-        if n_div != X.shape[0] or any(len(i) and i.max() >= X.shape[0] for i in division.values()):
-            raise ValueError(f"resume: the checkpoint divided {n_div} rows into its sets, the "
-                             f"data has {X.shape[0]}: resume on the data it was trained on")
     else:
-        division = _divide(X.shape[0], cfg, rng)
-        record.division = division
-    sets = {name: _rows(idx, X, T, w) for name, idx in division.items()}
-    val_rows = None
+        record = TrainingRecord(solver=solver.name)
+        division = record.division = _divide(X.shape[0], loop, rng)
+    val = None
     if validation_data is not None:
         Xv = net.check_X(validation_data[0], "validation_data[0]")
-        sets["validation"] = (Xv, net.check_T(validation_data[1], Xv.shape[0],
-                                              "validation_data[1]"), None)
-        val_rows = Xv.shape[0]
+        val = (Xv, net.check_T(validation_data[1], Xv.shape[0], "validation_data[1]"), None)
+    val_rows = None if val is None else val[0].shape[0]
     if saved is not None:
-        _check_resumed_validation(saved[1], val_rows)
-    run = _Run(net, cfg, loss, sets, record, callbacks)
+        check_resume(saved, solver.name, X.shape[0], val_rows)
+    sets = {name: _rows(idx, X, T, w) for name, idx in division.items()}
+    if val is not None:
+        sets["validation"] = val
+    rules = [*stop, *stop_rules(max_epochs=loop.max_epochs, validation="validation" in sets,
+                                **rule_options)]
+    run = Run(net, solver, loop, rules, sets, record, rng, callbacks,
+              rule_options=rule_options)
     run.validation_data_rows = val_rows
-    run.carry = {} if carry is None else carry
     theta_given = net.get_flat()
     try:
-        reason = None
         if saved is not None:
-            arrays, meta = saved
-            net.set_flat(arrays["theta"])
-            run.best_theta = arrays.get("best_theta")
-            run.best_score, run.fails = meta["best_score"], meta["fails"]
-            # a checkpoint of the epoch that ended the run, under the same settings: over
-            reason = run.settled(record.epochs[-1]) if record.epochs else None
-            if reason is not None:
-                _carry_from_checkpoint(run.carry, arrays, meta)
-        elif run.has_val:  # the initial weights are the first candidate (trainlm's epoch 0)
-            initial = run.set_loss("validation")
-            if initial is not None and math.isfinite(initial):
-                run.best_score, run.best_theta = initial, net.get_flat()
-                record.best_val_loss = initial
-        reason = reason or _run_solver(run, rng, saved)
+            run.restore(saved)
+        reason = run.execute(resumed=saved is not None)
     except BaseException:
-        if saved is not None and record.n_epochs == len(saved[1]["record"]["epochs"]):
+        if saved is not None and record.n_epochs == len(saved.record.epochs):
             net.set_flat(theta_given)  # the resume failed before any epoch: as it was given
         raise
-    record.stop_reason = reason or "max_epochs"
-    if run.has_val and cfg.restore_best and run.best_theta is not None:
-        net.set_flat(run.best_theta)
-    return record
+    return finish(run, reason)
 
 
-def _check_resumed_validation(meta: dict[str, Any], rows: int | None) -> None:
-    """A resumed run gets the explicit validation set it was trained with, or none if it had
-    none: without it, its validation failures would count as training-loss stalls, and
-    its best weights would be compared with scores of other data. (Checkpoints written
-    before this was recorded are not checked.)"""
-    if "validation_data_rows" not in meta or meta["validation_data_rows"] == rows:
-        return
-    was = meta["validation_data_rows"]
-    given = "none" if rows is None else f"{rows} rows"
-    if was is None:
-        raise ValueError("resume: the checkpoint's run had no validation_data; resume it "
-                         f"without one (got {given})")
-    raise ValueError(f"resume: the checkpoint's run had validation_data of {was} rows; pass "
-                     f"the same validation_data again (got {given})")
-
-
-def _run_solver(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
-    """Run the configured solver on ``run`` (with a progress bar when verbose); the stop
-    reason, or None when the epoch budget ran out."""
-    cfg = run.cfg
-    solver = {"lm": _train_lm, "lbfgs": _train_lbfgs}.get(cfg.solver, _train_gradient)
-    if solver is not _train_gradient:  # it moves theta: an optimizer's moments go stale
-        run.carry.pop("optimizer", None)
-    if cfg.verbose:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(),
-                   TextColumn("{task.completed}/{task.total}"),
-                   TextColumn("loss {task.fields[loss]} val {task.fields[val]}"),
-                   TextColumn("lr/mu {task.fields[step]}"), TimeRemainingColumn())
-        with Progress(*columns, transient=False) as progress:
-            run.progress = progress
-            run.task = progress.add_task(cfg.solver, total=cfg.max_epochs,
-                                         completed=run.record.n_epochs, loss="-", val="-", step="-")
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                reason = solver(run, rng, saved)
-    else:
-        # Overflow is handled (restore, smaller step, a stop reason): no warnings for it.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            reason = solver(run, rng, saved)
-    return reason
-
-
-def _carry_from_checkpoint(carry: dict[str, Any], arrays: dict[str, Array],
-                          meta: dict[str, Any]) -> None:
-    """What a solver would have carried out of the run the checkpoint ended (for a warm
-    start that follows): the optimizer's state, or LM's mu."""
-    state = _optimizer_arrays(arrays)
-    if state:
-        carry["optimizer"] = state
-    if "mu" in meta:
-        carry["mu"] = meta["mu"]
-
-
-def _optimizer_arrays(arrays: dict[str, Array]) -> dict[str, Array]:
-    """The optimizer state's arrays among a checkpoint's (saved with the prefix ``opt.``)."""
-    return {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}
-
-
-def _checkpoint(run: _Run, rng: np.random.Generator, arrays: dict[str, Array],
-                meta: dict[str, Any]) -> None:
-    cfg = run.cfg
-    if cfg.checkpoint is None or run.record.n_epochs % cfg.checkpoint_every:
-        return
-    arrays = {"theta": run.net.get_flat(), **arrays}
-    if run.best_theta is not None:
-        arrays["best_theta"] = run.best_theta
-    meta = {"record": run.record.to_dict(), "rng": rng.bit_generator.state,
-            "best_score": run.best_score, "fails": run.fails, "config": _jsonable(cfg),
-            "validation_data_rows": run.validation_data_rows, **meta}
-    save_checkpoint(cfg.checkpoint, arrays, meta)
-
-
-def _jsonable(cfg: TrainConfig) -> dict[str, Any]:
-    return {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
-            for k, v in asdict(cfg).items()}
-
-
-def _train_gradient(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
-    """Mini-batch epochs with an optimizer's update rule."""
-    cfg = run.cfg
-    net = run.net
-    opt = get_optimizer(cfg.solver, lr=cfg.lr, alpha=cfg.alpha, clip_norm=cfg.clip_norm,
-                        **cfg.optimizer_options)
-    schedule = (cfg.schedule if isinstance(cfg.schedule, Schedule)  # used as it is
-                else get_schedule(cfg.schedule, lr=cfg.lr, **cfg.schedule_options))
-    state = opt.init([net.theta], decay_mask=[net.weight_mask()])
-    lr_scale = 1.0
-    if saved is not None:
-        arrays, meta = saved
-        state = opt.state_from_arrays(_optimizer_arrays(arrays))
-        # a schedule instance rebuilds as its own class (a user subclass need not be
-        # registered, and may share its parent's name)
-        kind = type(cfg.schedule) if isinstance(cfg.schedule, Schedule) else Schedule
-        schedule = kind.from_dict(meta["schedule"])
-        lr_scale = meta["lr_scale"]
-    elif "optimizer" in run.carry:
-        carried = opt.state_from_arrays(run.carry["optimizer"])
-        # a warm start continues the state; another optimizer (or momentum) starts afresh
-        if set(carried.buffers) == set(opt._buffer_names()):
-            state = carried
-    reason, state = _gradient_epochs(run, rng, opt, state, schedule, lr_scale)
-    run.carry["optimizer"] = state.to_arrays()
-    return reason
-
-
-def _gradient_epochs(run: _Run, rng: np.random.Generator, opt: Any, state: Any,
-                     schedule: Schedule, lr_scale: float) -> tuple[str | None, Any]:
-    """The epochs of :func:`_train_gradient`; returns the stop reason and the final state."""
-    net, cfg, loss = run.net, run.cfg, run.loss
-    X, T, w = run.sets["train"]
-    n = X.shape[0]
-    bs = n if cfg.batch_size is None else min(cfg.batch_size, n)
-    params = [net.theta]
-    mask = net.weight_mask() if cfg.alpha else None
-    # Each shuffled batch is gathered into one small buffer that every batch reuses, and
-    # backprop reads it while it is still in cache. Copying the whole shuffled epoch
-    # into a second data-sized array first cost the page faults of a fresh array as
-    # large as the data on every call (60000 x 784 float32: 188 MB), for no gain.
-    Xb, Tb = np.empty((bs,) + X.shape[1:], X.dtype), np.empty((bs,) + T.shape[1:], T.dtype)
-    wb = None if w is None else np.empty(bs, w.dtype)
-    gsum = np.empty(net.n_params, dtype=net.dtype)
-    # The fast paths (each equal to the general one, tests prove it): backprop into
-    # buffers reused by every batch, and the optimizer's update checked once per epoch.
-    backprop = net.backprop(loss, bs)
-    grad, grads = backprop.grad, [backprop.grad]
-    checked_once = type(opt).update is Optimizer.update
-    retries = 0
-    # A retried epoch keeps its index: epochs are counted by the record, not by attempts.
-    while (epoch := run.record.n_epochs) < cfg.max_epochs:
-        lr = schedule.lr_at(epoch) * lr_scale
-        theta0, state0 = net.get_flat(), state.to_arrays()
-        order = rng.permutation(n) if cfg.shuffle else None
-        total = 0.0
-        gsum[...] = 0
-        step = opt.update
-        if checked_once:
-            lr = opt._check_update(params, grads, state, lr)
-            step = opt._step
-        mean = loss.mean_over_samples
-        for start in range(0, n, bs):
-            stop = min(start + bs, n)
-            if order is None:
-                batch = X[start:stop], T[start:stop], None if w is None else w[start:stop]
-            else:
-                batch = _gather(order[start:stop], (X, T, w), (Xb, Tb, wb))
-            value = backprop(*batch)
-            if not math.isfinite(value):
-                break
-            total += value * ((stop - start) / n if mean else 1.0)
-            gsum += grad
-            step(params, grads, state, lr)
-        else:
-            if np.isfinite(net.theta).all():
-                retries = 0
-                if mask is not None:
-                    total += 0.5 * cfg.alpha * float(np.vdot(net.theta * mask, net.theta))
-                n_batches = -(-n // bs)
-                reason = run.epoch_end(total, float(np.linalg.norm(gsum)) / n_batches, lr=lr)
-                val = run.record.epochs[-1]["val_loss"]
-                schedule.observe(epoch, total if val is None else val)
-                _checkpoint(run, rng, {f"opt.{k}": v for k, v in state.to_arrays().items()},
-                            {"schedule": schedule.to_dict(), "lr_scale": lr_scale})
-                if reason:
-                    return reason, state
-                continue
-        # A non-finite loss or theta: restore the epoch's start, halve the step, retry.
-        net.set_flat(theta0)
-        state = opt.state_from_arrays(state0)
-        retries += 1
-        lr_scale *= 0.5
-        if retries > cfg.max_retries:
-            return "non_finite", state
-    return None, state
-
-
-def _gather(rows: Array, arrays: tuple[Array, Array, Array | None],
-            bufs: tuple[Array, Array, Array | None]) -> tuple[Array, Array, Array | None]:
-    """``a[rows]`` of each array into the head of its reusable buffer (no new array).
-
-    ``mode="clip"``: the rows are a permutation's, always in range; np.take's default
-    mode buffers its output and took three times as long.
-    """
-    m = rows.shape[0]
-    out = [
-        None if a is None or b is None else np.take(a, rows, axis=0, out=b[:m], mode="clip")
-        for a, b in zip(arrays, bufs, strict=True)
-    ]
-    return out[0], out[1], out[2]  # type: ignore[return-value]
-
-
-def _train_lm(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
-    """Levenberg-Marquardt epochs (trainlm)."""
-    cfg = run.cfg
-    obj = run.objective()
-    lm = LevenbergMarquardt(obj, cfg.mu, cfg.mu_dec, cfg.mu_inc, cfg.mu_max, cfg.chunk)
-    if saved is not None:
-        lm.mu = saved[1]["mu"]
-    elif "mu" in run.carry:
-        lm.mu = run.carry["mu"]
-    try:
-        if _goal_met_at_start(run, lm.value):  # the first step reuses lm's value
-            return "goal"
-        for _ in range(run.record.n_epochs, cfg.max_epochs):
-            step = lm.step(cfg.min_grad)
-            if not step.accepted and step.trials == 0 and step.grad_norm < cfg.min_grad:
-                run.epoch_end(step.loss, step.grad_norm, mu=step.mu)
-                return "min_grad"
-            if not step.accepted:  # no mu up to mu_max lowers the loss, or it is NaN/inf
-                lm.mu = min(lm.mu, cfg.mu_max)  # a later call (partial_fit) may try again
-                return "mu_max" if math.isfinite(step.loss) else "non_finite"
-            reason = run.epoch_end(step.loss, step.grad_norm, mu=step.mu)
-            _checkpoint(run, rng, {}, {"mu": lm.mu})
-            if reason:
-                return reason
-        return None
-    finally:
-        run.carry["mu"] = lm.mu
-
-
-def _goal_met_at_start(run: _Run, value: Callable[[], tuple[float, Any]]) -> bool:
-    """trainlm's check at epoch 0: the weights given already meet ``goal`` (no step);
-    ``value()`` gives the loss there (and only runs when there is a goal to check)."""
-    return bool(run.cfg.goal) and run.record.n_epochs == 0 and value()[0] <= run.cfg.goal
-
-
-def _train_lbfgs(run: _Run, rng: np.random.Generator, saved: Any) -> str | None:
-    """Full-batch L-BFGS through scipy's L-BFGS-B on the flat theta, exact gradients."""
-    net, cfg = run.net, run.cfg
-    obj = run.objective()
-    if _goal_met_at_start(run, obj.value):
-        return "goal"
-    last: dict[str, Any] = {}
-    stop: list[str] = []
-
-    def fun(theta: Array) -> tuple[float, Array]:
-        net.theta[...] = theta
-        value, grad = obj.value_and_grad()
-        if not (math.isfinite(value) and np.isfinite(grad).all()):
-            return math.inf, np.zeros_like(theta)
-        last["x"], last["g"] = theta.copy(), grad.astype(np.float64)
-        return value, last["g"]
-
-    def callback(intermediate_result: optimize.OptimizeResult) -> None:
-        x = intermediate_result.x
-        net.theta[...] = x
-        same = "x" in last and np.array_equal(last["x"], x)
-        g = last["g"] if same else obj.value_and_grad()[1]
-        reason = run.epoch_end(float(intermediate_result.fun), float(np.linalg.norm(g)))
-        _checkpoint(run, rng, {}, {})
-        if reason:
-            stop.append(reason)
-            raise StopIteration
-
-    remaining = cfg.max_epochs - run.record.n_epochs
-    if remaining <= 0:
-        return None
-    res = optimize.minimize(
-        fun, net.get_flat().astype(np.float64), jac=True, method="L-BFGS-B", callback=callback,
-        options={"maxiter": remaining, "maxfun": cfg.max_fun, "gtol": cfg.min_grad,
-                 "ftol": cfg.tol or _SCIPY_FTOL},
-    )
-    if stop:
-        return stop[0]
-    if np.isfinite(res.x).all():
-        net.theta[...] = res.x
-    if not math.isfinite(res.fun):  # fun's inf with a zero gradient reads as "converged"
-        return "non_finite"
-    message = str(res.message).upper()
-    if res.status == 0:
-        return "converged"
-    if "ITERATIONS" in message:
-        return "max_epochs"
-    if "EVALUATIONS" in message:
-        return "max_fun"
-    return "line_search"
+def finish(run: Run, reason: str) -> TrainingRecord:
+    """Close a run: its stop reason into the record, the best weights back (when kept)."""
+    run.record.stop_reason = reason
+    if run.has_val and run.loop.restore_best and run.best_theta is not None:
+        run.net.set_flat(run.best_theta)
+    return run.record

@@ -25,7 +25,9 @@ from ..data import (
     infer_task,
     target_values,
 )
+from ..progress import Progress
 from ..record import strict_json
+from ..training import SOLVERS
 from .common import (
     CliError,
     DatasetOpt,
@@ -40,9 +42,6 @@ from .common import (
     versions,
 )
 
-# _Progress (edited on the training branch) calls _g: fmt_g under its old name
-from .common import fmt_g as _g
-
 
 class Task(str, Enum):
     auto = "auto"
@@ -50,14 +49,9 @@ class Task(str, Enum):
     regression = "regression"
 
 
-class Solver(str, Enum):
-    auto = "auto"
-    lm = "lm"
-    lbfgs = "lbfgs"
-    adam = "adam"
-    adamw = "adamw"
-    sgd = "sgd"
-    rmsprop = "rmsprop"
+#: ``--solver``'s choices: "auto", then the solver registry's names.
+Solver = Enum("Solver", {name: name for name in ("auto", *SOLVERS)}, type=str)  # type: ignore[misc]
+_AUTO = Solver("auto")
 
 
 class DType(str, Enum):
@@ -91,7 +85,7 @@ def train(
         metavar="NAMES",
         help="Hidden activation: one name, or one per hidden layer, comma separated.")] = "relu",
     solver: Annotated[Solver, typer.Option(
-        help="'auto': Levenberg-Marquardt for small problems, else Adam.")] = Solver.auto,
+        help="'auto': Levenberg-Marquardt for small problems, else Adam.")] = _AUTO,
     epochs: Annotated[int, typer.Option(min=1, help="Most epochs to train.")] = 200,
     batch_size: Annotated[int, typer.Option(min=1, help="Mini-batch size (Adam, SGD, ...).")] = 32,
     lr: Annotated[float, typer.Option(help="Learning rate (Adam, SGD, ...).")] = 1e-3,
@@ -205,7 +199,7 @@ def train(
 def _fit_divided(est: Any, X: pd.DataFrame, y: np.ndarray, division: dict[str, np.ndarray],
                  patience: int, progress: bool) -> Any:
     """``est.fit_divided`` on the division made here, with the live progress bar."""
-    bar = _Progress(est.max_iter, est.solver) if progress else None
+    bar = Progress(est.max_iter, console=out) if progress else None
     try:
         return est.fit_divided(X, y, division["train"], division["validation"],
                                division["test"], max_fail=patience,
@@ -213,40 +207,6 @@ def _fit_divided(est: Any, X: pd.DataFrame, y: np.ndarray, division: dict[str, n
     finally:
         if bar is not None:
             bar.stop()
-
-
-class _Progress:
-    """A live bar: epoch, loss, validation loss, test loss, learning rate or mu, ETA."""
-
-    def __init__(self, total: int, solver: str) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.step = "mu" if solver == "lm" else "lr"
-        self.bar = Progress(
-            TextColumn("epoch"), MofNCompleteColumn(), BarColumn(bar_width=16),
-            TextColumn("loss {task.fields[loss]}  val {task.fields[val]}  "
-                       "test {task.fields[test]}  {task.fields[step]}"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=out, transient=False)
-        self.task = self.bar.add_task("train", total=total, loss="-", val="-", test="-",
-                                      step="")
-        self.bar.start()
-
-    def update(self, e: dict[str, Any], net: Any = None) -> None:
-        step = e.get("mu", e.get("lr"))
-        self.bar.update(self.task, completed=e["epoch"], loss=_g(e["loss"]),
-                        val=_g(e.get("val_loss")), test=_g(e.get("test_loss")),
-                        step="" if step is None else f"{self.step} {step:.2g}")
-
-    def stop(self) -> None:
-        self.bar.stop()
 
 
 def _estimator(kind: str, sizes: list[int], acts: list[str], solver: str, epochs: int,
