@@ -16,6 +16,7 @@ from .gauss_newton import DualSystem, PrimalSystem, Workspace, gauss_newton_syst
 from .layers import blas_matmul
 from .losses import Loss
 from .network import Network
+from .optimizers import l2_penalty
 
 Array = np.ndarray
 
@@ -53,10 +54,8 @@ class Objective:
         self._workspace = Workspace()  # Gauss-Newton's chunk of J, reused per system
 
     def penalty(self, theta: Array) -> float:
-        if self.mask is None:
-            return 0.0
-        Wt = theta * self.mask
-        return 0.5 * self.alpha * float(np.vdot(Wt, Wt))
+        """``alpha/2 ||W||^2`` at ``theta`` (:func:`jacnet.optimizers.l2_penalty`)."""
+        return l2_penalty(theta, self.mask, self.alpha)
 
     def value(self) -> tuple[float, Any]:
         """Objective at the network's current theta, and what :meth:`system` reuses of it
