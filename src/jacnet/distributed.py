@@ -242,8 +242,8 @@ class DaskObjective(Objective):
 
         One task per group of partitions that a worker holds (one group per thread),
         asked to run on that worker: Dask's scheduler would otherwise move a partition to
-        an idle worker when its cost model prefers the transfer to the wait (measured:
-        half the data, 40 MB of 80, in one LM iteration), and the data must stay put.
+        an idle worker when its cost model prefers the transfer to the wait (it moved half
+        the data in one LM iteration when tried), and the data must stay put.
         The restriction is loose, so a lost worker's share runs wherever Dask recomputes
         its partitions.
         """
