@@ -30,6 +30,8 @@ CASES = BUILTINS + list(CONFIGURED) + ["cube"]
 
 #: activations with a kink in f or f' (FD and autodiff disagree on the kink itself)
 KINKED = {"relu", "leaky_relu", "elu", "sparsemax"}
+#: the elementwise ones among them, whose kink sits at t = 0
+KINK_AT_ZERO = {"relu", "leaky_relu", "elu"}
 
 FD_STEP = 1e-5
 
@@ -46,7 +48,7 @@ def make(case: str, oracle) -> jn.Activation:
 def kink_distance(act: jn.Activation, T: np.ndarray) -> float:
     """Distance of ``T`` to the nearest kink of ``act`` (inf for smooth activations)."""
     name = getattr(act, "name", "")
-    if name in {"relu", "leaky_relu", "elu"}:
+    if name in KINK_AT_ZERO:
         return float(np.abs(T).min())
     if name == "sparsemax":
         Y = act.forward(T)
@@ -184,17 +186,37 @@ def test_activation_jacobian_matches_finite_differences(case, oracle):
 
 
 # --------------------------------------------------- (d) property-based
+#: ten central-difference steps (FD_STEP): farther from a kink, FD does not see it
+KINK_GAP = 1e-4
+
+
+def hypothesis_values(act: jn.Activation) -> st.SearchStrategy[float]:
+    """Pre-activations in [-5, 5]; for a kink at 0, only those more than ``KINK_GAP`` from it.
+
+    Drawn away from the kink rather than filtered: hypothesis favours 0.0 and tiny values
+    (and arrays filled with one value), so ``assume`` on "no entry near 0" threw away
+    about 60% of relu's draws, and one run in several hundred met hypothesis's
+    ``filter_too_much`` health check (50 rejected draws before 10 valid ones).
+    """
+    elements = st.floats(-5, 5, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+    if getattr(act, "name", "") not in KINK_AT_ZERO:
+        return elements
+    side = st.floats(KINK_GAP, 5, exclude_min=True, allow_subnormal=False)
+    return st.one_of(side, side.map(lambda t: -t))
+
+
+# derandomize: every run draws the same examples, so a failure in CI fails again on the
+# rerun (to explore others locally, set derandomize=False or decorate with hypothesis.seed).
 @pytest.mark.parametrize("case", CASES)
-@settings(max_examples=15, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(data=st.data())
 def test_activation_derivatives_hold_for_any_shape_and_values(case, data, oracle):
     """vjp, JAX and FD agree for hypothesis-drawn shapes (N 1..5, m 1..8) and values."""
     act = make(case, oracle)
     N = data.draw(st.integers(1, 5), label="N")
     m = data.draw(st.integers(1, 8), label="m")
-    elements = st.floats(-5, 5, allow_nan=False, allow_infinity=False, allow_subnormal=False)
-    T = data.draw(hnp.arrays(np.float64, (N, m), elements=elements), label="T")
-    assume(kink_distance(act, T) > 1e-4)
+    T = data.draw(hnp.arrays(np.float64, (N, m), elements=hypothesis_values(act)), label="T")
+    assume(kink_distance(act, T) > KINK_GAP)  # sparsemax's kinks depend on the whole row
     if getattr(act, "name", "") == "l2_normalize":
         assume(np.linalg.norm(T, axis=1).min() > 1e-3)  # f is undefined at 0
     if getattr(act, "name", "") == "layer_norm" and m > 1:
