@@ -71,8 +71,8 @@ def sizes(n: int, validation: float, test: float = 0.0,
     if n - n_val - n_test < 1:
         given = " and ".join(f"{name}={f}" for name, f in zip(names, (validation, test),
                                                                 strict=True) if f)
-        raise ValueError(f"too few rows ({n}) to divide into train/validation/test: {given} "
-                         "leave no row to train on")
+        raise ValueError(f"too few rows ({n}) to divide into train/validation/test: no row "
+                         f"is left to train on with {given}")
     return n - n_val - n_test, n_val, n_test
 
 
