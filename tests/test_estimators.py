@@ -726,7 +726,7 @@ def test_stochastic_no_improvement_is_counted_against_the_best_loss():
     X, y = _regression_data(q=1)
     est = _reg(solver="adam", tol=0.6, n_iter_no_change=2, max_iter=1).fit(X, y)
     est._stalls.clear()
-    plan, _ = est._config(X, y[:, None], None, False, np.random.RandomState(0))
+    plan = est.plan_fit(X, y[:, None], None, np.random.RandomState(0))
     rule = plan.stall
     stops = []
     for v in (10.0, 9.5, 9.0, 8.5, 8.0):

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import division
+
 __all__ = [
     "BUILTIN",
     "MAX_CATEGORIES",
@@ -375,36 +377,17 @@ def target_values(frame: pd.DataFrame, targets: list[str], task: str,
 # ------------------------------------------------------------------------- division
 def divide(n: int, val_fraction: float, test_fraction: float, seed: int,
            stratify: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Seeded train/validation/test row indices (sorted), stratified by class if possible."""
-    from sklearn.model_selection import train_test_split
+    """Seeded train/validation/test row indices (sorted), stratified by class if possible.
 
-    for name, f in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
-        if not 0 <= f < 1:
-            raise DataError(f"{name} must be in [0, 1), got {f}")
-    if val_fraction + test_fraction >= 1:
-        raise DataError(f"--val-fraction + --test-fraction must be < 1, got "
-                        f"{val_fraction} + {test_fraction}")
-    n_val = round(n * val_fraction) if val_fraction else 0
-    n_test = round(n * test_fraction) if test_fraction else 0
-    n_val, n_test = max(n_val, 1 if val_fraction else 0), max(n_test, 1 if test_fraction else 0)
-    if n - n_val - n_test < 1:
-        raise DataError(f"too few rows ({n}) to divide into train/validation/test")
-    idx = np.arange(n)
-    rng = np.random.RandomState(seed)
-
-    def split(rows: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-        if size == 0:
-            return rows, rows[:0]
-        strat = None if stratify is None else stratify[rows]
-        try:
-            a, b = train_test_split(rows, test_size=size, random_state=rng, stratify=strat)
-        except ValueError:  # a class too small to stratify: a plain random split
-            a, b = train_test_split(rows, test_size=size, random_state=rng)
-        return a, b
-
-    rest, test = split(idx, n_test)
-    train, val = split(rest, n_val)
-    return {"train": np.sort(train), "validation": np.sort(val), "test": np.sort(test)}
+    :func:`jacnet.division.sizes` gives the sizes, :func:`jacnet.division.stratified` the
+    rows (a ``RandomState(seed)``); a bad fraction is a :class:`DataError` naming its option.
+    """
+    try:
+        _, n_val, n_test = division.sizes(n, val_fraction, test_fraction,
+                                          names=("--val-fraction", "--test-fraction"))
+    except (ValueError, TypeError) as exc:
+        raise DataError(str(exc)) from None
+    return division.stratified(n, n_val, n_test, np.random.RandomState(seed), stratify)
 
 
 def _list(items: list[Any], limit: int = 8) -> str:

@@ -34,6 +34,7 @@ floating-point summation order.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -467,7 +468,8 @@ def fit_estimator(est: Any, X: Any, y: Any, sample_weight: Any = None,
     """``MLPRegressor/MLPClassifier.fit`` on dask arrays (called by ``fit``).
 
     Targets are encoded and the standardisation statistics computed with Dask (small
-    reductions); the network is trained by :func:`train`. Returns ``est``.
+    reductions); then the estimator's fit plan (``est.plan_fit``, see
+    :mod:`jacnet.fitplan`) runs with :func:`train` as its trainer. Returns ``est``.
     """
     from sklearn.base import ClassifierMixin
     from sklearn.utils import check_random_state
@@ -508,11 +510,10 @@ def fit_estimator(est: Any, X: Any, y: Any, sample_weight: Any = None,
         values = dask.compute(*(getattr(est, k) for k in keys))
         for k, v in zip(keys, values, strict=True):
             setattr(est, k, None if v is None else np.asarray(v, dtype=dtype))
-    Xs, Ts = est.scale_in(X), est.scale_out(T)
-    plan, _ = est._config(Xs, Ts, sw, False, rs)
-    record = train(est.network_, Xs, Ts, plan.solver, client=client, sample_weight=sw,
-                   **plan.options)
-    est._after_fit(record, X.shape[0], False, first)
+    # the estimators' one fit plan, with the Dask trainer in place of jacnet.train
+    plan = est.plan_fit(est.scale_in(X), est.scale_out(T), sw, rs, first=first,
+                        trainer=functools.partial(train, client=client))
+    est.execute_plan(plan)
     return est
 
 

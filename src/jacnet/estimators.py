@@ -38,8 +38,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from numbers import Integral, Real
 from typing import Any, Self
 
@@ -47,7 +46,6 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
@@ -60,7 +58,16 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from . import division
 from .activations import Activation, Sigmoid, Softmax, Sparsemax, get_activation
+from .fitplan import (
+    FitPlan,
+    SGDRate,
+    SklearnStall,
+    patience,
+    score_callback,
+    test_loss_callback,
+)
 from .layers import Dense
 from .losses import Loss, Scaled, get_loss
 from .modelfile import PREPROCESSING, build_network, network_state, state_document, write
@@ -69,8 +76,7 @@ from .optimizers import l2_penalty
 from .record import STOP_REASONS, TrainingRecord
 from .schedules import Schedule
 from .solvers import Solver
-from .stopping import StopRule
-from .training import SOLVERS, STOCHASTIC, train
+from .training import SOLVERS, STOCHASTIC, Callback, train
 from .validation import positive_int
 
 Array = np.ndarray
@@ -308,6 +314,7 @@ class _BaseMLP(BaseEstimator):
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> _BaseMLP:
+        """``fit`` (``incremental=False``) and ``partial_fit`` on in-memory data."""
         sizes, hidden = self.validated_params()
         dtype = np.dtype(self.dtype)
         first = not hasattr(self, "network_") or (not self.warm_start and not incremental)
@@ -323,15 +330,8 @@ class _BaseMLP(BaseEstimator):
         rs = check_random_state(self.random_state)
         if first:
             self.init_model(X, T, sizes, hidden, dtype, rs, sw)
-        Xs, Ts = self.scale_in(X), self.scale_out(T)
-        plan, val = self._config(Xs, Ts, sw, incremental, rs)
-        if val is not None:
-            Xs, Ts, sw = val["train"]
-        scorer = None if val is None else self._val_scorer(*val["validation"])
-        callbacks = [] if scorer is None else [_score_callback(scorer)]
-        callbacks.append(self._epoch_callback(Xs, Ts, sw, plan.options["alpha"]))
-        self._train(Xs, Ts, sw, plan, None if val is None else val["validation"][:2],
-                    callbacks, incremental, first, scorer=scorer)
+        self.execute_plan(self.plan_fit(self.scale_in(X), self.scale_out(T), sw, rs,
+                                        first=first, incremental=incremental))
         return self
 
     def fit_divided(self, X: Any, y: Any, train: Any, validation: Any = (), test: Any = (),
@@ -397,45 +397,20 @@ class _BaseMLP(BaseEstimator):
             Xp, Tp = rows(idx, reset=False)
             return self.scale_in(Xp), self.scale_out(Tp)
 
-        Xs, Ts = self.scale_in(X_tr), self.scale_out(T_tr)
-        plan, _ = self._config(Xs, Ts, None, False, rs, validation=len(parts["validation"]) > 0)
-        val, test_data = scaled(parts["validation"]), scaled(parts["test"])
-        # scikit-learn's no-improvement rule where fit would apply it (see _stall_rule)
-        patience = self.n_iter_no_change + 1 if max_fail is None else int(max_fail)
-        plan.options.update(early_stopping=val is not None and plan.stall is None,
-                            verbose=False, max_fail=patience)
-        if plan.stall is not None and plan.stall.key == "val_loss":
-            plan.stall.limit = patience
-        loss = plan.options["loss"]
+        val, test = scaled(parts["validation"]), scaled(parts["test"])
+        plan = self.plan_fit(self.scale_in(X_tr), self.scale_out(T_tr), None, rs,
+                             validation=None if val is None else (*val, None), test=test,
+                             division=parts, max_fail=max_fail, callbacks=list(callbacks))
+        return self.execute_plan(plan)
 
-        def test_loss(entry: dict[str, Any], net: Network) -> None:
-            if test_data is not None:
-                entry["test_loss"] = float(net.loss(test_data[0], test_data[1], loss))
-
-        # loss_curve_ in the data's units; with early_stopping the validation rows' score too
-        in_fit = [self._epoch_callback(Xs, Ts, None, plan.options["alpha"])]
-        scorer = None
-        if val is not None and self.early_stopping:
-            scorer = self._val_scorer(val[0], val[1], None)
-            in_fit.insert(0, _score_callback(scorer))
-        return self._train(Xs, Ts, None, plan, val, [test_loss, *in_fit, *callbacks], False,
-                           True, division=parts, scorer=scorer)
-
-    def _train(self, Xs: Array, Ts: Array, sw: Array | None, plan: _Plan,
-               validation: tuple[Array, Array] | None, callbacks: list[Any],
-               incremental: bool, first: bool,
-               division: dict[str, Array] | None = None,
-               scorer: Any = None) -> TrainingRecord:
-        """Run ``jacnet.train`` on scaled data and set the fitted attributes from its record.
-
-        ``scorer(network)``: the validation score, taken of the weights kept."""
-        record = train(self.network_, Xs, Ts, plan.solver, sample_weight=sw,
-                       validation_data=validation, callbacks=callbacks,
-                       stop=[] if plan.stall is None else [plan.stall], **plan.options)
-        if division is not None:
-            record.division = division
-        kept_score = None if scorer is None else scorer(self.network_)
-        self._after_fit(record, Xs.shape[0], incremental, first, kept_score)
+    def execute_plan(self, plan: FitPlan) -> TrainingRecord:
+        """Run ``plan`` (:meth:`plan_fit`) on ``network_`` and set the fitted attributes
+        from its record; the record (also ``training_record_``)."""
+        record = plan.run(self.network_)
+        # the validation score of the weights kept (early stopping restores the best)
+        kept_score = None if plan.scorer is None else plan.scorer(self.network_)
+        self._after_fit(record, plan.data[0].shape[0], plan.incremental, plan.first,
+                        kept_score)
         return record
 
     def init_model(self, X: Array, T: Array, sizes: list[int], hidden: list[Activation],
@@ -460,7 +435,7 @@ class _BaseMLP(BaseEstimator):
             if self._standardizes_targets():
                 self.y_mean_, self.y_scale_ = _weighted_moments(T, sw)
         self._solver: Solver | None = None  # the last fit's solver: warm starts continue it
-        self._stalls: dict[str, _SklearnStall] = {}  # scikit-learn's rule, by the loss watched
+        self._stalls: dict[str, SklearnStall] = {}  # scikit-learn's rule, by the loss watched
         # A model file's extra (io.load) describes the data of that fit, not a fresh one's.
         self._file_extra: dict[str, Any] | None = None
         self.n_iter_ = 0
@@ -475,44 +450,95 @@ class _BaseMLP(BaseEstimator):
     def _standardizes_targets(self) -> bool:
         return False
 
-    def _config(self, X: Array, T: Array, sw: Array | None, incremental: bool,
-                rs: np.random.RandomState, validation: bool | None = None
-                ) -> tuple[_Plan, dict[str, Any] | None]:
-        """The training plan (the solver, continuing the last fit's, the loop's options and
-        scikit-learn's stop rule), and with ``early_stopping`` the validation split of
-        ``(X, T, sw)``. ``validation``: whether the caller brings its own validation rows
-        (``fit_divided``); then nothing is split off and ``X`` is all training rows."""
-        stochastic = self.solver in _STOCHASTIC
-        if incremental and not stochastic:
+    def plan_fit(self, X: Array, T: Array, sw: Array | None, rs: np.random.RandomState, *,
+                 first: bool = True, incremental: bool = False,
+                 validation: tuple[Array, Array, Array | None] | None = None,
+                 test: tuple[Array, Array] | None = None,
+                 division: dict[str, Array] | None = None, max_fail: int | None = None,
+                 callbacks: Sequence[Callback] = (),
+                 trainer: Callable[..., TrainingRecord] = train) -> FitPlan:
+        """The plan of one fit (see :mod:`jacnet.fitplan`), on data in the network's units.
+
+        Parameters
+        ----------
+        X, T, sw : arrays (n, n_features), (n, n_outputs), (n,) or None
+            Scaled (:meth:`scale_in`, :meth:`scale_out`). Without ``division`` and with
+            ``early_stopping``, scikit-learn's validation split is taken of them.
+        rs : numpy.random.RandomState
+            The fit's random state (after :meth:`init_model`): the split, then the
+            loop's seed, are drawn from it.
+        first, incremental : bool
+            A fresh model; a ``partial_fit`` epoch.
+        validation, test : scaled rows, optional
+            The caller's (``fit_divided``).
+        division : dict of str to int array, optional
+            The caller's division, recorded; nothing is split off and no progress bar is
+            shown (the caller passes its own as a callback).
+        max_fail : int, optional
+            Patience on the validation rows (:func:`jacnet.fitplan.patience`).
+        callbacks : sequence of callables ``cb(entry, network)``
+            Called after the plan's own callbacks.
+        trainer : callable
+            ``jacnet.train``, or the Dask trainer; only ``jacnet.train`` gets the loss in
+            scikit-learn's units (elsewhere it would cost a pass over the data an epoch).
+        """
+        if incremental and self.solver not in _STOCHASTIC:
             raise ValueError(f"partial_fit needs a stochastic solver {_STOCHASTIC}, "
                              f"got solver={self.solver!r}")
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        val = None
-        if validation is None and self.early_stopping:
-            val = self._split(X, T, sw, rs)
-            n = val["train"][0].shape[0]
-        else:
-            n = X.shape[0]
-        n_weight = n if sw is None else float(
-            (val["train"][2] if val is not None else sw).sum())
+        if division is None and self.early_stopping:
+            (X, T, sw), validation = self._split(X, T, sw, rs)
+        wait = patience(self.solver, self.n_iter_no_change, max_fail)
+        n = X.shape[0]
         bs = min(200, n) if self.batch_size == "auto" else min(int(self.batch_size), n)
+        stall, schedule = self._sklearn_rules(validation is not None, incremental, n, wait)
+        solver = self._solver_for(bs, schedule)
+        options = self._loop_options(n if sw is None else float(sw.sum()), bs, rs,
+                                     incremental, stall)
+        options.update(early_stopping=validation is not None and stall is None,
+                       max_fail=wait, verbose=bool(self.verbose) and division is None)
+        scorer = None
+        if validation is not None and self.early_stopping:
+            scorer = self._val_scorer(*validation)
+        plan = FitPlan(solver, options, (X, T, sw), validation, test, stall, [], scorer,
+                       division, incremental, first, trainer)
+        if test is not None:
+            plan.callbacks.append(test_loss_callback(test, options["loss"]))
+        if scorer is not None:
+            plan.callbacks.append(score_callback(scorer))
+        if trainer is train:  # loss_curve_ in the data's units
+            plan.callbacks.append(self._epoch_callback(X, T, sw, options["alpha"]))
+        plan.callbacks.extend(callbacks)
+        return plan
+
+    def _loop_options(self, n_weight: float, bs: int, rs: np.random.RandomState,
+                      incremental: bool, stall: SklearnStall | None) -> dict[str, Any]:
+        """``jacnet.train``'s loop and stop-rule options of a fit whose training rows weigh
+        ``n_weight`` (their number, or their weights' sum); draws the loop's seed."""
+        stochastic = self.solver in _STOCHASTIC
         _, loss = self._output()
-        options: dict[str, Any] = {}
-        if self.solver == "sgd":
-            options = {"momentum": self.momentum,
-                       "nesterov": self.nesterovs_momentum and self.momentum > 0}
-        elif self.solver in ("adam", "adamw"):
-            options = {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
-        elif self.solver == "rmsprop":
-            options = {"epsilon": self.epsilon}
-        # scikit-learn's no-improvement rule (and "adaptive"'s lr / 5) is a stop rule of the
-        # estimator's (see _stall_rule); otherwise early stopping watches the validation loss
-        rule = self._stall_rule(self.early_stopping if validation is None else validation)
+        return {
+            "loss": loss, "max_epochs": 1 if incremental else self.max_iter,
+            # scikit-learn's penalty: alpha/2 ||W||^2 divided by the samples in the objective
+            "alpha": self.alpha / (bs if stochastic else n_weight),
+            "seed": int(rs.randint(2**31 - 1)),
+            "tol": self.tol if stochastic and (stall is None or stall.key != "loss") else 0.0,
+            "goal": self.goal, "min_grad": self.tol if self.solver == "lbfgs" else self.min_grad,
+        }
+
+    def _sklearn_rules(self, validation: bool, incremental: bool, n: int, wait: int
+                       ) -> tuple[SklearnStall | None, str | Schedule]:
+        """scikit-learn's no-improvement rule (None where the loop's own rules apply, see
+        :meth:`_stall_rule`), its best and count carried over from the last fit, and the
+        learning-rate schedule (:class:`~jacnet.fitplan.SGDRate` for sgd) of a fit on
+        ``n`` training rows; ``wait``: the patience on validation rows."""
+        rule = self._stall_rule(validation)
         stall = None
-        if rule is not None:  # its best and count carry over from the last fit
-            stall = self._stalls.setdefault(rule, _SklearnStall(rule))
-            stall.limit, stall.tol = self.n_iter_no_change + 1, self.tol
+        if rule is not None:
+            stall = self._stalls.setdefault(rule, SklearnStall(rule))
+            stall.limit = wait if rule == "val_loss" else self.n_iter_no_change + 1
+            stall.tol = self.tol
         schedule: str | Schedule = "constant"
         if self.solver == "sgd" and (rule is not None or self.learning_rate == "invscaling"):
             lr_now = self.learning_rate_init
@@ -520,31 +546,27 @@ class _BaseMLP(BaseEstimator):
             if self.learning_rate == "adaptive" and incremental and carried is not None \
                     and carried.rate is not None:
                 lr_now = carried.rate.current
-            schedule = _SGDRate(self.learning_rate_init, self.learning_rate, self.power_t,
-                                t0=self.t_, n_samples=n, current=lr_now)
+            schedule = SGDRate(self.learning_rate_init, self.learning_rate, self.power_t,
+                               t0=self.t_, n_samples=n, current=lr_now)
             if stall is not None:
                 stall.rate = schedule
-        solver = self._solver_for(bs, schedule, options)
-        loop = {
-            "loss": loss, "max_epochs": 1 if incremental else self.max_iter,
-            # scikit-learn's penalty: alpha/2 ||W||^2 divided by the samples in the objective
-            "alpha": self.alpha / (bs if stochastic else n_weight),
-            "seed": int(rs.randint(2**31 - 1)),
-            "early_stopping": self.early_stopping and rule is None,
-            "max_fail": self.n_iter_no_change + 1,
-            "tol": self.tol if stochastic and rule != "loss" else 0.0,
-            "goal": self.goal, "min_grad": self.tol if self.solver == "lbfgs" else self.min_grad,
-            "verbose": bool(self.verbose),
-        }
-        return _Plan(solver, loop, stall), val
+        return stall, schedule
 
-    def _solver_for(self, bs: int, schedule: str | Schedule, options: dict[str, Any]) -> Solver:
+    def _solver_for(self, bs: int, schedule: str | Schedule) -> Solver:
         """The solver object of ``self.solver`` with the estimator's settings, continuing
         the state of the last fit's (Adam's moments, LM's mu) where it applies."""
         if self.solver in _STOCHASTIC:
+            rule: dict[str, Any] = {}
+            if self.solver == "sgd":
+                rule = {"momentum": self.momentum,
+                        "nesterov": self.nesterovs_momentum and self.momentum > 0}
+            elif self.solver in ("adam", "adamw"):
+                rule = {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+            elif self.solver == "rmsprop":
+                rule = {"epsilon": self.epsilon}
             settings: dict[str, Any] = {
                 "lr": self.learning_rate_init, "batch_size": bs, "schedule": schedule,
-                "shuffle": self.shuffle, "optimizer_options": options}
+                "shuffle": self.shuffle, "optimizer_options": rule}
         elif self.solver == "lbfgs":
             settings = {"max_fun": self.max_fun}
         else:
@@ -555,21 +577,30 @@ class _BaseMLP(BaseEstimator):
         self._solver = solver
         return solver
 
-    def _split(self, X: Array, T: Array, sw: Array | None,
-               rs: np.random.RandomState) -> dict[str, Any]:
+    def _split(self, X: Array, T: Array, sw: Array | None, rs: np.random.RandomState
+               ) -> tuple[tuple[Array, Array, Array | None], tuple[Array, Array, Array | None]]:
+        """scikit-learn's early-stopping split of ``(X, T, sw)``: ``(training, validation)``.
+
+        Its MLP's rows exactly: ``train_test_split`` with ``validation_fraction`` of the
+        rows (rounded up), stratified by class for a classifier (not multilabel), drawn
+        from ``rs``; here of the row positions (:func:`jacnet.division.split`), then
+        indexing the arrays, which gives the same rows."""
         stratify = None
         if isinstance(self, ClassifierMixin) and T.shape[1] > 1 and self._multiclass:
             stratify = T.argmax(axis=1)
         elif isinstance(self, ClassifierMixin) and T.shape[1] == 1:
             stratify = T[:, 0]
-        parts = [X, T] + ([] if sw is None else [sw])
-        split = train_test_split(*parts, test_size=self.validation_fraction,
-                                 random_state=rs, stratify=stratify)
-        if split[1].shape[0] < 2:
+        n = X.shape[0]
+        _, n_val, _ = division.sizes(n, self.validation_fraction, rounding="ceil")
+        train_rows, val_rows = division.split(np.arange(n), n_val, rs, stratify)
+        if val_rows.shape[0] < 2:
             raise ValueError("The validation set is too small: increase validation_fraction "
                              "or the number of samples (validation_fraction)")
-        sw_tr, sw_va = (split[4], split[5]) if sw is not None else (None, None)
-        return {"train": (split[0], split[2], sw_tr), "validation": (split[1], split[3], sw_va)}
+
+        def rows(idx: Array) -> tuple[Array, Array, Array | None]:
+            return X[idx], T[idx], None if sw is None else sw[idx]
+
+        return rows(train_rows), rows(val_rows)
 
     def _val_scorer(self, Xv: Array, Tv: Array, wv: Array | None) -> Any:
         """``scorer(network)``: the estimator's score on the (scaled) validation rows."""
@@ -581,7 +612,8 @@ class _BaseMLP(BaseEstimator):
         return scorer
 
     def _stall_rule(self, validation: bool) -> str | None:
-        """The loss that scikit-learn's no-improvement rule watches (:class:`_SklearnStall`).
+        """The loss that scikit-learn's no-improvement rule watches
+        (:class:`~jacnet.fitplan.SklearnStall`).
 
         ``"loss"``: the training loss, for the stochastic solvers without validation data.
         ``"val_loss"``: the validation loss, for sgd with ``learning_rate="adaptive"`` and
@@ -602,7 +634,7 @@ class _BaseMLP(BaseEstimator):
         standardised units; ``entry["loss_sklearn"]`` is the same objective with the data
         term in the targets' own units (half the mean squared error, at the epoch's final
         weights) plus the same L2 term, and ``loss_curve_`` (and scikit-learn's stop rule,
-        :class:`_SklearnStall`) takes that value.
+        :class:`~jacnet.fitplan.SklearnStall`) takes that value.
         """
         _, loss = self._output()
         in_data_units = self.y_scale_ is not None and getattr(self, "loss", "") == "squared_error"
@@ -802,7 +834,6 @@ class _BaseMLP(BaseEstimator):
         est._restore_labels(meta)
         if meta["training_record"] is not None:
             est.training_record_ = TrainingRecord.from_dict(meta["training_record"])
-        est._carry = {}
         est._file_extra = meta["extra"]  # written again by save (until a fresh fit)
         est.coefs_, est.intercepts_ = est._folded_params()
         return est
@@ -832,95 +863,6 @@ def expected_failed_checks(estimator: _BaseMLP) -> dict[str, str]:
             )
         }
     return {}
-
-
-@dataclass
-class _Plan:
-    """What one fit trains with: the solver, ``jacnet.train``'s loop and stop-rule options,
-    and scikit-learn's no-improvement rule (None where the loop's own rules apply)."""
-
-    solver: Solver
-    options: dict[str, Any] = field(default_factory=dict)
-    stall: _SklearnStall | None = None
-
-
-class _SklearnStall(StopRule):
-    """scikit-learn's no-improvement rule on ``key`` (``"loss"``: the training loss, in the
-    data's units when the estimator computes them; ``"val_loss"``: the validation loss).
-
-    An epoch counts as no improvement when the loss is above the best so far minus
-    ``tol``; ``limit`` of them in a row stop training or, for ``learning_rate="adaptive"``
-    (``rate``), divide the learning rate by 5 (the stop comes once it is at most 1e-6).
-    The best and the count carry over from one fit to the next (``partial_fit``).
-    """
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.reason = "validation" if key == "val_loss" else "no_improvement"
-        self.limit, self.tol = 1, 0.0
-        self.best, self.count = np.inf, 0
-        self.rate: _SGDRate | None = None
-
-    def observe(self, entry: dict[str, Any]) -> None:
-        value = entry["val_loss"] if self.key == "val_loss" else entry.get(
-            "loss_sklearn", entry["loss"])
-        count = self.count + 1 if value > self.best - self.tol else 0
-        rate = self.rate
-        if count >= self.limit and rate is not None and rate.kind == "adaptive" \
-                and rate.current > 1e-6:
-            rate.current /= 5.0
-            count = 0
-        self.best, self.count = min(self.best, value), count
-
-    def fired(self, entry: dict[str, Any]) -> bool:
-        return self.count >= self.limit
-
-    def get_state(self) -> dict[str, Any]:
-        return {"best": self.best, "count": self.count}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self.best, self.count = state["best"], state["count"]
-
-
-def _score_callback(scorer: Any) -> Any:
-    """An epoch callback that enters ``scorer(network)`` as the entry's ``val_score``."""
-
-    def callback(entry: dict[str, Any], net: Network) -> None:
-        entry["val_score"] = scorer(net)
-
-    return callback
-
-
-class _SGDRate(Schedule):
-    """scikit-learn's learning rate for ``solver="sgd"``, with time counted in samples.
-
-    ::
-
-        constant:    lr
-        invscaling:  lr / (t + 1)^power_t,   t = t0 + epoch · n_samples
-        adaptive:    current (:class:`_SklearnStall` divides it by 5 when training stalls)
-
-    ``t`` is scikit-learn's ``t_``: the samples seen before the epoch (``t0`` before this
-    call), so a fresh fit's first epoch runs at ``lr`` and the rate falls per sample seen,
-    not per epoch.
-    """
-
-    name = "sklearn_sgd"
-
-    def __init__(self, lr: float, kind: str, power_t: float, t0: int, n_samples: int,
-                 current: float) -> None:
-        super().__init__(lr)
-        self.kind, self.power_t, self.t0, self.n_samples = kind, power_t, t0, n_samples
-        self.current = current
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "kind": self.kind, "power_t": self.power_t,
-                "t0": self.t0, "n_samples": self.n_samples, "current": self.current}
-
-    def lr_at(self, epoch: int) -> float:
-        if self.kind == "invscaling":
-            return float(self.lr / (self.t0 + epoch * self.n_samples + 1) ** self.power_t)
-        return self.current if self.kind == "adaptive" else self.lr
 
 
 def _init_like_sklearn(net: Network, rs: np.random.RandomState, logistic: bool) -> None:

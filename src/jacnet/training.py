@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import division
 from .checkpoint import RunState, check_resume, load_run, save_run
 from .losses import Loss, get_loss
 from .minibatch import MiniBatch, MiniBatchAdam, MiniBatchAdamW, MiniBatchRMSprop, MiniBatchSGD
@@ -130,20 +131,14 @@ def configure(solver: str | Solver, options: dict[str, Any]
 
 
 def _divide(n: int, loop: LoopSettings, rng: np.random.Generator) -> dict[str, Array]:
-    """Random train/validation/test indices (trainlm's dividerand), or all for training."""
+    """Random train/validation/test indices (trainlm's dividerand,
+    :func:`jacnet.division.permutation`), or all for training; a part of no rows is left
+    out."""
     if not (loop.validation_fraction or loop.test_fraction):
         return {"train": np.arange(n)}
-    perm = rng.permutation(n)
-    n_val = max(1, round(n * loop.validation_fraction)) if loop.validation_fraction else 0
-    n_test = max(1, round(n * loop.test_fraction)) if loop.test_fraction else 0
-    if n - n_val - n_test < 1:
-        raise ValueError(f"too few samples ({n}) to divide into train/validation/test")
-    out = {"train": np.sort(perm[n_val + n_test :])}
-    if n_val:
-        out["validation"] = np.sort(perm[:n_val])
-    if n_test:
-        out["test"] = np.sort(perm[n_val : n_val + n_test])
-    return out
+    _, n_val, n_test = division.sizes(n, loop.validation_fraction, loop.test_fraction)
+    parts = division.permutation(n, n_val, n_test, rng)
+    return {name: rows for name, rows in parts.items() if name == "train" or len(rows)}
 
 
 def _rows(idx: Array, X: Array, T: Array, w: Array | None) -> tuple[Array, Array, Array | None]:

@@ -6,6 +6,7 @@ import json
 import math
 import time
 import warnings
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -16,6 +17,7 @@ import pandas as pd
 import typer
 from rich.markup import escape
 
+from .. import fitplan
 from ..checkpoint import atomic_write, may_write
 from ..data import (
     DataError,
@@ -92,7 +94,8 @@ def train(
     alpha: Annotated[float, typer.Option(min=0.0, help="L2 penalty on the weights.")] = 0.03,
     patience: Annotated[int | None, typer.Option(
         min=1, help="Stop after this many epochs without a better validation loss "
-        "(default 30; 6 for lm and lbfgs, as trainlm).", show_default=False)] = None,
+        f"(default {fitplan.MINI_BATCH_PATIENCE}; {fitplan.FULL_BATCH_PATIENCE} for lm and "
+        "lbfgs, as trainlm).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the division, "
                                            "initial weights and shuffling.")] = 0,
     val_fraction: Annotated[float, typer.Option(
@@ -113,51 +116,113 @@ def train(
     debug: Debug = False,
 ) -> None:
     """Train a network on a data file or a built-in dataset; write model, record and plots."""
-    from .. import plots as plotting
-    from ..io import save_estimator
-
     t0 = time.perf_counter()
     options = {k: (v.value if isinstance(v, Enum) else str(v) if isinstance(v, Path) else v)
-               for k, v in locals().items() if k not in ("t0", "plotting", "save_estimator")}
+               for k, v in locals().items() if k != "t0"}
+    _check_rates(lr, alpha)
+    sizes = _parse_hidden(hidden)
+    acts = _parse_activations(activation, len(sizes))
+    table = _read(data, dataset, target, drop, task)
+    division = _divide(table, val_fraction, test_fraction, seed)
+    layers = [table.X.shape[1], *sizes, _n_outputs(table.y, table.kind)]
+    n_params = _n_params(layers)
+    chosen = _choose_solver(solver.value, len(division["train"]) * layers[-1], n_params)
+    wait = fitplan.patience(chosen, max_fail=patience)  # the estimators' rule, decided there
+    est = _estimator(table.kind, sizes, acts, chosen, epochs, batch_size, lr, alpha, wait,
+                     seed, val_fraction, standardize, dtype.value)
+    t_load = time.perf_counter()
+    if not quiet:
+        _announce(table, layers, n_params, chosen, dtype.value)
+    run_dir, record, notes = _fit_in_run_dir(est, table, division, wait, out_dir, quiet)
+    t_train = time.perf_counter()
+    splits = {name: (table.X.iloc[idx], table.y[idx]) for name, idx in division.items()}
+    metrics = {name: model_metrics(est, table.kind, *xy, table.targets)
+               for name, xy in splits.items()}
+    pictures, t_save = _save(est, table, record, splits, run_dir, plots)
+    t_end = time.perf_counter()
+    model = {"file": "model.safetensors", "solver": chosen, "n_params": n_params,
+             "layers": layers, "activations": acts}
+    timings = {"data_s": t_load - t0, "train_s": t_train - t_load,
+               "evaluate_save_s": t_save - t_train, "plots_s": t_end - t_save,
+               "total_s": t_end - t0}
+    _write_record(run_dir, record, table, est, {"metrics": metrics, "model": model,
+                  "options": options, "warnings": notes, "timings": timings})
+    for stale in _PLOT_FILES:  # a reused --out folder keeps no plot of an earlier run
+        if run_dir / stale not in pictures:
+            (run_dir / stale).unlink(missing_ok=True)
+    if not quiet:
+        _summary(record, metrics, table.kind, notes, run_dir, pictures, t_end - t0)
+
+
+@dataclass
+class _Table:
+    """A run's data: the table read, its feature columns one-hot encoded (``X``, a frame
+    of ``encoder.names``) and its targets (``y``, labels or values)."""
+
+    frame: pd.DataFrame
+    targets: list[str]
+    source: str
+    features: list[str]
+    kind: str
+    encoder: FeatureEncoder
+    X: pd.DataFrame
+    y: np.ndarray
+
+
+def _check_rates(lr: float, alpha: float) -> None:
     if not (math.isfinite(lr) and lr > 0):
         raise CliError(f"--lr must be a positive finite number, got {lr}")
     if not math.isfinite(alpha):
         raise CliError(f"--alpha must be a finite number >= 0, got {alpha}")
-    sizes = _parse_hidden(hidden)
-    acts = _parse_activations(activation, len(sizes))
+
+
+def _read(data: Path | None, dataset: str | None, target: list[str] | None,
+          drop: list[str] | None, task: Task) -> _Table:
+    """Read the table, pick the feature columns, infer the task, encode features and targets."""
     frame, targets, source = load_frame(data, dataset, target, default="digits")
     features = [c for c in frame.columns if c not in targets and c not in (drop or [])]
     check_columns(frame, list(drop or []), "--drop")
     kind = infer_task(frame, targets) if task is Task.auto else task.value
     encoder = FeatureEncoder.fit(frame, features)
-    X = encoder.transform(frame)
-    y = target_values(frame, targets, kind)
-    stratify = y if kind == "classification" and y.ndim == 1 else None
-    division = divide(len(frame), val_fraction, test_fraction, seed, stratify)
-    _check_classes_in_train(y, division, kind)
-    n_out = _n_outputs(y, kind)
-    n_params = _n_params([X.shape[1], *sizes, n_out])
-    chosen = _choose_solver(solver.value, len(division["train"]) * n_out, n_params)
-    if patience is None:
-        patience = 6 if chosen in ("lm", "lbfgs") else 30
-    est = _estimator(kind, sizes, acts, chosen, epochs, batch_size, lr, alpha, patience, seed,
-                     val_fraction, standardize, dtype.value)
-    t_load = time.perf_counter()
-    if not quiet:
-        # user strings (file and column names) are escaped: "[...]" is rich markup
-        out.print(f"[bold]jacnet train[/]: {escape(source)}, {len(frame)} rows, "
-                  f"{len(features)} feature columns ({X.shape[1]} encoded), {kind} of "
-                  f"{escape(short_list(targets))}")
-        out.print(f"network {' -> '.join(map(str, [X.shape[1], *sizes, n_out]))} "
-                  f"({n_params} parameters), solver {chosen}, {dtype.value}")
-    # The output folder is made and checked before training, so that a folder or file
-    # that cannot be written fails at once instead of after the work it would have kept.
+    return _Table(frame, targets, source, features, kind, encoder, encoder.transform(frame),
+                  target_values(frame, targets, kind))
+
+
+def _divide(table: _Table, val_fraction: float, test_fraction: float,
+            seed: int) -> dict[str, np.ndarray]:
+    """The seeded division of the rows (:func:`jacnet.data.divide`), stratified by class
+    for one class target; every class must keep a training row."""
+    y = table.y
+    stratify = y if table.kind == "classification" and y.ndim == 1 else None
+    division = divide(len(table.frame), val_fraction, test_fraction, seed, stratify)
+    _check_classes_in_train(y, division, table.kind)
+    return division
+
+
+def _announce(table: _Table, layers: list[int], n_params: int, solver: str,
+              dtype: str) -> None:
+    # user strings (file and column names) are escaped: "[...]" is rich markup
+    out.print(f"[bold]jacnet train[/]: {escape(table.source)}, {len(table.frame)} rows, "
+              f"{len(table.features)} feature columns ({table.X.shape[1]} encoded), "
+              f"{table.kind} of {escape(short_list(table.targets))}")
+    out.print(f"network {' -> '.join(map(str, layers))} ({n_params} parameters), solver "
+              f"{solver}, {dtype}")
+
+
+def _fit_in_run_dir(est: Any, table: _Table, division: dict[str, np.ndarray], patience: int,
+                    out_dir: Path | None, quiet: bool) -> tuple[Path, Any, list[str]]:
+    """Make the run folder, then fit: ``(run folder, record, warning texts)``.
+
+    The folder is made and checked before training, so that a folder or file that cannot
+    be written fails at once instead of after the work it would have kept; a fit that
+    fails removes the folder again if it made it and nothing was written into it."""
     fresh = out_dir is None or not out_dir.exists()
     run_dir = _run_dir(out_dir)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            record = _fit_divided(est, X, y, division, patience, progress=not quiet)
+            record = _fit_divided(est, table.X, table.y, division, patience,
+                                  progress=not quiet)
     except BaseException:
         if fresh and not any(run_dir.iterdir()):
             run_dir.rmdir()  # no empty run folder is left behind by a failed run
@@ -165,35 +230,42 @@ def train(
     notes = sorted({" ".join(str(w.message).split()) for w in caught
                     if not issubclass(w.category, DeprecationWarning)})
     est.verbose = False
-    t_train = time.perf_counter()
-    splits = {name: (X.iloc[idx], y[idx]) for name, idx in division.items()}
-    metrics = {name: model_metrics(est, kind, *xy, targets) for name, xy in splits.items()}
-    spec = {"features": encoder.to_dict(), "targets": targets, "task": kind, "source": source}
+    return run_dir, record, notes
+
+
+def _save(est: Any, table: _Table, record: Any,
+          splits: dict[str, tuple[pd.DataFrame, np.ndarray]], run_dir: Path,
+          plots: bool) -> tuple[list[Path], float]:
+    """Write the model file, then the plots: ``(plot files, time the model was saved)``."""
+    from .. import plots as plotting
+    from ..io import save_estimator
+
+    spec = {"features": table.encoder.to_dict(), "targets": table.targets,
+            "task": table.kind, "source": table.source}
     save_estimator(est, run_dir / "model.safetensors", extra={"data": spec})
     t_save = time.perf_counter()
-    pictures = _plots(plotting, est, kind, record, splits, targets, run_dir) if plots else []
-    t_end = time.perf_counter()
+    if not plots:
+        return [], t_save
+    return _plots(plotting, est, table.kind, record, splits, table.targets, run_dir), t_save
+
+
+def _write_record(run_dir: Path, record: Any, table: _Table, est: Any,
+                  run: dict[str, Any]) -> None:
+    """``record.json``: the training record, then ``run``'s metrics, model, options,
+    warnings and timings with the task, classes, data and versions."""
     doc = record.to_dict()
     doc.update({
-        "metrics": metrics, "task": kind, "targets": targets,
-        "classes": [jsonable(c) for c in est.classes_] if kind == "classification" else None,
-        "data": {"source": source, "rows": len(frame), "features": features,
-                 "encoded_features": encoder.names},
-        "model": {"file": "model.safetensors", "solver": chosen, "n_params": n_params,
-                  "layers": [X.shape[1], *sizes, n_out], "activations": acts},
-        "options": options, "warnings": notes, "versions": versions(),
-        "timings": {"data_s": t_load - t0, "train_s": t_train - t_load,
-                    "evaluate_save_s": t_save - t_train, "plots_s": t_end - t_save,
-                    "total_s": t_end - t0},
+        "metrics": run["metrics"], "task": table.kind, "targets": table.targets,
+        "classes": [jsonable(c) for c in est.classes_] if table.kind == "classification"
+        else None,
+        "data": {"source": table.source, "rows": len(table.frame), "features": table.features,
+                 "encoded_features": table.encoder.names},
+        "model": run["model"], "options": run["options"], "warnings": run["warnings"],
+        "versions": versions(), "timings": run["timings"],
     })
     # strict JSON: a diverged model's metrics (inf) become null, as the record's own numbers
     atomic_write(run_dir / "record.json",
                  json.dumps(strict_json(doc), indent=1, allow_nan=False).encode())
-    for stale in _PLOT_FILES:  # a reused --out folder keeps no plot of an earlier run
-        if run_dir / stale not in pictures:
-            (run_dir / stale).unlink(missing_ok=True)
-    if not quiet:
-        _summary(record, metrics, kind, notes, run_dir, pictures, t_end - t0)
 
 
 def _fit_divided(est: Any, X: pd.DataFrame, y: np.ndarray, division: dict[str, np.ndarray],
