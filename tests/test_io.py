@@ -3,28 +3,20 @@ extra data. The file format itself (networks, checksums, bad files) is test_mode
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
+from helpers import fit_quietly, three_class_data
 from sklearn.exceptions import NotFittedError
 
 import jacnet as jn
 from jacnet import io as jio
 
-
-def _fit(est, X, y):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return est.fit(X, y)
+_fit = fit_quietly
 
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(60, 4))
-    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 0.5)
-    return X, y
+    return three_class_data()
 
 
 def _assert_same_estimator(a, b, X):

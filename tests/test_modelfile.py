@@ -10,29 +10,22 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 
 import numpy as np
 import pytest
 import safetensors.numpy
+from helpers import fit_quietly, three_class_data
 
 import jacnet as jn
 from jacnet import modelfile
 from jacnet.modelfile import ModelFileError
 
-
-def _fit(est, X, y):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return est.fit(X, y)
+_fit = fit_quietly
 
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(60, 4))
-    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 0.5)
-    return X, y
+    return three_class_data()
 
 
 def _net(seed=0, dtype=np.float64):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import flat_jacobian, sin_data, sin_net
 
 import jacnet as jn
 from jacnet.losses import get_loss
@@ -15,18 +16,7 @@ from jacnet.solvers import LevenbergMarquardt
 pytestmark = pytest.mark.usefixtures("gn_form")
 
 
-def sin_data(n: int = 40) -> tuple[np.ndarray, np.ndarray]:
-    X = np.linspace(-np.pi, np.pi, n)[:, None]
-    return X, np.sin(X)
 
-
-def sin_net(seed: int = 0) -> jn.Network:
-    return jn.Network([jn.Dense(1, 5, "tanh"), jn.Dense(5, 1)], seed=seed)
-
-
-def flat_jacobian(net: jn.Network, X: np.ndarray) -> np.ndarray:
-    """J of shape (N * n_out, P), rows in the order of ``(Y - T).ravel()``."""
-    return net.jacobian(X).reshape(-1, net.n_params)
 
 
 def test_objective_value_and_grad_include_the_l2_penalty_on_weights_only():

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import flat_jacobian, sin_data, sin_net
 from scipy import optimize
 
 import jacnet as jn
@@ -23,18 +24,7 @@ pytestmark = pytest.mark.usefixtures("gn_form")
 MU_MIN = 1e-20  # trainlm's floor on mu, as in solvers.py
 
 
-def sin_data(n: int = 40) -> tuple[np.ndarray, np.ndarray]:
-    X = np.linspace(-np.pi, np.pi, n)[:, None]
-    return X, np.sin(X)
 
-
-def sin_net(seed: int = 0) -> jn.Network:
-    return jn.Network([jn.Dense(1, 5, "tanh"), jn.Dense(5, 1)], seed=seed)
-
-
-def flat_jacobian(net: jn.Network, X: np.ndarray) -> np.ndarray:
-    """J of shape (N * n_out, P), rows in the order of ``(Y - T).ravel()``."""
-    return net.jacobian(X).reshape(-1, net.n_params)
 
 
 def loss_at(net: jn.Network, theta: np.ndarray, X, T, loss: str, w=None) -> float:

@@ -452,8 +452,33 @@ def _same_scale(a: float, b: float) -> float:
     return a
 
 
+class _LinearSystem:
+    """What both forms of Levenberg-Marquardt's system give the solver: the gradient's
+    norm and the step for a damping ``mu`` (each form supplies ``Jtg``, ``scale`` and
+    :meth:`step`)."""
+
+    Jtg: Array
+    scale: float
+
+    def step(self, mu: float) -> Array:
+        raise NotImplementedError
+
+    @property
+    def grad_norm(self) -> float:
+        """``||scale * J^T g||``: the norm of the loss's gradient."""
+        return self.scale * float(np.linalg.norm(self.Jtg))
+
+    def solve(self, mu: float) -> Array | None:
+        """The step ``d`` (P,), or None where the damped matrix is not positive definite
+        (the caller raises mu)."""
+        try:
+            return self.step(mu)
+        except linalg.LinAlgError:
+            return None
+
+
 @dataclass(frozen=True, eq=False)
-class PrimalSystem:
+class PrimalSystem(_LinearSystem):
     """``(J^T H J + mu I) d = -J^T g``, Levenberg-Marquardt's system in parameter space.
 
     Attributes
@@ -472,18 +497,10 @@ class PrimalSystem:
     Jtg: Array
     scale: float
 
-    @property
-    def grad_norm(self) -> float:
-        """``||scale * J^T g||``: the norm of the loss's gradient."""
-        return self.scale * float(np.linalg.norm(self.Jtg))
-
-    def solve(self, mu: float) -> Array | None:
-        """The step ``d`` (P,), or None where ``J^T H J + mu I`` is not positive definite
-        (the caller raises mu)."""
-        try:
-            return _cho_solve_shifted(self.JtHJ.copy(order="K"), mu, -self.Jtg)
-        except linalg.LinAlgError:
-            return None
+    def step(self, mu: float) -> Array:
+        """``d = -(J^T H J + mu I)^-1 J^T g`` (P,) by Cholesky; LinAlgError when the
+        matrix is not positive definite."""
+        return _cho_solve_shifted(self.JtHJ.copy(order="K"), mu, -self.Jtg)
 
     def __add__(self, other: Any) -> PrimalSystem:
         """The system of both operands' samples (new arrays: the operands stay as they are)."""
@@ -494,7 +511,7 @@ class PrimalSystem:
 
 
 @dataclass(frozen=True, eq=False)
-class DualSystem:
+class DualSystem(_LinearSystem):
     """The dual form of :class:`PrimalSystem` for fewer rows than parameters (``N q < P``):
     ``(A A^T + mu I) a = -r``, ``d = A^T a``, with ``A = H^(1/2) J`` and ``r = H^(-1/2) g``
     (so ``A^T A = J^T H J`` and ``A^T r = J^T g``): the same step from an (N q, N q) solve.
@@ -514,18 +531,10 @@ class DualSystem:
     Jtg: Array
     scale: float
 
-    @property
-    def grad_norm(self) -> float:
-        """``||scale * J^T g||``: the norm of the loss's gradient."""
-        return self.scale * float(np.linalg.norm(self.Jtg))
-
-    def solve(self, mu: float) -> Array | None:
-        """The step ``d = A^T a`` (P,), or None where ``A A^T + mu I`` is not positive
-        definite."""
-        try:
-            return self.A.T @ _cho_solve_shifted(self.A @ self.A.T, mu, -self.r)
-        except linalg.LinAlgError:
-            return None
+    def step(self, mu: float) -> Array:
+        """``d = A^T a`` (P,) with ``(A A^T + mu I) a = -r`` by Cholesky; LinAlgError when
+        the matrix is not positive definite."""
+        return self.A.T @ _cho_solve_shifted(self.A @ self.A.T, mu, -self.r)
 
     def __add__(self, other: Any) -> DualSystem:
         """The system of both operands' samples: their rows stacked."""
