@@ -169,7 +169,7 @@ def test_br_mse_gives_the_sse_hyperparameters():
 
 # --------------------------------------------- oracle: the explicit posterior
 def _explicit_std(net, X, Xt, T, alpha, beta, groups):
-    P, q = net.n_params, net.n_out
+    q = net.n_out
     J = net.jacobian(X)  # (N, q, P)
     H = sum(beta[k] * J[:, k].T @ J[:, k] for k in range(q)) + np.diag(alpha[groups])
     Sigma = np.linalg.inv(2 * H)
