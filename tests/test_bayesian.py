@@ -365,3 +365,29 @@ def test_br_singular_gauss_newton_matrix_stays_finite(case):
     assert np.isfinite(net.get_flat()).all()
     lap = Laplace(net, X, T, rec.epochs[-1]["alpha"], rec.epochs[-1]["beta"])
     assert np.isfinite(lap.std(X)).all() and math.isfinite(lap.log_evidence)
+
+
+def test_br_on_dask_arrays_equals_one_process():
+    """Dask's objective (partitions' Gauss-Newton sums reduced) runs br unchanged."""
+    pytest.importorskip("distributed")
+    import dask.array as da
+    from distributed import Client, LocalCluster
+
+    from jacnet import distributed as jd
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2))
+    T = np.tanh(X @ np.array([[1.0], [-1.0]])) + 0.1 * rng.normal(size=(300, 1))
+    net = jn.Network([jn.Dense(2, 5, "tanh"), jn.Dense(5, 1)], seed=0)
+    theta0 = net.get_flat().copy()
+    one = jn.train(net, X, T, solver="br", loss="mse", max_epochs=15)
+    theta_one = net.get_flat().copy()
+    net.set_flat(theta0)
+    with (LocalCluster(n_workers=2, processes=False, threads_per_worker=1,
+                       dashboard_address=None) as cluster, Client(cluster) as client):
+        rec = jd.train(net, da.from_array(X, chunks=100), da.from_array(T, chunks=100),
+                       solver="br", loss="mse", max_epochs=15, client=client)
+    assert rec.n_epochs == one.n_epochs
+    assert_allclose(net.get_flat(), theta_one, rtol=1e-9, atol=1e-11)
+    for key in ("gamma", "alpha", "beta", "log_evidence"):
+        assert rec.epochs[-1][key] == pytest.approx(one.epochs[-1][key], rel=1e-9)
