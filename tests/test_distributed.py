@@ -188,7 +188,7 @@ def test_distributed_nan_partition_is_named(client: Client) -> None:
 def test_distributed_rejects_what_does_not_scale(client: Client) -> None:
     X, T = _data()
     dX, dT = _dask(X), _dask(T)
-    with pytest.raises(ValueError, match=r"solver 'adam'.*\('lbfgs', 'lm'\)"):
+    with pytest.raises(ValueError, match=r"solver 'adam'.*\('lbfgs', 'lm', 'br'\)"):
         jd.train(_net(), dX, dT, client=client, solver="adam")
     with pytest.raises(ValueError, match="validation_fraction=0.2.*does not divide"):
         jd.train(_net(), dX, dT, client=client, validation_fraction=0.2)
@@ -216,7 +216,7 @@ def test_regressor_fits_dask_arrays(client: Client, solver: str) -> None:
         warnings.simplefilter("ignore", ConvergenceWarning)
         ref = jn.MLPRegressor(solver=solver, **_EST).fit(X, y)
         est = jn.MLPRegressor(solver=solver, **_EST).fit(_dask(X), _dask(y))
-        with pytest.raises(ValueError, match=r"solver='adam'.*\('lbfgs', 'lm'\)"):
+        with pytest.raises(ValueError, match=r"solver='adam'.*\('lbfgs', 'lm', 'br'\)"):
             jn.MLPRegressor(solver="adam").fit(_dask(X), _dask(y))
     if solver == "lm":  # standardised, the statistics reduced by dask
         assert isinstance(est.x_mean_, np.ndarray)

@@ -325,7 +325,7 @@ def test_solver_registry_names_every_solver():
     from jacnet.minibatch import MiniBatch
     from jacnet.training import SOLVERS, STOCHASTIC
 
-    assert set(SOLVERS) == {"sgd", "adam", "adamw", "rmsprop", "lbfgs", "lm"}
+    assert set(SOLVERS) == {"sgd", "adam", "adamw", "rmsprop", "lbfgs", "lm", "br"}
     assert set(STOCHASTIC) == set(jn.OPTIMIZERS)
     assert all(issubclass(SOLVERS[n], MiniBatch) for n in STOCHASTIC)
     assert jn.SOLVERS is SOLVERS

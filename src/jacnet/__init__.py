@@ -12,6 +12,7 @@ The namespace holds the public API only: ``dir(jacnet)`` is ``__all__`` and the 
 import typing
 
 from .activations import ACTIVATIONS, Activation, Elementwise, get_activation, register_activation
+from .bayesian import BayesianRegularization, Laplace
 from .gradcheck import GradCheck, gradcheck
 from .layers import Dense
 from .losses import LOSSES, Loss, get_loss
@@ -69,10 +70,12 @@ __all__ = [
     "SCHEDULES",
     "SOLVERS",
     "Activation",
+    "BayesianRegularization",
     "Dense",
     "Elementwise",
     "GradCheck",
     "LBFGS",
+    "Laplace",
     "LevenbergMarquardt",
     "Loss",
     "ModelFileError",

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import division
+from .bayesian import BayesianRegularization
 from .checkpoint import RunState, check_resume, load_run, save_run
 from .losses import Loss, get_loss
 from .minibatch import MiniBatch, MiniBatchAdam, MiniBatchAdamW, MiniBatchRMSprop, MiniBatchSGD
@@ -49,7 +50,8 @@ __all__ = ["LoopSettings", "Run", "train", "configure", "finish", "SOLVERS", "ST
 #: solvers. Estimators, the command line and the docs take their lists from it.
 SOLVERS: Registry[Solver] = Registry(
     "solver", Solver,
-    (MiniBatchSGD, MiniBatchAdam, MiniBatchAdamW, MiniBatchRMSprop, LBFGS, LevenbergMarquardt))
+    (MiniBatchSGD, MiniBatchAdam, MiniBatchAdamW, MiniBatchRMSprop, LBFGS, LevenbergMarquardt,
+     BayesianRegularization))
 
 #: The names of the mini-batch (stochastic) solvers.
 STOCHASTIC: tuple[str, ...] = tuple(n for n, c in SOLVERS.items() if issubclass(c, MiniBatch))

@@ -1,0 +1,628 @@
+"""Bayesian regularization: MATLAB's ``trainbr`` (MacKay 1992; Foresee & Hagan 1997) on the
+exact Gauss-Newton matrix, with per-output noise and per-layer weight precisions, and the
+network-level Laplace posterior that gives the evidence and predictive error bars.
+
+The model (trainbr's conventions: ``E_D`` and ``E_W`` carry no factor 1/2)
+-----------------------------------------------------------------------------
+Outputs ``k = 1..K`` with noise precision ``2 beta_k``, weight groups ``l = 1..L`` with
+prior precision ``2 alpha_l``::
+
+    p(D | theta, beta) = prod_k (beta_k / pi)^(N_k / 2) exp(-beta_k E_D,k)
+    p(theta | alpha)   = prod_l (alpha_l / pi)^(P_l / 2) exp(-alpha_l E_W,l)
+    F(theta) = sum_k beta_k E_D,k + sum_l alpha_l E_W,l
+
+``E_D,k = sum_s w_s e_sk^2`` (``e = y - t``; ``w`` the sample weights, 1 without) and
+``E_W,l = ||theta_l||^2``: every parameter is regularised, biases too (as trainbr does).
+trainbr is ``K = L = 1``: one ``beta`` for all ``N_e`` target values, one ``alpha``.
+With the Gauss-Newton curvature ``grad^2 F = 2 H``,
+
+    H = sum_k beta_k J_k^T W J_k + A,    A = diag(alpha_l(i)),
+
+(``J_k`` the rows of output ``k``), the posterior is ``N(theta*, (2H)^-1)`` (Laplace).
+
+The evidence and its fixed point (MacKay's updates, derived)
+------------------------------------------------------------
+Integrating ``exp(-F)`` around its minimum theta*::
+
+    log p(D | alpha, beta) = -F(theta*) - 1/2 log det H + sum_l P_l/2 log alpha_l
+                             + sum_k N_k/2 log beta_k - N_e/2 log pi
+
+(``log det 2H = P log 2 + log det H``; the 2s cancel against ``(2 pi)^(P/2)``). Its
+derivative in ``alpha_l``, with ``dF/dtheta = 0`` at theta* and ``H``'s dependence on
+theta* through ``J`` neglected (MacKay's approximation), is
+``-E_W,l - 1/2 tr_l(H^-1) + P_l / (2 alpha_l)`` (``tr_l``: the diagonal of group ``l``).
+Zero gives
+
+    gamma_l = P_l - alpha_l tr_l(H^-1),      alpha_l = gamma_l / (2 E_W,l).
+
+In ``beta_k`` it is ``-E_D,k - 1/2 tr(H^-1 J_k^T W J_k) + N_k / (2 beta_k)``; zero gives
+
+    gamma_k = beta_k tr(J_k^T W J_k H^-1),  beta_k = (N_k - gamma_k) / (2 E_D,k).
+
+Since ``sum_k beta_k J_k^T W J_k = H - A``, ``sum_k gamma_k = P - tr(A H^-1) = sum_l
+gamma_l = gamma``, the effective number of parameters: the split by output is the share
+of the data fit that each output's rows determine. With ``K = L = 1`` these are trainbr's
+``gamma = P - alpha tr[(beta J^T J + alpha I)^-1]``, ``alpha = gamma / (2 E_W)``,
+``beta = (N_e - gamma) / (2 E_D)``. ``0 <= gamma_l <= P_l`` (``H >= A``); the computed
+values are clipped to that range.
+
+The predictive distribution of output ``k`` at ``x``, linearised (``j_k(x) = dy_k/dtheta``):
+``var = 1/(2 beta_k) + j_k^T (2H)^-1 j_k``. A linear network is Bayesian linear regression
+(scikit-learn's ``BayesianRidge`` with noise precision ``2 beta`` and weight precision
+``2 alpha``); the tests hold the two to each other.
+
+Why one eigendecomposition per epoch
+------------------------------------
+With ``J^T W J = V Lambda V^T`` (one ``scipy.linalg.eigh``), ``beta J^T W J + (alpha + mu)
+I`` has eigenvalues ``beta lambda + alpha + mu`` on the same ``V``: every mu trial's step
+is two products with ``V``, and the trace ``sum 1/(beta lambda + alpha)`` and
+``log det H`` come for free, for the ``alpha``, ``beta`` before and after their update. A
+Cholesky factor would be refactored for each trial and each ``(alpha, beta)``, and the
+trace needs ``H^-1`` (another P^3). With several groups or outputs ``H`` is no longer
+``beta J^T W J`` plus a multiple of I: then ``H`` itself is decomposed, twice per epoch
+(at the old hyperparameters for the update, at the new ones for the evidence and the
+next steps). Cholesky stays the choice of plain LM (:mod:`jacnet.solvers`), which needs
+no trace: for large P (thousands) the eigendecomposition costs several Choleskys, and
+where the hyperparameters are fixed and trials are few, Cholesky per trial is cheaper.
+Near-zero eigenvalues of a singular ``J^T W J`` are clipped at 0 (at ``min alpha`` for
+``H``, a lower bound of its spectrum), so gamma, alpha and beta stay finite.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy import linalg
+
+from .gauss_newton import DualSystem
+from .jacobian import default_chunk, param_offsets
+from .network import Network
+from .solvers import EpochResult, Solver
+from .validation import as_weights, check_int, check_real
+
+Array = np.ndarray
+
+__all__ = ["BayesianRegularization", "Laplace", "Curvature", "Factor", "parameter_groups"]
+
+_MU_MIN = 1e-20  # trainbr's floor on mu
+NOISE_MODELS = ("shared", "per_output")
+WEIGHT_GROUPS = ("single", "per_layer")
+
+
+def _choice(value: Any, name: str, options: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value
+
+
+def parameter_groups(net: Network, weight_groups: str = "single") -> Array:
+    """The weight group of each parameter, (P,) ints: all 0 (``"single"``, trainbr), or
+    the layer's index (``"per_layer"``: one ``alpha`` for a layer's ``W`` and ``b``)."""
+    _choice(weight_groups, "weight_groups", WEIGHT_GROUPS)
+    groups = np.zeros(net.n_params, dtype=np.intp)
+    if weight_groups == "per_layer":
+        for k, (w0, _, end) in enumerate(param_offsets(net.layers)):
+            groups[w0:end] = k
+    return groups
+
+
+@dataclass(frozen=True)
+class Factor:
+    """``H = V diag(w) V^T``, the eigendecomposition of the posterior's half-precision.
+
+    Attributes
+    ----------
+    w : ndarray of shape (P,)
+        Eigenvalues, all positive.
+    V : ndarray of shape (P, P)
+        Orthonormal eigenvectors (columns).
+    """
+
+    w: Array
+    V: Array
+
+    def solve(self, g: Array, mu: float = 0.0) -> Array:
+        """``-(H + mu I)^-1 g`` (P,): a Levenberg-Marquardt step."""
+        return -(self.V @ ((self.V.T @ g) / (self.w + mu)))
+
+    def diag_inverse(self) -> Array:
+        """The diagonal of ``H^-1`` (P,)."""
+        return (self.V * self.V) @ (1.0 / self.w)
+
+    def trace_with(self, G: Array) -> float:
+        """``tr(G H^-1)`` for a symmetric (P, P) ``G``."""
+        return float(np.einsum("ij,ij->j", G @ self.V, self.V) @ (1.0 / self.w))
+
+    def logdet(self) -> float:
+        """``log det H``."""
+        return float(np.log(self.w).sum())
+
+    def covariance_factor(self) -> Array:
+        """``L`` (P, P) with ``L L^T = (2H)^-1``, the posterior covariance of theta."""
+        return self.V / np.sqrt(2.0 * self.w)
+
+
+def _eigh(M: Array, floor: float) -> tuple[Array, Array]:
+    """Eigenpairs of the symmetric ``M`` (its upper triangle read), eigenvalues at least
+    ``floor`` (a lower bound of the true spectrum: rounding may put them below it)."""
+    w, V = linalg.eigh(M, lower=False)
+    return np.maximum(w, floor), V
+
+
+class Curvature:
+    """The data's Gauss-Newton sums at one theta, per noise block.
+
+    A noise block is all outputs (one shared ``beta``) or one output. ``F``, ``H``, the
+    gammas and the evidence of any ``(alpha, beta)`` follow from these.
+
+    Parameters
+    ----------
+    G : ndarray of shape (K, P, P)
+        ``J_k^T W J_k``, symmetric (both triangles set).
+    b : ndarray of shape (K, P)
+        ``J_k^T W e_k``.
+    E_D : ndarray of shape (K,)
+    n_values : ndarray of shape (K,)
+        ``N_k``, the target values of each block.
+    theta : ndarray of shape (P,)
+    groups : ndarray of shape (P,)
+        :func:`parameter_groups`.
+    """
+
+    def __init__(self, G: Array, b: Array, E_D: Array, n_values: Array, theta: Array,
+                 groups: Array) -> None:
+        self.G, self.b, self.E_D, self.n_values = G, b, E_D, n_values
+        self.theta, self.groups = theta, groups
+        self.n_groups = int(groups.max()) + 1
+        self.P_l = np.bincount(groups, minlength=self.n_groups).astype(float)
+        self.E_W = np.bincount(groups, theta.astype(float) ** 2, minlength=self.n_groups)
+        self._eig: tuple[Array, Array] | None = None  # of G[0], for K = L = 1
+
+    @property
+    def scalar(self) -> bool:
+        """trainbr's case: one beta, one alpha (then one eigh of J^T W J serves all)."""
+        return self.G.shape[0] == 1 and self.n_groups == 1
+
+    def factor(self, alpha: Array, beta: Array) -> Factor:
+        """The eigendecomposition of ``H = sum_k beta_k G_k + A``."""
+        if self.scalar:
+            if self._eig is None:
+                self._eig = _eigh(self.G[0], 0.0)
+            lam, V = self._eig
+            return Factor(beta[0] * lam + alpha[0], V)
+        M = np.einsum("k,kij->ij", beta, self.G)
+        M[np.diag_indices_from(M)] += alpha[self.groups]
+        return Factor(*_eigh(M, float(alpha.min())))
+
+    def half_gradient(self, alpha: Array, beta: Array) -> Array:
+        """``grad F / 2 = sum_k beta_k J_k^T W e_k + A theta`` (P,)."""
+        return beta @ self.b + alpha[self.groups] * self.theta
+
+    def objective(self, alpha: Array, beta: Array) -> float:
+        """``F = beta . E_D + alpha . E_W``."""
+        return float(beta @ self.E_D + alpha @ self.E_W)
+
+    def gammas(self, factor: Factor, alpha: Array, beta: Array) -> tuple[Array, Array]:
+        """``(gamma_l (L,), gamma_k (K,))`` at ``H``'s ``factor`` (the module's formulas)."""
+        if self.n_groups == 1:
+            tr = np.array([float((1.0 / factor.w).sum())])
+        else:
+            tr = np.bincount(self.groups, factor.diag_inverse(), minlength=self.n_groups)
+        gamma_l = np.clip(self.P_l - alpha * tr, 0.0, self.P_l)
+        if self.G.shape[0] == 1:
+            return gamma_l, np.array([gamma_l.sum()])
+        gamma_k = np.array([b * factor.trace_with(G) for b, G in zip(beta, self.G, strict=True)])
+        return gamma_l, np.clip(gamma_k, 0.0, self.n_values)
+
+    def log_evidence(self, factor: Factor, alpha: Array, beta: Array) -> float:
+        """``log p(D | alpha, beta)`` (Laplace) with theta taken as the mode."""
+        return float(-self.objective(alpha, beta) - 0.5 * factor.logdet()
+                     + 0.5 * (self.P_l @ np.log(alpha) + self.n_values @ np.log(beta))
+                     - 0.5 * self.n_values.sum() * math.log(math.pi))
+
+    def start_values(self) -> tuple[Array, Array]:
+        """trainbr's start: ``gamma = P``, ``alpha_l = P_l / (2 E_W,l)``, ``beta =
+        (N_e - gamma) / (2 E_D)`` (1 where ``E_D = 0`` or that is <= 0; per output, gamma
+        split in proportion to ``N_k``); ``alpha_l = 1`` where ``E_W,l = 0``."""
+        P = self.P_l.sum()
+        gamma_k = P * self.n_values / self.n_values.sum()
+        return (_precision(self.P_l, self.E_W, np.ones(self.n_groups), False),
+                _precision(self.n_values - gamma_k, self.E_D, np.ones(self.E_D.size), True))
+
+    def updated(self, factor: Factor, alpha: Array, beta: Array
+                ) -> tuple[Array, Array, float]:
+        """MacKay's update at this theta from ``H(alpha, beta)``'s factor:
+        ``(alpha', beta', gamma)``. A value that comes out zero or not finite (no data
+        curvature at all) keeps the previous one."""
+        gamma_l, gamma_k = self.gammas(factor, alpha, beta)
+        new_alpha = _precision(gamma_l, self.E_W, alpha, False)
+        new_beta = _precision(self.n_values - gamma_k, self.E_D, beta, True)
+        return new_alpha, new_beta, float(gamma_l.sum())
+
+
+def _precision(count: Array, energy: Array, previous: Array, one_if_not_positive: bool
+               ) -> Array:
+    """``count / (2 energy)`` with trainbr's guards: 1 where ``energy = 0`` (and, for beta,
+    where ``count <= 0``); ``previous`` where the quotient is still not finite and positive
+    (an alpha whose gamma is 0: no data curvature at all)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = count / (2.0 * energy)
+    one = (energy == 0) | ((count <= 0) if one_if_not_positive else False)
+    value = np.where(one, 1.0, value)
+    return np.where(np.isfinite(value) & (value > 0), value, previous).astype(float)
+
+
+def _symmetric(M: Array) -> Array:
+    """A Gauss-Newton matrix of which only the upper triangle is set, made whole (float64)."""
+    upper = np.triu(np.asarray(M, dtype=float))
+    return upper + np.triu(upper, 1).T
+
+
+def curvature(net: Network, X: Array, T: Array, w: Array | None = None, *,
+              per_output: bool = False, groups: Array | None = None, chunk: int | None = None,
+              Y: Array | None = None) -> Curvature:
+    """The :class:`Curvature` of in-memory, checked ``(X, T, w)`` at the network's theta.
+
+    ``per_output``: one noise block per output (each ``J_k^T W J_k`` streamed on its own,
+    memory O(q P^2 + chunk q P)); else one for all. ``Y``: ``net(X)`` when known.
+    """
+    Y = net.forward(X) if Y is None else Y
+    R = (Y - T).astype(float)
+    sq = R * R if w is None else R * R * w[:, None]
+    N, q = R.shape
+    P = net.n_params
+    if per_output and q > 1:
+        G, b = np.empty((q, P, P)), np.empty((q, P))
+        for k in range(q):
+            weights = np.zeros((N, q), dtype=net.dtype)
+            weights[:, k] = 1 if w is None else w
+            JtJ, Jtr = net.gauss_newton(X, Y - T, weights, chunk)
+            G[k], b[k] = JtJ, Jtr
+        E_D, n_values = sq.sum(axis=0), np.full(q, float(N))
+    else:
+        JtJ, Jtr = net.gauss_newton(X, Y - T, w, chunk)
+        G, b = np.asarray(JtJ, dtype=float)[None], np.asarray(Jtr, dtype=float)[None]
+        E_D, n_values = np.array([sq.sum()]), np.array([float(N * q)])
+    groups = parameter_groups(net) if groups is None else groups
+    return Curvature(G, b, E_D, n_values, net.get_flat().astype(float), groups)
+
+
+class _Shared:
+    """One noise block through the :class:`~jacnet.objective.Objective` seam, so that a
+    data-parallel objective (Dask) sums the partitions. The objective's loss is ``sse``
+    or ``mse``: ``E_D`` is its value times ``2 / scale`` (1 or the total weight)."""
+
+    def __init__(self, objective: Any, n_values: int) -> None:
+        self.obj, self.n_values, self.norm = objective, float(n_values), math.nan
+
+    def evaluate(self) -> tuple[float, Any]:
+        return self.obj.value()
+
+    def energies(self, loss: float, state: Any) -> Array:
+        return np.array([loss * self.norm])
+
+    def curvature(self, loss: float, state: Any, groups: Array, chunk: int | None
+                  ) -> Curvature:
+        system = self.obj.system(state, chunk)
+        if isinstance(system, DualSystem):  # N q < P: J^T W J = A^T A
+            G = np.asarray(system.A.T @ system.A, dtype=float)
+        else:
+            G = _symmetric(system.JtHJ)
+        self.norm = 2.0 / system.scale
+        theta = self.obj.net.get_flat().astype(float)
+        return Curvature(G[None], np.asarray(system.Jtg, dtype=float)[None],
+                         self.energies(loss, state), np.array([self.n_values]), theta, groups)
+
+
+class _PerOutput:
+    """One noise block per output, on in-memory arrays (each output's ``J_k^T W J_k``)."""
+
+    def __init__(self, run: Any) -> None:
+        X, T, w = run.train_set
+        if not all(isinstance(a, np.ndarray) for a in (X, T)):
+            raise ValueError("noise='per_output' needs in-memory numpy arrays; use "
+                             "noise='shared' on distributed data")
+        self.net, self.X, self.T, self.w, self.loss = run.net, X, T, w, run.loss
+
+    def evaluate(self) -> tuple[float, Any]:
+        value, Y, _ = self.net.evaluate(self.X, self.T, self.loss, self.w)
+        return value, Y
+
+    def energies(self, loss: float, Y: Any) -> Array:
+        R = (Y - self.T).astype(float)
+        sq = R * R if self.w is None else R * R * self.w[:, None]
+        return sq.sum(axis=0)
+
+    def curvature(self, loss: float, Y: Any, groups: Array, chunk: int | None) -> Curvature:
+        return curvature(self.net, self.X, self.T, self.w, per_output=True, groups=groups,
+                         chunk=chunk, Y=Y)
+
+
+class BayesianRegularization(Solver):
+    """MATLAB's ``trainbr``: Levenberg-Marquardt on ``F = beta E_D + alpha E_W`` with
+    ``alpha`` and ``beta`` re-estimated from the data after every accepted step.
+
+    The solver ``"br"`` (losses ``"sse"`` and ``"mse"`` only: ``E_D`` is the sum of
+    squared errors over outputs and samples either way; the loss names what the record's
+    ``loss`` shows). ``E_W = ||theta||^2`` over ALL parameters, biases included, as in
+    trainbr; the loop's ``alpha`` must stay 0 (the solver finds its own). One epoch:
+
+    - ``d = -(beta J^T J + (mu + alpha) I)^-1 (beta J^T e + alpha theta)``; accepted when
+      ``F`` falls (``mu <- max(mu mu_dec, 1e-20)``), else ``mu <- mu mu_inc`` and again,
+      until ``mu > mu_max`` (stop reason ``mu_max``);
+    - with ``J^T J`` at the new theta: ``gamma = P - alpha tr[(beta J^T J + alpha I)^-1]``,
+      ``alpha = gamma / (2 E_W)``, ``beta = (N_e - gamma) / (2 E_D)``.
+
+    It starts from ``gamma = P``, ``beta = (N_e - P) / (2 E_D)`` (1 if ``E_D = 0`` or that
+    is <= 0), ``alpha = P / (2 E_W)``. As trainlm, a gradient norm (of ``F``: ``||2 (beta
+    J^T e + alpha theta)||``) below ``min_grad`` tries no step; no validation stopping
+    unless validation data are given. The record's epochs hold ``mu``, ``gamma`` (the
+    effective number of parameters), ``alpha``, ``beta``, ``E_D``, ``E_W`` and
+    ``log_evidence`` (after the update, at the new theta). See the module docstring for
+    the model, the derivation and the eigendecomposition behind every solve.
+
+    Parameters
+    ----------
+    mu, mu_dec, mu_inc, mu_max : float
+        trainbr's defaults 0.005, 0.1, 10, 1e10.
+    noise : {"shared", "per_output"}
+        One ``beta`` for all outputs (trainbr), or one per output (``beta`` and ``E_D``
+        in the record are then lists; in-memory data only).
+    weight_groups : {"single", "per_layer"}
+        One ``alpha`` (trainbr), or one per layer for its ``W`` and ``b`` together
+        (MacKay's groups; ``alpha`` and ``E_W`` in the record are then lists).
+    chunk : int, optional
+        Rows per block of the streamed Gauss-Newton sums.
+
+    Attributes
+    ----------
+    alpha, beta : ndarray or None
+        The current precisions, (L,) and (K,); kept from one call to the next.
+    gamma, log_evidence : float or None
+        Of the last epoch.
+    """
+
+    name = "br"
+    #: the solver models Gaussian noise on real-valued targets: no classification
+    regression_only: ClassVar[bool] = True
+
+    def __init__(self, mu: float = 0.005, mu_dec: float = 0.1, mu_inc: float = 10.0,
+                 mu_max: float = 1e10, noise: str = "shared", weight_groups: str = "single",
+                 chunk: int | None = None) -> None:
+        self.mu = check_real(mu, "mu", "a positive number", lambda x: x > 0)
+        self.mu_dec = check_real(mu_dec, "mu_dec", "a number in (0, 1)", lambda x: 0 < x < 1)
+        self.mu_inc = check_real(mu_inc, "mu_inc", "a number > 1", lambda x: x > 1)
+        self.mu_max = check_real(mu_max, "mu_max", "a positive number", lambda x: x > 0)
+        self.noise = _choice(noise, "noise", NOISE_MODELS)
+        self.weight_groups = _choice(weight_groups, "weight_groups", WEIGHT_GROUPS)
+        self.chunk = None if chunk is None else check_int(chunk, "chunk")
+        self.alpha: Array | None = None
+        self.beta: Array | None = None
+        self.gamma: float | None = None
+        self.log_evidence: float | None = None
+        self._release()
+
+    def _release(self) -> None:
+        self._data: Any = None
+        self._curv: Curvature | None = None
+        self._factor: Factor | None = None
+        self._loss = math.nan
+        self._state: Any = None
+
+    # ------------------------------------------------- the solver protocol
+    def start(self, run: Any) -> None:
+        if not run.loss.sum_of_squares:
+            raise ValueError(f"loss must be 'sse' or 'mse' for solver 'br' (it models "
+                             f"Gaussian noise), got loss={run.loss.name!r}")
+        if run.alpha:
+            raise ValueError(f"alpha must be 0 with solver 'br', which finds its own weight "
+                             f"precision from the data; got alpha={run.alpha!r}")
+        X, T, _ = run.train_set
+        self._groups = parameter_groups(run.net, self.weight_groups)
+        per_output = self.noise == "per_output" and T.shape[1] > 1
+        self._data = (_PerOutput(run) if per_output
+                      else _Shared(run.objective(self.chunk), X.shape[0] * T.shape[1]))
+        shape = (int(self._groups.max()) + 1, T.shape[1] if per_output else 1)
+        if self.alpha is None or self.beta is None or (self.alpha.size, self.beta.size) != shape:
+            self.alpha = self.beta = None  # trainbr's start values at the first epoch
+        self._net = run.net
+
+    def start_loss(self) -> float | None:
+        self._loss, self._state = self._data.evaluate()
+        return self._loss
+
+    def epoch(self, run: Any) -> EpochResult:
+        """One trainbr iteration (see the class docstring); the stop reason ``mu_max``
+        when no mu up to mu_max lowers F, ``non_finite`` when the loss is not finite."""
+        if self._curv is None and not self._begin():
+            return EpochResult(self._loss, math.nan, stop="non_finite")
+        curv, factor = self._curv, self._factor
+        assert curv is not None and factor is not None
+        assert self.alpha is not None and self.beta is not None
+        g = curv.half_gradient(self.alpha, self.beta)
+        grad_norm = 2.0 * float(np.linalg.norm(g))
+        if grad_norm < run.min_grad:
+            return EpochResult(self._loss, grad_norm, self._entry())
+        if not self._trials(curv, factor, g):
+            self.mu = min(self.mu, self.mu_max)  # a later call may try again
+            return EpochResult(self._loss, grad_norm,
+                               stop="mu_max" if math.isfinite(self._loss) else "non_finite")
+        self._update()
+        return EpochResult(self._loss, grad_norm, self._entry())
+
+    def _begin(self) -> bool:
+        """The curvature at the start (and trainbr's start values on a fresh run); False
+        when the loss there is not finite."""
+        if not math.isfinite(self._loss):
+            self.start_loss()
+        if not math.isfinite(self._loss):
+            return False
+        curv = self._curv = self._data.curvature(self._loss, self._state, self._groups,
+                                                 self.chunk)
+        if self.alpha is None or self.beta is None:
+            self.alpha, self.beta = curv.start_values()
+            self.gamma = float(curv.P_l.sum())
+        self._factor = curv.factor(self.alpha, self.beta)
+        self.log_evidence = curv.log_evidence(self._factor, self.alpha, self.beta)
+        return True
+
+    def _trials(self, curv: Curvature, factor: Factor, g: Array) -> bool:
+        """Levenberg-Marquardt's mu trials on F from ``curv.theta``; whether one was
+        accepted (the network then holds it; else ``curv.theta`` again)."""
+        alpha, beta, net = self.alpha, self.beta, self._net
+        assert alpha is not None and beta is not None
+        F = curv.objective(alpha, beta)
+        while self.mu <= self.mu_max:
+            d = factor.solve(g, self.mu)
+            net.theta[...] = curv.theta + d
+            loss, state = self._data.evaluate()
+            E_W = np.bincount(self._groups, net.theta.astype(float) ** 2,
+                              minlength=alpha.size)
+            F_new = float(beta @ self._data.energies(loss, state) + alpha @ E_W)
+            if math.isfinite(F_new) and F_new < F and np.isfinite(d).all():
+                self._loss, self._state = loss, state
+                self.mu = max(self.mu * self.mu_dec, _MU_MIN)
+                return True
+            self.mu *= self.mu_inc
+        net.theta[...] = curv.theta
+        return False
+
+    def _update(self) -> None:
+        """MacKay's update with the curvature at the new theta, then the factor of ``H``
+        at the new precisions (the next epoch's trials use it) and the evidence."""
+        assert self.alpha is not None and self.beta is not None
+        curv = self._curv = self._data.curvature(self._loss, self._state, self._groups,
+                                                 self.chunk)
+        before = curv.factor(self.alpha, self.beta)
+        self.alpha, self.beta, self.gamma = curv.updated(before, self.alpha, self.beta)
+        self._factor = curv.factor(self.alpha, self.beta)
+        self.log_evidence = curv.log_evidence(self._factor, self.alpha, self.beta)
+
+    def _entry(self) -> dict[str, Any]:
+        """The solver's fields of the epoch's record entry."""
+        curv = self._curv
+        assert curv is not None and self.alpha is not None and self.beta is not None
+
+        def field(v: Array) -> float | list[float]:
+            return float(v[0]) if v.size == 1 else [float(x) for x in v]
+
+        return {"mu": self.mu, "gamma": self.gamma, "alpha": field(self.alpha),
+                "beta": field(self.beta), "E_D": field(curv.E_D), "E_W": field(curv.E_W),
+                "log_evidence": self.log_evidence}
+
+    def release(self) -> None:
+        self._release()
+
+    def get_state(self) -> tuple[dict[str, Array], dict[str, Any]]:
+        def listed(v: Array | None) -> list[float] | None:
+            return None if v is None else [float(x) for x in v]
+
+        return {}, {"mu": self.mu, "alpha": listed(self.alpha), "beta": listed(self.beta),
+                    "gamma": self.gamma}
+
+    def set_state(self, arrays: dict[str, Array], meta: dict[str, Any]) -> None:
+        self.mu, self.gamma = meta["mu"], meta.get("gamma")
+        self.alpha = None if meta.get("alpha") is None else np.array(meta["alpha"], float)
+        self.beta = None if meta.get("beta") is None else np.array(meta["beta"], float)
+
+    def continue_from(self, previous: Solver | None) -> None:
+        if (isinstance(previous, BayesianRegularization) and previous.noise == self.noise
+                and previous.weight_groups == self.weight_groups):
+            self.mu, self.gamma = previous.mu, previous.gamma
+            self.alpha, self.beta = previous.alpha, previous.beta
+
+
+def _precisions(value: Any, name: str, size: int, sizes: tuple[int, ...]) -> Array:
+    """A positive scalar or vector of precisions as a float array of one of ``sizes``
+    (a scalar: of ``size``)."""
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 0:
+        arr = np.full(size, float(arr))
+    if arr.ndim != 1 or arr.size not in sizes or not (np.isfinite(arr) & (arr > 0)).all():
+        raise ValueError(f"{name} must be a positive number or a vector of {sizes} positive "
+                         f"numbers, got {value!r}")
+    return arr
+
+
+class Laplace:
+    """The linearised Laplace posterior of a network's theta on ``(X, T)``.
+
+    With ``H = sum_k beta_k J_k^T W J_k + A`` at the network's theta (taken as the mode of
+    ``F``; see the module docstring), the posterior of theta is ``N(theta, (2H)^-1)`` and
+    the predictive variance of output ``k`` at ``x`` is ``1/(2 beta_k) + j_k(x)^T (2H)^-1
+    j_k(x)``. Memory: the (P, P) factor, plus one chunk of J when predicting.
+
+    Parameters
+    ----------
+    net : Network
+    X : array-like of shape (N, n_in)
+    T : array-like of shape (N, n_out)
+    alpha : float or array-like of shape (L,)
+        Weight precisions (``F``'s ``alpha E_W``), one per group of ``weight_groups``.
+    beta : float or array-like of shape (n_out,)
+        Noise precisions (``F``'s ``beta E_D``): one shared, or one per output.
+    sample_weight : array-like of shape (N,), optional
+    weight_groups : {"single", "per_layer"}
+    chunk : int, optional
+        Rows per block of the Gauss-Newton sums and of :meth:`std`.
+
+    Attributes
+    ----------
+    covariance_factor : ndarray of shape (P, P)
+        ``L`` with ``L L^T = (2H)^-1``, the posterior covariance of theta.
+    log_evidence : float
+        ``log p(D | alpha, beta)``.
+    effective_n_params : float
+        ``gamma = P - tr(A H^-1)``.
+    noise_variance : ndarray of shape (n_out,)
+        ``1 / (2 beta_k)``.
+    """
+
+    def __init__(self, net: Network, X: Any, T: Any, alpha: Any, beta: Any, *,
+                 sample_weight: Any = None, weight_groups: str = "single",
+                 chunk: int | None = None) -> None:
+        X = net.check_X(X)
+        T = net.check_T(T, X.shape[0])
+        w = as_weights(sample_weight, X.shape[0], net.dtype)
+        groups = parameter_groups(net, weight_groups)
+        n_groups, q = int(groups.max()) + 1, net.n_out
+        self.alpha = _precisions(alpha, "alpha", n_groups, (n_groups,))
+        self.beta = _precisions(beta, "beta", 1, (1, q))
+        self.net, self.chunk = net, None if chunk is None else check_int(chunk, "chunk")
+        curv = curvature(net, X, T, w, per_output=self.beta.size > 1, groups=groups,
+                         chunk=self.chunk)
+        factor = curv.factor(self.alpha, self.beta)
+        self.log_evidence = curv.log_evidence(factor, self.alpha, self.beta)
+        self.effective_n_params = float(curv.gammas(factor, self.alpha, self.beta)[0].sum())
+        self.covariance_factor = factor.covariance_factor()
+        self.noise_variance = np.broadcast_to(0.5 / self.beta, (q,)).copy()
+
+    @classmethod
+    def from_solver(cls, solver: BayesianRegularization, net: Network, X: Any, T: Any, *,
+                    sample_weight: Any = None, chunk: int | None = None) -> Laplace:
+        """The posterior at the precisions a :class:`BayesianRegularization` run ended with
+        (on the rows it trained on)."""
+        if solver.alpha is None or solver.beta is None:
+            raise ValueError("solver has not trained yet: it holds no alpha and beta")
+        return cls(net, X, T, solver.alpha, solver.beta, sample_weight=sample_weight,
+                   weight_groups=solver.weight_groups, chunk=chunk)
+
+    def std(self, X: Any, noise: bool = True) -> Array:
+        """Predictive standard deviation per output, (N, n_out), streamed over chunks of
+        ``X`` (memory O(P^2 + chunk n_out P)); ``noise=False``: of the mean only."""
+        net = self.net
+        X = net.check_X(X)
+        N, q, P = X.shape[0], net.n_out, net.n_params
+        step = self.chunk or default_chunk(N, q * P)
+        var = np.empty((N, q))
+        L = self.covariance_factor
+        for start in range(0, N, step):
+            J = net.jacobian(X[start : start + step]).astype(float, copy=False)
+            Z = J.reshape(-1, P) @ L
+            var[start : start + J.shape[0]] = np.einsum("ij,ij->i", Z, Z).reshape(-1, q)
+        if noise:
+            var += self.noise_variance
+        return np.sqrt(var)
