@@ -391,3 +391,29 @@ def test_br_on_dask_arrays_equals_one_process():
     assert_allclose(net.get_flat(), theta_one, rtol=1e-9, atol=1e-11)
     for key in ("gamma", "alpha", "beta", "log_evidence"):
         assert rec.epochs[-1][key] == pytest.approx(one.epochs[-1][key], rel=1e-9)
+
+
+def test_estimator_br_finds_its_own_weight_decay_and_classifiers_refuse_it():
+    """MLPRegressor(solver="br") trains trainbr on standardized data, ignoring ``alpha``
+    (the weight precision comes from the data): the same fit whatever alpha is given, a
+    record with gamma < P; MLPClassifier refuses it, naming the solver."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (120, 2))
+    y = np.sin(3 * X[:, 0]) * X[:, 1] + 0.05 * rng.normal(size=120)
+    fits = []
+    for alpha in (1e-4, 10.0):
+        est = jn.MLPRegressor(hidden_layer_sizes=(6,), activation="tanh", solver="br",
+                              alpha=alpha, max_iter=40, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X, y)
+        fits.append(est)
+    np.testing.assert_array_equal(fits[0].network_.theta, fits[1].network_.theta)
+    last = fits[0].training_record_.epochs[-1]
+    assert 0 < last["gamma"] < fits[0].network_.n_params and last["alpha"] > 0
+    assert fits[0].x_mean_ is not None and fits[0].y_mean_ is not None  # standardized
+    assert fits[0].score(X, y) > 0.9
+    with pytest.raises(ValueError, match="solver='br' fits regression only"):
+        jn.MLPClassifier(solver="br").fit(X, y > 0)

@@ -140,6 +140,11 @@ def _layers_and_split(sizes: Any, acts: Any, validation_fraction: float,
     return sizes, hidden
 
 
+def _regression_only(solver: str) -> bool:
+    """Whether the registered solver fits squared errors only (Bayesian regularization)."""
+    return bool(getattr(SOLVERS[solver], "regression_only", False))
+
+
 class _BaseMLP(BaseEstimator):
     """Shared machinery; see MLPRegressor and MLPClassifier for the parameters."""
 
@@ -284,11 +289,17 @@ class _BaseMLP(BaseEstimator):
         cannot express.
         """
         self._validate_params()
+        if isinstance(self, ClassifierMixin) and _regression_only(self.solver):
+            usable = sorted(n for n in SOLVERS if not _regression_only(n))
+            raise ValueError(f"solver={self.solver!r} fits regression only (squared errors); "
+                             f"{type(self).__name__} takes one of {usable}")
         return _layers_and_split(self.hidden_layer_sizes, self.activation,
                                  self.validation_fraction, self.early_stopping)
 
     def _standardizes(self) -> bool:
-        return self.solver == "lm" if self.standardize == "auto" else bool(self.standardize)
+        if self.standardize == "auto":  # the Gauss-Newton solvers' mu, goal and alpha scale
+            return self.solver in ("lm", "br")
+        return bool(self.standardize)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _BaseMLP:
@@ -520,8 +531,9 @@ class _BaseMLP(BaseEstimator):
         _, loss = self._output()
         return {
             "loss": loss, "max_epochs": 1 if incremental else self.max_iter,
-            # scikit-learn's penalty: alpha/2 ||W||^2 divided by the samples in the objective
-            "alpha": self.alpha / (bs if stochastic else n_weight),
+            # scikit-learn's penalty: alpha/2 ||W||^2 divided by the samples in the objective;
+            # Bayesian regularization finds its own weight precision from the data
+            "alpha": 0.0 if self.solver == "br" else self.alpha / (bs if stochastic else n_weight),
             "seed": int(rs.randint(2**31 - 1)),
             "tol": self.tol if stochastic and (stall is None or stall.key != "loss") else 0.0,
             "goal": self.goal, "min_grad": self.tol if self.solver == "lbfgs" else self.min_grad,
@@ -907,16 +919,20 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     loss : {"squared_error", "huber", "poisson"}, default "squared_error"
         ``squared_error`` is the seed's J normalised as scikit-learn does (half the mean
         over samples and outputs); ``poisson`` uses an ``exp`` output.
-    solver : {"adam", "sgd", "lbfgs", "lm", "adamw", "rmsprop"}, default "adam"
+    solver : {"adam", "sgd", "lbfgs", "lm", "br", "adamw", "rmsprop"}, default "adam"
         ``"lm"``: Levenberg-Marquardt on exact Jacobians (MATLAB trainlm's settings
-        ``mu``, ``mu_dec``, ``mu_inc``, ``mu_max``, ``goal``, ``min_grad``).
+        ``mu``, ``mu_dec``, ``mu_inc``, ``mu_max``, ``goal``, ``min_grad``). ``"br"``
+        (regression only): Bayesian-regularized Levenberg-Marquardt (MATLAB trainbr), which
+        finds the weight decay from the data, so ``alpha`` is not used; it starts from
+        ``mu`` like LM.
     activation : str, Activation or list, default "relu"
         One for every hidden layer, or one per hidden layer (vector activations such as
         softmax allowed).
     output_activation : str or Activation, optional
         Default identity (exp for poisson).
     standardize : {"auto", True, False}, default "auto"
-        Standardise inputs and targets inside the model; "auto" does it for ``lm``.
+        Standardise inputs and targets inside the model; "auto" does it for ``lm`` and
+        ``br``.
     dtype : {"float64", "float32"}, default "float64"
 
     Attributes
