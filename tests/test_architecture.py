@@ -36,7 +36,7 @@ MAX_LINES = 60
 ONE_PIECE = "must be one piece"
 
 # Offenders tolerated for now, each as key() writes it (no line number, no detail, so that
-# an edit elsewhere in the file does not make an entry stale). The 34 offenders of the code
+# an edit elsewhere in the file does not make an entry stale). The offenders of the code
 # before the redesign (fec22d8) are all gone and the set is empty; it stays empty. Should an
 # entry ever be needed, test_known_offenders_still_offend fails once it no longer offends,
 # so the set can only shrink.
