@@ -846,7 +846,7 @@ class _BaseMLP(BaseEstimator):
         tags.non_deterministic = False
         return tags
 
-    def to_onnx(self, path: str, *, dtype: str = "float64",
+    def to_onnx(self, path: Any, *, dtype: str = "float64",
                 with_input_jacobian: bool = False) -> None:
         """Write the fitted model as an ONNX file: :func:`jacnet.export.export_onnx`
         (needs the ``onnx`` extra; see docs/deployment.md)."""

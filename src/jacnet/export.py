@@ -139,7 +139,7 @@ def _forward(g: OnnxBuilder, parts: ModelParts, x: str, jacobian: bool
         w = g.const(W, f"W{k}")
         t = g.op("Add", g.op("MatMul", x, w), g.const(b, f"b{k}"))  # t = y_prev W + b
         x = form.forward(g, act, t)
-        if tangent is not None and form.jvp is not None:  # (form_of checked jvp)
+        if tangent is not None and form.jvp is not None:  # form_of gave one when asked
             tdot = g.op("MatMul", tangent, w)  # seed R-b forwards: tdot = ydot_prev . W
             rows = [g.op("Unsqueeze", v, g.axes(1)) for v in (t, x)]
             tangent = form.jvp(g, act, rows[0], rows[1], tdot)
@@ -233,16 +233,14 @@ def _onnx() -> Any:
 
 
 def _metadata(parts: ModelParts, dtype: np.dtype, inputs: list[Any], outputs: list[Any],
-              encoder: Any) -> dict[str, str]:
+              encoder: Any, version: str) -> dict[str, str]:
     from onnx import TensorProto
-
-    from . import __version__
 
     def io(items: list[Any]) -> str:
         return json.dumps([{"name": n, "type": TensorProto.DataType.Name(t).lower(),
                             "shape": s} for n, t, s in items])
 
-    meta = {"jacnet.version": __version__, "jacnet.kind": parts.kind,
+    meta = {"jacnet.version": version, "jacnet.kind": parts.kind,
             "jacnet.dtype": dtype.name, "jacnet.opset": str(OPSET),
             "jacnet.inputs": io(inputs), "jacnet.outputs": io(outputs),
             "jacnet.layers": json.dumps([[W.shape[0], W.shape[1], repr(act)]
@@ -287,7 +285,7 @@ def onnx_model(model: Any, *, dtype: Any = "float64", with_input_jacobian: bool 
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="jacnet",
                               producer_version=__version__)
     proto.ir_version = 8  # the IR of opset 18: runtimes as old as the opset read it
-    helper.set_model_props(proto, _metadata(parts, dt, inputs, outputs, encoder))
+    helper.set_model_props(proto, _metadata(parts, dt, inputs, outputs, encoder, __version__))
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
