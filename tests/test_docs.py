@@ -50,6 +50,7 @@ COVERED = {
     "cluster": ("distributed.md", "python", "import dask.array as da"),
     "dask estimator": ("distributed.md", "python",
                        "est = jn.MLPRegressor(hidden_layer_sizes=(16,)"),
+    "onnx runtime": ("deployment.md", "python", "import numpy as np, jacnet as jn\nimport onnx"),
 }
 
 # Blocks that need what a test cannot have: a remote scheduler, an object store.
@@ -317,6 +318,17 @@ def test_cli_md_model_files_from_python(digits_run):
         assert (cwd / "copy.safetensors").is_file()
     finally:
         os.chdir(here)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_deployment_md_runs_in_onnx_runtime(tmp_path, monkeypatch):
+    """docs/deployment.md's example in a fresh folder: the shapes it states, and True."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.chdir(tmp_path)
+    code = block("onnx runtime")
+    ns: dict[str, Any] = {}
+    _, printed = execute(code, ns)
+    assert comment_shapes(code, ns, 0) == 2 and printed == "True\n"
 
 
 def test_every_block_is_run_or_excused():

@@ -26,6 +26,7 @@ from .training import SOLVERS, train
 
 if typing.TYPE_CHECKING:
     from .estimators import MLPClassifier, MLPRegressor
+    from .export import export_onnx
     from .io import ModelFileError, load, load_network, load_pipeline, save_network
 del typing  # only the public API stays in the namespace
 
@@ -34,10 +35,12 @@ __version__ = "0.1.0"
 # The engine needs numpy and scipy only. The estimators and model files pull in
 # scikit-learn (and safetensors), which costs more to import than the rest of jacnet: they
 # load on first use, so that a Dask worker or a script using only the engine starts fast.
+# The ONNX export loads the onnx package only when it runs (the optional extra).
 _LAZY = {
     "MLPClassifier": "estimators",
     "MLPRegressor": "estimators",
     "ModelFileError": "io",
+    "export_onnx": "export",
     "load": "io",
     "load_network": "io",
     "load_pipeline": "io",
@@ -84,6 +87,7 @@ __all__ = [
     "MiniBatch",
     "Network",
     "TrainingRecord",
+    "export_onnx",
     "get_activation",
     "get_loss",
     "get_optimizer",

@@ -24,7 +24,9 @@ elementwise built-ins whose f' needs only ``Y`` (identity, ReLU, tanh, sigmoid; 
 ``vjp_needs_T`` is False) override them next to their formulas, with the same operations
 in the same order, so the results are the same bit for bit.
 
-A user activation only needs ``forward`` and ``jacobian``.
+A user activation only needs ``forward`` and ``jacobian``. To be exported to ONNX it
+also gives its ONNX form, as methods ``onnx(g, t)`` and (for the input Jacobian)
+``onnx_jvp(g, t, y, tdot)``: see :mod:`jacnet.onnxforms` and docs/deployment.md.
 """
 
 from __future__ import annotations

@@ -858,6 +858,14 @@ class _BaseMLP(BaseEstimator):
         tags.non_deterministic = False
         return tags
 
+    def to_onnx(self, path: Any, *, dtype: str = "float64",
+                with_input_jacobian: bool = False) -> None:
+        """Write the fitted model as an ONNX file: :func:`jacnet.export.export_onnx`
+        (needs the ``onnx`` extra; see docs/deployment.md)."""
+        from .export import export_onnx
+
+        export_onnx(self, path, dtype=dtype, with_input_jacobian=with_input_jacobian)
+
 
 def expected_failed_checks(estimator: _BaseMLP) -> dict[str, str]:
     """The scikit-learn estimator checks expected to fail, with the reason.

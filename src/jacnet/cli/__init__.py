@@ -1,4 +1,4 @@
-"""The ``jacnet`` command: train, predict, evaluate, info, gradcheck.
+"""The ``jacnet`` command: train, predict, evaluate, info, export, gradcheck.
 
 Every error a user can cause (a missing file, an unknown column, a bad option value, a
 file that is not a model) ends the command with exit code 2 and one line on stderr;
@@ -12,7 +12,7 @@ import traceback
 
 import typer
 
-from . import check, models, train  # noqa: F401  (each registers its command on app)
+from . import check, export, models, train  # noqa: F401  (each registers its command on app)
 from .common import CliError, app
 
 __all__ = ["app", "main", "CliError"]

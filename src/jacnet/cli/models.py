@@ -161,10 +161,14 @@ def _write_table(frame: pd.DataFrame, path: Path | None) -> None:
 # ------------------------------------------------------------------------------ info
 @app.command()
 def info(
-    model: Annotated[Path, typer.Argument(help="A model file (model.safetensors).")],
+    model: Annotated[Path, typer.Argument(
+        help="A model file (model.safetensors), or an ONNX file (.onnx).")],
     debug: Debug = False,
 ) -> None:
     """Show a model file: architecture, parameters, preprocessing, training summary."""
+    if model.suffix.lower() == ".onnx":
+        _onnx_info(model)
+        return
     obj, doc = load_model(model)
     net = obj if doc["kind"] == "network" else obj.network_
     out.print(f"[bold]{escape(str(model))}[/]: {doc['kind']}, {net.n_params} parameters, "
@@ -216,4 +220,49 @@ def info(
     summary.add_column()
     for key, value in rows:
         summary.add_row(key, escape(value))  # column and class names: not markup
+    out.print(summary)
+
+
+def _onnx_info(path: Path) -> None:
+    """An ONNX file's inputs and outputs; for one jacnet made, what model it holds."""
+    import json
+
+    from ..export import describe_onnx
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    info = describe_onnx(path)
+    meta = info["jacnet"]
+    opsets = ", ".join(f"{k} {v}" for k, v in info["opsets"].items())
+    made = (f"{meta.get('kind', '?')}, {meta.get('dtype', '?')}, written by jacnet "
+            f"{meta.get('version', '?')}") if meta else (
+        f"not made by jacnet (producer: {info['producer'] or 'unknown'})")
+    out.print(f"[bold]{escape(str(path))}[/]: ONNX, {made}; opsets {opsets}")
+    table = Table(title="Inputs and outputs", title_justify="left")
+    for c in ("", "name", "type", "shape"):
+        table.add_column(c)
+    for role in ("inputs", "outputs"):
+        for name, kind, shape in info[role]:
+            table.add_row(role[:-1], escape(name), kind,
+                          "(" + ", ".join(str(d) for d in shape) + ")")
+    out.print(table)
+    if not meta:
+        return
+    layers = json.loads(meta["layers"])
+    rows = [("layers", f"{layers[0][0]} inputs" + "".join(
+        f" -> {n_out} {act}" for _, n_out, act in layers))]
+    standardized = json.loads(meta.get("standardized", "[]"))
+    rows.append(("standardised", ", ".join(standardized) if standardized else "nothing"))
+    if "classes" in meta:
+        rows.append(("classes", short_list(json.loads(meta["classes"]))))
+    if "features" in meta:
+        features = json.loads(meta["features"])
+        rows.append(("features", short_list(features["columns"])))
+        for col, cats in features.get("categories", {}).items():
+            rows.append((f"one-hot {col}", short_list(cats)))
+    summary = Table(show_header=False, box=None)
+    summary.add_column(style="bold")
+    summary.add_column()
+    for key, value in rows:
+        summary.add_row(key, escape(value))
     out.print(summary)
