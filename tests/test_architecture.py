@@ -456,3 +456,21 @@ def test_import_cycle_through_a_package_init_is_found(tmp_path):
     })
     assert import_cycles(package) == [
         "fake/__init__.py:1 import cycle fake -> fake.a -> fake (fake/__init__.py:1, fake/a.py:1)"]
+
+
+def test_architecture_md_layer_table_lists_every_module_in_import_order(jacnet_package):
+    """docs/architecture.md's layer table names every module of src/jacnet, and a module
+    imports (at any depth, lazily or not) only modules of its own row or the rows above:
+    the table is the package's layering, not a wish."""
+    rows = [line for line in (ROOT / "docs" / "architecture.md").read_text(
+        encoding="utf-8").splitlines() if line.startswith("| `")]
+    row_of = {name: i for i, line in enumerate(rows)
+              for name in re.findall(r"`(\w+)`", line.split("|")[1])}
+    modules = {name.split(".")[1] for name in jacnet_package.modules if name.count(".") >= 1}
+    assert modules - set(row_of) == set(), "modules missing from the layer table"
+    upward = sorted(
+        f"{imp.module.path}:{imp.line} imports {imp.target}"
+        for imp in imports(jacnet_package)
+        if imp.module.name.count(".") >= 1 and imp.target.count(".") >= 1
+        and row_of[imp.target.split(".")[1]] > row_of[imp.module.name.split(".")[1]])
+    assert not upward, "imports of a lower row:\n" + "\n".join(upward)
