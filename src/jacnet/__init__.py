@@ -24,7 +24,7 @@ from .solvers import LBFGS, LevenbergMarquardt
 from .training import SOLVERS, train
 
 if typing.TYPE_CHECKING:
-    from .estimators import MLPClassifier, MLPRegressor
+    from .estimators import MLPClassifier, MLPRegressor, expected_failed_checks
     from .io import ModelFileError, load, load_network, load_pipeline, save_network
 del typing  # only the public API stays in the namespace
 
@@ -36,6 +36,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "MLPClassifier": "estimators",
     "MLPRegressor": "estimators",
+    "expected_failed_checks": "estimators",
     "ModelFileError": "io",
     "load": "io",
     "load_network": "io",
@@ -81,6 +82,7 @@ __all__ = [
     "MiniBatch",
     "Network",
     "TrainingRecord",
+    "expected_failed_checks",
     "get_activation",
     "get_loss",
     "get_optimizer",
