@@ -108,7 +108,7 @@ _FITTED = ("n_iter_", "t_", "loss_", "best_loss_", "loss_curve_", "validation_sc
 def _dense(X: Any) -> Array:
     """``X`` as a dense array: the engine multiplies dense blocks, so a sparse input costs
     the memory of its dense form (n_samples x n_features) while it trains or predicts."""
-    return X.toarray() if sp.issparse(X) else X
+    return X.toarray(order="C") if sp.issparse(X) else X
 
 
 def _row_positions(idx: Any, name: str, n_rows: int) -> Array:
@@ -456,13 +456,16 @@ class _BaseMLP(BaseEstimator):
         return record
 
     def _check_finite(self, record: TrainingRecord, plan: FitPlan) -> None:
-        """scikit-learn's ValueError when the fit leaves a model that cannot fit its own
-        training rows (non-finite weights, or outputs or a loss that overflow there); a
-        RuntimeWarning when it diverged but the last finite weights kept still do."""
+        """scikit-learn's ValueError when ``fit`` or ``partial_fit`` leaves a model that
+        cannot fit its own training rows (non-finite weights, or outputs or a loss that
+        overflow there); a RuntimeWarning when the run diverged but the last finite weights
+        kept still do, and always from ``fit_divided``, whose caller keeps the record of
+        the diverged run (the command line writes it)."""
         X, T, _ = plan.data
         net = self.network_
         broken = not np.isfinite(net.theta).all()
-        if not broken and record.stop_reason == "non_finite" and isinstance(X, np.ndarray):
+        if not broken and record.stop_reason == "non_finite" and plan.division is None \
+                and isinstance(X, np.ndarray):
             with np.errstate(over="ignore", invalid="ignore"):
                 Y = net.forward(X)
                 broken = not (np.isfinite(Y).all()
