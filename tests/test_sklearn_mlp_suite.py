@@ -57,7 +57,8 @@ def test_sklearn_own_mlp_tests_pass_on_jacnet(tmp_path):
     deselect = [arg for name in PRIVATE for arg in ("--deselect", f"{test_file.name}::{name}")]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-         "-p", "sklearn.conftest", "--rootdir", str(tmp_path), test_file.name, *deselect, "--durations=5"],
+         "-p", "sklearn.conftest", "--rootdir", str(tmp_path), "--durations=5",
+         test_file.name, *deselect],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200, check=False)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-8000:]
