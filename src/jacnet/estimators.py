@@ -8,15 +8,17 @@ standardisation, ``network_``, ``training_record_`` and exact Jacobians.
 
 Differences from scikit-learn, by design:
 
-- ``early_stopping`` watches the validation *loss* (scikit-learn: the score); the score
-  is still recorded in ``validation_scores_``. The weights of the lowest validation loss
-  are restored, and ``best_validation_score_`` is their score (scikit-learn: the highest
-  score, whose weights it restores).
+- ``early_stopping`` watches the validation score for the mini-batch solvers, as
+  scikit-learn does, and keeps the weights of the highest score;
+  ``early_stopping_metric="loss"`` (the default of ``lbfgs`` and ``lm``, which scikit-learn
+  does not stop early) watches the validation *loss* instead and restores the weights of
+  the lowest, ``best_validation_score_`` being their score (docs/training.md, "The
+  estimators as scikit-learn's MLP").
 - ``standardize="auto"`` standardises inputs (and regression targets) for ``solver="lm"``
   only; the model's outputs, ``coefs_``, ``jacobian`` and ``input_jacobian`` are in the
   units of the original data all the same.
-- With ``early_stopping=True``, ``learning_rate="adaptive"`` runs scikit-learn's rule on
-  the validation loss: ``n_iter_no_change + 1`` epochs in a row without a fall by more
+- With ``early_stopping=True`` and ``early_stopping_metric="loss"``,
+  ``learning_rate="adaptive"`` runs scikit-learn's rule on the validation loss: ``n_iter_no_change + 1`` epochs in a row without a fall by more
   than ``tol`` divide the rate by 5, and stop training once it is at most 1e-6; without
   early stopping it is scikit-learn's rule exactly.
 - ``warm_start=True`` carries the optimizer's state (Adam's moments, LM's mu) into the
@@ -31,7 +33,9 @@ Differences from scikit-learn, by design:
   with the data's), so weights scaled up together weaken its penalty and not jacnet's.
 - ``loss_``, ``loss_curve_`` and ``best_loss_`` are in the units of the data even when the
   targets are standardised inside the model (``solver="lm"``); ``training_record_`` holds
-  the objective as trained (standardised units, the ones ``goal`` and ``val_loss`` use).
+  the objective as trained (standardised units, the ones ``min_grad`` and ``val_loss``
+  use). ``goal`` is MATLAB's: the mean squared error in the targets' own units.
+- Sparse input is made dense for the engine (the memory of the dense matrix).
 """
 
 from __future__ import annotations
@@ -1119,13 +1123,31 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         Default identity (exp for poisson).
     standardize : {"auto", True, False}, default "auto"
         Standardise inputs and targets inside the model; "auto" does it for ``lm``.
-    dtype : {"float64", "float32"}, default "float64"
+    goal : float, default 0
+        MATLAB trainlm's performance goal (0: none). For ``loss="squared_error"`` it is the
+        mean squared error over samples and outputs, in the targets' own units, of the
+        training rows (the L2 term not included; the record's ``mse`` column); for the
+        other losses, the objective as trained.
+    min_grad : float, default 1e-7
+        Stop when the norm of the gradient of the objective as trained (with respect to
+        ``network_``'s parameters, in standardised units under standardisation) falls
+        below it; LM then tries no step.
+    dtype : {None, "float64", "float32"}, default None
+        The network's float type; None: the input's (float32 stays float32, anything else
+        float64), as scikit-learn keeps float32 input.
+    early_stopping_metric : {"auto", "score", "loss"}, default "auto"
+        What ``early_stopping`` watches: "score", the validation score (scikit-learn's
+        rule, the weights of the best score kept); "loss", the validation loss (trainlm's
+        rule, the weights of the lowest loss kept); "auto": "score" for the mini-batch
+        solvers, "loss" for ``lbfgs`` and ``lm``.
 
     Attributes
     ----------
     network_ : Network
     training_record_ : TrainingRecord
-    coefs_, intercepts_, loss_, best_loss_, loss_curve_, validation_scores_,
+    coefs_, intercepts_ : list of arrays
+        The model in the data's units, live: see :attr:`_BaseMLP.coefs_`.
+    loss_, best_loss_, loss_curve_, validation_scores_,
     best_validation_score_, n_iter_, n_layers_, n_outputs_, out_activation_, t_,
     n_features_in_, feature_names_in_ : as in scikit-learn.
     """
