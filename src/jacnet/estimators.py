@@ -18,9 +18,10 @@ Differences from scikit-learn, by design:
   only; the model's outputs, ``coefs_``, ``jacobian`` and ``input_jacobian`` are in the
   units of the original data all the same.
 - With ``early_stopping=True`` and ``early_stopping_metric="loss"``,
-  ``learning_rate="adaptive"`` runs scikit-learn's rule on the validation loss: ``n_iter_no_change + 1`` epochs in a row without a fall by more
-  than ``tol`` divide the rate by 5, and stop training once it is at most 1e-6; without
-  early stopping it is scikit-learn's rule exactly.
+  ``learning_rate="adaptive"`` runs scikit-learn's rule on the validation loss:
+  ``n_iter_no_change + 1`` epochs in a row without a fall by more than ``tol`` divide the
+  rate by 5, and stop training once it is at most 1e-6; otherwise it is scikit-learn's
+  rule exactly.
 - ``warm_start=True`` carries the optimizer's state (Adam's moments, LM's mu) into the
   next ``fit``, so two fits of ``max_iter`` epochs equal one of twice as many; scikit-learn
   restarts its optimizer. ``loss_curve_`` and ``t_`` continue and ``n_iter_`` counts the
