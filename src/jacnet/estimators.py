@@ -1038,10 +1038,10 @@ def expected_failed_checks(estimator: _BaseMLP) -> dict[str, str]:
     ``solver="lbfgs"`` or ``"lm"`` every check passes.
     """
     if estimator.solver in _STOCHASTIC:
-        reason = ("mini-batch solvers see a repeated sample in other batches than a weighted "
-                  "one, so the fits differ (outputs by 1e-5 up to a few 1e-2); the full-batch "
-                  "solvers 'lbfgs' and 'lm' satisfy the equivalence")
-        return {f"check_sample_weight_equivalence_on_{kind}_data": reason
+        why = ("mini-batch solvers see a repeated sample in other batches than a weighted "
+               "one, so the fits differ (outputs by 1e-5 up to a few 1e-2); the full-batch "
+               "solvers 'lbfgs' and 'lm' satisfy the equivalence")
+        return {f"check_sample_weight_equivalence_on_{kind}_data": why
                 for kind in ("dense", "sparse")}
     return {}
 
