@@ -31,7 +31,7 @@ from jacnet.activations import LeakyReLU
 #: jacnet's constructor parameters that scikit-learn's estimators do not have
 EXTRA_PARAMS = {
     "output_activation", "mu", "mu_dec", "mu_inc", "mu_max", "goal", "min_grad",
-    "standardize", "dtype",
+    "standardize", "dtype", "early_stopping_metric",
 }
 FULL_BATCH = ("lbfgs", "lm")
 
@@ -753,11 +753,13 @@ def test_sgd_adaptive_divides_lr_by_5_until_1e_6_like_sklearn():
 def test_lm_goal_stops_training():
     X, y = _regression_data(q=2)
     free = _reg(solver="lm", max_iter=30).fit(X, y)
-    # goal is on the objective as trained (standardised targets), the record's loss column
-    goal = free.training_record_.column("loss")[3]
+    # goal is MATLAB's: the mean squared error in the targets' own units
+    goal = float(np.mean((free.predict(X) - y) ** 2)) * 1.5
     est = _reg(solver="lm", max_iter=30, goal=goal).fit(X, y)
     assert est.training_record_.stop_reason == "goal"
-    assert est.training_record_.column("loss")[-1] <= goal and est.n_iter_ <= 4
+    mse = est.training_record_.column("mse")
+    assert mse[-1] <= goal < min(mse[:-1]) and est.n_iter_ < free.n_iter_
+    assert np.isclose(mse[-1], np.mean((est.predict(X) - y) ** 2), rtol=1e-10)
 
 
 def test_lm_min_grad_stops_training():
@@ -997,11 +999,13 @@ def test_adaptive_with_early_stopping_divides_lr_by_5_like_sklearn():
 
 
 def test_best_validation_score_is_the_score_of_the_weights_kept():
-    # Early stopping keeps the epoch of the lowest validation loss; here a later epoch
-    # has a higher accuracy (0.95 against 0.9), which the returned model does not have.
+    # Early stopping on the validation loss keeps the epoch of the lowest validation loss;
+    # here a later epoch has a higher accuracy (0.95 against 0.9), which the returned model
+    # does not have.
     X, y = _classification_data(n=200, seed=10)
     est = _clf(hidden_layer_sizes=(8,), solver="adam", learning_rate_init=0.05,
-               early_stopping=True, n_iter_no_change=5, max_iter=80, random_state=10).fit(X, y)
+               early_stopping=True, early_stopping_metric="loss", n_iter_no_change=5,
+               max_iter=80, random_state=10).fit(X, y)
     rec = est.training_record_
     assert 0 < rec.best_epoch < rec.n_epochs
     assert est.best_validation_score_ == est.validation_scores_[rec.best_epoch - 1]

@@ -8,17 +8,20 @@ standardisation, ``network_``, ``training_record_`` and exact Jacobians.
 
 Differences from scikit-learn, by design:
 
-- ``early_stopping`` watches the validation *loss* (scikit-learn: the score); the score
-  is still recorded in ``validation_scores_``. The weights of the lowest validation loss
-  are restored, and ``best_validation_score_`` is their score (scikit-learn: the highest
-  score, whose weights it restores).
+- ``early_stopping`` watches the validation score for the mini-batch solvers, as
+  scikit-learn does, and keeps the weights of the highest score;
+  ``early_stopping_metric="loss"`` (the default of ``lbfgs`` and ``lm``, which scikit-learn
+  does not stop early) watches the validation *loss* instead and restores the weights of
+  the lowest, ``best_validation_score_`` being their score (docs/training.md, "The
+  estimators as scikit-learn's MLP").
 - ``standardize="auto"`` standardises inputs (and regression targets) for ``solver="lm"``
   only; the model's outputs, ``coefs_``, ``jacobian`` and ``input_jacobian`` are in the
   units of the original data all the same.
-- With ``early_stopping=True``, ``learning_rate="adaptive"`` runs scikit-learn's rule on
-  the validation loss: ``n_iter_no_change + 1`` epochs in a row without a fall by more
-  than ``tol`` divide the rate by 5, and stop training once it is at most 1e-6; without
-  early stopping it is scikit-learn's rule exactly.
+- With ``early_stopping=True`` and ``early_stopping_metric="loss"``,
+  ``learning_rate="adaptive"`` runs scikit-learn's rule on the validation loss:
+  ``n_iter_no_change + 1`` epochs in a row without a fall by more than ``tol`` divide the
+  rate by 5, and stop training once it is at most 1e-6; otherwise it is scikit-learn's
+  rule exactly.
 - ``warm_start=True`` carries the optimizer's state (Adam's moments, LM's mu) into the
   next ``fit``, so two fits of ``max_iter`` epochs equal one of twice as many; scikit-learn
   restarts its optimizer. ``loss_curve_`` and ``t_`` continue and ``n_iter_`` counts the
@@ -31,11 +34,14 @@ Differences from scikit-learn, by design:
   with the data's), so weights scaled up together weaken its penalty and not jacnet's.
 - ``loss_``, ``loss_curve_`` and ``best_loss_`` are in the units of the data even when the
   targets are standardised inside the model (``solver="lm"``); ``training_record_`` holds
-  the objective as trained (standardised units, the ones ``goal`` and ``val_loss`` use).
+  the objective as trained (standardised units, the ones ``min_grad`` and ``val_loss``
+  use). ``goal`` is MATLAB's: the mean squared error in the targets' own units.
+- Sparse input is made dense for the engine (the memory of the dense matrix).
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -43,8 +49,9 @@ from numbers import Integral, Real
 from typing import Any, Self
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
@@ -61,7 +68,9 @@ from sklearn.utils.validation import (
 from . import division
 from .activations import Activation, Sigmoid, Softmax, Sparsemax, get_activation
 from .fitplan import (
+    BestScore,
     FitPlan,
+    MSEGoal,
     SGDRate,
     SklearnStall,
     patience,
@@ -89,12 +98,22 @@ _STOCHASTIC = STOCHASTIC
 # categorical cross-entropy, outputs in (0, 1) for binary cross-entropy.
 _SIMPLEX: tuple[type[Activation], ...] = (Softmax, Sparsemax)
 _UNIT: tuple[type[Activation], ...] = (Sigmoid,)
+# The input types the estimators take as they are; anything else becomes float64.
+_FLOATS = (np.float64, np.float32)
+# Sparse inputs are accepted and made dense for the engine (see _dense).
+_SPARSE = ("csr", "csc", "coo")
 _SCHEDULES = {"constant": "constant", "invscaling": "invscaling", "adaptive": "reduce_on_plateau"}
 # The fitted attributes a state (and a model file) holds, in the file's order; from_state
 # sets these and nothing else (a file is untrusted input).
 _FITTED = ("n_iter_", "t_", "loss_", "best_loss_", "loss_curve_", "validation_scores_",
            "best_validation_score_", "n_layers_", "n_outputs_", "n_features_in_",
            "out_activation_", "_multiclass", "_y_1d")
+
+
+def _dense(X: Any) -> Array:
+    """``X`` as a dense array: the engine multiplies dense blocks, so a sparse input costs
+    the memory of its dense form (n_samples x n_features) while it trains or predicts."""
+    return X.toarray(order="C") if sp.issparse(X) else X
 
 
 def _row_positions(idx: Any, name: str, n_rows: int) -> Array:
@@ -175,7 +194,7 @@ class _BaseMLP(BaseEstimator):
         beta_1: float = 0.9,
         beta_2: float = 0.999,
         epsilon: float = 1e-8,
-        n_iter_no_change: int = 10,
+        n_iter_no_change: float = 10,
         max_fun: int = 15000,
         output_activation: Any = None,
         mu: float = 1e-3,
@@ -185,7 +204,8 @@ class _BaseMLP(BaseEstimator):
         goal: float = 0.0,
         min_grad: float = 1e-7,
         standardize: Any = "auto",
-        dtype: Any = "float64",
+        dtype: Any = None,
+        early_stopping_metric: str = "auto",
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -219,6 +239,7 @@ class _BaseMLP(BaseEstimator):
         self.min_grad = min_grad
         self.standardize = standardize
         self.dtype = dtype
+        self.early_stopping_metric = early_stopping_metric
 
     # ------------------------------------------------------------ to override
     def targets(self, y: Any, incremental: bool, reset: bool) -> Array:
@@ -265,7 +286,9 @@ class _BaseMLP(BaseEstimator):
         "beta_1": [Interval(Real, 0, 1, closed="left")],
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        # np.inf: never stop for want of improvement (scikit-learn's value for warm starts)
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"),
+                             Options(Real, {np.inf})],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "output_activation": [None, str, Activation],
         # Levenberg-Marquardt (MATLAB trainlm's settings)
@@ -276,7 +299,8 @@ class _BaseMLP(BaseEstimator):
         "goal": [Interval(Real, 0, None, closed="left")],
         "min_grad": [Interval(Real, 0, None, closed="left")],
         "standardize": [StrOptions({"auto"}), "boolean"],
-        "dtype": [StrOptions({"float32", "float64"}),
+        "early_stopping_metric": [StrOptions({"auto", "score", "loss"})],
+        "dtype": [None, StrOptions({"float32", "float64"}),
                   Options(type, {np.float32, np.float64}),
                   Options(np.dtype, {np.dtype(np.float32), np.dtype(np.float64)})],
     }
@@ -300,6 +324,21 @@ class _BaseMLP(BaseEstimator):
         if self.standardize == "auto":  # the Gauss-Newton solvers' mu, goal and alpha scale
             return self.solver in ("lm", "br")
         return bool(self.standardize)
+
+    def fit_dtype(self, input_dtype: Any) -> np.dtype:
+        """The network's float type for a fresh fit on input of ``input_dtype``: ``dtype``
+        when set, else scikit-learn's rule (float32 input stays float32, any other input
+        trains in float64)."""
+        if self.dtype is None:
+            return np.dtype(np.float32 if np.dtype(input_dtype) == np.float32 else np.float64)
+        return np.dtype(self.dtype)
+
+    def _by_score(self) -> bool:
+        """Whether early stopping watches the validation score (scikit-learn's rule, the
+        default of the mini-batch solvers) rather than the validation loss (trainlm's)."""
+        if self.early_stopping_metric == "auto":
+            return self.solver in _STOCHASTIC
+        return self.early_stopping_metric == "score"
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _BaseMLP:
@@ -327,14 +366,15 @@ class _BaseMLP(BaseEstimator):
     def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> _BaseMLP:
         """``fit`` (``incremental=False``) and ``partial_fit`` on in-memory data."""
         sizes, hidden = self.validated_params()
-        dtype = np.dtype(self.dtype)
         first = not hasattr(self, "network_") or (not self.warm_start and not incremental)
-        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
-                             reset=first, y_numeric=not isinstance(self, ClassifierMixin))
-        X = X.astype(dtype, copy=False)
+        X, y = validate_data(self, X, y, multi_output=True, dtype=_FLOATS,
+                             accept_sparse=_SPARSE, reset=first,
+                             y_numeric=not isinstance(self, ClassifierMixin))
+        dtype = self.fit_dtype(X.dtype) if first else self.network_.dtype
+        X = _dense(X).astype(dtype, copy=False)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        T = self.targets(y, incremental, reset=first)
+        T = self.targets(y, incremental, reset=first).astype(dtype, copy=False)
         sw = None
         if sample_weight is not None:
             sw = _check_sample_weight(sample_weight, X, dtype=dtype, ensure_non_negative=True)
@@ -380,8 +420,9 @@ class _BaseMLP(BaseEstimator):
             Also ``training_record_``; its ``division`` holds the three index arrays.
         """
         from sklearn.utils import _safe_indexing
+        from sklearn.utils.validation import _num_samples
 
-        parts = {name: _row_positions(idx, name, len(X))
+        parts = {name: _row_positions(idx, name, _num_samples(X))
                  for name, idx in (("train", train), ("validation", validation),
                                    ("test", test))}
         if not len(parts["train"]):
@@ -389,23 +430,25 @@ class _BaseMLP(BaseEstimator):
         if max_fail is not None:
             positive_int(max_fail, "max_fail")
         sizes, hidden = self.validated_params()
-        dtype = np.dtype(self.dtype)
         y = np.asarray(y)
 
-        def rows(idx: Array, reset: bool) -> tuple[Array, Array]:
-            Xp = validate_data(self, _safe_indexing(X, idx), reset=reset,
-                               dtype=(np.float64, np.float32)).astype(dtype, copy=False)
+        def rows(idx: Array, reset: bool, dtype: np.dtype | None = None
+                 ) -> tuple[Array, Array]:
+            Xp = validate_data(self, _safe_indexing(X, idx), reset=reset, dtype=_FLOATS,
+                               accept_sparse=_SPARSE)
+            dtype = self.fit_dtype(Xp.dtype) if dtype is None else dtype
             # validation and test rows may lack a class (incremental: only unseen ones fail)
-            return Xp, self.targets(y[idx], incremental=not reset, reset=reset)
+            Tp = self.targets(y[idx], incremental=not reset, reset=reset)
+            return _dense(Xp).astype(dtype, copy=False), Tp.astype(dtype, copy=False)
 
         X_tr, T_tr = rows(parts["train"], reset=True)
         rs = check_random_state(self.random_state)
-        self.init_model(X_tr, T_tr, sizes, hidden, dtype, rs, None)
+        self.init_model(X_tr, T_tr, sizes, hidden, X_tr.dtype, rs, None)
 
         def scaled(idx: Array) -> tuple[Array, Array] | None:
             if not len(idx):
                 return None
-            Xp, Tp = rows(idx, reset=False)
+            Xp, Tp = rows(idx, reset=False, dtype=X_tr.dtype)
             return self.scale_in(Xp), self.scale_out(Tp)
 
         val, test = scaled(parts["validation"]), scaled(parts["test"])
@@ -419,10 +462,37 @@ class _BaseMLP(BaseEstimator):
         from its record; the record (also ``training_record_``)."""
         record = plan.run(self.network_)
         # the validation score of the weights kept (early stopping restores the best)
-        kept_score = None if plan.scorer is None else plan.scorer(self.network_)
+        if plan.best is not None:
+            kept_score: float | None = plan.best.best
+        else:
+            kept_score = None if plan.scorer is None else plan.scorer(self.network_)
         self._after_fit(record, plan.data[0].shape[0], plan.incremental, plan.first,
                         kept_score)
+        self._check_finite(record, plan)
         return record
+
+    def _check_finite(self, record: TrainingRecord, plan: FitPlan) -> None:
+        """scikit-learn's ValueError when ``fit`` or ``partial_fit`` leaves a model that
+        cannot fit its own training rows (non-finite weights, or outputs or a loss that
+        overflow there); a RuntimeWarning when the run diverged but the last finite weights
+        kept still do, and always from ``fit_divided``, whose caller keeps the record of
+        the diverged run (the command line writes it)."""
+        X, T, _ = plan.data
+        net = self.network_
+        broken = not np.isfinite(net.theta).all()
+        if not broken and record.stop_reason == "non_finite" and plan.division is None \
+                and isinstance(X, np.ndarray):
+            with np.errstate(over="ignore", invalid="ignore"):
+                Y = net.forward(X)
+                broken = not (np.isfinite(Y).all()
+                              and math.isfinite(net.loss(X, T, plan.options["loss"])))
+        if broken:
+            raise ValueError("Solver produced non-finite parameter weights. The input data may"
+                             " contain large values and need to be preprocessed.")
+        if record.stop_reason == "non_finite":
+            warnings.warn(f"training stopped: {STOP_REASONS['non_finite']}; the last finite "
+                          "weights were kept. Scale the inputs or lower learning_rate_init.",
+                          RuntimeWarning, stacklevel=4)
 
     def init_model(self, X: Array, T: Array, sizes: list[int], hidden: list[Activation],
                    dtype: np.dtype, rs: np.random.RandomState, sw: Array | None) -> None:
@@ -500,28 +570,69 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         if division is None and self.early_stopping:
             (X, T, sw), validation = self._split(X, T, sw, rs)
+        # scikit-learn's early stopping (on fit's own split): the validation score
+        by_score = validation is not None and division is None and self._by_score()
         wait = patience(self.solver, self.n_iter_no_change, max_fail)
         n = X.shape[0]
         bs = min(200, n) if self.batch_size == "auto" else min(int(self.batch_size), n)
-        stall, schedule = self._sklearn_rules(validation is not None, incremental, n, wait)
+        stall, schedule = self._sklearn_rules(validation is not None, by_score, incremental,
+                                              n, wait)
         solver = self._solver_for(bs, schedule)
         options = self._loop_options(n if sw is None else float(sw.sum()), bs, rs,
                                      incremental, stall)
+        # the estimators print scikit-learn's lines, never the command line's progress bar
         options.update(early_stopping=validation is not None and stall is None,
-                       max_fail=wait, verbose=bool(self.verbose) and division is None)
+                       max_fail=wait, verbose=False, restore_best=not by_score)
         scorer = None
         if validation is not None and self.early_stopping:
             scorer = self._val_scorer(*validation)
         plan = FitPlan(solver, options, (X, T, sw), validation, test, stall, [], scorer,
                        division, incremental, first, trainer)
-        if test is not None:
-            plan.callbacks.append(test_loss_callback(test, options["loss"]))
-        if scorer is not None:
-            plan.callbacks.append(score_callback(scorer))
-        if trainer is train:  # loss_curve_ in the data's units
-            plan.callbacks.append(self._epoch_callback(X, T, sw, options["alpha"]))
+        if by_score:
+            best = self.best_validation_score_
+            plan.best = BestScore(self.network_.get_flat(), -np.inf if best is None else best)
+        self._add_callbacks(plan)
         plan.callbacks.extend(callbacks)
         return plan
+
+    def _add_callbacks(self, plan: FitPlan) -> None:
+        """The plan's own epoch callbacks, in order: the test loss, the validation score,
+        the best-score weights, the loss in scikit-learn's units with the goal's mean
+        squared error, and scikit-learn's verbose lines. Sets ``goal``'s rule or option."""
+        X, T, sw = plan.data
+        options = plan.options
+        if plan.test is not None:
+            plan.callbacks.append(test_loss_callback(plan.test, options["loss"]))
+        if plan.scorer is not None:
+            plan.callbacks.append(score_callback(plan.scorer))
+        if plan.best is not None:
+            plan.callbacks.append(plan.best)
+        mse_goal = self.goal > 0 and getattr(self, "loss", None) == "squared_error"
+        if plan.trainer is train:  # loss_curve_ in the data's units
+            plan.callbacks.append(self._epoch_callback(X, T, sw, options["alpha"]))
+            if mse_goal:  # MATLAB's goal: the mean squared error in the targets' units
+                rule = MSEGoal(self.goal, self._mse_of(X, T, sw))
+                plan.rules.append(rule)
+                plan.callbacks.append(rule.callback)
+                options["goal"] = 0.0
+        elif mse_goal:
+            # the Dask trainer: the goal on the trained objective (half the MSE in
+            # standardised units plus the penalty), exact for one output and alpha 0
+            scale = 1.0 if self.y_scale_ is None else float(np.mean(self.y_scale_ ** 2))
+            options["goal"] = self.goal / (2.0 * scale)
+        if self.verbose and plan.division is None:  # fit_divided's caller shows its own
+            plan.callbacks.append(_print_epoch)
+
+    def _mse_of(self, X: Array, T: Array, w: Array | None) -> Callable[[Network], float]:
+        """``measure(network)``: the mean squared error over samples (weighted by ``w``)
+        and outputs of the scaled rows ``(X, T)``, in the targets' own units."""
+        T_data = self._unscale_out(T)
+
+        def measure(net: Network) -> float:
+            E = self._unscale_out(net.forward(X)) - T_data
+            return float(np.average(np.mean(E * E, axis=1), weights=w))
+
+        return measure
 
     def _loop_options(self, n_weight: float, bs: int, rs: np.random.RandomState,
                       incremental: bool, stall: SklearnStall | None) -> dict[str, Any]:
@@ -539,17 +650,18 @@ class _BaseMLP(BaseEstimator):
             "goal": self.goal, "min_grad": self.tol if self.solver == "lbfgs" else self.min_grad,
         }
 
-    def _sklearn_rules(self, validation: bool, incremental: bool, n: int, wait: int
-                       ) -> tuple[SklearnStall | None, str | Schedule]:
+    def _sklearn_rules(self, validation: bool, by_score: bool, incremental: bool, n: int,
+                       wait: int) -> tuple[SklearnStall | None, str | Schedule]:
         """scikit-learn's no-improvement rule (None where the loop's own rules apply, see
         :meth:`_stall_rule`), its best and count carried over from the last fit, and the
         learning-rate schedule (:class:`~jacnet.fitplan.SGDRate` for sgd) of a fit on
         ``n`` training rows; ``wait``: the patience on validation rows."""
-        rule = self._stall_rule(validation)
+        rule = self._stall_rule(validation, by_score)
         stall = None
         if rule is not None:
             stall = self._stalls.setdefault(rule, SklearnStall(rule))
-            stall.limit = wait if rule == "val_loss" else self.n_iter_no_change + 1
+            stall.limit = wait if rule != "loss" else self.n_iter_no_change + 1
+            self._stall_now = stall
             stall.tol = self.tol
         schedule: str | Schedule = "constant"
         if self.solver == "sgd" and (rule is not None or self.learning_rate == "invscaling"):
@@ -601,7 +713,7 @@ class _BaseMLP(BaseEstimator):
         if isinstance(self, ClassifierMixin) and T.shape[1] > 1 and self._multiclass:
             stratify = T.argmax(axis=1)
         elif isinstance(self, ClassifierMixin) and T.shape[1] == 1:
-            stratify = T[:, 0]
+            stratify = T[:, :1].astype(bool)  # scikit-learn's labels, in its error messages
         n = X.shape[0]
         _, n_val, _ = division.sizes(n, self.validation_fraction, rounding="ceil")
         train_rows, val_rows = division.split(np.arange(n), n_val, rs, stratify)
@@ -619,20 +731,27 @@ class _BaseMLP(BaseEstimator):
         yv = self._val_targets(self._unscale_out(Tv))
 
         def scorer(net: Network) -> float:
-            return float(self._score_fn(yv, self._decode(self._unscale_out(net.forward(Xv))), wv))
+            Y = net.forward(Xv)
+            if not np.isfinite(Y).all():  # a diverged fit: scikit-learn's NaN score
+                return float("nan")
+            return float(self._score_fn(yv, self._decode(self._unscale_out(Y)), wv))
 
         return scorer
 
-    def _stall_rule(self, validation: bool) -> str | None:
-        """The loss that scikit-learn's no-improvement rule watches
+    def _stall_rule(self, validation: bool, by_score: bool) -> str | None:
+        """The quantity that scikit-learn's no-improvement rule watches
         (:class:`~jacnet.fitplan.SklearnStall`).
 
+        ``"val_score"``: the validation score, for early stopping by score (``by_score``,
+        :meth:`_by_score`: scikit-learn's rule, ``sgd``'s adaptive rate included).
         ``"loss"``: the training loss, for the stochastic solvers without validation data.
         ``"val_loss"``: the validation loss, for sgd with ``learning_rate="adaptive"`` and
         validation data (scikit-learn divides the rate by 5 there too, and stops only once
         it is at most 1e-6). ``None``: the training loop's own rules (early stopping on the
         validation loss after ``max_fail`` failures, the solvers' own tests).
         """
+        if validation and by_score:
+            return "val_score"
         if self.solver not in _STOCHASTIC:
             return None
         if not validation:
@@ -697,18 +816,14 @@ class _BaseMLP(BaseEstimator):
                 self.best_validation_score_ = kept_score
         else:  # scikit-learn's initial value stands when no epoch ran
             self.best_loss_ = float(min(self.loss_curve_, default=np.inf))
-        theta = self.network_.theta
-        if not np.isfinite(theta).all():  # never expected: training restores finite weights
-            raise ValueError("Solver produced non-finite parameter weights")
-        if record.stop_reason == "non_finite":
-            warnings.warn(f"training stopped: {STOP_REASONS['non_finite']}; the last finite "
-                          "weights were kept. Scale the inputs or lower learning_rate_init.",
-                          RuntimeWarning, stacklevel=3)
-        elif record.stop_reason == "max_epochs" and not incremental:
+        if record.stop_reason == "max_epochs" and not incremental:
             warnings.warn(f"{type(self).__name__}: maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning,
                           stacklevel=3)
-        self.coefs_, self.intercepts_ = self._folded_params()
+        elif record.stop_reason == "max_fun":
+            warnings.warn(f"{type(self).__name__}: L-BFGS used up max_fun ({self.max_fun}) "
+                          "evaluations of the objective and the optimization hasn't converged "
+                          "yet.", ConvergenceWarning, stacklevel=3)
 
     # ---------------------------------------------------------- scaling
     def scale_in(self, X: Array) -> Array:
@@ -728,10 +843,41 @@ class _BaseMLP(BaseEstimator):
             return Y
         return Y * self.y_scale_ + self.y_mean_
 
-    def _folded_params(self) -> tuple[list[Array], list[Array]]:
-        """Weights with the standardisation folded in: the model in the data's units."""
-        coefs = [layer.W.copy() for layer in self.network_.layers]
-        intercepts = [layer.b.copy() for layer in self.network_.layers]
+    # ---------------------------------------------------------- the model in data units
+    @property
+    def coefs_(self) -> list[Array]:
+        """The weight matrices in the data's units, (n_in, n_out) per layer; live.
+
+        Without standardisation they are views of ``network_``'s weights: writing into one
+        (``coefs_[0][i, j] = v``), setting an item (``coefs_[0] = W``) or the whole list
+        changes the model, as in scikit-learn. With standardisation they are the weights
+        with the statistics folded in, read-only copies: set an item or the list and the
+        estimator unfolds it into ``network_`` (:meth:`set_model`).
+        """
+        return _LiveParams(self, 0)
+
+    @coefs_.setter
+    def coefs_(self, value: Sequence[Any]) -> None:
+        self.set_model(coefs=value)
+
+    @property
+    def intercepts_(self) -> list[Array]:
+        """The bias vectors in the data's units, (n_out,) per layer; live as ``coefs_``."""
+        return _LiveParams(self, 1)
+
+    @intercepts_.setter
+    def intercepts_(self, value: Sequence[Any]) -> None:
+        self.set_model(intercepts=value)
+
+    def model(self) -> tuple[list[Array], list[Array]]:
+        """``(coefs, intercepts)``: the model in the data's units (see ``coefs_``)."""
+        if "network_" not in self.__dict__:
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet: "
+                                 "it has no coefs_ or intercepts_")
+        coefs = [layer.W for layer in self.network_.layers]
+        intercepts = [layer.b for layer in self.network_.layers]
+        if self.x_mean_ is None and self.y_mean_ is None:
+            return coefs, intercepts  # views: writes change the model
         if self.x_mean_ is not None and self.x_scale_ is not None:
             W0 = coefs[0] / self.x_scale_[:, None]
             intercepts[0] = intercepts[0] - (self.x_mean_ @ W0)
@@ -739,14 +885,53 @@ class _BaseMLP(BaseEstimator):
         if self.y_mean_ is not None:
             coefs[-1] = coefs[-1] * self.y_scale_
             intercepts[-1] = intercepts[-1] * self.y_scale_ + self.y_mean_
+        coefs, intercepts = [c.copy() for c in coefs], [b.copy() for b in intercepts]
+        for a in (*coefs, *intercepts):
+            a.flags.writeable = False  # a write into a folded copy would change nothing
         return coefs, intercepts
 
+    def set_model(self, coefs: Sequence[Any] | None = None,
+                  intercepts: Sequence[Any] | None = None) -> None:
+        """Set the model in the data's units: every layer's weights ``coefs`` (n_in, n_out)
+        and biases ``intercepts`` (n_out,), or either alone (the other stays). The
+        standardisation, when there is one, is unfolded: ``network_`` gets
+        ``W_1 = C_1 * x_scale[:, None]``, ``b_1 = c_1 + x_mean @ C_1`` for the first layer
+        and ``W_n = C_n / y_scale``, ``b_n = (c_n - y_mean) / y_scale`` for the last."""
+        old_c, old_b = self.model()
+        net = self.network_
+        C = [np.asarray(c, dtype=net.dtype) for c in (old_c if coefs is None else coefs)]
+        B = [np.asarray(b, dtype=net.dtype) for b in (old_b if intercepts is None else intercepts)]
+        for name, given, layers_of in (("coefs_", C, "W"), ("intercepts_", B, "b")):
+            shapes = [getattr(layer, layers_of).shape for layer in net.layers]
+            if [a.shape for a in given] != shapes:
+                raise ValueError(f"{name} must hold arrays of shapes {shapes}, got "
+                                 f"{[a.shape for a in given]}")
+        if self.y_mean_ is not None and self.y_scale_ is not None:
+            C[-1], B[-1] = C[-1] / self.y_scale_, (B[-1] - self.y_mean_) / self.y_scale_
+        if self.x_mean_ is not None and self.x_scale_ is not None:
+            C[0], B[0] = C[0] * self.x_scale_[:, None], B[0] + self.x_mean_ @ C[0]
+        for layer, W, b in zip(net.layers, C, B, strict=True):
+            layer.W[...], layer.b[...] = W, b
+        solver = getattr(self, "_solver", None)
+        if solver is not None and hasattr(solver, "reset"):
+            solver.reset()  # LM's cached loss belongs to the old weights
+
+    @property
+    def _no_improvement_count(self) -> int:
+        """scikit-learn's counter of epochs without improvement (its tests read it)."""
+        stall = getattr(self, "_stall_now", None)
+        return 0 if stall is None else int(stall.count)
+
     # ------------------------------------------------------------ predict
-    def _forward(self, X: Any) -> Array:
+    def _inputs(self, X: Any) -> Array:
+        """``X`` checked against the fit, dense, in the network's dtype and input units."""
         check_is_fitted(self, "network_")
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        X = X.astype(self.network_.dtype, copy=False)
-        return self._unscale_out(self.network_.forward(self.scale_in(X)))
+        X = validate_data(self, X, reset=False, dtype=_FLOATS, accept_sparse=_SPARSE)
+        return self.scale_in(_dense(X).astype(self.network_.dtype, copy=False))
+
+    def _forward(self, X: Any) -> Array:
+        Z = self._inputs(X)  # first: it checks that the estimator is fitted
+        return self._unscale_out(self.network_.forward(Z))
 
     def _decode(self, Y: Array) -> Any:
         return Y
@@ -756,19 +941,16 @@ class _BaseMLP(BaseEstimator):
 
         ``theta`` is ``network_``'s flat parameter vector (``network_.get_flat()``).
         """
-        check_is_fitted(self, "network_")
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        J = self.network_.jacobian(self.scale_in(X.astype(self.network_.dtype, copy=False)))
+        Z = self._inputs(X)
+        J = self.network_.jacobian(Z)
         if self.y_scale_ is not None:
             J *= self.y_scale_[None, :, None]
         return J
 
     def input_jacobian(self, X: Any) -> Array:
         """``d y_i / d x_j`` per sample, (n_samples, n_outputs, n_features), data units."""
-        check_is_fitted(self, "network_")
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        J = self.network_.input_jacobian(
-            self.scale_in(X.astype(self.network_.dtype, copy=False)))
+        Z = self._inputs(X)
+        J = self.network_.input_jacobian(Z)
         if self.x_scale_ is not None:
             J /= self.x_scale_[None, None, :]
         if self.y_scale_ is not None:
@@ -847,7 +1029,6 @@ class _BaseMLP(BaseEstimator):
         if meta["training_record"] is not None:
             est.training_record_ = TrainingRecord.from_dict(meta["training_record"])
         est._file_extra = meta["extra"]  # written again by save (until a fresh fit)
-        est.coefs_, est.intercepts_ = est._folded_params()
         return est
 
     def _restore_labels(self, meta: dict[str, Any]) -> None:
@@ -856,6 +1037,7 @@ class _BaseMLP(BaseEstimator):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
+        tags.input_tags.sparse = True
         return tags
 
     def to_onnx(self, path: Any, *, dtype: str = "float64",
@@ -871,18 +1053,43 @@ def expected_failed_checks(estimator: _BaseMLP) -> dict[str, str]:
     """The scikit-learn estimator checks expected to fail, with the reason.
 
     Pass it to ``check_estimator(..., expected_failed_checks=...)`` or
-    ``parametrize_with_checks``. Only the stochastic solvers have one: with
+    ``parametrize_with_checks`` (``jacnet.expected_failed_checks``). Only the stochastic
+    solvers have them (sample-weight equivalence, on dense and sparse data): with
     ``solver="lbfgs"`` or ``"lm"`` every check passes.
     """
     if estimator.solver in _STOCHASTIC:
-        return {
-            "check_sample_weight_equivalence_on_dense_data": (
-                "mini-batch solvers see a repeated sample in other batches than a weighted "
-                "one, so the fits differ (outputs by 1e-5 up to a few 1e-2); the full-batch "
-                "solvers 'lbfgs' and 'lm' satisfy the equivalence"
-            )
-        }
+        why = ("mini-batch solvers see a repeated sample in other batches than a weighted "
+               "one, so the fits differ (outputs by 1e-5 up to a few 1e-2); the full-batch "
+               "solvers 'lbfgs' and 'lm' satisfy the equivalence")
+        return {f"check_sample_weight_equivalence_on_{kind}_data": why
+                for kind in ("dense", "sparse")}
     return {}
+
+
+class _LiveParams(list):
+    """``coefs_`` or ``intercepts_`` (``part`` 0 or 1): a list whose item assignment sets
+    the estimator's model (:meth:`_BaseMLP.set_model`); a copy or pickle is a plain list."""
+
+    def __init__(self, owner: _BaseMLP, part: int) -> None:
+        super().__init__(owner.model()[part])
+        self._owner, self._part = owner, part
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        items = list(self)
+        items[index] = value
+        self._owner.set_model(**{("coefs", "intercepts")[self._part]: items})
+        super().__setitem__(slice(None), self._owner.model()[self._part])
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return (list, (list(self),))
+
+
+def _print_epoch(entry: dict[str, Any], net: Network) -> None:
+    """scikit-learn's ``verbose`` lines for one epoch (the loss in its units)."""
+    loss = entry.get("loss_sklearn", entry["loss"])
+    print(f"Iteration {entry['epoch']:d}, loss = {loss:.8f}")
+    if entry.get("val_score") is not None:
+        print(f"Validation score: {entry['val_score']:f}")
 
 
 def _init_like_sklearn(net: Network, rs: np.random.RandomState, logistic: bool) -> None:
@@ -941,13 +1148,31 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     standardize : {"auto", True, False}, default "auto"
         Standardise inputs and targets inside the model; "auto" does it for ``lm`` and
         ``br``.
-    dtype : {"float64", "float32"}, default "float64"
+    goal : float, default 0
+        MATLAB trainlm's performance goal (0: none). For ``loss="squared_error"`` it is the
+        mean squared error over samples and outputs, in the targets' own units, of the
+        training rows (the L2 term not included; the record's ``mse`` column); for the
+        other losses, the objective as trained.
+    min_grad : float, default 1e-7
+        Stop when the norm of the gradient of the objective as trained (with respect to
+        ``network_``'s parameters, in standardised units under standardisation) falls
+        below it; LM then tries no step.
+    dtype : {None, "float64", "float32"}, default None
+        The network's float type; None: the input's (float32 stays float32, anything else
+        float64), as scikit-learn keeps float32 input.
+    early_stopping_metric : {"auto", "score", "loss"}, default "auto"
+        What ``early_stopping`` watches: "score", the validation score (scikit-learn's
+        rule, the weights of the best score kept); "loss", the validation loss (trainlm's
+        rule, the weights of the lowest loss kept); "auto": "score" for the mini-batch
+        solvers, "loss" for ``lbfgs``, ``lm`` and ``br``.
 
     Attributes
     ----------
     network_ : Network
     training_record_ : TrainingRecord
-    coefs_, intercepts_, loss_, best_loss_, loss_curve_, validation_scores_,
+    coefs_, intercepts_ : list of arrays
+        The model in the data's units, live: see :attr:`_BaseMLP.coefs_`.
+    loss_, best_loss_, loss_curve_, validation_scores_,
     best_validation_score_, n_iter_, n_layers_, n_outputs_, out_activation_, t_,
     n_features_in_, feature_names_in_ : as in scikit-learn.
     """
@@ -982,7 +1207,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         beta_1: float = 0.9,
         beta_2: float = 0.999,
         epsilon: float = 1e-8,
-        n_iter_no_change: int = 10,
+        n_iter_no_change: float = 10,
         max_fun: int = 15000,
         output_activation: Any = None,
         mu: float = 1e-3,
@@ -992,7 +1217,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         goal: float = 0.0,
         min_grad: float = 1e-7,
         standardize: Any = "auto",
-        dtype: Any = "float64",
+        dtype: Any = None,
+        early_stopping_metric: str = "auto",
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -1027,6 +1253,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             min_grad=min_grad,
             standardize=standardize,
             dtype=dtype,
+            early_stopping_metric=early_stopping_metric,
         )
         self.loss = loss
 
@@ -1044,7 +1271,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self.loss != "poisson" and act.name == "identity"
 
     def targets(self, y: Any, incremental: bool, reset: bool) -> Array:
-        T = np.asarray(y, dtype=np.dtype(self.dtype))
+        T = np.asarray(y, dtype=np.float64)  # the fit casts it to the network's dtype
         self._y_1d = T.ndim == 1
         T = T.reshape(T.shape[0], -1)
         if self.loss == "poisson" and (T < 0).any():
@@ -1111,15 +1338,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self.classes_ = self.label_binarizer_.classes_
         else:
             classes = unique_labels(y)
+            if self.warm_start and not incremental and set(classes) != set(self.classes_):
+                raise ValueError("warm_start can only be used where `y` has the same classes "
+                                 "as in the previous call to fit. Previously got "
+                                 f"{self.classes_}, `y` has {classes}")
             unseen = np.setdiff1d(classes, self.classes_)
             if len(unseen):
                 raise ValueError(f"y has classes not seen in the first fit: {unseen.tolist()}; "
                                  f"known classes_: {self.classes_.tolist()}")
-            if self.warm_start and not incremental and set(classes) != set(self.classes_):
-                raise ValueError("warm_start needs y to have the same classes as before, "
-                                 f"got {classes.tolist()} vs {self.classes_.tolist()}")
         self._multiclass = self.label_binarizer_.y_type_ == "multiclass"
-        T = self.label_binarizer_.transform(y).astype(np.dtype(self.dtype))
+        T = self.label_binarizer_.transform(y).astype(np.float64)  # the fit casts it
         self.n_outputs_ = T.shape[1]
         return T
 
@@ -1159,8 +1387,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._decode(self._forward(X))
 
     def predict_proba(self, X: Any) -> Array:
-        """Class probabilities, (n_samples, n_classes), columns ordered as ``classes_``."""
+        """Class probabilities, (n_samples, n_classes), columns ordered as ``classes_``.
+
+        A sigmoid output (binary and multilabel targets) is kept within ``[eps, 1 - eps]``
+        (``eps`` of the dtype), as scikit-learn's log loss clips it: far from the boundary
+        the logistic rounds to exactly 0 or 1, which is no probability of a class.
+        """
         Y = self._forward(X)
+        if not self._multiclass:
+            eps = np.finfo(Y.dtype).eps
+            Y = np.clip(Y, eps, 1 - eps)
         if Y.shape[1] == 1 and not self.label_binarizer_.y_type_.startswith("multilabel"):
             return np.hstack([1 - Y, Y])
         return Y
@@ -1176,6 +1412,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                     classes: Sequence[Any] | None = None) -> MLPClassifier:
         """One epoch over ``(X, y)``; ``classes`` is required on the first call."""
         self._validate_params()  # a bad parameter is named before a missing ``classes``
+        if hasattr(self, "classes_") and classes is not None \
+                and not np.array_equal(self.classes_, unique_labels(classes)):
+            raise ValueError(f"`classes={list(classes)!r}` is not the same as on last call to "
+                             f"partial_fit, was: {self.classes_!r}")
         if not hasattr(self, "classes_"):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit")

@@ -18,6 +18,8 @@ its SGD learning rate (:class:`SGDRate`).
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,9 +37,13 @@ from .training import STOCHASTIC, Callback, train
 Array = np.ndarray
 Rows = tuple[Array, Array, Array | None]  # (X, T, sample weights or None), scaled
 
-__all__ = ["FULL_BATCH_PATIENCE", "MINI_BATCH_PATIENCE", "FitPlan", "SGDRate", "SklearnStall",
+__all__ = ["FULL_BATCH_PATIENCE", "MINI_BATCH_PATIENCE", "NEVER", "BestScore", "FitPlan",
+           "MSEGoal", "SGDRate", "SklearnStall",
            "patience", "score_callback", "test_loss_callback"]
 
+#: A patience no run reaches: the stop rules count epochs in ints, and scikit-learn's
+#: ``n_iter_no_change=np.inf`` means that training never stops for want of improvement.
+NEVER = sys.maxsize
 #: MATLAB trainlm's ``max_fail``: epochs without a lower validation loss before the stop,
 #: for the full-batch solvers (one epoch is one step of the whole objective).
 FULL_BATCH_PATIENCE = 6
@@ -46,18 +52,21 @@ FULL_BATCH_PATIENCE = 6
 MINI_BATCH_PATIENCE = 30
 
 
-def patience(solver: str, n_iter_no_change: int | None = None,
+def patience(solver: str, n_iter_no_change: float | None = None,
              max_fail: int | None = None) -> int:
     """Epochs in a row without a lower validation loss before early stopping.
 
     ``max_fail`` when given; else scikit-learn's ``n_iter_no_change + 1`` (the estimators:
-    its rule stops on the epoch after ``n_iter_no_change`` failures); else, with neither
-    (the command line), :data:`FULL_BATCH_PATIENCE` for "lm" and "lbfgs" and
-    :data:`MINI_BATCH_PATIENCE` for the mini-batch solvers.
+    its rule stops on the epoch after ``n_iter_no_change`` failures; ``np.inf``: never,
+    given as :data:`NEVER` epochs); else, with neither (the command line),
+    :data:`FULL_BATCH_PATIENCE` for "lm" and "lbfgs" and :data:`MINI_BATCH_PATIENCE` for the
+    mini-batch solvers.
     """
     if max_fail is not None:
         return int(max_fail)
     if n_iter_no_change is not None:
+        if math.isinf(n_iter_no_change):
+            return NEVER
         return int(n_iter_no_change) + 1
     return MINI_BATCH_PATIENCE if solver in STOCHASTIC else FULL_BATCH_PATIENCE
 
@@ -95,6 +104,11 @@ class FitPlan:
         A fresh model (not a warm start nor a later ``partial_fit``).
     trainer : callable
         ``jacnet.train``, or the Dask trainer (with its client bound).
+    rules : list of StopRule
+        Further rules asked after ``stall`` and before the loop's own (:class:`MSEGoal`).
+    best : BestScore or None
+        scikit-learn's early stopping: the weights of the best validation score, put back
+        at the end (the loop then restores nothing itself).
     """
 
     solver: Solver
@@ -109,6 +123,8 @@ class FitPlan:
     incremental: bool = False
     first: bool = True
     trainer: Callable[..., TrainingRecord] = train
+    rules: list[StopRule] = field(default_factory=list)
+    best: BestScore | None = None
 
     def run(self, net: Network) -> TrainingRecord:
         """Train ``net`` in place as planned; the record, with the plan's division."""
@@ -116,13 +132,62 @@ class FitPlan:
         extra: dict[str, Any] = {}
         if self.validation is not None:
             extra["validation_data"] = self.validation[:2]
-        if self.stall is not None:
-            extra["stop"] = [self.stall]
+        stop = [rule for rule in (self.stall, *self.rules) if rule is not None]
+        if stop:
+            extra["stop"] = stop
         record = self.trainer(net, X, T, self.solver, sample_weight=w,
                               callbacks=self.callbacks, **extra, **self.options)
+        if self.best is not None:
+            self.best.restore(net)
         if self.division is not None:
             record.division = self.division
         return record
+
+
+class BestScore:
+    """scikit-learn's early stopping keeps the weights of the highest validation score.
+
+    An epoch callback: whenever ``entry["val_score"]`` beats ``best`` (a NaN score never
+    does) it copies the weights; :meth:`restore` puts the best back. It starts from the
+    weights the fit starts from and the best score so far (a warm start continues).
+    """
+
+    def __init__(self, theta: Array, best: float = -math.inf) -> None:
+        self.theta, self.best = theta, float(best)
+
+    def __call__(self, entry: dict[str, Any], net: Network) -> bool:
+        score = entry["val_score"]
+        if score > self.best:
+            self.best, self.theta = float(score), net.get_flat()
+        return False
+
+    def restore(self, net: Network) -> None:
+        net.set_flat(self.theta)
+
+
+class MSEGoal(StopRule):
+    """MATLAB's ``goal``: stop once the training rows' mean squared error, in the targets'
+    own units, is at most ``goal`` (the loop's :class:`~jacnet.stopping.Goal` reads the
+    objective as trained, in standardised units when the targets are standardised).
+
+    ``measure(network)`` gives the error; :meth:`callback` enters it as the epoch entry's
+    ``mse``. The initial weights are checked too (trainlm's test at epoch 0).
+    """
+
+    reason = "goal"
+
+    def __init__(self, goal: float, measure: Callable[[Network], float]) -> None:
+        self.goal, self.measure = float(goal), measure
+
+    def start(self, run: Any) -> bool:
+        return not run.record.n_epochs and self.measure(run.net) <= self.goal
+
+    def callback(self, entry: dict[str, Any], net: Network) -> bool:
+        entry["mse"] = self.measure(net)
+        return False
+
+    def fired(self, entry: dict[str, Any]) -> bool:
+        return entry["mse"] <= self.goal
 
 
 def score_callback(scorer: Callable[[Network], float]) -> Callback:
@@ -147,24 +212,30 @@ def test_loss_callback(test: tuple[Array, Array], loss: Loss) -> Callback:
 
 class SklearnStall(StopRule):
     """scikit-learn's no-improvement rule on ``key`` (``"loss"``: the training loss, in the
-    data's units when the estimator computes them; ``"val_loss"``: the validation loss).
+    data's units when the estimator computes them; ``"val_score"``: the validation score,
+    scikit-learn's early stopping; ``"val_loss"``: the validation loss, jacnet's).
 
     An epoch counts as no improvement when the loss is above the best so far minus
-    ``tol``; ``limit`` of them in a row stop training or, for ``learning_rate="adaptive"``
+    ``tol`` (a score: below the best plus ``tol``, so the negated score is the loss here;
+    a NaN score counts as an improvement that sets no new best, as there); ``limit`` of
+    them in a row (``np.inf``: never) stop training or, for ``learning_rate="adaptive"``
     (``rate``), divide the learning rate by 5 (the stop comes once it is at most 1e-6).
     The best and the count carry over from one fit to the next (``partial_fit``).
     """
 
     def __init__(self, key: str) -> None:
         self.key = key
-        self.reason = "validation" if key == "val_loss" else "no_improvement"
-        self.limit, self.tol = 1, 0.0
+        self.reason = "no_improvement" if key == "loss" else "validation"
+        self.limit: float = 1
+        self.tol = 0.0
         self.best, self.count = np.inf, 0
         self.rate: SGDRate | None = None
 
     def observe(self, entry: dict[str, Any]) -> None:
-        value = entry["val_loss"] if self.key == "val_loss" else entry.get(
-            "loss_sklearn", entry["loss"])
+        if self.key == "loss":
+            value = entry.get("loss_sklearn", entry["loss"])
+        else:
+            value = -entry["val_score"] if self.key == "val_score" else entry["val_loss"]
         count = self.count + 1 if value > self.best - self.tol else 0
         rate = self.rate
         if count >= self.limit and rate is not None and rate.kind == "adaptive" \
