@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--only", action="append", default=[], metavar="NAME")
     p.add_argument("--smoke", action="store_true", help="small sizes, for a quick check")
-    p.add_argument("--out", type=Path, default=None, help="write the table to this file")
+    p.add_argument("--out", type=Path, default=None,
+                   help="write the table into this Markdown file, between the markers "
+                   f"{START} and {END} (appended with them when absent)")
     args = p.parse_args(argv)
     names = [n for n in WORKLOADS if not args.only or any(o in n for o in args.only)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,10 +190,50 @@ def main(argv: list[str] | None = None) -> int:
         else:
             trees["new"] = export_tree(args.new, Path(tmp, "new").resolve())
         rows = compare(trees, names, args.rounds, args.repeats, args.smoke)
-    text = "\n".join(rows) + "\n"
     if args.out is not None:
-        args.out.write_text(text, encoding="utf-8")
+        write_section(args.out, section(args, rows))
     return 0
+
+
+START, END = "<!-- compare:start -->", "<!-- compare:end -->"
+
+
+def section(args: argparse.Namespace, rows: list[str]) -> str:
+    """The Markdown section of one comparison: what was compared, how, and the table."""
+    new = args.new or f"working tree at {_rev('HEAD')}"
+    load = os.getloadavg()
+    return "\n".join([
+        START,
+        "## Old commit against new (`python -m benchmarks.compare`)",
+        "",
+        f"Old: `{args.old}` ({_rev(args.old)}); new: {new}. {args.rounds} rounds of "
+        f"{args.repeats} timed runs after a warm-up, each workload in a fresh interpreter "
+        f"per tree, trees alternating; medians in seconds. Written {time.strftime('%Y-%m-%d')}"
+        f"; load average at the end {load[0]:.2f} on {os.cpu_count()} cores. \"same weights\""
+        " compares a checksum of the trained weights of both trees. The workloads are "
+        "listed in `benchmarks/compare.py` (`WORKLOADS`).",
+        "",
+        *rows,
+        END,
+    ]) + "\n"
+
+
+def write_section(path: Path, text: str) -> None:
+    """Replace the comparison section of ``path`` (or append it)."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if START in old and END in old:
+        head, rest = old.split(START, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        new = head + text + ("\n" + tail if tail else "")
+    else:
+        new = old.rstrip("\n") + ("\n\n" if old else "") + text
+    path.write_text(new, encoding="utf-8")
+
+
+def _rev(rev: str) -> str:
+    out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", rev],
+                         capture_output=True, text=True, check=False)
+    return out.stdout.strip() or rev
 
 
 if __name__ == "__main__":

@@ -193,3 +193,26 @@ def test_each_suite_header_states_how_that_suite_times():
     smoke = Context(suite="x", repeats=1, threads=1, smoke=True, torch=None, torch_note="",
                     warmup=0)
     assert "- mode: smoke" in format_header(info, smoke, "ignored in smoke mode")
+
+
+def test_compare_times_two_trees_and_checks_their_weights(tmp_path):
+    """benchmarks.compare on HEAD against the working tree: the workload runs in both, the
+    weights agree (same code), and the table lands between its markers in the output file,
+    replacing an earlier one and keeping what surrounds it."""
+    import subprocess
+
+    from benchmarks import compare
+
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+                      capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    out = tmp_path / "bench.md"
+    out.write_text(f"# Head\n\n{compare.START}\nstale\n{compare.END}\n\n## After\n")
+    assert compare.main(["--old", "HEAD", "--smoke", "--rounds", "1", "--repeats", "1",
+                         "--only", "training.lm.sinc", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("# Head\n") and text.rstrip().endswith("## After")
+    assert "stale" not in text and text.count(compare.START) == 1
+    row = next(line for line in text.splitlines() if line.startswith("| training.lm.sinc"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[4] == "yes"
