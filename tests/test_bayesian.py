@@ -417,3 +417,23 @@ def test_estimator_br_finds_its_own_weight_decay_and_classifiers_refuse_it():
     assert fits[0].score(X, y) > 0.9
     with pytest.raises(ValueError, match="solver='br' fits regression only"):
         jn.MLPClassifier(solver="br").fit(X, y > 0)
+
+
+@pytest.mark.parametrize("loss", ["sse", "mse"])
+def test_br_integer_sample_weights_count_as_repeated_rows(loss):
+    """N_e counts the weights (an integer weight is that many rows), as E_D and J^T J do:
+    a weighted fit follows the repeated-rows fit, gamma and beta included."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (15, 2))
+    T = np.sin(2 * X[:, :1]) + X[:, 1:]
+    w = rng.integers(0, 3, 15).astype(float)
+    reps = w.astype(int)
+    a = jn.Network([jn.Dense(2, 4, "tanh"), jn.Dense(4, 1)], seed=0)
+    b = a.copy()
+    ra = jn.train(a, X, T, "br", loss=loss, sample_weight=w, max_epochs=10, min_grad=0.0)
+    rb = jn.train(b, np.repeat(X, reps, axis=0), np.repeat(T, reps, axis=0), "br", loss=loss,
+                  max_epochs=10, min_grad=0.0)
+    np.testing.assert_allclose(a.theta, b.theta, rtol=1e-9, atol=1e-12)
+    for ea, eb in zip(ra.epochs, rb.epochs, strict=True):
+        assert ea["gamma"] == pytest.approx(eb["gamma"], rel=1e-9)
+        assert ea["beta"] == pytest.approx(eb["beta"], rel=1e-9)

@@ -281,13 +281,19 @@ def curvature(net: Network, X: Array, T: Array, w: Array | None = None, *,
             weights[:, k] = 1 if w is None else w
             JtJ, Jtr = net.gauss_newton(X, Y - T, weights, chunk)
             G[k], b[k] = JtJ, Jtr
-        E_D, n_values = sq.sum(axis=0), np.full(q, float(N))
+        E_D, n_values = sq.sum(axis=0), np.full(q, _rows(X, w))
     else:
         JtJ, Jtr = net.gauss_newton(X, Y - T, w, chunk)
         G, b = np.asarray(JtJ, dtype=float)[None], np.asarray(Jtr, dtype=float)[None]
-        E_D, n_values = np.array([sq.sum()]), np.array([float(N * q)])
+        E_D, n_values = np.array([sq.sum()]), np.array([_rows(X, w) * q])
     groups = parameter_groups(net) if groups is None else groups
     return Curvature(G, b, E_D, n_values, net.get_flat().astype(float), groups)
+
+
+def _rows(X: Any, w: Any) -> float:
+    """How many rows the data counts as: N, or the sum of the sample weights (an integer
+    weight is that many repeated rows, in N_e as in E_D)."""
+    return float(X.shape[0]) if w is None else float(w.sum())
 
 
 class _Shared:
@@ -420,11 +426,11 @@ class BayesianRegularization(Solver):
         if run.alpha:
             raise ValueError(f"alpha must be 0 with solver 'br', which finds its own weight "
                              f"precision from the data; got alpha={run.alpha!r}")
-        X, T, _ = run.train_set
+        X, T, w = run.train_set
         self._groups = parameter_groups(run.net, self.weight_groups)
         per_output = self.noise == "per_output" and T.shape[1] > 1
         self._data = (_PerOutput(run) if per_output
-                      else _Shared(run.objective(self.chunk), X.shape[0] * T.shape[1]))
+                      else _Shared(run.objective(self.chunk), _rows(X, w) * T.shape[1]))
         shape = (int(self._groups.max()) + 1, T.shape[1] if per_output else 1)
         if self.alpha is None or self.beta is None or (self.alpha.size, self.beta.size) != shape:
             self.alpha = self.beta = None  # trainbr's start values at the first epoch
