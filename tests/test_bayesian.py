@@ -367,6 +367,7 @@ def test_br_singular_gauss_newton_matrix_stays_finite(case):
     assert np.isfinite(lap.std(X)).all() and math.isfinite(lap.log_evidence)
 
 
+@pytest.mark.xdist_group("dask")  # beside the other clusters (make test: --dist loadgroup)
 def test_br_on_dask_arrays_equals_one_process():
     """Dask's objective (partitions' Gauss-Newton sums reduced) runs br unchanged."""
     pytest.importorskip("distributed")
@@ -383,8 +384,10 @@ def test_br_on_dask_arrays_equals_one_process():
     one = jn.train(net, X, T, solver="br", loss="mse", max_epochs=15)
     theta_one = net.get_flat().copy()
     net.set_flat(theta0)
+    # no dashboard, and the scheduler's HTTP server on a free port (8787 may be taken)
     with (LocalCluster(n_workers=2, processes=False, threads_per_worker=1,
-                       dashboard_address=None) as cluster, Client(cluster) as client):
+                       dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"})
+          as cluster, Client(cluster) as client):
         rec = jd.train(net, da.from_array(X, chunks=100), da.from_array(T, chunks=100),
                        solver="br", loss="mse", max_epochs=15, client=client)
     assert rec.n_epochs == one.n_epochs
