@@ -24,6 +24,7 @@ SUITES: dict[str, str] = {
     "core": "benchmarks.core",
     "distributed": "benchmarks.distributed",
     "estimators": "benchmarks.estimators",
+    "export": "benchmarks.export",
     "training": "benchmarks.training",
     "perf": "benchmarks.perf",
 }

@@ -110,6 +110,29 @@ def test_benchmarks_smoke_training_section(tmp_path: Path) -> None:
     assert "LM peak memory" in training and "FAIL" not in training
 
 
+def test_benchmarks_smoke_export_section(tmp_path: Path, monkeypatch) -> None:
+    """The ONNX export suite: jacnet's graphs reproduce scikit-learn's predict (a mismatch
+    fails the run); skl2onnx's rows are compared when it is installed, skipped without."""
+    pytest.importorskip("onnxruntime")
+    import benchmarks.export as suite
+
+    out = tmp_path / "b.md"
+    proc = _run_smoke(out, "--suite", "export", "--no-torch")
+    assert proc.returncode == 0, proc.stderr
+    section = _section(out.read_text(), "export")
+    for case in ("export.regressor", "export.multioutput", "export.classifier"):
+        assert case in section
+    assert "jacnet export_onnx, float64" in section and "FAIL" not in section
+    if suite.convert_sklearn is not None:
+        assert "skl2onnx DoubleTensorType, float64" in section and "| skip |" not in section
+    monkeypatch.setattr(suite, "convert_sklearn", None)  # as if skl2onnx were missing
+    proc = _run_smoke(out, "--suite", "export", "--no-torch", "--only", "export.classifier")
+    assert proc.returncode == 0, proc.stderr
+    section = _section(out.read_text(), "export")
+    assert "| skip |" in section and "skl2onnx not installed" in section
+    assert "FAIL" not in section
+
+
 @pytest.mark.slow  # a Dask cluster: test_distributed.py covers the solvers; make test-all
 def test_benchmarks_smoke_distributed_section(tmp_path: Path) -> None:
     out = tmp_path / "b.md"
