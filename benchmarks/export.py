@@ -78,13 +78,16 @@ the run's thread count, `inter_op_num_threads` 1) on the same {N_TEST[0]} held-o
 **Differences** (first table per model): the max absolute difference of the graph's first
 float output (prediction or probabilities) from scikit-learn's own `predict` /
 `predict_proba` in float64, and the max relative one (|a − e| / |e| over the entries with
-e ≠ 0); a wrongly shaped output is named and compared after a reshape to scikit-learn's
+e ≠ 0: a float32 graph's 1 is a probability below float32's smallest number, about 1e-45,
+that came out 0); a wrongly shaped output is named and compared after a reshape to scikit-learn's
 shape. jacnet's float64 graph must agree to {FLOAT64_TOL:g} and its float32 graph to
 {FLOAT32_TOL:g} (scaled by the largest entry), or the run fails. **Times**: one
 `session.run` per batch of the first 1 and {BATCHES[0][1]} held-out rows, all graphs (and
 scikit-learn's `predict`, for reference) interleaved in one measurement; the rows table
 compares jacnet's graph with skl2onnx's of the same float type, ratio = skl2onnx time /
-jacnet time (above 1: jacnet's graph runs faster), no target."""
+jacnet time (above 1: jacnet's graph runs faster), no target. Both write each layer as
+`MatMul`, `Add`, `Relu` (skl2onnx adds a `Cast` of the input); jacnet writes softmax as five
+nodes (max shift, `Exp`, sum, `Div`) where skl2onnx uses ONNX's `Softmax`."""
 
 Array = np.ndarray
 
