@@ -1201,6 +1201,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     loss_, best_loss_, loss_curve_, validation_scores_,
     best_validation_score_, n_iter_, n_layers_, n_outputs_, out_activation_, t_,
     n_features_in_, feature_names_in_ : as in scikit-learn.
+    posterior_ : jacnet.uncertainty.Posterior
+        The fit's linearised posterior behind ``predict(X, return_std=True)`` and
+        :meth:`predict_interval` (computed on first use; docs/training.md, "Predictive
+        uncertainty").
+    alpha_, beta_, gamma_, log_evidence_ : float
+        ``solver="br"`` only: the weight and noise precisions (trainbr's convention, in the
+        network's standardised units), the effective number of parameters and the log
+        evidence, of the epoch whose weights were kept.
     """
 
     _parameter_constraints: dict[str, list[Any]] = {
