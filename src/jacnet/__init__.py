@@ -25,6 +25,7 @@ from .solvers import LBFGS, LevenbergMarquardt
 from .training import SOLVERS, train
 
 if typing.TYPE_CHECKING:
+    from .ensemble import Ensemble
     from .estimators import MLPClassifier, MLPRegressor, expected_failed_checks
     from .export import export_onnx
     from .io import ModelFileError, load, load_network, load_pipeline, save_network
@@ -37,6 +38,7 @@ __version__ = "0.1.0"
 # load on first use, so that a Dask worker or a script using only the engine starts fast.
 # The ONNX export loads the onnx package only when it runs (the optional extra).
 _LAZY = {
+    "Ensemble": "ensemble",
     "MLPClassifier": "estimators",
     "MLPRegressor": "estimators",
     "expected_failed_checks": "estimators",
@@ -77,6 +79,7 @@ __all__ = [
     "BayesianRegularization",
     "Dense",
     "Elementwise",
+    "Ensemble",
     "GradCheck",
     "LBFGS",
     "Laplace",

@@ -86,6 +86,15 @@ from .record import STOP_REASONS, TrainingRecord
 from .schedules import Schedule
 from .solvers import Solver
 from .training import SOLVERS, STOCHASTIC, Callback, train
+from .uncertainty import (
+    INTERVAL_METHODS,
+    Posterior,
+    bayes_posterior,
+    check_coverage,
+    conformal_halfwidth,
+    penalty_posterior,
+    t_halfwidth,
+)
 from .validation import positive_int
 
 Array = np.ndarray
@@ -107,7 +116,11 @@ _SCHEDULES = {"constant": "constant", "invscaling": "invscaling", "adaptive": "r
 # sets these and nothing else (a file is untrusted input).
 _FITTED = ("n_iter_", "t_", "loss_", "best_loss_", "loss_curve_", "validation_scores_",
            "best_validation_score_", "n_layers_", "n_outputs_", "n_features_in_",
-           "out_activation_", "_multiclass", "_y_1d")
+           "out_activation_", "_multiclass", "_y_1d", "alpha_", "beta_", "gamma_",
+           "log_evidence_")
+#: The largest network (parameters) whose posterior a model file stores: its covariance
+#: factor is P x P floats (32 MiB at this size), computed when the estimator is saved.
+STORED_POSTERIOR_MAX_PARAMS = 2048
 
 
 def _dense(X: Any) -> Array:
@@ -469,7 +482,11 @@ class _BaseMLP(BaseEstimator):
         self._after_fit(record, plan.data[0].shape[0], plan.incremental, plan.first,
                         kept_score)
         self._check_finite(record, plan)
+        self._keep_for_uncertainty(plan)
         return record
+
+    def _keep_for_uncertainty(self, plan: FitPlan) -> None:
+        """What a regressor's predictive uncertainty needs from the fit (nothing here)."""
 
     def _check_finite(self, record: TrainingRecord, plan: FitPlan) -> None:
         """scikit-learn's ValueError when ``fit`` or ``partial_fit`` leaves a model that
@@ -912,6 +929,7 @@ class _BaseMLP(BaseEstimator):
             C[0], B[0] = C[0] * self.x_scale_[:, None], B[0] + self.x_mean_ @ C[0]
         for layer, W, b in zip(net.layers, C, B, strict=True):
             layer.W[...], layer.b[...] = W, b
+        self.__dict__.pop("_posterior", None)  # a regressor's posterior was of the old theta
         solver = getattr(self, "_solver", None)
         if solver is not None and hasattr(solver, "reset"):
             solver.reset()  # LM's cached loss belongs to the old weights
@@ -1183,12 +1201,30 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     loss_, best_loss_, loss_curve_, validation_scores_,
     best_validation_score_, n_iter_, n_layers_, n_outputs_, out_activation_, t_,
     n_features_in_, feature_names_in_ : as in scikit-learn.
+    posterior_ : jacnet.uncertainty.Posterior
+        The fit's linearised posterior behind ``predict(X, return_std=True)`` and
+        :meth:`predict_interval` (computed on first use; docs/training.md, "Predictive
+        uncertainty").
+    alpha_, beta_, gamma_, log_evidence_ : float
+        ``solver="br"`` only: the weight and noise precisions (trainbr's convention, in the
+        network's standardised units), the effective number of parameters and the log
+        evidence, of the epoch whose weights were kept.
     """
 
     _parameter_constraints: dict[str, list[Any]] = {
         **_BaseMLP._parameter_constraints,
         "loss": [StrOptions({"squared_error", "huber", "poisson"})],
     }
+    # set by a fit (_keep_for_uncertainty) or from_state
+    _posterior: Posterior | None
+    _rows: tuple[Array, Array, Array | None] | None
+    _penalty: float
+    _posterior_source: str
+    _conformal_scores: Array | None
+    alpha_: Any
+    beta_: Any
+    gamma_: float
+    log_evidence_: float
 
     def __init__(
         self,
@@ -1293,10 +1329,185 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _score_fn(self, y: Any, pred: Any, sample_weight: Any = None) -> float:
         return float(r2_score(y, pred, sample_weight=sample_weight))
 
-    def predict(self, X: Any) -> Array:
-        """Predicted values, (n_samples,) for one output, else (n_samples, n_outputs)."""
-        Y = self._forward(X)
-        return Y.ravel() if Y.shape[1] == 1 else Y
+    def predict(self, X: Any, return_std: bool = False, return_cov: bool = False) -> Any:
+        """Predicted values, (n_samples,) for one output, else (n_samples, n_outputs).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        return_std : bool, default False
+            Also return the predictive standard deviation, noise included, in the targets'
+            units and of the mean's shape (scikit-learn's convention, as
+            ``BayesianRidge``): the linearised Laplace posterior of the fit
+            (:attr:`posterior_`; :mod:`jacnet.uncertainty`, docs/training.md).
+        return_cov : bool, default False
+            Also return the joint covariance of the outputs per sample, (n_samples,
+            n_outputs, n_outputs), noise included. At most one of the two.
+
+        Returns
+        -------
+        mean : ndarray
+        std or cov : ndarray, only when asked for
+        """
+        if return_std and return_cov:
+            raise ValueError("at most one of return_std and return_cov can be requested")
+        Z = self._inputs(X)  # first: it checks that the estimator is fitted
+        Y = self._unscale_out(self.network_.forward(Z))
+        mean = Y.ravel() if Y.shape[1] == 1 else Y
+        if not (return_std or return_cov):
+            return mean
+        M = self.posterior_.moments(self.network_, Z, cov=return_cov)
+        s = np.ones(Y.shape[1]) if self.y_scale_ is None else self.y_scale_.astype(float)
+        if return_cov:  # in the targets' units: cov_kl s_k s_l
+            return mean, M * s[:, None] * s[None, :]
+        std = np.sqrt(M) * s
+        return mean, std.ravel() if Y.shape[1] == 1 else std
+
+    def predict_interval(self, X: Any, coverage: float = 0.95, method: str = "t"
+                         ) -> tuple[Array, Array]:
+        """Prediction intervals ``(lower, upper)``, each of :meth:`predict`'s shape.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        coverage : float in (0, 1), default 0.95
+            The probability that a fresh target falls inside.
+        method : {"t", "conformal"}, default "t"
+            ``"t"``: ``mean +- t std``, Student-t with ``N_e - gamma`` degrees of freedom
+            (``posterior_.dof``) on :meth:`predict`'s std. ``"conformal"``: split conformal,
+            ``mean +- q`` with ``q`` per output the ``ceil((n + 1) coverage)``-th smallest
+            absolute residual of the fit's ``n`` validation rows (``fit_divided``'s, or
+            ``early_stopping``'s split), in the targets' units; a ValueError when the fit
+            had none.
+        """
+        coverage = check_coverage(coverage)
+        if method not in INTERVAL_METHODS:
+            raise ValueError(f"method must be one of {INTERVAL_METHODS}, got {method!r}")
+        if method == "t":
+            mean, std = self.predict(X, return_std=True)
+            half = t_halfwidth(std, self.posterior_.dof, coverage)
+            return mean - half, mean + half
+        mean = self.predict(X)
+        scores = getattr(self, "_conformal_scores", None)
+        if scores is None:
+            raise ValueError("method='conformal' needs the validation rows of the fit "
+                             "(fit_divided with validation rows, or early_stopping=True); "
+                             "this fit had none: use method='t' or refit with them")
+        half = conformal_halfwidth(scores, coverage)
+        half = half[0] if mean.ndim == 1 else half
+        return mean - half, mean + half
+
+    @property
+    def posterior_(self) -> Posterior:
+        """The linearised posterior of the fit (:class:`jacnet.uncertainty.Posterior`,
+        in the network's units), computed from the training rows on first use and kept.
+
+        ``solver="br"``: at the alpha, beta of the epoch whose weights were kept.
+        Otherwise: the L2 penalty as a Gaussian prior on the weights (a jitter on the
+        unpenalised biases, and on the weights when ``alpha=0``) and the residual
+        variance with ``gamma`` degrees of freedom. A loaded model has it when its file
+        stored it (networks of at most :data:`STORED_POSTERIOR_MAX_PARAMS` parameters).
+        """
+        check_is_fitted(self, "network_")
+        post = self.__dict__.get("_posterior")
+        if post is not None:
+            return post
+        if self.loss != "squared_error":
+            raise ValueError(f"return_std needs loss='squared_error' (a Gaussian noise "
+                             f"model), got loss={self.loss!r}")
+        rows = getattr(self, "_rows", None)
+        if rows is None:
+            raise ValueError(
+                "this model holds no posterior: it was loaded from a file without one "
+                f"(networks over {STORED_POSTERIOR_MAX_PARAMS} parameters, or files older "
+                "than predictive uncertainty), or fit on a Dask collection; refit it on "
+                "in-memory data for return_std and predict_interval")
+        X, T, w = rows
+        if self._posterior_source == "br":
+            if not hasattr(self, "alpha_"):
+                raise ValueError("the br fit ran no epoch: it has no alpha_, beta_ to build "
+                                 "its posterior from")
+            post = bayes_posterior(self.network_, X, T, w, self.alpha_, self.beta_)
+        else:
+            # the trained objective is sum w e^2 / (2 q W) + a/2 ||M theta||^2 (a the
+            # loop's alpha, W the rows' weight): times 2 q W, a penalty ratio of q W a
+            n_weight = X.shape[0] if w is None else float(w.sum())
+            ratio = T.shape[1] * n_weight * self._penalty
+            post = penalty_posterior(self.network_, X, T, w, ratio)
+        self._posterior = post
+        return post
+
+    def _keep_for_uncertainty(self, plan: FitPlan) -> None:
+        """The training rows for :attr:`posterior_` (a reference; in-memory fits only), the
+        penalty, ``br``'s ``alpha_``, ``beta_``, ``gamma_``, ``log_evidence_`` (of the epoch
+        whose weights were kept) and the validation rows' absolute residuals (conformal)."""
+        X, T, w = plan.data
+        in_memory = isinstance(X, np.ndarray)
+        self._rows = (X, T, w) if in_memory else None
+        self._posterior = None
+        self._penalty = float(plan.options["alpha"])
+        self._posterior_source = "br" if self.solver == "br" else "penalty"
+        self._conformal_scores = None
+        if plan.validation is not None and isinstance(plan.validation[0], np.ndarray):
+            Xv, Tv = plan.validation[0], plan.validation[1]
+            Yv = self._unscale_out(self.network_.forward(Xv))
+            self._conformal_scores = np.abs(Yv - self._unscale_out(Tv)).astype(float)
+        for name in ("alpha_", "beta_", "gamma_", "log_evidence_"):
+            self.__dict__.pop(name, None)
+        if self.solver == "br":
+            record = self.training_record_
+            kept = record.best_epoch if record.best_val_loss is not None else record.n_epochs
+            entries = [e for e in record.epochs if "alpha" in e and e["epoch"] <= kept]
+            if entries:
+                e = entries[-1]
+                self.alpha_, self.beta_ = e["alpha"], e["beta"]
+                self.gamma_, self.log_evidence_ = e["gamma"], e["log_evidence"]
+
+    def to_state(self) -> tuple[dict[str, Array], dict[str, Any]]:
+        """As :meth:`_BaseMLP.to_state`, plus the posterior where there is one (computed
+        now for a network of at most :data:`STORED_POSTERIOR_MAX_PARAMS` parameters):
+        the tensor ``uncertainty.covariance_factor`` (P, P) and ``meta["uncertainty"]``
+        (``noise_variance``, ``dof``, ``effective_n_params``, ``source``; None without);
+        and the validation rows' absolute residuals ``uncertainty.conformal_scores``
+        (n_validation, n_outputs) where the fit had them."""
+        tensors, meta = super().to_state()
+        post = self.__dict__.get("_posterior")
+        if post is None and getattr(self, "_rows", None) is not None \
+                and self.network_.n_params <= STORED_POSTERIOR_MAX_PARAMS:
+            try:
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    post = self.posterior_
+            except (ValueError, np.linalg.LinAlgError):
+                post = None  # a loss without a Gaussian model, a br fit of no epoch
+        meta["uncertainty"] = None
+        if post is not None and np.isfinite(post.covariance_factor).all() \
+                and np.isfinite(post.noise_variance).all():  # a diverged fit stores none
+            tensors["uncertainty.covariance_factor"] = np.ascontiguousarray(
+                post.covariance_factor, dtype=np.float64)
+            meta["uncertainty"] = {
+                "noise_variance": [float(v) for v in post.noise_variance],
+                "dof": float(post.dof), "effective_n_params": float(post.effective_n_params),
+                "source": post.source}
+        scores = getattr(self, "_conformal_scores", None)
+        if scores is not None:
+            tensors["uncertainty.conformal_scores"] = np.ascontiguousarray(scores)
+        return tensors, meta
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, Array], meta: dict[str, Any]) -> Self:
+        """As :meth:`_BaseMLP.from_state`, with the stored posterior and conformal scores
+        (a state without them, e.g. an older file's, predicts means only)."""
+        est = super().from_state(tensors, meta)
+        info = meta.get("uncertainty")
+        if info is not None:
+            est._posterior = Posterior(
+                np.array(tensors["uncertainty.covariance_factor"], dtype=float),
+                np.array(info["noise_variance"], dtype=float), float(info["dof"]),
+                float(info["effective_n_params"]), str(info["source"]))
+        scores = tensors.get("uncertainty.conformal_scores")
+        est._conformal_scores = None if scores is None else np.array(scores, dtype=float)
+        return est
 
     @available_if(_stochastic_solver)
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:

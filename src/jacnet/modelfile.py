@@ -2,7 +2,8 @@
 
 A model file is a standard safetensors file. Its tensors are every layer's ``W`` and
 ``b`` (``layers.0.W``, ``layers.0.b``, ...) and, for an estimator, the standardisation
-statistics (``preprocessing.x_mean``, ``x_scale``, ``y_mean``, ``y_scale``). Its
+statistics (``preprocessing.x_mean``, ``x_scale``, ``y_mean``, ``y_scale``) and, for a
+regressor, its predictive posterior (``uncertainty.covariance_factor``, optional). Its
 safetensors ``metadata`` (a str -> str map) holds:
 
 - ``format`` = ``"jacnet-model"`` and ``format_version`` = ``"1"``;
@@ -48,6 +49,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "PREPROCESSING",
+    "UNCERTAINTY",
     "ModelFileError",
     "build_network",
     "document_network",
@@ -69,6 +71,11 @@ Array = np.ndarray
 
 #: The standardisation statistics an estimator file may hold, as ``preprocessing.<name>``.
 PREPROCESSING = ("x_mean", "x_scale", "y_mean", "y_scale")
+#: A regressor's predictive uncertainty, optional tensors: the posterior's covariance
+#: factor (P, P), float64, with the document's ``uncertainty`` entry, and the validation
+#: rows' absolute residuals (n, n_out) for conformal intervals. Files without them (older
+#: ones among them) load and predict means.
+UNCERTAINTY = ("uncertainty.covariance_factor", "uncertainty.conformal_scores")
 
 
 class ModelFileError(ValueError):
@@ -238,6 +245,8 @@ def state_document(meta: dict[str, Any]) -> dict[str, Any]:
         estimator["label_binarizer"] = meta["label_binarizer"]
     doc["estimator"] = estimator
     doc["training_record"] = meta["training_record"]
+    if meta.get("uncertainty") is not None:  # a regressor's posterior (see UNCERTAINTY)
+        doc["uncertainty"] = meta["uncertainty"]
     return doc
 
 
@@ -253,7 +262,8 @@ def read_state(tensors: dict[str, Array], doc: dict[str, Any]
     if not isinstance(present, list) or not set(present) <= set(PREPROCESSING):
         raise ModelFileError(f"unknown preprocessing entries {present}")
     known = {f"layers.{k}.{p}" for k in range(len(arch)) for p in ("W", "b")}
-    _expect(tensors, known | {f"preprocessing.{p}" for p in present})
+    _expect(tensors, known | {f"preprocessing.{p}" for p in present} | set(UNCERTAINTY))
+    uncertainty = _uncertainty(tensors, doc.get("uncertainty"), arch, n_out)
     for name in present:
         value = _tensor(tensors, f"preprocessing.{name}",
                         (n_in if name.startswith("x") else n_out,), None)
@@ -275,10 +285,36 @@ def read_state(tensors: dict[str, Array], doc: dict[str, Any]
             "extra": doc.get("extra"), "preprocessing": present,
             "params": {k: _decode(v) for k, v in spec["params"].items()},
             "fitted": fitted, "feature_names_in": names,
-            "training_record": doc.get("training_record")}
+            "training_record": doc.get("training_record"), "uncertainty": uncertainty}
     if "classes" in spec or "label_binarizer" in spec:
         meta["classes"], meta["label_binarizer"] = _classes(spec, n_out)
     return tensors, meta
+
+
+def _uncertainty(tensors: dict[str, Array], info: Any, arch: list[dict[str, Any]],
+                 n_out: int) -> dict[str, Any] | None:
+    """A regressor's stored posterior, checked: the covariance factor (P, P) with its
+    document entry (both or neither), and conformal scores of ``n_out`` columns."""
+    n_params = sum((layer["n_in"] + 1) * layer["n_out"] for layer in arch)
+    factor = "uncertainty.covariance_factor"
+    if (info is None) != (factor not in tensors):
+        raise ModelFileError("the posterior needs both its covariance factor and its entry")
+    scores = tensors.get("uncertainty.conformal_scores")
+    if scores is not None and (scores.ndim != 2 or scores.shape[1] != n_out
+                               or scores.dtype.kind != "f" or not np.isfinite(scores).all()):
+        raise ModelFileError(f"uncertainty.conformal_scores must be finite floats of "
+                             f"{n_out} columns")
+    if info is None:
+        return None
+    _tensor(tensors, factor, (n_params, n_params), np.dtype(np.float64))
+    noise = np.asarray(info["noise_variance"], dtype=float)
+    dof, gamma = float(info["dof"]), float(info["effective_n_params"])
+    if noise.shape != (n_out,) or not (np.isfinite(noise).all() and (noise > 0).all()) \
+            or not (math.isfinite(dof) and dof > 0 and math.isfinite(gamma)) \
+            or info["source"] not in ("br", "penalty"):
+        raise ModelFileError(f"invalid posterior entry {info!r}")
+    return {"noise_variance": noise.tolist(), "dof": dof, "effective_n_params": gamma,
+            "source": str(info["source"])}
 
 
 def _classes(spec: dict[str, Any], n_out: int) -> tuple[Array, dict[str, Any]]:

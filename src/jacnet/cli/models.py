@@ -6,7 +6,7 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -54,10 +54,21 @@ def predict(
         "--keep", metavar="COL", help="Copy this input column into the output, first "
         "(repeatable), e.g. an id to join the predictions back on.", show_default=False)
     ] = None,
+    std: Annotated[bool, typer.Option(
+        "--std", help="Add <target>_std: the predictive standard deviation, noise "
+        "included (regression).")] = False,
+    interval: Annotated[float | None, typer.Option(
+        "--interval", metavar="COVERAGE", help="Add <target>_lower and <target>_upper: "
+        "the prediction interval of this coverage in (0, 1), e.g. 0.95 (regression).",
+        show_default=False)] = None,
     debug: Debug = False,
 ) -> None:
     """Predict with a trained model; one output row per input row."""
     est, doc = load_model(model)
+    if (std or interval is not None) and doc["kind"] != "MLPRegressor":
+        flag = "--std" if std else "--interval"
+        raise CliError(f"{flag} needs a regression model; {model} holds "
+                       f"{'a bare network' if doc['kind'] == 'network' else 'a classifier'}")
     spec = (doc.get("extra") or {}).get("data") or {}
     targets = list(spec.get("targets", []))
     kept = list(dict.fromkeys(keep or []))
@@ -75,6 +86,8 @@ def predict(
             ["prediction"] if pred2.shape[1] == 1 else [f"prediction{j}"
                                                         for j in range(pred2.shape[1])])
         result = pd.DataFrame({n: pred2[:, j] for j, n in enumerate(names)})
+        if std or interval is not None:
+            _add_uncertainty(result, est, X, names, std, interval)
         if proba and doc["kind"] == "MLPClassifier":
             P = est.predict_proba(X)
             multilabel = doc["estimator"]["label_binarizer"]["y_type"].startswith("multilabel")
@@ -132,6 +145,26 @@ def evaluate(
     out.print(f"[bold]{escape(str(model))}[/] on {escape(str(data or dataset))}: {kind}")
     for table in metrics_tables({"all": metrics}, ""):
         out.print(table)
+
+
+def _add_uncertainty(result: pd.DataFrame, est: Any, X: Any, names: list[str], std: bool,
+                     interval: float | None) -> None:
+    """``<name>_std`` and ``<name>_lower``/``<name>_upper`` columns of a regressor's
+    predictions (Student-t intervals; see ``MLPRegressor.predict_interval``)."""
+    n = len(result)
+    columns: dict[str, np.ndarray] = {}
+    if std:
+        _, s = est.predict(X, return_std=True)
+        s = s.reshape(n, -1)
+        columns.update({f"{name}_std": s[:, j] for j, name in enumerate(names)})
+    if interval is not None:
+        if not 0 < interval < 1:
+            raise CliError(f"--interval must be a coverage in (0, 1), e.g. 0.95; got {interval}")
+        lower, upper = (b.reshape(n, -1) for b in est.predict_interval(X, interval))
+        for j, name in enumerate(names):
+            columns[f"{name}_lower"], columns[f"{name}_upper"] = lower[:, j], upper[:, j]
+    for name, values in columns.items():
+        result[name] = values
 
 
 def _as_classes(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
