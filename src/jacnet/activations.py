@@ -537,7 +537,8 @@ class Softmax(Activation):
         Yr = _rows(Y, G)
         return Yr * (G - _rowsum(G * Yr))
 
-    jvp = vjp  # f' = f'^T
+    def jvp(self, T: Array, Y: Array, V: Array) -> Array:
+        return self.vjp(T, Y, V)  # f' = f'^T: the same product
 
     def hvp(self, T: Array, Y: Array, V: Array, U: Array) -> Array:
         Yr = _rows(Y, V)
@@ -613,7 +614,8 @@ class Sparsemax(Activation):
         sr = _rows(s, G)
         return sr * (G - _rowsum(G * sr) / _rowsum(sr))
 
-    jvp = vjp  # f' = f'^T
+    def jvp(self, T: Array, Y: Array, V: Array) -> Array:
+        return self.vjp(T, Y, V)  # f' = f'^T: the same product
 
     def hvp(self, T: Array, Y: Array, V: Array, U: Array) -> Array:
         return np.zeros_like(U * V)  # f' is piecewise constant: f'' = 0 where defined
@@ -655,7 +657,8 @@ class L2Normalize(Activation):
         Yr = _rows(outside * Y, G)
         return (G - _rowsum(G * Yr) * Yr) / _rows(n, G)
 
-    jvp = vjp  # f' = f'^T
+    def jvp(self, T: Array, Y: Array, V: Array) -> Array:
+        return self.vjp(T, Y, V)  # f' = f'^T: the same product
 
     def hvp(self, T: Array, Y: Array, V: Array, U: Array) -> Array:
         n, outside = self._norm(T)
@@ -703,7 +706,8 @@ class LayerNorm(Activation):
             _rows(self._scale(T), G)
         )
 
-    jvp = vjp  # f' = f'^T
+    def jvp(self, T: Array, Y: Array, V: Array) -> Array:
+        return self.vjp(T, Y, V)  # f' = f'^T: the same product
 
     def hvp(self, T: Array, Y: Array, V: Array, U: Array) -> Array:
         Yr = _rows(Y, V)
