@@ -21,6 +21,7 @@ from .network import Network
 from .optimizers import OPTIMIZERS, get_optimizer
 from .record import TrainingRecord
 from .schedules import SCHEDULES, get_schedule
+from .sobolev import SobolevObjective, sobolev_jacobian
 from .solvers import LBFGS, LevenbergMarquardt
 from .training import SOLVERS, train
 
@@ -90,6 +91,7 @@ __all__ = [
     "MLPRegressor",
     "MiniBatch",
     "Network",
+    "SobolevObjective",
     "TrainingRecord",
     "export_onnx",
     "expected_failed_checks",
@@ -103,5 +105,6 @@ __all__ = [
     "load_pipeline",
     "register_activation",
     "save_network",
+    "sobolev_jacobian",
     "train",
 ]

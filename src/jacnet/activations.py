@@ -17,6 +17,18 @@ Every activation offers three things side by side:
     sample, as in the per-output Jacobian). The default builds the Jacobian; every built-in
     overrides it with a closed form that never materialises an ``m x m`` matrix.
 
+Derivative fitting (Sobolev training, :mod:`jacnet.sobolev`) needs two more products,
+each a closed form in the built-ins:
+
+``jvp(T, Y, V)``
+    the forward product ``V . f'^T`` row by row (a tangent of ``t`` carried to ``y``).
+    The default builds the Jacobian.
+``hvp(T, Y, V, U)``
+    the second-order term: per row, the derivative with respect to ``t`` of
+    ``<U, f'(t) V>`` (``V`` a tangent, ``U`` a cotangent of ``y``), that is
+    ``h_l = sum_ij U_i V_j d^2 f_i / dt_j dt_l``, never an ``m x m x m`` tensor. There is
+    no default: an activation without it cannot fit derivatives (a clear error names it).
+
 Two optional hooks serve the mini-batch backprop's reused buffers (``Network.backprop``
 with ``n_max``): ``forward_into(T)`` may write ``Y`` over ``T`` and ``vjp_into(T, Y, G,
 tmp)`` may write ``G . f'`` over ``G``. Their defaults are ``forward`` and ``vjp``; the
@@ -81,6 +93,8 @@ def _rowsum(A: Array) -> Array:
 #: What an activation computes, and the in-place hooks written for exactly that.
 _FORMULAS = ("forward", "jacobian", "derivative", "vjp")
 _HOOKS = ("forward_into", "vjp_into", "vjp_needs_T")
+#: The second-order products, written for exactly one formula (see __init_subclass__).
+_SECOND = ("jvp", "hvp", "second_derivative")
 
 
 class Activation:
@@ -107,6 +121,13 @@ class Activation:
             for hook in ("forward_into", "vjp_into"):
                 setattr(cls, hook, getattr(Activation, hook))
             cls.vjp_needs_T = True
+        # Likewise the second-order products: a subclass that changes the formula and
+        # gives none of them has no hvp (derivative fitting then asks for its own), and
+        # a changed jacobian or vjp takes the jvp through the Jacobian.
+        if any(n in own for n in _FORMULAS) and not any(n in own for n in _SECOND):
+            cls.hvp = Activation.hvp  # type: ignore[method-assign]
+            if "jacobian" in own or "vjp" in own:
+                cls.jvp = Activation.jvp  # type: ignore[method-assign]
 
     def forward(self, T: Array) -> Array:
         """``Y = f(T)``; ``T`` and ``Y`` are ``(N, m)``."""
@@ -155,6 +176,50 @@ class Activation:
         if G.ndim == 2:
             return np.matmul(G[:, None, :], J)[:, 0, :]
         return np.matmul(G, J)
+
+    def jvp(self, T: Array, Y: Array, V: Array) -> Array:
+        """Forward product ``V . f'^T`` row by row: a tangent ``v`` of ``t`` carried to
+        ``y`` (``(v . f'^T)_i = sum_j f'[i, j] v_j``). ``V`` is (N, m) or (N, R, m);
+        returns ``V``'s shape. The default builds the Jacobian (checked as in :meth:`vjp`).
+        """
+        N, m = T.shape
+        J = self.jacobian(T, Y)
+        if not isinstance(J, np.ndarray) or J.shape != (N, m, m):
+            raise ValueError(
+                f"{type(self).__name__}.jacobian must return an array of shape "
+                f"(N, m, m) = {(N, m, m)}, got {getattr(J, 'shape', type(J).__name__)}"
+            )
+        Jt = np.swapaxes(J.astype(V.dtype, copy=False), 1, 2)
+        if V.ndim == 2:
+            return np.matmul(V[:, None, :], Jt)[:, 0, :]
+        return np.matmul(V, Jt)
+
+    def hvp(self, T: Array, Y: Array, V: Array, U: Array) -> Array:
+        """Second-order term: per row, ``d/dt <U, f'(t) V>``, i.e.
+        ``h_l = sum_ij U_i V_j d^2 f_i / (dt_j dt_l)``.
+
+        Parameters
+        ----------
+        T, Y : ndarray of shape (N, m)
+            Pre-activation and output.
+        V : ndarray of shape (N, m) or (N, R, m)
+            Tangents of ``t`` (held fixed in the derivative).
+        U : ndarray of ``V``'s shape
+            Cotangents of ``y``, row for row with ``V``.
+
+        Returns
+        -------
+        ndarray of ``V``'s shape.
+
+        A user activation that should fit derivatives (``dTdX`` in :func:`jacnet.train`)
+        implements it (an :class:`Elementwise` one may give ``second_derivative``
+        instead); there is no default.
+        """
+        raise NotImplementedError(
+            f"activation {type(self).__name__} ({self.name or 'user class'}) has no "
+            "second-order term hvp(T, Y, V, U): derivative data (dTdX) needs it for every "
+            "layer; implement it (see jacnet.Activation.hvp) or train without dTdX"
+        )
 
     def vjp_into(self, T: Array, Y: Array, G: Array, tmp: Array) -> Array:
         """:meth:`vjp` for ``G`` of shape (N, m), free to overwrite ``G`` and ``tmp``.
@@ -212,6 +277,23 @@ class Elementwise(Activation):
     def vjp(self, T: Array, Y: Array, G: Array) -> Array:
         return G * _rows(self._diagonal(T, Y), G)
 
+    def jvp(self, T: Array, Y: Array, V: Array) -> Array:
+        return V * _rows(self._diagonal(T, Y), V)  # f' is diagonal: the same product
+
+    def second_derivative(self, T: Array, Y: Array) -> Array:
+        """``f''(t)`` elementwise, ``(N, m)``: what :meth:`hvp` needs. No default."""
+        return Activation.hvp(self, T, Y, T, T)
+
+    def hvp(self, T: Array, Y: Array, V: Array, U: Array) -> Array:
+        # d^2 f_i / dt_j dt_l = f''(t_i) [i = j = l]: h = U * V * f''(t)
+        D2 = self.second_derivative(T, Y)
+        if not isinstance(D2, np.ndarray) or D2.shape != T.shape:
+            raise ValueError(
+                f"{type(self).__name__}.second_derivative must return an array of shape "
+                f"{T.shape}, got {getattr(D2, 'shape', type(D2).__name__)}"
+            )
+        return U * V * _rows(D2.astype(V.dtype, copy=False), V)
+
 
 class Identity(Elementwise):
     """``f(t) = t``, ``f'(t) = 1``."""
@@ -231,6 +313,12 @@ class Identity(Elementwise):
     def vjp(self, T: Array, Y: Array, G: Array) -> Array:
         return G
 
+    def jvp(self, T: Array, Y: Array, V: Array) -> Array:
+        return V
+
+    def second_derivative(self, T: Array, Y: Array) -> Array:
+        return np.zeros_like(T)  # f'' = 0
+
 
 class Sigmoid(Elementwise):
     """Logistic ``f(t) = 1 / (1 + e^{-t})``, ``f'(t) = y (1 - y)``."""
@@ -245,6 +333,9 @@ class Sigmoid(Elementwise):
         D = 1 - Y
         D *= Y  # y (1 - y) in one array
         return D
+
+    def second_derivative(self, T: Array, Y: Array) -> Array:
+        return Y * (1 - Y) * (1 - 2 * Y)  # f'' = y (1 - y) (1 - 2 y)
 
     def forward_into(self, T: Array) -> Array:
         return special.expit(T, out=T)
@@ -268,6 +359,9 @@ class Tanh(Elementwise):
         D = Y * Y
         return np.subtract(1, D, out=D)  # 1 - y^2 in one array
 
+    def second_derivative(self, T: Array, Y: Array) -> Array:
+        return -2 * Y * (1 - Y * Y)  # f'' = -2 y (1 - y^2)
+
     def forward_into(self, T: Array) -> Array:
         return np.tanh(T, out=T)
 
@@ -288,6 +382,9 @@ class ReLU(Elementwise):
 
     def derivative(self, T: Array, Y: Array) -> Array:
         return (T > 0).astype(T.dtype)
+
+    def second_derivative(self, T: Array, Y: Array) -> Array:
+        return np.zeros_like(T)  # f'' = 0 (away from the kink)
 
     def vjp(self, T: Array, Y: Array, G: Array) -> Array:
         return np.where(_rows(T, G) > 0, G, 0).astype(G.dtype, copy=False)
@@ -317,6 +414,9 @@ class LeakyReLU(Elementwise):
     def derivative(self, T: Array, Y: Array) -> Array:
         return np.where(T > 0, 1, self.negative_slope).astype(T.dtype)
 
+    def second_derivative(self, T: Array, Y: Array) -> Array:
+        return np.zeros_like(T)  # f'' = 0 (away from the kink)
+
     def get_config(self) -> dict[str, Any]:
         return {"negative_slope": self.negative_slope}
 
@@ -335,6 +435,9 @@ class ELU(Elementwise):
     def derivative(self, T: Array, Y: Array) -> Array:
         return np.where(T > 0, 1, Y + self.alpha).astype(T.dtype)
 
+    def second_derivative(self, T: Array, Y: Array) -> Array:
+        return np.where(T > 0, 0, Y + self.alpha).astype(T.dtype)  # f'' = 0 or y + a
+
     def get_config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
 
@@ -349,6 +452,10 @@ class Softplus(Elementwise):
 
     def derivative(self, T: Array, Y: Array) -> Array:
         return special.expit(T)
+
+    def second_derivative(self, T: Array, Y: Array) -> Array:
+        s = special.expit(T)
+        return s * (1 - s)  # f'' = sigmoid'(t)
 
 
 class GELU(Elementwise):
@@ -367,6 +474,10 @@ class GELU(Elementwise):
         pdf = np.exp(-0.5 * T * T) * (1 / np.sqrt(2 * np.pi))
         return special.ndtr(T) + T * pdf.astype(T.dtype, copy=False)
 
+    def second_derivative(self, T: Array, Y: Array) -> Array:
+        pdf = np.exp(-0.5 * T * T) * (1 / np.sqrt(2 * np.pi))
+        return (pdf * (2 - T * T)).astype(T.dtype, copy=False)  # f'' = phi (2 - t^2)
+
 
 class SiLU(Elementwise):
     """Swish: ``f(t) = t sigmoid(t)``, ``f'(t) = s (1 + t (1 - s))`` with ``s = sigmoid(t)``."""
@@ -380,6 +491,10 @@ class SiLU(Elementwise):
         s = special.expit(T)
         return s * (1 + T * (1 - s))
 
+    def second_derivative(self, T: Array, Y: Array) -> Array:
+        s = special.expit(T)
+        return s * (1 - s) * (2 + T * (1 - 2 * s))  # f'' = s (1 - s) (2 + t (1 - 2 s))
+
 
 class Exp(Elementwise):
     """``f(t) = e^t``, ``f'(t) = y``: the inverse of the log link (Poisson regression)."""
@@ -392,11 +507,17 @@ class Exp(Elementwise):
     def derivative(self, T: Array, Y: Array) -> Array:
         return Y
 
+    def second_derivative(self, T: Array, Y: Array) -> Array:
+        return Y  # f'' = e^t
+
 
 class Softmax(Activation):
     """``f_i(t) = e^{t_i} / sum_j e^{t_j}``; ``f' = diag(y) - y^T y``.
 
     Closed-form vjp: ``g . f' = y * (g - <g, y>)``.
+    f' is symmetric, so jvp is the same product. Second order, with
+    ``S(a) = a . f' = y * (a - <a, y>)``: ``<u, f' v> = <u v, y> - <u, y><v, y>`` and
+    ``dy/dt = f'`` give ``hvp = S(u v) - <v, y> S(u) - <u, y> S(v)``.
     """
 
     name = "softmax"
@@ -416,11 +537,21 @@ class Softmax(Activation):
         Yr = _rows(Y, G)
         return Yr * (G - _rowsum(G * Yr))
 
+    def jvp(self, T: Array, Y: Array, V: Array) -> Array:
+        return self.vjp(T, Y, V)  # f' = f'^T: the same product
+
+    def hvp(self, T: Array, Y: Array, V: Array, U: Array) -> Array:
+        Yr = _rows(Y, V)
+        return (self.vjp(T, Y, U * V) - _rowsum(V * Yr) * self.vjp(T, Y, U)
+                - _rowsum(U * Yr) * self.vjp(T, Y, V))
+
 
 class LogSoftmax(Activation):
     """``f_i(t) = t_i - log sum_j e^{t_j}``; ``f'[i, j] = delta_ij - p_j``, ``p = e^y``.
 
     Closed-form vjp: ``g . f' = g - (sum_i g_i) p``.
+    jvp: ``v . f'^T = v - <v, p>``. Second order: ``<u, f' v> = <u, v> - (sum u) <p, v>``
+    and ``dp/dt = diag(p) - p^T p`` give ``hvp = -(sum_i u_i) p * (v - <v, p>)``.
     """
 
     name = "log_softmax"
@@ -437,6 +568,13 @@ class LogSoftmax(Activation):
     def vjp(self, T: Array, Y: Array, G: Array) -> Array:
         return G - _rowsum(G) * _rows(np.exp(Y), G)
 
+    def jvp(self, T: Array, Y: Array, V: Array) -> Array:
+        return V - _rowsum(V * _rows(np.exp(Y), V))
+
+    def hvp(self, T: Array, Y: Array, V: Array, U: Array) -> Array:
+        P = _rows(np.exp(Y), V)
+        return -_rowsum(U) * P * (V - _rowsum(V * P))
+
 
 class Sparsemax(Activation):
     """Euclidean projection onto the simplex (Martins & Astudillo, 2016).
@@ -445,6 +583,8 @@ class Sparsemax(Activation):
     ``S = {i : y_i > 0}`` with indicator ``s``: ``f' = diag(s) - s^T s / |S|``.
 
     Closed-form vjp: ``g . f' = s * (g - <g, s> / |S|)``.
+    f' is symmetric (jvp = vjp) and constant while the support stays: its second-order
+    term is 0 wherever f' is defined (off the points where a unit enters the support).
     """
 
     name = "sparsemax"
@@ -474,6 +614,12 @@ class Sparsemax(Activation):
         sr = _rows(s, G)
         return sr * (G - _rowsum(G * sr) / _rowsum(sr))
 
+    def jvp(self, T: Array, Y: Array, V: Array) -> Array:
+        return self.vjp(T, Y, V)  # f' = f'^T: the same product
+
+    def hvp(self, T: Array, Y: Array, V: Array, U: Array) -> Array:
+        return np.zeros_like(U * V)  # f' is piecewise constant: f'' = 0 where defined
+
 
 class L2Normalize(Activation):
     """``f(t) = t / max(||t||, eps)``; ``f' = (I - y^T y) / ||t||`` where ``||t|| > eps``.
@@ -481,6 +627,10 @@ class L2Normalize(Activation):
     Closed-form vjp: ``g . f' = (g - <g, y> y) / ||t||``. Within ``eps`` of zero, where
     ``t / ||t||`` has no derivative, ``f`` is ``t / eps`` and ``f' = I / eps`` (finite, as
     PyTorch's ``normalize`` with the same default ``eps``); a zero row maps to zero.
+
+    f' is symmetric (jvp = vjp). Second order, from ``d||t||/dt = y`` and ``dy/dt = f'``:
+    ``hvp = -(<u, f' v> y + <v, y> f' u + <u, y> f' v) / ||t||`` (0 within ``eps``,
+    where f is linear).
     """
 
     name = "l2_normalize"
@@ -507,6 +657,16 @@ class L2Normalize(Activation):
         Yr = _rows(outside * Y, G)
         return (G - _rowsum(G * Yr) * Yr) / _rows(n, G)
 
+    def jvp(self, T: Array, Y: Array, V: Array) -> Array:
+        return self.vjp(T, Y, V)  # f' = f'^T: the same product
+
+    def hvp(self, T: Array, Y: Array, V: Array, U: Array) -> Array:
+        n, outside = self._norm(T)
+        Yo = _rows(outside * Y, V)  # 0 within eps: every term below vanishes there
+        fu, fv = self.vjp(T, Y, U), self.vjp(T, Y, V)
+        return -(_rowsum(U * fv) * Yo + _rowsum(V * Yo) * fu + _rowsum(U * Yo) * fv) / (
+            _rows(n, V))
+
     def get_config(self) -> dict[str, Any]:
         return {"eps": self.eps}
 
@@ -518,6 +678,9 @@ class LayerNorm(Activation):
     ``f'[i, j] = (delta_ij - 1/m) / s - y_i y_j / (m s)``.
 
     Closed-form vjp: ``g . f' = (g - mean(g) - y mean(g y)) / s``.
+
+    f' is symmetric (jvp = vjp). Second order, from ``ds/dt = y / m`` and ``dy/dt = f'``:
+    ``hvp = -(<u, f' v> y + <v, y> f' u + <u, y> f' v) / (m s)``.
     """
 
     name = "layer_norm"
@@ -542,6 +705,15 @@ class LayerNorm(Activation):
         return (G - G.mean(axis=-1, keepdims=True) - Yr * (G * Yr).mean(axis=-1, keepdims=True)) / (
             _rows(self._scale(T), G)
         )
+
+    def jvp(self, T: Array, Y: Array, V: Array) -> Array:
+        return self.vjp(T, Y, V)  # f' = f'^T: the same product
+
+    def hvp(self, T: Array, Y: Array, V: Array, U: Array) -> Array:
+        Yr = _rows(Y, V)
+        fu, fv = self.vjp(T, Y, U), self.vjp(T, Y, V)
+        ms = T.shape[1] * _rows(self._scale(T), V)
+        return -(_rowsum(U * fv) * Yr + _rowsum(V * Yr) * fu + _rowsum(U * Yr) * fv) / ms
 
     def get_config(self) -> dict[str, Any]:
         return {"eps": self.eps}

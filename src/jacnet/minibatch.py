@@ -19,6 +19,7 @@ import numpy as np
 from .network import Network
 from .optimizers import OPTIMIZERS, Optimizer, OptimizerState, l2_penalty
 from .schedules import SCHEDULES, Schedule
+from .sobolev import SobolevBackprop, SobolevData
 from .solvers import EpochResult, Solver
 from .validation import check_int, check_real
 
@@ -136,6 +137,10 @@ class MiniBatch(Solver):
         loss = run.loss
         backprop = net.backprop(loss, bs)
         self._backprop, self._bs = backprop, bs
+        # with derivative data: the backward pass over the tangents, on each batch's rows
+        self._derivatives: SobolevData | None = getattr(run, "derivatives", {}).get("train")
+        if self._derivatives is not None:
+            self._sobolev = SobolevBackprop(net, loss, grad=backprop.grad)
         self._mask = net.weight_mask() if run.alpha else None
 
     def epoch(self, run: Any) -> EpochResult:
@@ -180,7 +185,8 @@ class MiniBatch(Solver):
                 batch = X[start:stop], T[start:stop], None if w is None else w[start:stop]
             else:
                 batch = gather_rows(order[start:stop], (X, T, w), self._bufs)
-            value = backprop(*batch)
+            value = (backprop(*batch) if self._derivatives is None else
+                     self._sobolev_batch(batch, order, start, stop))
             if not math.isfinite(value):
                 return None
             total += value * ((stop - start) / n if mean else 1.0)
@@ -191,6 +197,14 @@ class MiniBatch(Solver):
         total += l2_penalty(net.theta, self._mask, run.alpha)
         n_batches = -(-n // bs)
         return EpochResult(total, float(np.linalg.norm(gsum)) / n_batches, {"lr": lr})
+
+    def _sobolev_batch(self, batch: tuple[Array, Array, Array | None], order: Array | None,
+                       start: int, stop: int) -> float:
+        """The loss and gradient (into the backprop's ``grad``) of a batch with its rows
+        of derivative data (normalised over the batch, as the values' backprop)."""
+        assert self._derivatives is not None
+        rows = slice(start, stop) if order is None else order[start:stop]
+        return self._sobolev(*batch, self._derivatives.rows(rows))
 
     def after_epoch(self, entry: dict[str, Any]) -> None:
         val = entry["val_loss"]
@@ -216,7 +230,7 @@ class MiniBatch(Solver):
             self.state = previous.state
 
     def release(self) -> None:
-        for name in ("_bufs", "_gsum", "_backprop", "_mask"):
+        for name in ("_bufs", "_gsum", "_backprop", "_mask", "_sobolev", "_derivatives"):
             self.__dict__.pop(name, None)
         if self.state is not None:  # scratch only: rebuilt by the next prepare()
             self.state.grad = self.state.tmp = None

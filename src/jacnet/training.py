@@ -34,6 +34,13 @@ from .objective import Objective
 from .progress import Progress
 from .record import TrainingRecord
 from .registry import Registry
+from .sobolev import (
+    SobolevData,
+    SobolevObjective,
+    check_derivatives,
+    check_second_order,
+    sobolev_loss,
+)
 from .solvers import LBFGS, LevenbergMarquardt, Solver
 from .stopping import StopRule, stop_rules
 from .validation import as_weights, check_int, check_real
@@ -80,6 +87,7 @@ class LoopSettings:
     checkpoint: str | None = None
     checkpoint_every: int = 10
     verbose: bool = False
+    derivative_weight: float = 1.0
 
     def validate(self) -> LoopSettings:
         """Raise ValueError/TypeError naming the first bad setting; return self."""
@@ -87,6 +95,8 @@ class LoopSettings:
         check_int(self.max_epochs, "max_epochs", 0)
         check_real(self.alpha, "alpha", "a non-negative number", lambda v: v >= 0)
         check_int(self.checkpoint_every, "checkpoint_every")
+        check_real(self.derivative_weight, "derivative_weight", "a non-negative number",
+                   lambda v: v >= 0)
         for name in ("validation_fraction", "test_fraction"):
             check_real(getattr(self, name), name, "0 (none) or a fraction in (0, 1)",
                        lambda v: v == 0 or 0 < v < 1)
@@ -173,13 +183,17 @@ class Run:
     rule_options : dict, optional
         The stop-rule options the rules were built from: solvers read ``min_grad`` and
         ``tol`` from them too (see :mod:`jacnet.stopping`).
+    derivatives : dict of str to SobolevData, optional
+        Derivative data of the sets that have it (the rows of ``dTdX`` in each part):
+        the training set's objective and the sets' losses then include their residuals.
     """
 
     def __init__(self, net: Network, solver: Solver, loop: LoopSettings,
                  rules: Sequence[StopRule], sets: dict[str, tuple], record: TrainingRecord,
                  rng: np.random.Generator, callbacks: Sequence[Callback] = (),
                  objective: ObjectiveFactory | None = None,
-                 rule_options: dict[str, Any] | None = None) -> None:
+                 rule_options: dict[str, Any] | None = None,
+                 derivatives: dict[str, SobolevData] | None = None) -> None:
         self.net, self.solver, self.loop, self.rules = net, solver, loop, list(rules)
         self.sets, self.record, self.rng, self.callbacks = sets, record, rng, callbacks
         self.loss = get_loss(loop.loss)
@@ -188,6 +202,7 @@ class Run:
         given = rule_options or {}
         self.min_grad, self.tol = (given.get(k, defaults[k].default) for k in ("min_grad", "tol"))
         self.objective_factory = objective or Objective
+        self.derivatives = derivatives or {}
         self.has_val = "validation" in sets
         self.initial_val_loss: float | None = None
         self.best_score = math.inf
@@ -203,12 +218,20 @@ class Run:
     def objective(self, chunk: int | None = None) -> Objective:
         """The full-batch objective on the training set (``chunk``: rows per forward pass)."""
         X, T, w = self.sets["train"]
-        return self.objective_factory(self.net, X, T, self.loss, w, self.alpha, chunk)
+        data = self.derivatives.get("train")
+        if data is None:
+            return self.objective_factory(self.net, X, T, self.loss, w, self.alpha, chunk)
+        if self.objective_factory is not Objective:
+            raise ValueError("derivative data (dTdX) needs the in-memory objective; this run "
+                             f"builds its own ({self.objective_factory!r})")
+        return SobolevObjective(self.net, X, T, self.loss, w, self.alpha, chunk, data=data)
 
     def set_loss(self, name: str) -> float | None:
         if name not in self.sets:
             return None
         X, T, w = self.sets[name]
+        if name in self.derivatives:
+            return sobolev_loss(self.net, X, T, self.loss, w, self.derivatives[name])
         return self.net.evaluate(X, T, self.loss, w)[0]
 
     def end_epoch(self, result: Any) -> str | None:
@@ -315,6 +338,7 @@ def train(
     callbacks: Sequence[Callback] = (),
     stop: Sequence[StopRule] = (),
     resume: str | None = None,
+    dTdX: Any = None,
     **options: Any,
 ) -> TrainingRecord:
     """Train ``net`` in place on ``(X, T)`` and return the training record.
@@ -337,6 +361,15 @@ def train(
     resume : path, optional
         A checkpoint written by an earlier run with the same settings and data, and the
         same ``validation_data`` (or none, if that run had none).
+    dTdX : array-like of shape (N, n_out, n_in) or (N, n_in), optional
+        Derivative data: ``dTdX[s, i, d]`` the target of ``dy_i/dx_d`` at sample s (the
+        second form for one output); NaN where not observed (left out of the sums). The
+        objective is then the sum of squares of ``[y - t ; lambda (dy/dx - g)]``, lambda
+        the option ``derivative_weight`` (``mse`` divides it by the samples' total weight,
+        as without derivatives). Needs ``loss`` ``sse`` or ``mse``, an activation with the
+        second-order term in every layer, and a solver other than ``br`` (see
+        :mod:`jacnet.sobolev`). A division by ``validation_fraction`` splits it with the
+        rows; an explicit ``validation_data`` has values only.
     **options
         Loop settings (:class:`LoopSettings`: ``loss``, ``alpha``, ``max_epochs``,
         ``seed``, ``validation_fraction``, ...), stop-rule settings (``goal``,
@@ -369,12 +402,13 @@ def train(
     if saved is not None:
         check_resume(saved, solver.name, X.shape[0], val_rows)
     sets = {name: _rows(idx, X, T, w) for name, idx in division.items()}
+    derivatives = _derivatives(dTdX, net, X.shape[0], solver, loop, division)
     if val is not None:
         sets["validation"] = val
     rules = [*stop, *stop_rules(max_epochs=loop.max_epochs, validation="validation" in sets,
                                 **rule_options)]
     run = Run(net, solver, loop, rules, sets, record, rng, callbacks,
-              rule_options=rule_options)
+              rule_options=rule_options, derivatives=derivatives)
     run.validation_data_rows = val_rows
     theta_given = net.get_flat()
     try:
@@ -386,6 +420,26 @@ def train(
             net.set_flat(theta_given)  # the resume failed before any epoch: as it was given
         raise
     return finish(run, reason)
+
+
+def _derivatives(dTdX: Any, net: Network, n_rows: int, solver: Solver, loop: LoopSettings,
+                 division: dict[str, Array]) -> dict[str, SobolevData]:
+    """``dTdX`` checked and divided like the rows (empty without it)."""
+    if dTdX is None:
+        return {}
+    G = check_derivatives(dTdX, net, n_rows)
+    loss = get_loss(loop.loss)
+    if not loss.sum_of_squares:
+        raise ValueError(f"dTdX needs a sum-of-squares loss ('sse' or 'mse'), got "
+                         f"loss={loss.name!r}")
+    if isinstance(solver, BayesianRegularization):
+        raise ValueError("dTdX is not supported by solver 'br' yet (its N_e counts the "
+                         "target values only); use 'lm', 'lbfgs' or a mini-batch solver")
+    check_second_order(net)
+    every = np.arange(n_rows)
+    return {name: SobolevData(G if np.array_equal(idx, every) else G[idx],
+                              loop.derivative_weight)
+            for name, idx in division.items()}
 
 
 def finish(run: Run, reason: str) -> TrainingRecord:
