@@ -125,7 +125,8 @@ def test_cli_train_regression_outputs(regressor_run):
     out, proc = regressor_run
     record = json.loads((out / "record.json").read_text())
     assert record["task"] == "regression" and record["targets"] == ["size", "weight"]
-    assert set(record["metrics"]["test"]) == {"n", "r2", "mse", "per_target"}
+    assert set(record["metrics"]["test"]) == {"n", "r2", "mse", "per_target", "nll",
+                                              "coverage_95", "width_95"}
     assert set(record["metrics"]["test"]["per_target"]) == {"size", "weight"}
     assert record["model"]["solver"] == "lm"  # --solver auto on a small problem
     assert "mu" in proc.stdout and "r2" in proc.stdout

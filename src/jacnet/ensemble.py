@@ -14,8 +14,9 @@ its posterior's degrees of freedom (Gaussian for a member without them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from numbers import Integral
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -28,6 +29,7 @@ from .estimators import MLPRegressor
 from .uncertainty import check_coverage, mixture, mixture_interval
 
 Array = np.ndarray
+Result = TypeVar("Result")
 
 __all__ = ["Ensemble"]
 
@@ -92,6 +94,13 @@ class Ensemble(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         self._validate_params()
         validate_data(self, X, y, multi_output=True, y_numeric=True, accept_sparse=True,
                       dtype=None, ensure_all_finite=True)  # the checks and n_features_in_
+        self.estimators_ = Parallel(n_jobs=self.n_jobs)(
+            delayed(_fit_member)(m, X, y, sample_weight) for m in self._new_members())
+        return self
+
+    def _new_members(self) -> list[Any]:
+        """``n_members`` unfitted clones of ``estimator``, each with its own ``random_state``
+        drawn from the ensemble's."""
         rs = check_random_state(self.random_state)
         seeds = rs.randint(np.iinfo(np.int32).max, size=self.n_members)
         members = []
@@ -100,9 +109,59 @@ class Ensemble(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             if "random_state" in member.get_params(deep=False):
                 member.set_params(random_state=int(seed))
             members.append(member)
-        self.estimators_ = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_member)(m, X, y, sample_weight) for m in members)
-        return self
+        return members
+
+    def fit_members(self, fit: Callable[[int, Any], Result]) -> list[Result]:
+        """Fit the members one at a time with the caller's own fit, ``fit(k, member)``
+        (e.g. ``member.fit_divided`` on a division, with a progress bar), on the same
+        members (clones, seeds) as :meth:`fit`; the fitted attributes come from the first
+        member. Returns what ``fit`` returned, per member.
+
+        Parameters
+        ----------
+        fit : callable ``fit(k, member) -> result``
+            Fits ``member`` (the k-th, from 0) in place.
+        """
+        self._validate_params()
+        members = self._new_members()
+        results = [fit(k, member) for k, member in enumerate(members)]
+        self._set_members(members)
+        return results
+
+    def _set_members(self, members: list[Any]) -> None:
+        self.estimators_ = members
+        self.n_features_in_ = members[0].n_features_in_
+        names = getattr(members[0], "feature_names_in_", None)
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+
+    def to_state(self) -> tuple[list[tuple[dict[str, Array], dict[str, Any]]], dict[str, Any]]:
+        """The fitted ensemble as its members' states (each ``member.to_state()``) and its
+        own parameters ``{"n_members", "n_jobs", "random_state"}`` (an int or None: a
+        ``RandomState`` instance is not stored); :meth:`from_state` is the inverse. Members
+        must be jacnet ``MLPRegressor``s."""
+        check_is_fitted(self, "estimators_")
+        for member in self.estimators_:
+            if not isinstance(member, MLPRegressor):
+                raise TypeError(f"only an ensemble of jacnet MLPRegressors can be saved, got "
+                                f"a member {type(member).__name__}")
+        seed = self.random_state
+        params = {"n_members": int(self.n_members), "n_jobs": self.n_jobs,
+                  "random_state": int(seed) if isinstance(seed, Integral) else None}
+        return [m.to_state() for m in self.estimators_], params
+
+    @classmethod
+    def from_state(cls, members: list[tuple[dict[str, Array], dict[str, Any]]],
+                   params: dict[str, Any]) -> Self:
+        """The ensemble of :meth:`to_state`'s ``(members, params)``: its ``estimator`` an
+        unfitted clone of the first member."""
+        fitted = [MLPRegressor.from_state(tensors, meta) for tensors, meta in members]
+        ens = cls(clone(fitted[0]), n_members=len(fitted), n_jobs=params.get("n_jobs"),
+                  random_state=params.get("random_state"))
+        ens._set_members(fitted)
+        return ens
 
     def _members_predict(self, X: Any) -> tuple[Array, Array]:
         """Every member's mean and std, stacked: (M, n_samples[, n_outputs]) each."""

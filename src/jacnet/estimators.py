@@ -68,6 +68,7 @@ from sklearn.utils.validation import (
 from . import division
 from .activations import Activation, Sigmoid, Softmax, Sparsemax, get_activation
 from .fitplan import (
+    NEVER,
     BestScore,
     FitPlan,
     MSEGoal,
@@ -598,8 +599,11 @@ class _BaseMLP(BaseEstimator):
         options = self._loop_options(n if sw is None else float(sw.sum()), bs, rs,
                                      incremental, stall)
         # the estimators print scikit-learn's lines, never the command line's progress bar
+        # br never stopped by its validation rows (trainbr's max_fail = inf) keeps its
+        # last weights, the evidence maximum, not those of the best validation epoch
+        last = self.solver == "br" and wait == NEVER
         options.update(early_stopping=validation is not None and stall is None,
-                       max_fail=wait, verbose=False, restore_best=not by_score)
+                       max_fail=wait, verbose=False, restore_best=not (by_score or last))
         scorer = None
         if validation is not None and self.early_stopping:
             scorer = self._val_scorer(*validation)
@@ -1456,7 +1460,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             self.__dict__.pop(name, None)
         if self.solver == "br":
             record = self.training_record_
-            kept = record.best_epoch if record.best_val_loss is not None else record.n_epochs
+            restored = record.best_val_loss is not None and plan.options["restore_best"]
+            kept = record.best_epoch if restored else record.n_epochs
             entries = [e for e in record.epochs if "alpha" in e and e["epoch"] <= kept]
             if entries:
                 e = entries[-1]

@@ -59,8 +59,9 @@ def patience(solver: str, n_iter_no_change: float | None = None,
     ``max_fail`` when given; else scikit-learn's ``n_iter_no_change + 1`` (the estimators:
     its rule stops on the epoch after ``n_iter_no_change`` failures; ``np.inf``: never,
     given as :data:`NEVER` epochs); else, with neither (the command line),
-    :data:`FULL_BATCH_PATIENCE` for "lm" and "lbfgs" and :data:`MINI_BATCH_PATIENCE` for the
-    mini-batch solvers.
+    :data:`FULL_BATCH_PATIENCE` for "lm" and "lbfgs", :data:`MINI_BATCH_PATIENCE` for the
+    mini-batch solvers and :data:`NEVER` for "br" (trainbr's ``max_fail = inf``: the
+    evidence, not the validation rows, decides when Bayesian regularization is done).
     """
     if max_fail is not None:
         return int(max_fail)
@@ -68,6 +69,8 @@ def patience(solver: str, n_iter_no_change: float | None = None,
         if math.isinf(n_iter_no_change):
             return NEVER
         return int(n_iter_no_change) + 1
+    if solver == "br":
+        return NEVER
     return MINI_BATCH_PATIENCE if solver in STOCHASTIC else FULL_BATCH_PATIENCE
 
 

@@ -16,12 +16,16 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 
 from .data import FeatureEncoder
+from .ensemble import Ensemble
 from .estimators import MLPClassifier, MLPRegressor
 from .modelfile import (
+    ENSEMBLE,
     FORMAT,
     FORMAT_VERSION,
     ModelFileError,
     document_network,
+    ensemble_members,
+    ensemble_state,
     file_errors,
     load_network,
     read,
@@ -46,7 +50,7 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike[str]
-Estimator = MLPRegressor | MLPClassifier
+Estimator = MLPRegressor | MLPClassifier | Ensemble
 
 ESTIMATORS: dict[str, type[MLPRegressor] | type[MLPClassifier]] = {
     "MLPRegressor": MLPRegressor,
@@ -56,7 +60,9 @@ ESTIMATORS: dict[str, type[MLPRegressor] | type[MLPClassifier]] = {
 
 def save_estimator(est: Estimator, path: PathLike, *,
                    extra: dict[str, Any] | None = None) -> None:
-    """Write a fitted ``MLPRegressor``/``MLPClassifier`` to ``path`` (atomically).
+    """Write a fitted ``MLPRegressor``/``MLPClassifier``, or a :class:`jacnet.Ensemble` of
+    ``MLPRegressor`` members (one file, kind "Ensemble": each member's tensors prefixed
+    ``member.{k}.``, its posterior included), to ``path`` (atomically).
 
     The optimizer state kept for ``warm_start``/``partial_fit`` is not stored: a loaded
     estimator predicts exactly as the saved one, and further training restarts the
@@ -65,8 +71,14 @@ def save_estimator(est: Estimator, path: PathLike, *,
     a fresh fit, so saving it again writes the same model file.
     """
     kind = type(est).__name__
+    if isinstance(est, Ensemble):
+        states, params = est.to_state()
+        members = [(tensors, state_document({**meta, "extra": None})) for tensors, meta in states]
+        write(path, *ensemble_state(members, params, extra))
+        return
     if kind not in ESTIMATORS or not isinstance(est, ESTIMATORS[kind]):
-        raise TypeError(f"est must be a jacnet MLPRegressor or MLPClassifier, got {kind}")
+        raise TypeError(f"est must be a jacnet MLPRegressor, MLPClassifier or Ensemble, got "
+                        f"{kind}")
     tensors, meta = est.to_state()
     if extra is not None:
         meta["extra"] = extra
@@ -74,7 +86,8 @@ def save_estimator(est: Estimator, path: PathLike, *,
 
 
 def load(path: PathLike) -> Network | Estimator:
-    """Load a model file: the estimator it holds, or a :class:`Network` (kind "network").
+    """Load a model file: the estimator (or :class:`jacnet.Ensemble`) it holds, or a
+    :class:`Network` (kind "network").
 
     Raises
     ------
@@ -102,6 +115,16 @@ def _model(tensors: dict[str, Any], doc: dict[str, Any]) -> Network | Estimator:
     kind = doc["kind"]
     if kind == "network":
         return document_network(tensors, doc)
+    if kind == ENSEMBLE:
+        members, params = ensemble_members(tensors, doc)
+        return Ensemble.from_state([_state(*member) for member in members], params)
+    return ESTIMATORS[kind].from_state(*_state(tensors, doc))
+
+
+def _state(tensors: dict[str, Any], doc: dict[str, Any]
+           ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An estimator document's checked ``(tensors, meta)`` for ``from_state``."""
+    kind = doc["kind"]
     if kind not in ESTIMATORS:
         raise ModelFileError(f"unknown kind {kind!r}")
     cls = ESTIMATORS[kind]
@@ -109,7 +132,7 @@ def _model(tensors: dict[str, Any], doc: dict[str, Any]) -> Network | Estimator:
     unknown = sorted(set(meta["params"]) - set(cls().get_params(deep=False)))
     if unknown:
         raise ModelFileError(f"{cls.__name__} rejects the stored parameters {unknown}")
-    return cls.from_state(tensors, meta)
+    return tensors, meta
 
 
 class TableEncoder(TransformerMixin, BaseEstimator):

@@ -15,6 +15,10 @@ safetensors ``metadata`` (a str -> str map) holds:
 - ``sha256``: a digest of the document and every tensor, so a flipped byte anywhere is
   reported instead of silently changing the model.
 
+An ensemble file (kind ``"Ensemble"``) holds each member's tensors prefixed ``member.{k}.``
+and its document lists the members' documents (``members``) with the ensemble's own
+parameters (``ensemble``); files of the other kinds are unchanged by it.
+
 This module knows networks, tensors and plain values, never an estimator: an estimator
 gives its state as ``(tensors, meta)`` (``to_state``) and is rebuilt from them
 (``from_state``); :func:`state_document` and :func:`read_state` turn that ``meta`` into
@@ -46,6 +50,7 @@ from .layers import Dense
 from .network import Network
 
 __all__ = [
+    "ENSEMBLE",
     "FORMAT",
     "FORMAT_VERSION",
     "PREPROCESSING",
@@ -53,6 +58,8 @@ __all__ = [
     "ModelFileError",
     "build_network",
     "document_network",
+    "ensemble_members",
+    "ensemble_state",
     "file_errors",
     "load_network",
     "network_state",
@@ -76,6 +83,8 @@ PREPROCESSING = ("x_mean", "x_scale", "y_mean", "y_scale")
 #: rows' absolute residuals (n, n_out) for conformal intervals. Files without them (older
 #: ones among them) load and predict means.
 UNCERTAINTY = ("uncertainty.covariance_factor", "uncertainty.conformal_scores")
+#: The kind of an ensemble file; its members are regressors (``"MLPRegressor"``).
+ENSEMBLE = "Ensemble"
 
 
 class ModelFileError(ValueError):
@@ -315,6 +324,50 @@ def _uncertainty(tensors: dict[str, Array], info: Any, arch: list[dict[str, Any]
         raise ModelFileError(f"invalid posterior entry {info!r}")
     return {"noise_variance": noise.tolist(), "dof": dof, "effective_n_params": gamma,
             "source": str(info["source"])}
+
+
+# -------------------------------------------------------------------- ensembles
+def ensemble_state(members: list[tuple[dict[str, Array], dict[str, Any]]],
+                   params: dict[str, Any], extra: dict[str, Any] | None
+                   ) -> tuple[dict[str, Array], dict[str, Any]]:
+    """One file's ``(tensors, doc)`` for an ensemble of ``members``, each the ``(tensors,
+    doc)`` of one estimator (its :func:`state_document`): the tensors prefixed
+    ``member.{k}.``, the documents listed under ``members``, ``params`` (the ensemble's
+    own) under ``ensemble``. The inverse is :func:`ensemble_members`."""
+    if not members:
+        raise ValueError("an ensemble file needs at least one member")
+    if extra is not None and not isinstance(extra, dict):
+        raise TypeError(f"extra must be a dict or None, got {type(extra).__name__}")
+    tensors = {f"member.{k}.{name}": t for k, (ts, _) in enumerate(members)
+               for name, t in ts.items()}
+    first = members[0][1]
+    doc = {key: first[key] for key in ("format", "format_version", "jacnet_version", "dtype",
+                                       "architecture")}
+    doc.update(kind=ENSEMBLE, n_params=sum(d["n_params"] for _, d in members), extra=extra,
+               ensemble=params, members=[d for _, d in members])
+    return tensors, doc
+
+
+def ensemble_members(tensors: dict[str, Array], doc: dict[str, Any]
+                     ) -> tuple[list[tuple[dict[str, Array], dict[str, Any]]], dict[str, Any]]:
+    """An ensemble file's members, each ``(tensors, doc)`` with the prefix taken off, and
+    the ensemble's parameters; every tensor must belong to a listed member and every member
+    must be a regressor."""
+    docs, params = doc["members"], doc["ensemble"]
+    if not isinstance(docs, list) or not docs or not all(isinstance(d, dict) for d in docs):
+        raise ModelFileError("an ensemble must list at least one member document")
+    if not isinstance(params, dict) or params.get("n_members") != len(docs):
+        raise ModelFileError(f"the ensemble's n_members does not match its {len(docs)} members")
+    kinds = sorted({str(d.get("kind")) for d in docs} - {"MLPRegressor"})
+    if kinds:
+        raise ModelFileError(f"ensemble members must be MLPRegressor, got {kinds}")
+    parts: list[dict[str, Array]] = [{} for _ in docs]
+    for name, t in tensors.items():
+        head, k, rest = (name.split(".", 2) + ["", ""])[:3]
+        if head != "member" or not k.isdigit() or int(k) >= len(docs) or not rest:
+            raise ModelFileError(f"unexpected tensor {name!r} in an ensemble file")
+        parts[int(k)][rest] = t
+    return list(zip(parts, docs, strict=True)), params
 
 
 def _classes(spec: dict[str, Any], n_out: int) -> tuple[Array, dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""PNG figures of a training run: loss curves, predicted vs true, confusion matrix.
+"""PNG figures of a training run: loss curves, predicted vs true, prediction intervals,
+error histogram, confusion matrix.
 
 Figures are drawn on matplotlib's ``Figure`` with the Agg canvas (no pyplot state, no
 display needed) and written atomically.
@@ -17,7 +18,8 @@ from matplotlib.figure import Figure
 from .checkpoint import atomic_write
 from .record import TrainingRecord
 
-__all__ = ["loss_curves", "predicted_vs_true", "confusion_matrix"]
+__all__ = ["loss_curves", "predicted_vs_true", "intervals", "error_histogram",
+           "confusion_matrix"]
 
 PathLike = str | os.PathLike[str]
 _COLORS = {"train": "tab:blue", "validation": "tab:orange", "test": "tab:green"}
@@ -102,6 +104,119 @@ def predicted_vs_true(splits: Mapping[str, tuple[np.ndarray, np.ndarray]], path:
         ax.legend(fontsize=8, loc="upper left")
     fig.suptitle(title or "Predicted vs true")
     _save(fig, path)
+
+
+def intervals(splits: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+              path: PathLike, names: Sequence[str] = (), coverage: float = 0.95,
+              title: str = "", max_points: int = 400) -> None:
+    """Predictions with their intervals against the truth: per target (row) and split
+    (column) one panel of the rows sorted by prediction, the interval a band around the
+    predicted line, each true value a dot (a red cross outside its interval); the share
+    inside and the mean width in the panel's title.
+
+    Parameters
+    ----------
+    splits : mapping of split name -> (y_true, y_pred, lower, upper)
+        Arrays of shape (n,) or (n, k); empty splits are skipped.
+    names : sequence of str
+        The k target names.
+    coverage : float
+        The intervals' nominal coverage (for the labels).
+    max_points : int
+        Most rows drawn per panel (evenly spaced in the sorted order, so the whole range
+        shows); the share inside and the width are of all rows.
+    """
+    parts = _parts(splits, 4)
+    k = next(iter(parts.values()))[0].shape[1]
+    names = list(names) or [f"output {j}" for j in range(k)]
+    cols = len(parts)
+    fig = Figure(figsize=(4.4 * cols, 3.8 * k), layout="constrained")
+    for j in range(k):
+        for c, (split, (t, p, low, up)) in enumerate(parts.items()):
+            ax = fig.add_subplot(k, cols, j * cols + c + 1)
+            order = np.argsort(p[:, j], kind="stable")
+            keep = np.unique(np.linspace(0, len(t) - 1, min(len(t), max_points)).round())
+            rows = order[keep.astype(int)]
+            x = np.arange(len(rows))
+            inside = (t[:, j] >= low[:, j]) & (t[:, j] <= up[:, j])
+            ax.fill_between(x, low[rows, j], up[rows, j], color=_COLORS.get(split, "0.5"),
+                            alpha=0.3, lw=0, label=f"{coverage:.0%} interval")
+            ax.plot(x, p[rows, j], color=_COLORS.get(split, "0.3"), lw=1.4, label="predicted")
+            hit = inside[rows]
+            ax.plot(x[hit], t[rows, j][hit], ".", color="0.15", ms=4, label="true")
+            if not hit.all():
+                ax.plot(x[~hit], t[rows, j][~hit], "x", color="tab:red", ms=5, mew=1.5,
+                        label=f"true, outside ({int((~inside).sum())})")
+            drawn = "" if len(rows) == len(t) else f", {len(rows)} drawn"
+            ax.set_title(f"{split}: {inside.mean():.1%} inside, mean width "
+                         f"{float(np.mean(up[:, j] - low[:, j])):.3g}", fontsize=10)
+            ax.set_xlabel(f"rows sorted by prediction (n={len(t)}{drawn})")
+            ax.set_ylabel(names[j])
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title or f"Predictions with their {coverage:.0%} intervals against the truth")
+    _save(fig, path)
+
+
+def error_histogram(splits: Mapping[str, tuple[np.ndarray, np.ndarray]], path: PathLike,
+                    names: Sequence[str] = (), bins: int = 20, title: str = "") -> None:
+    """MATLAB's ``ploterrhist``: the errors ``y_true - y_pred`` of each split in one
+    histogram per target, the splits stacked in ``bins`` common bins, zero error marked.
+
+    Parameters
+    ----------
+    splits : mapping of split name -> (y_true, y_pred)
+        Arrays of shape (n,) or (n, k); empty splits are skipped.
+    names : sequence of str
+        The k target names.
+    """
+    parts = _parts(splits, 2)
+    k = next(iter(parts.values()))[0].shape[1]
+    names = list(names) or [f"output {j}" for j in range(k)]
+    fig, axes = _panels(k)
+    for j, ax in enumerate(axes):
+        errors = {split: (t[:, j] - p[:, j]) for split, (t, p) in parts.items()}
+        every = np.concatenate(list(errors.values()))
+        every = every[np.isfinite(every)]
+        if not len(every):
+            ax.text(0.5, 0.5, "no finite error", ha="center", va="center",
+                    transform=ax.transAxes, color="0.3")
+            continue
+        edges = np.histogram_bin_edges(every, bins=bins)
+        ax.hist([e[np.isfinite(e)] for e in errors.values()], bins=edges, stacked=True,
+                color=[_COLORS.get(s, "0.5") for s in errors], edgecolor="white", lw=0.5,
+                label=[f"{s} (n={len(e)})" for s, e in errors.items()])
+        ax.axvline(0.0, color="tab:red", lw=1.5, label="zero error")
+        ax.set_xlabel(f"error = true - predicted {names[j]}")
+        ax.set_ylabel("rows")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8)
+    fig.suptitle(title or f"Error histogram ({bins} bins)")
+    _save(fig, path)
+
+
+def _parts(splits: Mapping[str, tuple[np.ndarray, ...]], width: int
+           ) -> dict[str, tuple[np.ndarray, ...]]:
+    """The non-empty splits' arrays as (n, k), checked to be ``width`` arrays of one shape
+    and the same k in every split."""
+    parts = {name: tuple(_2d(a) for a in arrays) for name, arrays in splits.items()
+             if len(arrays[0])}
+    if not parts:
+        raise ValueError(f"splits must hold at least one non-empty split, got {list(splits)}")
+    for name, arrays in parts.items():
+        if len(arrays) != width or len({a.shape for a in arrays}) > 1:
+            raise ValueError(f"splits[{name!r}] must hold {width} arrays of one shape")
+    if len({a[0].shape[1] for a in parts.values()}) > 1:
+        raise ValueError("splits must all have the same number of outputs")
+    return parts
+
+
+def _panels(k: int) -> tuple[Figure, list[Any]]:
+    """A figure of ``k`` panels, at most three a row."""
+    cols = min(k, 3)
+    rows = -(-k // cols)
+    fig = Figure(figsize=(4.8 * cols, 4.4 * rows), layout="constrained")
+    return fig, [fig.add_subplot(rows, cols, j + 1) for j in range(k)]
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[Any],

@@ -56,8 +56,8 @@ from .validation import check_real
 Array = np.ndarray
 
 __all__ = ["JITTER", "INTERVAL_METHODS", "Posterior", "bayes_posterior", "check_coverage",
-           "conformal_halfwidth", "mixture", "mixture_interval", "penalty_posterior",
-           "t_halfwidth"]
+           "conformal_halfwidth", "gaussian_nll", "interval_scores", "mixture",
+           "mixture_interval", "penalty_posterior", "t_halfwidth"]
 
 #: The prior precision given to parameters the fit did not penalise, relative to the mean
 #: diagonal of ``J^T W J`` (see the module docstring).
@@ -215,3 +215,22 @@ def mixture_interval(means: Array, stds: Array, dofs: Array, coverage: float
         return 0.5 * (lo + hi)
 
     return quantile(0.5 - 0.5 * coverage), quantile(0.5 + 0.5 * coverage)
+
+
+def gaussian_nll(y: Array, mean: Array, std: Array) -> Array:
+    """The Gaussian negative log-likelihood of each value, in the data's units::
+
+        nll = log(std) + (1/2) log(2 pi) + (y - mean)^2 / (2 std^2)
+
+    ``y``, ``mean``, ``std``: arrays of one shape, (n,) or (n, n_out); the result has it too
+    (average it for the mean per value). A zero std gives inf (or nan for a zero error)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (np.asarray(y, dtype=float) - mean) / std
+        return np.log(std) + 0.5 * math.log(2 * math.pi) + 0.5 * z * z
+
+
+def interval_scores(y: Array, lower: Array, upper: Array) -> tuple[Array, Array]:
+    """``(inside, width)``, each of ``y``'s shape: whether each value lies in its interval
+    ``[lower, upper]`` (1.0 or 0.0; average it for the coverage) and the interval's width."""
+    y = np.asarray(y, dtype=float)
+    return ((y >= lower) & (y <= upper)).astype(float), upper - lower

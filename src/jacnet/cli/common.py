@@ -88,18 +88,78 @@ def model_metrics(est: Any, kind: str, X: pd.DataFrame, y: np.ndarray,
 
     r2, mse = scores(y, pred)
     out = {"n": len(y), "r2": r2, "mse": mse}
+    values = uncertainty_metrics(est, X, y) if has_posterior(est) else None
+    if values is not None:
+        out.update({k: _finite_mean(v) for k, v in values.items()})
     if y.ndim == 2 and y.shape[1] > 1:
         names = list(targets) if len(targets) == y.shape[1] else [
             f"output {j}" for j in range(y.shape[1])]
         out["per_target"] = {name: dict(zip(("r2", "mse"), scores(y[:, j], pred[:, j]),
                                             strict=True)) for j, name in enumerate(names)}
+        for j, name in enumerate(names):
+            out["per_target"][name].update(
+                {k: _finite_mean(v[:, j]) for k, v in (values or {}).items()})
     return out
+
+
+#: The coverage of the intervals the regression metrics score (``coverage_95``, ``width_95``).
+COVERAGE = 0.95
+
+
+def has_posterior(est: Any) -> bool:
+    """Whether ``est`` (a regressor, or an :class:`jacnet.Ensemble` of them) gives error bars
+    at a modest cost: each network has at most ``STORED_POSTERIOR_MAX_PARAMS`` parameters
+    (the size a model file stores the posterior for) and its posterior exists (a squared
+    error fit on in-memory rows, or a file that stored it). The posterior is computed now
+    and kept."""
+    from ..estimators import STORED_POSTERIOR_MAX_PARAMS
+
+    members = getattr(est, "estimators_", None) or [est]
+    for member in members:
+        net = getattr(member, "network_", None)
+        if net is None or not hasattr(member, "predict_interval") \
+                or net.n_params > STORED_POSTERIOR_MAX_PARAMS:
+            return False
+        try:
+            with np.errstate(all="ignore"):  # a diverged fit: checked just below
+                post = member.posterior_  # computed once, and kept by the estimator
+        except (ValueError, np.linalg.LinAlgError):
+            return False
+        if not (np.isfinite(post.covariance_factor).all()
+                and np.isfinite(post.noise_variance).all()):
+            return False
+    return True
+
+
+def uncertainty_metrics(est: Any, X: Any, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Per value, (n, n_outputs): the Gaussian negative log-likelihood of ``y`` under the
+    predictive distribution (mean and std, noise included, in the data's units;
+    :func:`jacnet.uncertainty.gaussian_nll`), whether it lies in the central
+    :data:`COVERAGE` interval (``coverage_95``) and that interval's width (``width_95``)."""
+    from ..uncertainty import gaussian_nll, interval_scores
+
+    with np.errstate(all="ignore"):  # a diverged model's inf scores become None
+        mean, std = est.predict(X, return_std=True)
+        lower, upper = est.predict_interval(X, COVERAGE)
+    n = len(y)
+    t = np.asarray(y, dtype=float).reshape(n, -1)
+    mean, std, lower, upper = (a.reshape(n, -1) for a in (mean, std, lower, upper))
+    inside, width = interval_scores(t, lower, upper)
+    return {"nll": gaussian_nll(t, mean, std), "coverage_95": inside, "width_95": width}
+
+
+def _finite_mean(values: np.ndarray) -> float | None:
+    """The mean, or None when it is not finite (a diverged model)."""
+    with np.errstate(all="ignore"):
+        m = float(np.mean(values))
+    return m if np.isfinite(m) else None
 
 
 def _fmt(v: float | None, metric: str) -> str:
     if v is None:
         return "-"
-    return f"{v:.2%}" if metric.endswith("accuracy") else f"{v:.4g}"
+    return f"{v:.2%}" if metric.endswith("accuracy") or metric.startswith("coverage") \
+        else f"{v:.4g}"
 
 
 def metrics_tables(metrics: dict[str, dict[str, Any] | None], title: str) -> list[Table]:
@@ -117,11 +177,13 @@ def metrics_tables(metrics: dict[str, dict[str, Any] | None], title: str) -> lis
     tables = [table]
     if several:
         per = Table(title="Per target", title_justify="left")
-        for c in ("rows", "target", "r2", "mse"):
+        first = next(iter(next(m for m in shown.values() if "per_target" in m)
+                          ["per_target"].values()))
+        for c in ("rows", "target", *(k.replace("_", " ") for k in first)):
             per.add_column(c, justify="left" if c in ("rows", "target") else "right")
         for name, m in shown.items():
             for target, s in m.get("per_target", {}).items():
-                per.add_row(name, escape(str(target)), _fmt(s["r2"], "r2"), _fmt(s["mse"], "mse"))
+                per.add_row(name, escape(str(target)), *(_fmt(s.get(k), k) for k in first))
         tables.append(per)
     return tables
 

@@ -27,14 +27,17 @@ from ..data import (
     infer_task,
     target_values,
 )
+from ..ensemble import Ensemble
 from ..progress import Progress
 from ..record import strict_json
 from ..training import SOLVERS
 from .common import (
+    COVERAGE,
     CliError,
     DatasetOpt,
     Debug,
     app,
+    has_posterior,
     jsonable,
     load_frame,
     metrics_tables,
@@ -62,6 +65,9 @@ class DType(str, Enum):
 
 
 
+#: ``--epochs``'s default, and for ``br`` (MATLAB trainbr's ``epochs``).
+EPOCHS, BR_EPOCHS = 200, 1000
+
 #: ``--solver auto`` picks Levenberg-Marquardt when one LM epoch costs at most this many
 #: floating-point operations (N·outputs·P² for JᵀJ plus P³ for the solve), else Adam.
 LM_BUDGET = 1e9
@@ -88,14 +94,16 @@ def train(
         help="Hidden activation: one name, or one per hidden layer, comma separated.")] = "relu",
     solver: Annotated[Solver, typer.Option(
         help="'auto': Levenberg-Marquardt for small problems, else Adam.")] = _AUTO,
-    epochs: Annotated[int, typer.Option(min=1, help="Most epochs to train.")] = 200,
+    epochs: Annotated[int | None, typer.Option(
+        min=1, help=f"Most epochs to train (default {EPOCHS}; {BR_EPOCHS} for br, as "
+        "trainbr).", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Mini-batch size (Adam, SGD, ...).")] = 32,
     lr: Annotated[float, typer.Option(help="Learning rate (Adam, SGD, ...).")] = 1e-3,
     alpha: Annotated[float, typer.Option(min=0.0, help="L2 penalty on the weights.")] = 0.03,
     patience: Annotated[int | None, typer.Option(
         min=1, help="Stop after this many epochs without a better validation loss "
         f"(default {fitplan.MINI_BATCH_PATIENCE}; {fitplan.FULL_BATCH_PATIENCE} for lm and "
-        "lbfgs, as trainlm).", show_default=False)] = None,
+        "lbfgs, as trainlm; never for br, as trainbr).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the division, "
                                            "initial weights and shuffling.")] = 0,
     val_fraction: Annotated[float, typer.Option(
@@ -109,6 +117,10 @@ def train(
         help="Standardise inputs (and regression targets) inside the model.")] = True,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Output folder; default runs/<timestamp>.", show_default=False)
+    ] = None,
+    ensemble: Annotated[int | None, typer.Option(
+        min=1, metavar="N", help="Fit N networks from different seeds (regression) and "
+        "predict with the mixture of their predictive distributions.", show_default=False)
     ] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q",
@@ -127,13 +139,20 @@ def train(
     layers = [table.X.shape[1], *sizes, _n_outputs(table.y, table.kind)]
     n_params = _n_params(layers)
     chosen = _choose_solver(solver.value, len(division["train"]) * layers[-1], n_params)
+    if ensemble is not None and table.kind != "regression":
+        raise CliError(f"--ensemble needs a regression task (the mixture of predictive "
+                       f"distributions), this is {table.kind}")
     wait = fitplan.patience(chosen, max_fail=patience)  # the estimators' rule, decided there
+    options["epochs"] = epochs = epochs or (BR_EPOCHS if chosen == "br" else EPOCHS)
     est = _estimator(table.kind, sizes, acts, chosen, epochs, batch_size, lr, alpha, wait,
                      seed, val_fraction, standardize, dtype.value)
+    if ensemble is not None:
+        est = Ensemble(est, n_members=ensemble, random_state=seed)
     t_load = time.perf_counter()
     if not quiet:
-        _announce(table, layers, n_params, chosen, dtype.value)
-    run_dir, record, notes = _fit_in_run_dir(est, table, division, wait, out_dir, quiet)
+        _announce(table, layers, n_params, chosen, dtype.value, ensemble)
+    run_dir, records, notes = _fit_in_run_dir(est, table, division, wait, out_dir, quiet)
+    record = records[0]
     t_train = time.perf_counter()
     splits = {name: (table.X.iloc[idx], table.y[idx]) for name, idx in division.items()}
     metrics = {name: model_metrics(est, table.kind, *xy, table.targets)
@@ -141,17 +160,20 @@ def train(
     pictures, t_save = _save(est, table, record, splits, run_dir, plots)
     t_end = time.perf_counter()
     model = {"file": "model.safetensors", "solver": chosen, "n_params": n_params,
-             "layers": layers, "activations": acts}
+             "layers": layers, "activations": acts, "ensemble": ensemble}
     timings = {"data_s": t_load - t0, "train_s": t_train - t_load,
                "evaluate_save_s": t_save - t_train, "plots_s": t_end - t_save,
                "total_s": t_end - t0}
+    bayes = _bayesian(est, records)
     _write_record(run_dir, record, table, est, {"metrics": metrics, "model": model,
-                  "options": options, "warnings": notes, "timings": timings})
+                  "options": options, "warnings": notes, "timings": timings, **bayes})
     for stale in _PLOT_FILES:  # a reused --out folder keeps no plot of an earlier run
         if run_dir / stale not in pictures:
             (run_dir / stale).unlink(missing_ok=True)
     if not quiet:
-        _summary(record, metrics, table.kind, notes, run_dir, pictures, t_end - t0)
+        _summary(record, metrics, table.kind, notes, run_dir, pictures, t_end - t0,
+                 kept_last=chosen == "br" and wait == fitplan.NEVER)
+        _bayesian_summary(bayes, n_params)
 
 
 @dataclass
@@ -200,18 +222,20 @@ def _divide(table: _Table, val_fraction: float, test_fraction: float,
 
 
 def _announce(table: _Table, layers: list[int], n_params: int, solver: str,
-              dtype: str) -> None:
+              dtype: str, ensemble: int | None) -> None:
     # user strings (file and column names) are escaped: "[...]" is rich markup
     out.print(f"[bold]jacnet train[/]: {escape(table.source)}, {len(table.frame)} rows, "
               f"{len(table.features)} feature columns ({table.X.shape[1]} encoded), "
               f"{table.kind} of {escape(short_list(table.targets))}")
+    members = "" if ensemble is None else f", an ensemble of {ensemble}"
     out.print(f"network {' -> '.join(map(str, layers))} ({n_params} parameters), solver "
-              f"{solver}, {dtype}")
+              f"{solver}, {dtype}{members}")
 
 
 def _fit_in_run_dir(est: Any, table: _Table, division: dict[str, np.ndarray], patience: int,
-                    out_dir: Path | None, quiet: bool) -> tuple[Path, Any, list[str]]:
-    """Make the run folder, then fit: ``(run folder, record, warning texts)``.
+                    out_dir: Path | None, quiet: bool) -> tuple[Path, list[Any], list[str]]:
+    """Make the run folder, then fit: ``(run folder, records, warning texts)``, one record
+    per network (one, or one per member of an ensemble).
 
     The folder is made and checked before training, so that a folder or file that cannot
     be written fails at once instead of after the work it would have kept; a fit that
@@ -221,7 +245,7 @@ def _fit_in_run_dir(est: Any, table: _Table, division: dict[str, np.ndarray], pa
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            record = _fit_divided(est, table.X, table.y, division, patience,
+            fitted = _fit_divided(est, table.X, table.y, division, patience,
                                   progress=not quiet)
     except BaseException:
         if fresh and not any(run_dir.iterdir()):
@@ -229,8 +253,9 @@ def _fit_in_run_dir(est: Any, table: _Table, division: dict[str, np.ndarray], pa
         raise
     notes = sorted({" ".join(str(w.message).split()) for w in caught
                     if not issubclass(w.category, DeprecationWarning)})
-    est.verbose = False
-    return run_dir, record, notes
+    for member in getattr(est, "estimators_", [est]):
+        member.verbose = False
+    return run_dir, fitted if isinstance(fitted, list) else [fitted], notes
 
 
 def _save(est: Any, table: _Table, record: Any,
@@ -263,6 +288,7 @@ def _write_record(run_dir: Path, record: Any, table: _Table, est: Any,
         "model": run["model"], "options": run["options"], "warnings": run["warnings"],
         "versions": versions(), "timings": run["timings"],
     })
+    doc.update({k: run[k] for k in ("bayesian", "ensemble") if k in run})
     # strict JSON: a diverged model's metrics (inf) become null, as the record's own numbers
     atomic_write(run_dir / "record.json",
                  json.dumps(strict_json(doc), indent=1, allow_nan=False).encode())
@@ -270,7 +296,15 @@ def _write_record(run_dir: Path, record: Any, table: _Table, est: Any,
 
 def _fit_divided(est: Any, X: pd.DataFrame, y: np.ndarray, division: dict[str, np.ndarray],
                  patience: int, progress: bool) -> Any:
-    """``est.fit_divided`` on the division made here, with the live progress bar."""
+    """``est.fit_divided`` on the division made here, with the live progress bar; for an
+    ensemble each member's in turn, a list of their records."""
+    if isinstance(est, Ensemble):
+        def member_fit(k: int, member: Any) -> Any:
+            if progress:
+                out.print(f"member {k + 1} of {est.n_members}")
+            return _fit_divided(member, X, y, division, patience, progress)
+
+        return est.fit_members(member_fit)
     bar = Progress(est.max_iter, console=out) if progress else None
     try:
         return est.fit_divided(X, y, division["train"], division["validation"],
@@ -326,15 +360,21 @@ def _check_classes_in_train(y: np.ndarray, division: dict[str, np.ndarray], kind
 
 
 #: Every plot ``jacnet train`` may write into its run folder.
-_PLOT_FILES = ("loss.png", "confusion.png", "predicted_vs_true.png")
+_PLOT_FILES = ("loss.png", "confusion.png", "predicted_vs_true.png", "intervals.png",
+               "errors.png")
 
 
 def _plots(plotting: Any, est: Any, kind: str, record: Any,
            splits: dict[str, tuple[pd.DataFrame, np.ndarray]], targets: list[str],
            run_dir: Path) -> list[Path]:
     files = [run_dir / "loss.png"]
+    members = getattr(est, "estimators_", None)
+    first = est if members is None else members[0]
+    penalised = first.alpha > 0 and first.solver != "br"
     plotting.loss_curves(record, files[0], train_label="train (with the L2 penalty)"
-                         if est.alpha > 0 else "train")
+                         if penalised else "train", title="" if members is None else
+                         f"Loss per epoch, member 1 of {len(members)} ({record.solver}; "
+                         f"stop: {record.stop_reason})")
     nonempty = {k: v for k, v in splits.items() if len(v[1])}
     if kind == "classification" and next(iter(nonempty.values()))[1].ndim == 1:
         name = "test" if "test" in nonempty else "validation" if "validation" in nonempty \
@@ -346,24 +386,89 @@ def _plots(plotting: Any, est: Any, kind: str, record: Any,
         plotting.confusion_matrix(yp, pred, est.classes_, files[-1],
                                   title=f"Confusion matrix, {name} rows (accuracy {acc:.1%})")
     elif kind == "regression":
-        files.append(run_dir / "predicted_vs_true.png")
-        plotting.predicted_vs_true({k: (v[1], est.predict(v[0])) for k, v in nonempty.items()},
-                                   files[-1], names=targets)
+        files.extend(_regression_plots(plotting, est, nonempty, targets, run_dir))
+    return files
+
+
+def _regression_plots(plotting: Any, est: Any,
+                      parts: dict[str, tuple[pd.DataFrame, np.ndarray]], targets: list[str],
+                      run_dir: Path) -> list[Path]:
+    """Predicted vs true, the error histogram and, for a model with a posterior, the
+    predictions with their intervals."""
+    pred = {k: est.predict(X) for k, (X, _) in parts.items()}
+    plotting.predicted_vs_true({k: (y, pred[k]) for k, (_, y) in parts.items()},
+                               run_dir / "predicted_vs_true.png", names=targets)
+    plotting.error_histogram({k: (y, pred[k]) for k, (_, y) in parts.items()},
+                             run_dir / "errors.png", names=targets)
+    files = [run_dir / "predicted_vs_true.png", run_dir / "errors.png"]
+    if has_posterior(est):
+        bounds = {k: est.predict_interval(X, COVERAGE) for k, (X, _) in parts.items()}
+        plotting.intervals({k: (y, pred[k], *bounds[k]) for k, (_, y) in parts.items()},
+                           run_dir / "intervals.png", names=targets, coverage=COVERAGE)
+        files.append(run_dir / "intervals.png")
     return files
 
 
 def _summary(record: Any, metrics: dict[str, Any], kind: str, notes: list[str],
-             run_dir: Path, pictures: list[Path], seconds: float) -> None:
+             run_dir: Path, pictures: list[Path], seconds: float, kept_last: bool) -> None:
+    """The metrics tables, the stop, the notes and the files written. ``kept_last``: the
+    weights are the last epoch's (``br`` without validation stopping), whatever epoch the
+    record names best."""
     for table in metrics_tables(metrics, "Result"):
         out.print(table)
-    out.print(f"stopped: {record.stop_reason} ({record.to_dict()['stop_message']}); best epoch "
-              f"{record.best_epoch} of {record.n_epochs}; {seconds:.1f} s in all",
-              soft_wrap=True)
+    kept = (f"the last epoch's weights kept, {record.n_epochs}" if kept_last
+            else f"best epoch {record.best_epoch} of {record.n_epochs}")
+    out.print(f"stopped: {record.stop_reason} ({record.to_dict()['stop_message']}); {kept}; "
+              f"{seconds:.1f} s in all", soft_wrap=True)
     for note in notes:
         out.print(f"[yellow]note:[/] {escape(note)}")
     files = ["model.safetensors", "record.json", *(p.name for p in pictures)]
     out.print(f"wrote {escape(str(run_dir))}/: {', '.join(files)}")
 
+
+
+def _bayesian(est: Any, records: list[Any]) -> dict[str, Any]:
+    """The record's ``bayesian`` entry (a ``br`` network: its gamma, alpha, beta, log
+    evidence and noise std in the targets' units) or ``ensemble`` entry (per member: its
+    seed, stop, epochs and, for ``br``, the same)."""
+    members = getattr(est, "estimators_", None)
+    if members is None:
+        return {"bayesian": _evidence(est)} if hasattr(est, "gamma_") else {}
+    rows = [{"random_state": m.random_state, "stop_reason": r.stop_reason,
+             "best_epoch": r.best_epoch, "n_epochs": r.n_epochs,
+             **({"bayesian": _evidence(m)} if hasattr(m, "gamma_") else {})}
+            for m, r in zip(members, records, strict=True)]
+    return {"ensemble": {"n_members": len(members), "members": rows}}
+
+
+def _evidence(est: Any) -> dict[str, Any]:
+    """A ``br`` regressor's gamma, alpha, beta, log evidence (trainbr's convention, in the
+    standardised units the network trains in) and noise std in the targets' units."""
+    def plain(v: Any) -> Any:
+        return np.asarray(v, dtype=float).tolist()
+
+    beta = np.atleast_1d(np.asarray(est.beta_, dtype=float))
+    scale = np.ones(est.n_outputs_) if est.y_scale_ is None else est.y_scale_
+    noise = np.sqrt(1.0 / (2.0 * beta)) * scale
+    return {"gamma": float(est.gamma_), "alpha": plain(est.alpha_), "beta": plain(est.beta_),
+            "log_evidence": float(est.log_evidence_), "n_params": est.network_.n_params,
+            "noise_std": noise.tolist()}
+
+
+def _bayesian_summary(bayes: dict[str, Any], n_params: int) -> None:
+    """One line per ``br`` network: gamma of P, alpha, beta, the log evidence."""
+    rows = [bayes["bayesian"]] if "bayesian" in bayes else [
+        m["bayesian"] for m in bayes.get("ensemble", {}).get("members", []) if "bayesian" in m]
+
+    def g(v: Any) -> str:
+        return ", ".join(f"{x:.4g}" for x in np.atleast_1d(v))
+
+    for k, b in enumerate(rows):
+        who = "" if len(rows) == 1 else f"member {k + 1}: "
+        out.print(f"{who}Bayesian regularization: γ = {b['gamma']:.4g} effective parameters "
+                  f"of {n_params}, α = {g(b['alpha'])}, β = {g(b['beta'])} (noise std "
+                  f"{g(b['noise_std'])} in the targets' units), log evidence "
+                  f"{b['log_evidence']:.6g}", soft_wrap=True)
 
 
 def _run_dir(path: Path | None) -> Path:
