@@ -552,3 +552,112 @@ def test_cli_predict_keeps_the_columns_asked_for(work, csv_file, classifier_run)
     assert pred["label"].tolist() == plain["label"].tolist()
     err = run("predict", out / "model.safetensors", csv_file, "--keep", "nope", code=2).stderr
     assert "unknown --keep column 'nope'" in err
+
+
+# ------------------------------------------------------- br, uncertainty, ensembles
+@pytest.fixture(scope="module")
+def br_run(work, csv_file):
+    out = work / "br"
+    proc = run("train", csv_file, "-t", "size", "--drop", "label", "--drop", "weight",
+               "--solver", "br", "--hidden", "4", "--activation", "tanh", "--epochs", "60",
+               "--out", out)
+    return out, proc
+
+
+def test_cli_br_records_its_evidence_and_error_bar_metrics(br_run):
+    """trainbr from the command line: gamma, alpha, beta and the log evidence in the record
+    and the summary; every part scored by its NLL, 95% coverage and width; the validation
+    rows scored every epoch but never stopping the run, whose last weights are kept."""
+    out, proc = br_run
+    record = json.loads((out / "record.json").read_text())
+    bayes = record["bayesian"]
+    assert set(bayes) == {"gamma", "alpha", "beta", "log_evidence", "n_params", "noise_std"}
+    assert 0 < bayes["gamma"] <= bayes["n_params"] and bayes["alpha"] > 0 < bayes["beta"]
+    last = record["epochs"][-1]  # the kept weights are the last epoch's: its alpha, beta
+    assert (bayes["gamma"], bayes["alpha"], bayes["beta"], bayes["log_evidence"]) == (
+        last["gamma"], last["alpha"], last["beta"], last["log_evidence"])
+    assert record["stop_reason"] != "validation" and record["options"]["epochs"] == 60
+    assert all(e["val_loss"] is not None for e in record["epochs"])
+    assert len(record["division"]["validation"]) == 18
+    for part in ("train", "validation", "test"):
+        m = record["metrics"][part]
+        assert np.isfinite(m["nll"]) and 0 <= m["coverage_95"] <= 1 and m["width_95"] > 0
+    for text in ("Bayesian regularization", "γ =", "log evidence", "nll", "coverage 95",
+                 "last epoch's weights kept"):
+        assert text in proc.stdout
+    assert_picture(out / "intervals.png", (300, 600))
+    assert_picture(out / "errors.png")
+    model = jn.load(out / "model.safetensors")
+    assert model.gamma_ == bayes["gamma"]
+
+
+def test_cli_br_takes_no_validation_patience_unless_asked(monkeypatch, tmp_path):
+    """trainbr's max_fail = inf: the plan's patience for br is "never", --patience sets one."""
+    from jacnet.cli import main
+    from jacnet.cli import train as cli_train
+    from jacnet.fitplan import NEVER
+
+    seen = []
+
+    def fit_divided(est, X, y, division, wait, progress):
+        seen.append((wait, est.max_iter))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_train, "_fit_divided", fit_divided)
+    for given in ([], ["--patience", "5", "--epochs", "7"]):
+        with pytest.raises(SystemExit):
+            main(["train", "--dataset", "diabetes", "--solver", "br", "--hidden", "3",
+                  "--out", str(tmp_path / "r"), "-q", *given])
+    assert seen == [(NEVER, 1000), (5, 7)]
+
+
+def test_cli_evaluate_prints_the_error_bar_metrics(br_run, csv_file):
+    out, _ = br_run
+    metrics = json.loads(run("evaluate", out / "model.safetensors", csv_file, "--json").stdout)
+    assert {"nll", "coverage_95", "width_95"} <= set(metrics) and metrics["n"] == 120
+    assert "coverage 95" in run("evaluate", out / "model.safetensors", csv_file).stdout
+
+
+@pytest.fixture(scope="module")
+def ensemble_run(work, csv_file):
+    out = work / "ensemble"
+    proc = run("train", csv_file, "-t", "size", "-t", "weight", "--drop", "label",
+               "--solver", "br", "--hidden", "3", "--activation", "tanh", "--epochs", "25",
+               "--ensemble", "3", "--out", out)
+    return out, proc
+
+
+def test_cli_ensemble_trains_saves_and_predicts_with_the_mixture(ensemble_run, csv_file, work):
+    out, proc = ensemble_run
+    record = json.loads((out / "record.json").read_text())
+    assert record["model"]["ensemble"] == 3 and record["ensemble"]["n_members"] == 3
+    members = record["ensemble"]["members"]
+    assert len({m["random_state"] for m in members}) == 3
+    assert all(set(m["bayesian"]) >= {"gamma", "alpha", "beta", "log_evidence"}
+               for m in members)
+    assert {"nll", "coverage_95", "width_95"} <= set(record["metrics"]["test"])
+    assert {"nll", "coverage_95"} <= set(record["metrics"]["test"]["per_target"]["weight"])
+    assert "member 3 of 3" in proc.stdout and "member 2: Bayesian" in proc.stdout
+    assert_picture(out / "intervals.png", (300, 600))
+    ens = jn.load(out / "model.safetensors")
+    assert isinstance(ens, jn.Ensemble) and len(ens.estimators_) == 3
+    pred = out / "pred.csv"
+    run("predict", out / "model.safetensors", csv_file, "--std", "--interval", "0.9",
+        "-o", pred)
+    table = pd.read_csv(pred)
+    assert list(table.columns) == ["size", "weight", "size_std", "weight_std", "size_lower",
+                                   "size_upper", "weight_lower", "weight_upper"]
+    X = FeatureEncoder.from_dict(read_model(out / "model.safetensors")[1]["extra"]["data"]
+                                 ["features"]).transform(pd.read_csv(csv_file))
+    mean, std = ens.predict(X, return_std=True)
+    np.testing.assert_allclose(table[["size", "weight"]], mean, rtol=1e-12)
+    np.testing.assert_allclose(table[["size_std", "weight_std"]], std, rtol=1e-12)
+    assert "Ensemble of 3 MLPRegressor members" in run("info", out / "model.safetensors").stdout
+
+
+def test_cli_ensemble_bad_input_exits_2(work, csv_file):
+    proc = run("train", csv_file, "-t", "label", "--ensemble", "2", "--out", work / "x",
+               code=2)
+    _assert_one_line(proc.stderr, "--ensemble needs a regression task")
+    proc = run("train", csv_file, "-t", "size", "--ensemble", "0", "--out", work / "x", code=2)
+    assert "--ensemble" in proc.stderr

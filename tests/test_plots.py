@@ -102,3 +102,47 @@ def test_plots_loss_curves_without_an_epoch_says_so(tmp_path):
     record = TrainingRecord(solver="adam", epochs=[], stop_reason="non_finite")
     plots.loss_curves(record, tmp_path / "loss.png")
     assert_picture(tmp_path / "loss.png")
+
+
+def _interval_splits(k=1, seed=0):
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for name, n in (("train", 80), ("validation", 15), ("test", 0)):
+        t = rng.normal(size=(n, k))
+        p = t + 0.2 * rng.normal(size=(n, k))
+        splits[name] = (t, p, p - 0.35, p + 0.35)
+    return splits
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_plots_intervals(tmp_path, k):
+    plots.intervals(_interval_splits(k), tmp_path / "i.png", names=["a", "b"][:k])
+    assert_picture(tmp_path / "i.png", (250 * k, 600))
+    assert os.listdir(tmp_path) == ["i.png"]
+
+
+def test_plots_intervals_thins_many_rows(tmp_path):
+    t = np.linspace(-3, 3, 5000)
+    plots.intervals({"test": (t, t, t - 1, t + 1)}, tmp_path / "i.png", max_points=50)
+    assert_picture(tmp_path / "i.png")
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_plots_error_histogram(tmp_path, k):
+    splits = {name: arrays[:2] for name, arrays in _interval_splits(k).items()}
+    plots.error_histogram(splits, tmp_path / "e.png", names=["x", "y", "z"][:k])
+    assert_picture(tmp_path / "e.png", (250, 300 * min(k, 2)))
+
+
+def test_plots_error_histogram_of_a_diverged_model(tmp_path):
+    t = np.linspace(0, 1, 10)
+    plots.error_histogram({"train": (t, np.full(10, np.inf))}, tmp_path / "e.png")
+    assert_picture(tmp_path / "e.png")
+
+
+def test_plots_intervals_bad_input_is_named(tmp_path):
+    t = np.zeros(5)
+    with pytest.raises(ValueError, match="4 arrays of one shape"):
+        plots.intervals({"test": (t, t, t[:3], t)}, tmp_path / "i.png")
+    with pytest.raises(ValueError, match="at least one non-empty split"):
+        plots.error_histogram({"test": (t[:0], t[:0])}, tmp_path / "e.png")

@@ -404,3 +404,77 @@ def test_uncertainty_cli_predict_std_and_interval(tmp_path):
     code, _, err = _run("predict", tmp_path / "cls" / "model.safetensors", tmp_path / "c.csv",
                         "--std")
     assert code == 2 and "--std needs a regression model" in err and "classifier" in err
+
+
+# ------------------------------------------------- scores and ensemble model files
+def test_uncertainty_gaussian_nll_and_interval_scores():
+    from jacnet.uncertainty import gaussian_nll, interval_scores
+
+    rng = np.random.default_rng(0)
+    y, mean, std = rng.normal(size=(3, 20, 2))
+    std = np.abs(std) + 0.1
+    np.testing.assert_allclose(gaussian_nll(y, mean, std), -stats.norm.logpdf(y, mean, std),
+                               rtol=1e-12)
+    inside, width = interval_scores(np.array([0.0, 1.0, 2.0]), np.array([0.0, 1.5, 0.0]),
+                                    np.array([1.0, 2.0, 1.0]))
+    assert inside.tolist() == [1.0, 0.0, 0.0] and width.tolist() == [1.0, 0.5, 1.0]
+
+
+def test_ensemble_fit_members_is_fit_with_the_callers_own_fit():
+    X, y = _data(60)
+    member = jn.MLPRegressor(hidden_layer_sizes=(3,), activation="tanh", solver="br",
+                             max_iter=20)
+    a = jn.Ensemble(member, n_members=3, random_state=4).fit(X, y)
+    b = jn.Ensemble(member, n_members=3, random_state=4)
+    seen = b.fit_members(lambda k, m: (k, m.fit(X, y).random_state))
+    assert [k for k, _ in seen] == [0, 1, 2]
+    assert [s for _, s in seen] == [m.random_state for m in a.estimators_]
+    for out_a, out_b in zip(a.predict(X, return_std=True), b.predict(X, return_std=True),
+                            strict=True):
+        np.testing.assert_array_equal(out_a, out_b)
+    assert b.n_features_in_ == 2
+
+
+def test_ensemble_model_file_round_trip(tmp_path):
+    """One file holds every member (tensors prefixed member.k.); the loaded ensemble
+    predicts, with its std and intervals, as the saved one."""
+    from jacnet.io import read_model, save_estimator
+
+    X, y = _data(60, q=2)
+    ens = jn.Ensemble(jn.MLPRegressor(hidden_layer_sizes=(3,), activation="tanh",
+                                      solver="br", max_iter=20), n_members=2,
+                      random_state=0).fit(X, y)
+    path = tmp_path / "ens.safetensors"
+    save_estimator(ens, path, extra={"note": "x"})
+    loaded, doc = read_model(path)
+    assert isinstance(loaded, jn.Ensemble) and doc["kind"] == "Ensemble"
+    assert doc["extra"] == {"note": "x"} and loaded.get_params()["n_members"] == 2
+    for a, b in zip(ens.predict(X, return_std=True), loaded.predict(X, return_std=True),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    for a, b in zip(ens.predict_interval(X), loaded.predict_interval(X), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert isinstance(jn.load(path), jn.Ensemble)
+
+
+def test_ensemble_model_file_rejects_stray_tensors(tmp_path):
+    import safetensors.numpy
+
+    from jacnet.io import ModelFileError, save_estimator
+    from jacnet.modelfile import ensemble_members, read
+
+    X, y = _data(40)
+    ens = jn.Ensemble(jn.MLPRegressor(hidden_layer_sizes=(2,), solver="lm", max_iter=5),
+                      n_members=2, random_state=0).fit(X, y)
+    path = tmp_path / "ens.safetensors"
+    save_estimator(ens, path)
+    tensors, doc = read(path)
+    for name in ("member.2.layers.0.W", "members.0.layers.0.W", "member.x.layers.0.W"):
+        with pytest.raises(ModelFileError, match="unexpected tensor"):
+            ensemble_members({**tensors, name: np.zeros(1)}, doc)
+    with pytest.raises(ModelFileError, match="n_members"):
+        ensemble_members(tensors, {**doc, "ensemble": {"n_members": 3}})
+    with pytest.raises(TypeError, match="only an ensemble of jacnet MLPRegressors"):
+        from sklearn.linear_model import Ridge
+        save_estimator(jn.Ensemble(Ridge(), n_members=2).fit(X, y), path)
+    assert safetensors.numpy.load_file(path)  # the failed save left the old file intact

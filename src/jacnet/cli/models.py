@@ -65,7 +65,7 @@ def predict(
 ) -> None:
     """Predict with a trained model; one output row per input row."""
     est, doc = load_model(model)
-    if (std or interval is not None) and doc["kind"] != "MLPRegressor":
+    if (std or interval is not None) and doc["kind"] not in ("MLPRegressor", "Ensemble"):
         flag = "--std" if std else "--interval"
         raise CliError(f"{flag} needs a regression model; {model} holds "
                        f"{'a bare network' if doc['kind'] == 'network' else 'a classifier'}")
@@ -203,8 +203,14 @@ def info(
         _onnx_info(model)
         return
     obj, doc = load_model(model)
+    members = getattr(obj, "estimators_", None)
+    if members is not None:  # an ensemble: its first member's details, its size
+        obj = members[0]
     net = obj if doc["kind"] == "network" else obj.network_
-    out.print(f"[bold]{escape(str(model))}[/]: {doc['kind']}, {net.n_params} parameters, "
+    kind = doc["kind"] if members is None else (
+        f"Ensemble of {len(members)} {type(obj).__name__} members")
+    each = "" if members is None else " each"
+    out.print(f"[bold]{escape(str(model))}[/]: {kind}, {net.n_params} parameters{each}, "
               f"{doc['dtype']}, "
               f"format {doc['format']} v{doc['format_version']}, written by jacnet "
               f"{doc['jacnet_version']}")
@@ -231,7 +237,11 @@ def info(
         rows.append(("features", short_list([str(s) for s in obj.feature_names_in_])))
     rows.append(("inputs", "standardised (mean/std of the training rows)"
                  if obj.x_mean_ is not None else "used as given"))
-    if doc["kind"] == "MLPRegressor":
+    if members is not None:
+        rows.append(("ensemble", f"{len(members)} members (random_state "
+                                 f"{short_list([m.random_state for m in members])}); the "
+                                 "training shown is the first member's"))
+    if doc["kind"] != "MLPClassifier":
         rows.append(("targets", "standardised inside the model" if obj.y_mean_ is not None
                      else "used as given"))
     else:
