@@ -246,24 +246,31 @@ def info(
                      else "used as given"))
     else:
         rows.append(("classes", short_list([str(c) for c in obj.classes_.tolist()])))
-    record = getattr(obj, "training_record_", None)
-    if record is not None:
-        rows.append(("training", f"solver {record.solver}, {record.n_epochs} epochs, "
-                                 f"{record.seconds:.1f} s, stopped: {record.stop_reason}"))
-        best = f"best epoch {record.best_epoch}, loss {fmt_g(record.best_loss)}"
-        if record.best_val_loss is not None:
-            best += f", validation loss {fmt_g(record.best_val_loss)}"
-        rows.append(("best", best))
-        if record.division:
-            rows.append(("division", ", ".join(f"{k} {len(record.division[k])}" for k in
-                                               ("train", "validation", "test")
-                                               if k in record.division)))
+    rows.extend(_training_rows(getattr(obj, "training_record_", None)))
     summary = Table(show_header=False, box=None)
     summary.add_column(style="bold")
     summary.add_column()
     for key, value in rows:
         summary.add_row(key, escape(value))  # column and class names: not markup
     out.print(summary)
+
+
+def _training_rows(record: Any) -> list[tuple[str, str]]:
+    """``info``'s rows of a training record: solver, epochs, stop, best epoch, division."""
+    rows: list[tuple[str, str]] = []
+    if record is None:
+        return rows
+    rows.append(("training", f"solver {record.solver}, {record.n_epochs} epochs, "
+                             f"{record.seconds:.1f} s, stopped: {record.stop_reason}"))
+    best = f"best epoch {record.best_epoch}, loss {fmt_g(record.best_loss)}"
+    if record.best_val_loss is not None:
+        best += f", validation loss {fmt_g(record.best_val_loss)}"
+    rows.append(("best", best))
+    if record.division:
+        rows.append(("division", ", ".join(f"{k} {len(record.division[k])}" for k in
+                                           ("train", "validation", "test")
+                                           if k in record.division)))
+    return rows
 
 
 def _onnx_info(path: Path) -> None:
