@@ -387,3 +387,20 @@ def test_cli_export_errors_exit_2_and_leave_no_file(tmp_path, cli_models, case, 
     err = run("export", model, *args, code=2).stderr
     assert err.count("\n") == 1 and err.startswith("jacnet: error: ") and want in err, err
     assert not out.exists() and not list(tmp_path.rglob("*.onnx"))
+
+
+def test_export_refuses_an_ensemble_naming_what_it_takes(tmp_path):
+    """An Ensemble is several models: the export says so and leaves no file."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    y = X[:, 0] - X[:, 1]
+    ens = jn.Ensemble(jn.MLPRegressor(hidden_layer_sizes=(3,), solver="lm", max_iter=3),
+                      n_members=2, random_state=0)
+    with pytest.warns(ConvergenceWarning):
+        ens.fit(X, y)
+    path = tmp_path / "ens.onnx"
+    with pytest.raises(Exception, match="export takes one model"):
+        jn.export_onnx(ens, path)
+    assert not path.exists()

@@ -68,6 +68,10 @@ def model_parts(model: Any) -> ModelParts:
     if not callable(getattr(model, "to_state", None)):
         raise TypeError("model must be a jacnet Network, MLPRegressor or MLPClassifier, got "
                         f"{type(model).__name__}")
+    if hasattr(model, "estimators_") or type(model).__name__ == "Ensemble":
+        raise ExportError(f"cannot export a {type(model).__name__}: export takes one model "
+                          "(a Network, MLPRegressor or MLPClassifier); export each member "
+                          "(ensemble.estimators_[k]) on its own")
     if getattr(model, "network_", None) is None:
         raise ExportError(f"cannot export an unfitted {type(model).__name__}: call fit first")
     tensors, meta = model.to_state()
