@@ -285,3 +285,15 @@ def test_partial_fit_with_a_full_batch_solver_is_refused():
     X, y, G = _two_outputs(10)
     with pytest.raises(AttributeError, match="partial_fit"):
         jn.MLPRegressor(solver="lm").partial_fit(X, y, dydx=G)
+
+
+# ------------------------------------------------------------------ the docs
+def test_training_md_derivative_data_example():
+    """docs/training.md's "Derivative data" block: the input Jacobian it shows is close to
+    the true gradient (where it was observed and where not)."""
+    from test_docs import block, execute
+
+    ns: dict = {}
+    value, _ = execute(block("derivative data"), ns)
+    assert value.shape == (2, 1, 2)
+    np.testing.assert_allclose(value[:, 0], _sin_cos(ns["X"][:2])[1], atol=0.05)
