@@ -240,8 +240,9 @@ def _fit_in_run_dir(est: Any, table: _Table, division: dict[str, np.ndarray], pa
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            extra = {} if table.dydx is None else {"dydx": table.dydx}
             record = _fit_divided(est, table.X, table.y, division, patience,
-                                  progress=not quiet, dydx=table.dydx)
+                                  progress=not quiet, **extra)
     except BaseException:
         if fresh and not any(run_dir.iterdir()):
             run_dir.rmdir()  # no empty run folder is left behind by a failed run
@@ -301,7 +302,7 @@ def _fit_divided(est: Any, X: pd.DataFrame, y: np.ndarray, division: dict[str, n
     """``est.fit_divided`` on the division made here, with the live progress bar;
     ``dydx``: derivative data of every row (the training rows' are fitted)."""
     bar = Progress(est.max_iter, console=out) if progress else None
-    extra = {} if dydx is None else {"dydx": dydx}
+    extra = {} if dydx is None else {"dydx": dydx}  # a classifier takes none
     try:
         return est.fit_divided(X, y, division["train"], division["validation"],
                                division["test"], max_fail=patience,
