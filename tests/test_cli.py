@@ -661,3 +661,73 @@ def test_cli_ensemble_bad_input_exits_2(work, csv_file):
     _assert_one_line(proc.stderr, "--ensemble needs a regression task")
     proc = run("train", csv_file, "-t", "size", "--ensemble", "0", "--out", work / "x", code=2)
     assert "--ensemble" in proc.stderr
+
+
+# ------------------------------------------------------------------ derivative columns
+def _derivative_table(n=60, seed=0):
+    """y = sin(x1) cos(x2) with its gradient in the columns dy/dx1, dy/dx2 (some empty)."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.uniform(-2, 2, n), rng.uniform(-2, 2, n)
+    df = pd.DataFrame({"x1": x1, "x2": x2, "y": np.sin(x1) * np.cos(x2),
+                       "dy/dx1": np.cos(x1) * np.cos(x2), "dy/dx2": -np.sin(x1) * np.sin(x2)})
+    df.loc[::4, "dy/dx2"] = np.nan  # not observed: an empty field in the CSV
+    return df
+
+
+def test_cli_train_fits_the_derivative_columns(tmp_path):
+    """The columns d<target>/d<feature> are not features, are fitted (a lower test error
+    than without them) and noted in record.json; --no-derivatives leaves them out."""
+    df = _derivative_table()
+    df.to_csv(tmp_path / "grad.csv", index=False)
+    common = ["train", tmp_path / "grad.csv", "--target", "y", "--hidden", "12",
+              "--activation", "tanh", "--solver", "lm", "--epochs", "100", "--patience",
+              "100", "--no-plots", "-q"]
+    records = {}
+    for flag in ("--derivatives", "--no-derivatives"):
+        run(*common, flag, "-o", tmp_path / flag)
+        records[flag] = json.loads((tmp_path / flag / "record.json").read_text())
+    data = records["--derivatives"]["data"]
+    assert data["features"] == ["x1", "x2"]
+    assert data["derivative_columns"] == ["dy/dx1", "dy/dx2"]
+    train = records["--derivatives"]["division"]["train"]
+    observed = df[["dy/dx1", "dy/dx2"]].iloc[train].notna().to_numpy().sum()
+    assert data["derivative_values"] == observed < 2 * len(train)
+    plain = records["--no-derivatives"]["data"]
+    assert plain["features"] == ["x1", "x2"] and "derivative_columns" not in plain
+    mse = {k: r["metrics"]["test"]["mse"] for k, r in records.items()}
+    assert mse["--derivatives"] < mse["--no-derivatives"], mse
+
+
+@pytest.mark.parametrize("column, message", [
+    ("dz/dx1", "derivative column 'dz/dx1': 'z' is not a target"),
+    ("dy/dq", "derivative column 'dy/dq': its feature 'q' is not a column"),
+])
+def test_cli_derivative_column_of_an_unknown_target_or_feature_is_named(tmp_path, column,
+                                                                        message):
+    df = _derivative_table(12)
+    df[column] = 1.0
+    df.to_csv(tmp_path / "bad.csv", index=False)
+    err = run("train", tmp_path / "bad.csv", "--target", "y", "-q", "--no-plots", "-o",
+              tmp_path / "out", code=2).stderr
+    assert message in err
+    if column == "dz/dx1":  # --no-derivatives: an ordinary column, a feature
+        run("train", tmp_path / "bad.csv", "--target", "y", "--no-derivatives", "--hidden",
+            "3", "--epochs", "2", "-q", "--no-plots", "-o", tmp_path / "plain")
+        record = json.loads((tmp_path / "plain" / "record.json").read_text())
+        assert record["data"]["features"] == ["x1", "x2", "dz/dx1"]
+
+
+def test_cli_derivative_columns_need_a_regression_target_and_numbers(tmp_path):
+    df = _derivative_table(12)
+    df["y"] = np.where(df["y"] > 0, "up", "down")
+    df.to_csv(tmp_path / "labels.csv", index=False)
+    err = run("train", tmp_path / "labels.csv", "--target", "y", "-q", "--no-plots", "-o",
+              tmp_path / "out", code=2).stderr
+    assert "derivative columns" in err and "regression" in err
+    df = _derivative_table(12)
+    df["dy/dx1"] = df["dy/dx1"].astype(object)
+    df.loc[3, "dy/dx1"] = "steep"
+    df.to_csv(tmp_path / "text.csv", index=False)
+    err = run("train", tmp_path / "text.csv", "--target", "y", "-q", "--no-plots", "-o",
+              tmp_path / "out", code=2).stderr
+    assert "derivative column 'dy/dx1' holds a non-numeric value 'steep'" in err

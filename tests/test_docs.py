@@ -47,6 +47,7 @@ COVERED = {
     "model files": ("cli.md", "python", "import jacnet as jn\nest = jn.load("),
     "synopsis": ("cli.md", "", "jacnet train [DATA] [OPTIONS]"),
     "sinc": ("training.md", "python", "import numpy as np, jacnet as jn"),
+    "derivative data": ("training.md", "python", "# 25 samples of sin(x1) cos(x2)"),
     "cluster": ("distributed.md", "python", "import dask.array as da"),
     "dask estimator": ("distributed.md", "python",
                        "est = jn.MLPRegressor(hidden_layer_sizes=(16,)"),

@@ -423,11 +423,14 @@ def test_activation_without_second_order_term_is_named(oracle):
 
 @pytest.mark.parametrize("options, message", [
     ({"loss": "huber"}, "dTdX needs a sum-of-squares loss"),
-    ({"solver": "br"}, "dTdX is not supported by solver 'br'"),
+    ({"solver": "br", "noise": "per_output"}, "dTdX with solver 'br' needs noise='shared'"),
     ({"derivative_weight": -1.0}, "derivative_weight"),
 ])
 def test_derivative_options_that_cannot_work_are_named(options, message):
     net, X, y, G = _data()
+    if options.get("noise") == "per_output":  # several outputs: one beta each
+        net = jn.Network([jn.Dense(2, 3, "tanh"), jn.Dense(3, 2)], seed=0)
+        y, G = np.c_[y, y], np.stack([G, G], 1)
     with pytest.raises(ValueError, match=message):
         jn.train(net, X, y, dTdX=G, **options)
 

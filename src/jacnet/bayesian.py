@@ -80,6 +80,7 @@ from scipy import linalg
 from .gauss_newton import DualSystem
 from .jacobian import default_chunk, param_offsets
 from .network import Network
+from .sobolev import SobolevObjective
 from .solvers import EpochResult, Solver
 from .validation import as_weights, check_int, check_real
 
@@ -301,7 +302,7 @@ class _Shared:
     data-parallel objective (Dask) sums the partitions. The objective's loss is ``sse``
     or ``mse``: ``E_D`` is its value times ``2 / scale`` (1 or the total weight)."""
 
-    def __init__(self, objective: Any, n_values: int) -> None:
+    def __init__(self, objective: Any, n_values: float) -> None:
         self.obj, self.n_values, self.norm = objective, float(n_values), math.nan
 
     def evaluate(self) -> tuple[float, Any]:
@@ -370,6 +371,10 @@ class BayesianRegularization(Solver):
     ``log_evidence`` (after the update, at the new theta). See the module docstring for
     the model, the derivation and the eigendecomposition behind every solve.
 
+    With derivative data (``dTdX`` in :func:`jacnet.train`) the derivative residuals
+    ``lambda (dy/dx - g)`` join ``E_D`` and ``J`` with the same ``beta``, and ``N_e``
+    counts the observed derivatives as well as the target values (``noise="shared"``).
+
     Parameters
     ----------
     mu, mu_dec, mu_inc, mu_max : float
@@ -426,15 +431,24 @@ class BayesianRegularization(Solver):
         if run.alpha:
             raise ValueError(f"alpha must be 0 with solver 'br', which finds its own weight "
                              f"precision from the data; got alpha={run.alpha!r}")
-        X, T, w = run.train_set
+        T = run.train_set[1]
         self._groups = parameter_groups(run.net, self.weight_groups)
         per_output = self.noise == "per_output" and T.shape[1] > 1
-        self._data = (_PerOutput(run) if per_output
-                      else _Shared(run.objective(self.chunk), _rows(X, w) * T.shape[1]))
+        self._data = _PerOutput(run) if per_output else self._shared(run)
         shape = (int(self._groups.max()) + 1, T.shape[1] if per_output else 1)
         if self.alpha is None or self.beta is None or (self.alpha.size, self.beta.size) != shape:
             self.alpha = self.beta = None  # trainbr's start values at the first epoch
         self._net = run.net
+
+    def _shared(self, run: Any) -> _Shared:
+        """One noise block on the run's objective. ``N_e``: the target values (trainbr),
+        plus the observed derivatives with derivative data (:class:`SobolevObjective`:
+        their residuals share ``beta`` with the values')."""
+        X, T, w = run.train_set
+        objective = run.objective(self.chunk)
+        if isinstance(objective, SobolevObjective):
+            return _Shared(objective, objective.n_weighted)
+        return _Shared(objective, _rows(X, w) * T.shape[1])
 
     def start_loss(self) -> float | None:
         self._loss, self._state = self._data.evaluate()

@@ -2,7 +2,8 @@
 
 Files are CSV, TSV, Parquet or ``.npz`` (arrays ``X`` and ``y``, or one 1-D array per
 column). Feature columns that hold text are one-hot encoded with the category list kept
-in the model file, so ``jacnet predict`` encodes new data identically. Every problem is a
+in the model file, so ``jacnet predict`` encodes new data identically. Columns named
+``d<target>/d<feature>`` hold derivative data (missing: not observed). Every problem is a
 :class:`DataError` whose message is one line naming the file, column or row.
 """
 
@@ -26,6 +27,8 @@ __all__ = [
     "FeatureEncoder",
     "builtin",
     "default_targets",
+    "derivative_columns",
+    "derivative_values",
     "divide",
     "infer_task",
     "read_table",
@@ -372,6 +375,79 @@ def target_values(frame: pd.DataFrame, targets: list[str], task: str,
                                 "be 0/1 (multilabel classification); use one --target, or "
                                 "--task regression")
     return cols[0] if len(cols) == 1 else np.column_stack(cols)
+
+
+# ---------------------------------------------------------------------- derivatives
+def _splits(col: str) -> list[tuple[str, str]]:
+    """Every reading of ``col`` as ``d<target>/d<feature>`` (both parts non-empty)."""
+    if not col.startswith("d"):
+        return []
+    return [(col[1:i], col[i + 2:]) for i in range(2, len(col) - 2) if col.startswith("/d", i)]
+
+
+def derivative_columns(frame: pd.DataFrame, targets: list[str], drop: Sequence[str] = (),
+                       strict: bool = True) -> dict[str, tuple[str, str]]:
+    """The derivative columns of ``frame``: ``{column: (target, feature)}`` for each column
+    named ``d<target>/d<feature>`` (``dy/dx1``: the derivative of target ``y`` with respect
+    to the feature ``x1``), neither a target nor in ``drop``.
+
+    ``strict``: a column of that form that names no target, or a target and a column that
+    is not a feature (a target, a dropped or a missing column), is a :class:`DataError`
+    naming it; else only the columns that name a target are returned (the rest are
+    ordinary columns).
+    """
+    found: dict[str, tuple[str, str]] = {}
+    for col in frame.columns:
+        pairs = _splits(col)
+        if not pairs or col in targets or col in drop:
+            continue
+        named = [(t, f) for t, f in pairs if t in targets]
+        usable = [(t, f) for t, f in named if f in frame.columns and f not in targets
+                  and f not in drop]
+        if usable:
+            found[col] = usable[0]
+        elif named and strict:
+            t, f = named[0]
+            why = ("is a target" if f in targets else "is dropped (--drop)" if f in drop
+                   else "is not a column")
+            raise DataError(f"derivative column {col!r}: its feature {f!r} {why}; a "
+                            f"derivative column is named d<target>/d<feature> (or pass "
+                            "--no-derivatives)")
+        elif named:
+            found[col] = named[0]
+        elif strict:
+            raise DataError(f"derivative column {col!r}: {pairs[0][0]!r} is not a target "
+                            f"(targets: {_list(targets)}); a column named d<target>/d<feature> "
+                            "holds derivatives: --drop it, rename it, or pass --no-derivatives "
+                            "to read it as a feature")
+    return found
+
+
+def derivative_values(frame: pd.DataFrame, columns: dict[str, tuple[str, str]],
+                      targets: list[str], encoder: FeatureEncoder) -> np.ndarray:
+    """The derivative data of :func:`derivative_columns`: an array (n, n_targets,
+    n_encoded_features) of ``d target / d feature`` with NaN where a column is empty or
+    absent (not observed). Each feature must be numeric (not one-hot encoded); the values
+    numbers or missing, never infinite."""
+    names = encoder.names
+    G = np.full((len(frame), len(targets), len(names)), np.nan)
+    for col, (target, feature) in columns.items():
+        if feature in encoder.categories or feature not in names:
+            raise DataError(f"derivative column {col!r}: feature {feature!r} is not a numeric "
+                            "feature column (derivatives need a number to differentiate by)")
+        s = frame[col]
+        num = pd.to_numeric(s, errors="coerce")
+        bad = num.isna() & s.notna()
+        if bad.any():
+            raise DataError(f"derivative column {col!r} holds a non-numeric value "
+                            f"{s[bad].iloc[0]!r} at row index {s[bad].index[0]}")
+        values = num.to_numpy(dtype=np.float64)
+        if np.isinf(values).any():
+            raise DataError(f"derivative column {col!r} has an infinite value at row index "
+                            f"{int(np.isinf(values).argmax())}; leave a derivative empty "
+                            "where it is not known")
+        G[:, targets.index(target), names.index(feature)] = values
+    return G
 
 
 # ------------------------------------------------------------------------- division

@@ -85,6 +85,7 @@ from .network import Network
 from .optimizers import l2_penalty
 from .record import STOP_REASONS, TrainingRecord
 from .schedules import Schedule
+from .sobolev import as_derivatives, check_second_order
 from .solvers import Solver
 from .training import SOLVERS, STOCHASTIC, Callback, train
 from .uncertainty import (
@@ -355,7 +356,8 @@ class _BaseMLP(BaseEstimator):
         return self.early_stopping_metric == "score"
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _BaseMLP:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, *, dydx: Any = None
+            ) -> _BaseMLP:
         """Fit the model to ``X`` (n_samples, n_features) and ``y``.
 
         Parameters
@@ -365,20 +367,37 @@ class _BaseMLP(BaseEstimator):
             "lm"; see ``jacnet.distributed``), with ``y`` and ``sample_weight`` in dask too.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
         sample_weight : array-like of shape (n_samples,), optional
+        dydx : array-like of shape (n_samples, n_outputs, n_features), optional
+            Regression only (``MLPRegressor``): derivative data, ``dydx[s, i, d]`` the
+            observed ``dy_i/dx_d`` at sample s ((n_samples, n_features) for one output),
+            NaN where not observed; fitted with the values, weighted by
+            ``derivative_weight`` (docs/training.md, "Derivative data").
 
         Returns
         -------
         self
         """
+        self._no_derivatives_here(dydx)
         dask = sys.modules.get("dask")  # loaded whenever X can be a dask collection
         if dask is not None and dask.is_dask_collection(X):
+            if dydx is not None:
+                raise ValueError("dydx (derivative data) is not supported on Dask "
+                                 "collections; fit in-memory arrays")
             from .distributed import fit_estimator
 
             return fit_estimator(self, X, y, sample_weight)
-        return self._fit(X, y, sample_weight, incremental=False)
+        return self._fit(X, y, sample_weight, incremental=False, dydx=dydx)
 
-    def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> _BaseMLP:
+    def _no_derivatives_here(self, dydx: Any) -> None:
+        """A classifier's ValueError for derivative data (regressors take it)."""
+        if dydx is not None and isinstance(self, ClassifierMixin):
+            raise ValueError(f"dydx (derivative data) is for regression: {type(self).__name__} "
+                             "fits class probabilities; use MLPRegressor")
+
+    def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool, dydx: Any = None
+             ) -> _BaseMLP:
         """``fit`` (``incremental=False``) and ``partial_fit`` on in-memory data."""
+        self._no_derivatives_here(dydx)
         sizes, hidden = self.validated_params()
         first = not hasattr(self, "network_") or (not self.warm_start and not incremental)
         X, y = validate_data(self, X, y, multi_output=True, dtype=_FLOATS,
@@ -392,16 +411,44 @@ class _BaseMLP(BaseEstimator):
         sw = None
         if sample_weight is not None:
             sw = _check_sample_weight(sample_weight, X, dtype=dtype, ensure_non_negative=True)
+        G = self._derivatives(dydx, X.shape[0], X.shape[1], dtype)
         rs = check_random_state(self.random_state)
         if first:
             self.init_model(X, T, sizes, hidden, dtype, rs, sw)
+        self._second_order(G, first)
         self.execute_plan(self.plan_fit(self.scale_in(X), self.scale_out(T), sw, rs,
-                                        first=first, incremental=incremental))
+                                        first=first, incremental=incremental,
+                                        dydx=self.scale_derivatives(G)))
         return self
 
+    def _derivatives(self, dydx: Any, n_rows: int, n_features: int, dtype: np.dtype
+                     ) -> Array | None:
+        """``dydx`` checked: (n_rows, n_outputs, n_features) of ``dtype`` (NaN kept), or
+        None; after :meth:`targets` (``n_outputs_``). A ValueError names ``dydx``."""
+        if dydx is None:
+            return None
+        if getattr(self, "loss", None) != "squared_error":
+            raise ValueError(f"dydx (derivative data) needs loss='squared_error', got "
+                             f"loss={getattr(self, 'loss', None)!r}")
+        return as_derivatives(_dense(dydx) if sp.issparse(dydx) else dydx, n_rows,
+                              self.n_outputs_, n_features, dtype, "dydx",
+                              ("n_outputs", "n_features"))
+
+    def _second_order(self, G: Array | None, first: bool) -> None:
+        """With derivative data, every layer's activation needs its second-order term; a
+        fresh model that lacks it is left unfitted (the ValueError names ``dydx``)."""
+        if G is None:
+            return
+        try:
+            check_second_order(self.network_, "dydx")
+        except ValueError:
+            if first:
+                del self.network_
+            raise
+
     def fit_divided(self, X: Any, y: Any, train: Any, validation: Any = (), test: Any = (),
-                    *, max_fail: int | None = None, callbacks: Sequence[Any] = ()
-                    ) -> TrainingRecord:
+                    *, max_fail: int | None = None, callbacks: Sequence[Any] = (),
+                    dydx: Any = None) -> TrainingRecord:
         """Fit on the rows ``train``, stop early on the rows ``validation``, log ``test``.
 
         MATLAB's ``divideind`` with trainlm's early stopping: the initial weights and the
@@ -427,6 +474,10 @@ class _BaseMLP(BaseEstimator):
         callbacks : sequence of callables
             Each is called as ``callback(entry, network)`` after every epoch (after the test
             loss is entered); a true return value stops training.
+        dydx : array-like of shape (n_samples, n_outputs, n_features), optional
+            Derivative data of every row (as in :meth:`fit`; NaN: not observed); the
+            training rows' are fitted, the validation and test rows are judged on their
+            values.
 
         Returns
         -------
@@ -436,6 +487,7 @@ class _BaseMLP(BaseEstimator):
         from sklearn.utils import _safe_indexing
         from sklearn.utils.validation import _num_samples
 
+        self._no_derivatives_here(dydx)
         parts = {name: _row_positions(idx, name, _num_samples(X))
                  for name, idx in (("train", train), ("validation", validation),
                                    ("test", test))}
@@ -456,8 +508,10 @@ class _BaseMLP(BaseEstimator):
             return _dense(Xp).astype(dtype, copy=False), Tp.astype(dtype, copy=False)
 
         X_tr, T_tr = rows(parts["train"], reset=True)
+        G = self._derivatives(dydx, _num_samples(X), X_tr.shape[1], X_tr.dtype)
         rs = check_random_state(self.random_state)
         self.init_model(X_tr, T_tr, sizes, hidden, X_tr.dtype, rs, None)
+        self._second_order(G, True)
 
         def scaled(idx: Array) -> tuple[Array, Array] | None:
             if not len(idx):
@@ -468,7 +522,8 @@ class _BaseMLP(BaseEstimator):
         val, test = scaled(parts["validation"]), scaled(parts["test"])
         plan = self.plan_fit(self.scale_in(X_tr), self.scale_out(T_tr), None, rs,
                              validation=None if val is None else (*val, None), test=test,
-                             division=parts, max_fail=max_fail, callbacks=list(callbacks))
+                             division=parts, max_fail=max_fail, callbacks=list(callbacks),
+                             dydx=None if G is None else self.scale_derivatives(G[parts["train"]]))
         return self.execute_plan(plan)
 
     def execute_plan(self, plan: FitPlan) -> TrainingRecord:
@@ -555,7 +610,8 @@ class _BaseMLP(BaseEstimator):
                  test: tuple[Array, Array] | None = None,
                  division: dict[str, Array] | None = None, max_fail: int | None = None,
                  callbacks: Sequence[Callback] = (),
-                 trainer: Callable[..., TrainingRecord] = train) -> FitPlan:
+                 trainer: Callable[..., TrainingRecord] = train,
+                 dydx: Array | None = None) -> FitPlan:
         """The plan of one fit (see :mod:`jacnet.fitplan`), on data in the network's units.
 
         Parameters
@@ -580,14 +636,20 @@ class _BaseMLP(BaseEstimator):
         trainer : callable
             ``jacnet.train``, or the Dask trainer; only ``jacnet.train`` gets the loss in
             scikit-learn's units (elsewhere it would cost a pass over the data an epoch).
+        dydx : ndarray of shape (n, n_outputs, n_features), optional
+            Derivative data of the rows, scaled (:meth:`scale_derivatives`; NaN: not
+            observed): ``jacnet.train``'s ``dTdX`` (in-memory fits only).
         """
         if incremental and self.solver not in _STOCHASTIC:
             raise ValueError(f"partial_fit needs a stochastic solver {_STOCHASTIC}, "
                              f"got solver={self.solver!r}")
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
+        if dydx is not None and trainer is not train:
+            raise ValueError("dydx (derivative data) needs in-memory data; it is not "
+                             "supported on Dask collections")
         if division is None and self.early_stopping:
-            (X, T, sw), validation = self._split(X, T, sw, rs)
+            (X, T, sw), validation, dydx = self._split(X, T, sw, rs, dydx)
         # scikit-learn's early stopping (on fit's own split): the validation score
         by_score = validation is not None and division is None and self._by_score()
         wait = patience(self.solver, self.n_iter_no_change, max_fail)
@@ -608,7 +670,9 @@ class _BaseMLP(BaseEstimator):
         if validation is not None and self.early_stopping:
             scorer = self._val_scorer(*validation)
         plan = FitPlan(solver, options, (X, T, sw), validation, test, stall, [], scorer,
-                       division, incremental, first, trainer)
+                       division, incremental, first, trainer, derivatives=dydx)
+        if dydx is not None:
+            options["derivative_weight"] = getattr(self, "derivative_weight", 1.0)
         if by_score:
             best = self.best_validation_score_
             plan.best = BestScore(self.network_.get_flat(), -np.inf if best is None else best)
@@ -629,8 +693,10 @@ class _BaseMLP(BaseEstimator):
         if plan.best is not None:
             plan.callbacks.append(plan.best)
         mse_goal = self.goal > 0 and getattr(self, "loss", None) == "squared_error"
-        if plan.trainer is train:  # loss_curve_ in the data's units
-            plan.callbacks.append(self._epoch_callback(X, T, sw, options["alpha"]))
+        if plan.trainer is train:
+            if plan.derivatives is None:  # loss_curve_ in the data's units (with
+                # derivatives it is the objective as trained, values and derivatives)
+                plan.callbacks.append(self._epoch_callback(X, T, sw, options["alpha"]))
             if mse_goal:  # MATLAB's goal: the mean squared error in the targets' units
                 rule = MSEGoal(self.goal, self._mse_of(X, T, sw))
                 plan.rules.append(rule)
@@ -722,9 +788,11 @@ class _BaseMLP(BaseEstimator):
         self._solver = solver
         return solver
 
-    def _split(self, X: Array, T: Array, sw: Array | None, rs: np.random.RandomState
-               ) -> tuple[tuple[Array, Array, Array | None], tuple[Array, Array, Array | None]]:
-        """scikit-learn's early-stopping split of ``(X, T, sw)``: ``(training, validation)``.
+    def _split(self, X: Array, T: Array, sw: Array | None, rs: np.random.RandomState,
+               G: Array | None = None) -> tuple[tuple[Array, Array, Array | None],
+                                                tuple[Array, Array, Array | None], Array | None]:
+        """scikit-learn's early-stopping split of ``(X, T, sw)``: ``(training, validation,
+        the training rows of the derivative data G)``.
 
         Its MLP's rows exactly: ``train_test_split`` with ``validation_fraction`` of the
         rows (rounded up), stratified by class for a classifier (not multilabel), drawn
@@ -745,7 +813,7 @@ class _BaseMLP(BaseEstimator):
         def rows(idx: Array) -> tuple[Array, Array, Array | None]:
             return X[idx], T[idx], None if sw is None else sw[idx]
 
-        return rows(train_rows), rows(val_rows)
+        return rows(train_rows), rows(val_rows), None if G is None else G[train_rows]
 
     def _val_scorer(self, Xv: Array, Tv: Array, wv: Array | None) -> Any:
         """``scorer(network)``: the estimator's score on the (scaled) validation rows."""
@@ -858,6 +926,18 @@ class _BaseMLP(BaseEstimator):
         if getattr(self, "y_mean_", None) is None:
             return T
         return ((T - self.y_mean_) / self.y_scale_).astype(T.dtype, copy=False)
+
+    def scale_derivatives(self, G: Array | None) -> Array | None:
+        """Derivative data ``G`` (n, n_outputs, n_features) in the network's units:
+        ``d y~_i / d x~_d = dy_i/dx_d . sigma_x[d] / sigma_y[i]`` (NaN stays NaN)."""
+        if G is None:
+            return None
+        x_scale, y_scale = getattr(self, "x_scale_", None), getattr(self, "y_scale_", None)
+        if x_scale is not None:
+            G = G * x_scale[None, None, :]
+        if y_scale is not None:
+            G = G / y_scale[None, :, None]
+        return G.astype(self.network_.dtype, copy=False)
 
     def _unscale_out(self, Y: Array) -> Array:
         if getattr(self, "y_mean_", None) is None:
@@ -1195,6 +1275,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         rule, the weights of the best score kept); "loss", the validation loss (trainlm's
         rule, the weights of the lowest loss kept); "auto": "score" for the mini-batch
         solvers, "loss" for ``lbfgs``, ``lm`` and ``br``.
+    derivative_weight : float, default 1.0
+        lambda, the weight of the derivative residuals ``lambda (dy/dx - g)`` against the
+        value residuals when ``fit`` is given derivative data ``dydx`` (both in the
+        network's standardised units; docs/training.md, "Derivative data").
 
     Attributes
     ----------
@@ -1218,6 +1302,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     _parameter_constraints: dict[str, list[Any]] = {
         **_BaseMLP._parameter_constraints,
         "loss": [StrOptions({"squared_error", "huber", "poisson"})],
+        "derivative_weight": [Interval(Real, 0, None, closed="left")],
     }
     # set by a fit (_keep_for_uncertainty) or from_state
     _posterior: Posterior | None
@@ -1267,6 +1352,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         standardize: Any = "auto",
         dtype: Any = None,
         early_stopping_metric: str = "auto",
+        derivative_weight: float = 1.0,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -1304,6 +1390,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             early_stopping_metric=early_stopping_metric,
         )
         self.loss = loss
+        self.derivative_weight = derivative_weight
 
     def _output(self) -> tuple[Activation, Loss]:
         losses = {"squared_error": "mse", "huber": "huber", "poisson": "poisson"}
@@ -1515,9 +1602,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return est
 
     @available_if(_stochastic_solver)
-    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
-        """One epoch over ``(X, y)``, continuing the optimizer's state (stochastic solvers)."""
-        self._fit(X, y, sample_weight, incremental=True)
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, *, dydx: Any = None
+                    ) -> MLPRegressor:
+        """One epoch over ``(X, y)``, continuing the optimizer's state (stochastic solvers);
+        ``dydx``: derivative data of these rows, as in :meth:`fit`."""
+        self._fit(X, y, sample_weight, incremental=True, dydx=dydx)
         return self
 
 

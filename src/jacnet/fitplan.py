@@ -112,6 +112,9 @@ class FitPlan:
     best : BestScore or None
         scikit-learn's early stopping: the weights of the best validation score, put back
         at the end (the loop then restores nothing itself).
+    derivatives : ndarray of shape (n, n_outputs, n_features) or None
+        Derivative data of the training rows in the network's units (NaN: not observed),
+        ``jacnet.train``'s ``dTdX``; its weight is the option ``derivative_weight``.
     """
 
     solver: Solver
@@ -128,6 +131,7 @@ class FitPlan:
     trainer: Callable[..., TrainingRecord] = train
     rules: list[StopRule] = field(default_factory=list)
     best: BestScore | None = None
+    derivatives: Array | None = None
 
     def run(self, net: Network) -> TrainingRecord:
         """Train ``net`` in place as planned; the record, with the plan's division."""
@@ -138,6 +142,8 @@ class FitPlan:
         stop = [rule for rule in (self.stall, *self.rules) if rule is not None]
         if stop:
             extra["stop"] = stop
+        if self.derivatives is not None:
+            extra["dTdX"] = self.derivatives
         record = self.trainer(net, X, T, self.solver, sample_weight=w,
                               callbacks=self.callbacks, **extra, **self.options)
         if self.best is not None:

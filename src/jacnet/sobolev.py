@@ -40,7 +40,7 @@ from .activations import Activation
 from .gauss_newton import DualSystem, PrimalSystem
 from .jacobian import Cache, default_chunk, param_offsets
 from .layers import Dense, blas_matmul, forward_cache
-from .losses import Loss
+from .losses import Loss, Scaled
 from .network import Network
 from .objective import Objective
 from .validation import check_real
@@ -49,8 +49,8 @@ Array = np.ndarray
 
 __all__ = [
     "Tangents", "tangent_forward", "sobolev_rows", "fill_sobolev_jacobian",
-    "sobolev_jacobian", "sobolev_loss", "check_derivatives", "check_second_order", "SobolevData",
-    "SobolevObjective", "SobolevBackprop",
+    "sobolev_jacobian", "sobolev_loss", "check_derivatives", "as_derivatives",
+    "check_second_order", "SobolevData", "SobolevObjective", "SobolevBackprop",
 ]
 
 
@@ -195,17 +195,25 @@ def check_second_order(net: Network, name: str = "dTdX") -> None:
 def check_derivatives(G: Any, net: Network, n_rows: int, name: str = "dTdX") -> Array:
     """``G`` as an (N, q, n_in) array of the network's dtype: NaN marks an unobserved
     derivative, an infinite entry is a ValueError; (N, n_in) is accepted for one output."""
-    q, n_in = net.n_out, net.n_in
+    return as_derivatives(G, n_rows, net.n_out, net.n_in, net.dtype, name)
+
+
+def as_derivatives(G: Any, n_rows: int, q: int, n_in: int, dtype: Any = np.float64,
+                   name: str = "dTdX", dims: tuple[str, str] = ("n_out", "n_in")) -> Array:
+    """:func:`check_derivatives` without a network: ``G`` as an (n_rows, q, n_in) array of
+    ``dtype`` (an (n_rows, n_in) one for ``q = 1``), NaN kept, an infinite entry refused;
+    errors name the argument ``name`` and the dimensions ``dims`` (e.g. the estimators'
+    ``("n_outputs", "n_features")``)."""
     arr = np.asarray(G)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim == 2 and q == 1:
         arr = arr[:, None, :]
     if arr.shape != (n_rows, q, n_in):
-        one = f" or (N, n_in) = {(n_rows, n_in)}" if q == 1 else ""
-        raise ValueError(f"{name} must have shape (N, n_out, n_in) = {(n_rows, q, n_in)}"
-                         f"{one}, got {np.shape(G)}")
-    arr = arr.astype(net.dtype)
+        one = f" or (N, {dims[1]}) = {(n_rows, n_in)}" if q == 1 else ""
+        raise ValueError(f"{name} must have shape (N, {dims[0]}, {dims[1]}) = "
+                         f"{(n_rows, q, n_in)}{one}, got {np.shape(G)}")
+    arr = arr.astype(dtype)
     if np.isinf(arr).any():
         raise ValueError(f"{name} must hold finite numbers or NaN (not observed), got an "
                          "infinite entry")
@@ -233,10 +241,12 @@ class SobolevData:
 
 
 def _norm(loss: Loss, w: Array | None, N: int) -> float:
-    """What a sum-of-squares loss divides by: 1 (sse), or the total sample weight (mse)."""
-    if not loss.mean_over_samples:
-        return 1.0
-    return float(N) if w is None else float(w.sum())
+    """What a sum-of-squares loss divides by: 1 (sse), or the total sample weight (mse);
+    a :class:`~jacnet.losses.Scaled` loss (the estimators' half mean) divides that by its
+    factor."""
+    norm = float(N) if w is None else float(w.sum())
+    norm = norm if loss.mean_over_samples else 1.0
+    return norm / loss.factor if isinstance(loss, Scaled) else norm
 
 
 def _chunk_terms(Y: Array, T: Array, dydx: Array, data: SobolevData, w: Array | None
@@ -302,6 +312,11 @@ class SobolevObjective(Objective):
         self.norm = _norm(loss, w, X.shape[0])
         #: residuals with a positive weight: observed values and derivatives (N_e)
         self.n_values = int(X.shape[0] * net.n_out + np.count_nonzero(~np.isnan(data.G)))
+        #: the values the data count as (Bayesian regularization's N_e): with sample
+        #: weights ``sum_s w_s (q + observed derivatives of s)``, an integer weight being
+        #: that many repeated rows; ``n_values`` without weights
+        self.n_weighted = float(self.n_values) if self.w is None else float(
+            self.w @ (net.n_out + np.count_nonzero(~np.isnan(data.G), axis=(1, 2))))
 
     def _chunks(self) -> Iterator[slice]:
         return _slices(self.net, self.X.shape[0], self.chunk)

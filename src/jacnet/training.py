@@ -367,9 +367,10 @@ def train(
         objective is then the sum of squares of ``[y - t ; lambda (dy/dx - g)]``, lambda
         the option ``derivative_weight`` (``mse`` divides it by the samples' total weight,
         as without derivatives). Needs ``loss`` ``sse`` or ``mse``, an activation with the
-        second-order term in every layer, and a solver other than ``br`` (see
-        :mod:`jacnet.sobolev`). A division by ``validation_fraction`` splits it with the
-        rows; an explicit ``validation_data`` has values only.
+        second-order term in every layer (see :mod:`jacnet.sobolev`); with ``br`` its
+        ``N_e`` counts the observed derivatives too, and ``noise`` must be ``"shared"``
+        (one ``beta`` for values and derivatives). A division by ``validation_fraction``
+        splits it with the rows; an explicit ``validation_data`` has values only.
     **options
         Loop settings (:class:`LoopSettings`: ``loss``, ``alpha``, ``max_epochs``,
         ``seed``, ``validation_fraction``, ...), stop-rule settings (``goal``,
@@ -432,9 +433,10 @@ def _derivatives(dTdX: Any, net: Network, n_rows: int, solver: Solver, loop: Loo
     if not loss.sum_of_squares:
         raise ValueError(f"dTdX needs a sum-of-squares loss ('sse' or 'mse'), got "
                          f"loss={loss.name!r}")
-    if isinstance(solver, BayesianRegularization):
-        raise ValueError("dTdX is not supported by solver 'br' yet (its N_e counts the "
-                         "target values only); use 'lm', 'lbfgs' or a mini-batch solver")
+    if isinstance(solver, BayesianRegularization) and solver.noise == "per_output" \
+            and net.n_out > 1:
+        raise ValueError("dTdX with solver 'br' needs noise='shared' (one beta for the "
+                         "values and the derivatives), got noise='per_output'")
     check_second_order(net)
     every = np.arange(n_rows)
     return {name: SobolevData(G if np.array_equal(idx, every) else G[idx],

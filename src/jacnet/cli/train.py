@@ -23,6 +23,8 @@ from ..data import (
     DataError,
     FeatureEncoder,
     check_columns,
+    derivative_columns,
+    derivative_values,
     divide,
     infer_task,
     target_values,
@@ -86,6 +88,10 @@ def train(
         "--drop", metavar="COL", help="Column to leave out of the features (repeatable).",
         show_default=False)] = None,
     task: Annotated[Task, typer.Option(help="Inferred from the target by default.")] = Task.auto,
+    derivatives: Annotated[bool, typer.Option(
+        "--derivatives/--no-derivatives",
+        help="Fit the derivative columns d<target>/d<feature> (regression); "
+        "--no-derivatives leaves them out.")] = True,
     hidden: Annotated[str, typer.Option(
         metavar="SIZES",
         help="Hidden layer sizes, comma separated ('' or 'none' for no hidden layer).")] = "512",
@@ -134,11 +140,12 @@ def train(
     _check_rates(lr, alpha)
     sizes = _parse_hidden(hidden)
     acts = _parse_activations(activation, len(sizes))
-    table = _read(data, dataset, target, drop, task)
+    table = _read(data, dataset, target, drop, task, derivatives)
     division = _divide(table, val_fraction, test_fraction, seed)
     layers = [table.X.shape[1], *sizes, _n_outputs(table.y, table.kind)]
     n_params = _n_params(layers)
-    chosen = _choose_solver(solver.value, len(division["train"]) * layers[-1], n_params)
+    rows = layers[-1] * (1 if table.dydx is None else 1 + layers[0])  # of J per sample
+    chosen = _choose_solver(solver.value, len(division["train"]) * rows, n_params)
     if ensemble is not None and table.kind != "regression":
         raise CliError(f"--ensemble needs a regression task (the mixture of predictive "
                        f"distributions), this is {table.kind}")
@@ -189,6 +196,8 @@ class _Table:
     encoder: FeatureEncoder
     X: pd.DataFrame
     y: np.ndarray
+    derivatives: dict[str, tuple[str, str]]
+    dydx: np.ndarray | None  # (rows, targets, encoded features), NaN: not observed
 
 
 def _check_rates(lr: float, alpha: float) -> None:
@@ -199,15 +208,25 @@ def _check_rates(lr: float, alpha: float) -> None:
 
 
 def _read(data: Path | None, dataset: str | None, target: list[str] | None,
-          drop: list[str] | None, task: Task) -> _Table:
-    """Read the table, pick the feature columns, infer the task, encode features and targets."""
+          drop: list[str] | None, task: Task, use_derivatives: bool = True) -> _Table:
+    """Read the table, pick the feature columns, infer the task, encode features and
+    targets; the derivative columns ``d<target>/d<feature>`` (never features) are read
+    into ``dydx`` unless ``use_derivatives`` is false (then they are left out)."""
     frame, targets, source = load_frame(data, dataset, target, default="digits")
-    features = [c for c in frame.columns if c not in targets and c not in (drop or [])]
     check_columns(frame, list(drop or []), "--drop")
+    deriv = derivative_columns(frame, targets, drop or [], strict=use_derivatives)
+    features = [c for c in frame.columns
+                if c not in targets and c not in (drop or []) and c not in deriv]
     kind = infer_task(frame, targets) if task is Task.auto else task.value
+    if use_derivatives and deriv and kind != "regression":
+        raise DataError(f"derivative columns ({short_list(list(deriv))}) need a regression "
+                        f"target, and {short_list(targets)} is {kind}; use --task regression "
+                        "or --no-derivatives")
     encoder = FeatureEncoder.fit(frame, features)
+    dydx = (derivative_values(frame, deriv, targets, encoder)
+            if use_derivatives and deriv else None)
     return _Table(frame, targets, source, features, kind, encoder, encoder.transform(frame),
-                  target_values(frame, targets, kind))
+                  target_values(frame, targets, kind), deriv if dydx is not None else {}, dydx)
 
 
 def _divide(table: _Table, val_fraction: float, test_fraction: float,
@@ -245,8 +264,9 @@ def _fit_in_run_dir(est: Any, table: _Table, division: dict[str, np.ndarray], pa
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            extra = {} if table.dydx is None else {"dydx": table.dydx}
             fitted = _fit_divided(est, table.X, table.y, division, patience,
-                                  progress=not quiet)
+                                  progress=not quiet, **extra)
     except BaseException:
         if fresh and not any(run_dir.iterdir()):
             run_dir.rmdir()  # no empty run folder is left behind by a failed run
@@ -284,7 +304,7 @@ def _write_record(run_dir: Path, record: Any, table: _Table, est: Any,
         "classes": [jsonable(c) for c in est.classes_] if table.kind == "classification"
         else None,
         "data": {"source": table.source, "rows": len(table.frame), "features": table.features,
-                 "encoded_features": table.encoder.names},
+                 "encoded_features": table.encoder.names, **_derivative_note(table, record)},
         "model": run["model"], "options": run["options"], "warnings": run["warnings"],
         "versions": versions(), "timings": run["timings"],
     })
@@ -294,22 +314,33 @@ def _write_record(run_dir: Path, record: Any, table: _Table, est: Any,
                  json.dumps(strict_json(doc), indent=1, allow_nan=False).encode())
 
 
+def _derivative_note(table: _Table, record: Any) -> dict[str, Any]:
+    """record.json's note of the derivative data: its columns and how many values the
+    fit used (those observed in the training rows)."""
+    if table.dydx is None:
+        return {}
+    used = int(np.count_nonzero(~np.isnan(table.dydx[record.division["train"]])))
+    return {"derivative_columns": list(table.derivatives), "derivative_values": used}
+
+
 def _fit_divided(est: Any, X: pd.DataFrame, y: np.ndarray, division: dict[str, np.ndarray],
-                 patience: int, progress: bool) -> Any:
+                 patience: int, progress: bool, dydx: np.ndarray | None = None) -> Any:
     """``est.fit_divided`` on the division made here, with the live progress bar; for an
-    ensemble each member's in turn, a list of their records."""
+    ensemble each member's in turn, a list of their records. ``dydx``: derivative data of
+    every row (the training rows' are fitted)."""
     if isinstance(est, Ensemble):
         def member_fit(k: int, member: Any) -> Any:
             if progress:
                 out.print(f"member {k + 1} of {est.n_members}")
-            return _fit_divided(member, X, y, division, patience, progress)
+            return _fit_divided(member, X, y, division, patience, progress, dydx)
 
         return est.fit_members(member_fit)
     bar = Progress(est.max_iter, console=out) if progress else None
+    extra = {} if dydx is None else {"dydx": dydx}  # a classifier takes none
     try:
         return est.fit_divided(X, y, division["train"], division["validation"],
                                division["test"], max_fail=patience,
-                               callbacks=[bar.update] if bar is not None else [])
+                               callbacks=[bar.update] if bar is not None else [], **extra)
     finally:
         if bar is not None:
             bar.stop()
