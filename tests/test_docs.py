@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ COVERED = {
     "back in python": ("README.md", "python", "import jacnet as jn\nest = jn.load("),
     "pipeline": ("README.md", "python", "import pandas as pd\npipe ="),
     "fit_divided": ("README.md", "python", "est = jn.MLPRegressor(hidden_layer_sizes=(10,)"),
+    "error bars": ("README.md", "python", "import numpy as np, jacnet as jn\nrng = "),
     "model files": ("cli.md", "python", "import jacnet as jn\nest = jn.load("),
     "synopsis": ("cli.md", "", "jacnet train [DATA] [OPTIONS]"),
     "sinc": ("training.md", "python", "import numpy as np, jacnet as jn"),
@@ -266,6 +268,22 @@ def diabetes(tmp_path_factory):
     table.drop(columns="target").iloc[:25].to_csv(cwd / "new_patients.csv", index=False)
     shell(block("diabetes predict"), cwd)
     return cwd, table
+
+
+def test_readme_error_bars_gradients_deployment(tmp_path, monkeypatch):
+    """README's section 5 as a reader runs it: br fitted to values and gradients, error bars
+    that cover the truth, an ONNX file written."""
+    pytest.importorskip("onnx")
+    monkeypatch.chdir(tmp_path)
+    ns: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # br runs its max_iter: a ConvergenceWarning
+        value, _ = execute(block("error bars"), ns)
+    gamma, log_evidence = value
+    assert 0 < gamma <= ns["est"].network_.n_params and np.isfinite(log_evidence)
+    truth = ns["y"][:3]
+    assert np.all(ns["std"] > 0) and np.all(ns["lower"] < truth) and np.all(truth < ns["upper"])
+    assert (tmp_path / "surrogate.onnx").stat().st_size > 0
 
 
 def test_readme_back_in_python(diabetes):
