@@ -73,7 +73,14 @@ fewer samples than without (N read off the median curves, linear in log N agains
 log RMSE between ladder points; "> N_max" when a curve never reaches r, which makes the
 ratio a lower bound), at r = 10% and 1% of the function's standard deviation on the test
 set; and at every common size, LM + ∂ has a lower median RMSE than jenn and reaches jenn's
-RMSE in less time than jenn's fit takes (medians over the seeds)."""
+RMSE in less time than jenn's fit takes (medians over the seeds). A sample with its
+gradient carries 1 + d numbers (d inputs) where a value alone carries one, so on Branin
+(d = 2) 3 times fewer samples asks for every number of a gradient to teach as much as a
+value does: the target sits at that edge there, and has room on 6 and 10 inputs.
+
+The committed run used `--threads 1`: these networks' products are small, and with two
+BLAS threads per process on the shared two-core machine (other work running) single LM
+fits ran orders of magnitude slower than on one thread."""
 
 #: How this suite times (the run's "mode" line): it does not use Context.measure.
 MODE = ("one timed fit per seed, size and method (a study), after one untimed warm-up fit of "
