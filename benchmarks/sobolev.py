@@ -387,9 +387,8 @@ def samples_rows(ctx: Context, problem: Problem, results: Results, sd: float) ->
         ok = kind != "?" and ratio >= TARGET_RATIO
         ratio_text = (f"not measured (LM + ∂ does not reach r by N = {b.n:g} either)"
                       if kind == "?" else f"{'≥ ' if kind == '≥' else ''}{ratio:.3g}x fewer")
-        case = f"sobolev.{problem.key}.samples"
         rows.append(ctx.row(
-            case,
+            f"sobolev.{problem.key}",  # the case id: what --only matches to rerun it
             f"{problem.name} {problem.tag()}: samples to reach test RMSE r = {r:.3g} "
             f"({100 * level:g}% of the test std)",
             f"N without ∂ {a.text()}, with ∂ {b.text()}: {ratio_text}",
@@ -401,7 +400,7 @@ def samples_rows(ctx: Context, problem: Problem, results: Results, sd: float) ->
 
 def jenn_row(ctx: Context, problem: Problem, results: Results) -> Row:
     """LM + ∂ against jenn at every common size; the timings shown are the largest."""
-    case = f"sobolev.{problem.key}.jenn"
+    case = f"sobolev.{problem.key}"
     settings = JENN_SMOKE if ctx.smoke else JENN_SETTINGS
     peer = f"jenn (Adam, alpha {settings['alpha']:g}, {settings['max_iter']} iterations)"
     if jenn is None:

@@ -142,7 +142,8 @@ def test_benchmarks_smoke_sobolev_section(tmp_path: Path, monkeypatch) -> None:
     proc = _run_smoke(out, "--suite", "sobolev", "--no-torch", "--only", "sobolev.branin")
     assert proc.returncode == 0, proc.stderr
     section = _section(out.read_text(), "sobolev")
-    assert "sobolev.branin.samples" in section and "sobolev.branin.jenn" in section
+    assert "samples to reach test RMSE" in section and "LM + ∂ against jenn" in section
+    assert "--only sobolev.branin " in section  # the rows' commands rerun their case
     assert "### Branin: 2-16-16-1 tanh (P = 337)" in section
     assert "| N | LM: RMSE | LM: time | LM + ∂: RMSE |" in section and "FAIL" not in section
     if suite.jenn is not None:
