@@ -27,6 +27,7 @@ SUITES: dict[str, str] = {
     "export": "benchmarks.export",
     "training": "benchmarks.training",
     "perf": "benchmarks.perf",
+    "sobolev": "benchmarks.sobolev",
 }
 
 DEFAULT_OUT = h.REPO_ROOT / "docs" / "benchmarks.md"

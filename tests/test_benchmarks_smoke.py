@@ -133,6 +133,46 @@ def test_benchmarks_smoke_export_section(tmp_path: Path, monkeypatch) -> None:
     assert "FAIL" not in section
 
 
+def test_benchmarks_smoke_sobolev_section(tmp_path: Path, monkeypatch) -> None:
+    """The derivative-fitting study: exact gradients checked, every method fits, the tables
+    land in the section; jenn's rows are compared when it is installed, skipped without."""
+    import benchmarks.sobolev as suite
+
+    out = tmp_path / "b.md"
+    proc = _run_smoke(out, "--suite", "sobolev", "--no-torch", "--only", "sobolev.branin")
+    assert proc.returncode == 0, proc.stderr
+    section = _section(out.read_text(), "sobolev")
+    assert "samples to reach test RMSE" in section and "LM + ∂ against jenn" in section
+    assert "--only sobolev.branin " in section  # the rows' commands rerun their case
+    assert "### Branin: 2-16-16-1 tanh (P = 337)" in section
+    assert "| N | LM: RMSE | LM: time | LM + ∂: RMSE |" in section and "FAIL" not in section
+    if suite.jenn is not None:
+        assert "| skip |" not in section
+    monkeypatch.setattr(suite, "jenn", None)  # as if jenn were missing
+    proc = _run_smoke(out, "--suite", "sobolev", "--no-torch", "--only", "sobolev.branin")
+    assert proc.returncode == 0, proc.stderr
+    section = _section(out.read_text(), "sobolev")
+    assert "| skip |" in section and "jenn not installed" in section
+    assert "FAIL" not in section
+
+
+def test_sobolev_test_functions_have_exact_gradients():
+    """Branin, Hartmann-6 and the wing weight: gradients against central differences, and
+    the samples-to-reach reading of a median curve (interpolated, bounded, or unknown)."""
+    from benchmarks.sobolev import PROBLEMS, Reach, check_gradient, reach_ratio, samples_to_reach
+
+    assert all(check_gradient(p) < 1e-6 for p in PROBLEMS)
+    curve = [(10, 1.0), (20, 0.1), (40, 0.01)]
+    hit = samples_to_reach(curve, 0.1)
+    assert hit.kind == "=" and abs(hit.n - 20) < 1e-9
+    assert abs(samples_to_reach(curve, 0.1**1.5).n - 20 * 2**0.5) < 1e-9
+    assert samples_to_reach(curve, 2.0) == Reach(10, "≤")
+    assert samples_to_reach(curve, 1e-3) == Reach(40, ">")
+    assert reach_ratio(Reach(40, ">"), Reach(10, "=")) == (4.0, "≥")
+    assert reach_ratio(Reach(40, "="), Reach(10, "=")) == (4.0, "=")
+    assert reach_ratio(Reach(40, "="), Reach(40, ">"))[1] == "?"
+
+
 @pytest.mark.slow  # a Dask cluster: test_distributed.py covers the solvers; make test-all
 def test_benchmarks_smoke_distributed_section(tmp_path: Path) -> None:
     out = tmp_path / "b.md"
