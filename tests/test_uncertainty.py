@@ -420,6 +420,7 @@ def test_uncertainty_gaussian_nll_and_interval_scores():
     assert inside.tolist() == [1.0, 0.0, 0.0] and width.tolist() == [1.0, 0.5, 1.0]
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short fits
 def test_ensemble_fit_members_is_fit_with_the_callers_own_fit():
     X, y = _data(60)
     member = jn.MLPRegressor(hidden_layer_sizes=(3,), activation="tanh", solver="br",
@@ -435,6 +436,7 @@ def test_ensemble_fit_members_is_fit_with_the_callers_own_fit():
     assert b.n_features_in_ == 2
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short fits
 def test_ensemble_model_file_round_trip(tmp_path):
     """One file holds every member (tensors prefixed member.k.); the loaded ensemble
     predicts, with its std and intervals, as the saved one."""
@@ -457,6 +459,7 @@ def test_ensemble_model_file_round_trip(tmp_path):
     assert isinstance(jn.load(path), jn.Ensemble)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short fits
 def test_ensemble_model_file_rejects_stray_tensors(tmp_path):
     import safetensors.numpy
 
