@@ -1,7 +1,8 @@
 """jacnet.distributed on 2-worker LocalClusters that the tests start and stop themselves.
 
 The distributed solvers must reach the single-machine theta and record (up to summation
-order), keep training through a worker lost mid-evaluation, and name a partition with NaN.
+order), with derivative data too, keep training through a worker lost mid-evaluation, name
+a partition with NaN, and leave an estimator the single-machine fit's predictive std.
 Most tests run on a cluster whose workers are threads; the two that kill a worker run on
 one whose workers are processes, and they also check the full run on it end to end.
 """
@@ -207,6 +208,171 @@ def test_distributed_rejects_what_does_not_scale(client: Client) -> None:
 _EST = {"hidden_layer_sizes": (6,), "activation": "tanh", "max_iter": 2, "random_state": 0}
 
 
+# ------------------------------------------------------------------ derivative data
+def _derivatives(X: np.ndarray, n_out: int) -> np.ndarray:
+    """dT/dX of _data's targets, (N, n_out, 3), with about a third of them not observed."""
+    g = np.column_stack([np.cos(X[:, 0]), X[:, 2], X[:, 1]])
+    G = np.repeat(g[:, None, :], n_out, axis=1)
+    G[np.random.default_rng(2).random(G.shape) < 0.3] = np.nan
+    return G
+
+
+class _NoSecondOrder(jn.Activation):  # a user activation without hvp
+    def forward(self, T: np.ndarray) -> np.ndarray:
+        return T**3
+
+    def jacobian(self, T: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        return np.einsum("ij,jk->ijk", 3 * T**2, np.eye(T.shape[1]))
+
+
+def _assert_same_derivative_run(a: jn.Network, b: jn.Network, ra: jn.TrainingRecord,
+                                rb: jn.TrainingRecord) -> None:
+    """The same run to 1e-10: theta, every recorded number (br's gamma, alpha, beta,
+    evidence too)."""
+    _assert_same_run(a, b, ra, rb, rtol=1e-10)
+    for key in ("gamma", "alpha", "beta", "E_D", "log_evidence"):
+        if key in ra.epochs[0]:
+            assert_allclose(rb.column(key), ra.column(key), rtol=1e-10)
+
+
+# LM without weights (each partition with fewer residuals than parameters: the dual form
+# per partition), br with weights on sse, L-BFGS with a penalty on two outputs.
+@pytest.mark.parametrize("solver, n_out, case", [("lm", 1, "small_partitions"),
+                                                 ("br", 1, "weighted_sse"),
+                                                 ("lbfgs", 2, "alpha")])
+def test_distributed_derivatives_match_single_machine(client: Client, solver: str, n_out: int,
+                                                      case: str) -> None:
+    X, T = _data(n_out)
+    G = _derivatives(X, n_out)
+    opts: dict[str, Any] = {"max_epochs": 3, "loss": "mse", "derivative_weight": 0.7}
+    w = None
+    dX, dT, dG = _dask(X), _dask(T), _dask(G)
+    if case == "small_partitions":  # 5 rows: 5 (1 + 3) residuals < 31 parameters
+        dX, dT, dG = da.from_array(X, chunks=(5, 3)), T, G  # T, G in memory: sent once
+    if case == "weighted_sse":
+        w = np.random.default_rng(1).uniform(0.5, 2.0, N)
+        opts["loss"] = "sse"
+    if case == "alpha":
+        opts["alpha"] = 1e-3
+    single, dist = _net(n_out), _net(n_out)
+    r1 = jn.train(single, X, T, solver, sample_weight=w, dTdX=G, **opts)
+    r2 = jd.train(dist, dX, dT, solver, client=client, dTdX=dG,
+                  sample_weight=None if w is None else _dask(w), **opts)
+    assert r2.n_epochs == 3
+    _assert_same_derivative_run(single, dist, r1, r2)
+
+
+def test_distributed_derivatives_follow_the_rows_of_x(client: Client) -> None:
+    """dTdX chunked otherwise, or in memory, is rechunked to X's rows, as T is: each
+    partition then holds the same derivatives and the runs are bit for bit the same."""
+    X, T = _data()
+    G = _derivatives(X, 1)[:, 0]  # (N, n_in) for one output
+    thetas = []
+    for dG in (_dask(G), da.from_array(G, chunks=(50, 2)), G):
+        net = _net()
+        jd.train(net, _dask(X), _dask(T), "lm", client=client, dTdX=dG, max_epochs=2)
+        thetas.append(net.theta.copy())
+    np.testing.assert_array_equal(thetas[1], thetas[0])
+    np.testing.assert_array_equal(thetas[2], thetas[0])
+
+
+def test_distributed_bad_derivatives_are_named(client: Client) -> None:
+    X, T = _data()
+    G = _derivatives(X, 1)
+    dX, dT = _dask(X), _dask(T)
+
+    def fit(dG: Any, net: jn.Network | None = None, **options: Any) -> None:
+        jd.train(net or _net(), dX, dT, "lm", client=client, dTdX=dG, max_epochs=1, **options)
+
+    with pytest.raises(ValueError, match=r"dTdX must have shape \(N, n_out, n_in\) = "
+                       r"\(240, 1, 3\) or \(N, n_in\) = \(240, 3\), got \(240, 2, 3\)"):
+        fit(_dask(np.concatenate([G, G], axis=1)))
+    with pytest.raises(ValueError, match=rf"dTdX must have {N} rows \(one per row of X\)"):
+        fit(G[:-1])
+    bad = G.copy()
+    bad[100, 0, 2] = -np.inf  # rows 70:140 are partition 1
+    with pytest.raises(ValueError, match=r"dTdX partition 1 \(block 1 of 4, rows 70:140\) "
+                       r"holds 1 infinite value\(s\) \(NaN, not inf, marks"):
+        fit(_dask(bad))
+    with pytest.raises(ValueError, match="dTdX needs a sum-of-squares loss"):
+        fit(_dask(G), loss="huber")
+    cube = jn.Network([jn.Dense(3, 4, _NoSecondOrder()), jn.Dense(4, 1)], seed=0)
+    with pytest.raises(ValueError, match=r"dTdX .*layers\[0\]"):
+        fit(_dask(G), net=cube)
+
+
+def test_regressor_fits_derivatives_on_dask_arrays(client: Client) -> None:
+    X, T = _data()
+    y, G = T[:, 0], _derivatives(X, 1)[:, 0]
+    kw = {**_EST, "solver": "lm", "derivative_weight": 0.5}
+    with warnings.catch_warnings(), client.as_current():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = jn.MLPRegressor(**kw).fit(X, y, dydx=G)
+        est = jn.MLPRegressor(**kw).fit(_dask(X), _dask(y), dydx=_dask(G))
+        for bad, message in ((G[:, :2], r"dydx must have shape \(N, n_outputs, n_features\)"),
+                             (np.where(np.isnan(G), np.inf, G), "dydx partition 0")):
+            with pytest.raises(ValueError, match=message):
+                jn.MLPRegressor(**kw).fit(_dask(X), _dask(y), dydx=_dask(bad))
+        with pytest.raises(ValueError, match="dydx .* needs loss='squared_error'"):
+            jn.MLPRegressor(**{**kw, "loss": "huber"}).fit(_dask(X), _dask(y), dydx=_dask(G))
+        with pytest.raises(ValueError, match="dydx .* is for regression"):
+            jn.MLPClassifier(**_EST).fit(_dask(X), _dask(y > 0), dydx=_dask(G))
+    assert_allclose(est.network_.theta, ref.network_.theta, rtol=1e-10, atol=1e-13)
+    assert_allclose(est.input_jacobian(X), ref.input_jacobian(X), rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------- predictive std
+# lm with derivative data (their rows stay out of the posterior, as in memory), br, and
+# lbfgs on two outputs with sample weights.
+@pytest.mark.parametrize("solver, n_out, derivatives, weighted", [
+    ("lm", 1, True, False), ("br", 1, False, True), ("lbfgs", 2, False, True)])
+def test_regressor_dask_fit_predicts_the_single_machine_std(
+        client: Client, solver: str, n_out: int, derivatives: bool, weighted: bool) -> None:
+    X, T = _data(n_out)
+    y = T[:, 0] if n_out == 1 else T
+    G = _derivatives(X, n_out) if derivatives else None
+    w = np.random.default_rng(3).uniform(0.5, 2.0, N) if weighted else None
+    kw = {**_EST, "solver": solver, "max_iter": 3}
+    with warnings.catch_warnings(), client.as_current():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = jn.MLPRegressor(**kw).fit(X, y, sample_weight=w, dydx=G)
+        est = jn.MLPRegressor(**kw).fit(_dask(X), _dask(y),
+                                        sample_weight=None if w is None else _dask(w),
+                                        dydx=None if G is None else _dask(G))
+    assert_allclose(est.network_.theta, ref.network_.theta, rtol=1e-10, atol=1e-13)
+    (m1, s1), (m2, s2) = ref.predict(X, return_std=True), est.predict(X, return_std=True)
+    assert_allclose(m2, m1, rtol=1e-10, atol=1e-12)
+    assert_allclose(s2, s1, rtol=1e-10)
+    for a, b in zip(ref.predict_interval(X, 0.9), est.predict_interval(X, 0.9), strict=True):
+        assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+    p1, p2 = ref.posterior_, est.posterior_
+    assert (p2.source, p2.dof) == (p1.source, pytest.approx(p1.dof, rel=1e-10))
+    assert_allclose(p2.noise_variance, p1.noise_variance, rtol=1e-10)
+    # the posterior is computed at the fit's end: it goes into the model file as in memory
+    loaded = type(est).from_state(*est.to_state())
+    assert_allclose(loaded.predict(X, return_std=True)[1], s1, rtol=1e-10)
+
+
+def test_dask_lbfgs_fit_of_a_large_network_skips_the_posterior(
+        client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """L-BFGS never holds a P x P sum: over POSTERIOR_MAX_PARAMS the fit does not add one
+    up at its end, and return_std says why; LM (whose every epoch holds one) still does."""
+    monkeypatch.setattr(jd, "POSTERIOR_MAX_PARAMS", 10)
+    X, T = _data()
+    with warnings.catch_warnings(), client.as_current():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        big = jn.MLPRegressor(**{**_EST, "solver": "lbfgs"}).fit(_dask(X), _dask(T[:, 0]))
+        lm = jn.MLPRegressor(**{**_EST, "solver": "lm"}).fit(_dask(X), _dask(T[:, 0]))
+    with pytest.raises(ValueError, match="POSTERIOR_MAX_PARAMS"):
+        big.predict(X, return_std=True)
+    assert np.isfinite(lm.predict(X, return_std=True)[1]).all()
+    lm.set_model(coefs=lm.coefs_)  # new weights: the sums of the old ones are dropped
+    with pytest.raises(ValueError, match="holds no posterior"):
+        lm.predict(X, return_std=True)
+
+
+
+
 # L-BFGS through the estimator: the same reductions as jd.train's L-BFGS above.
 @pytest.mark.parametrize("solver", ["lm", pytest.param("lbfgs", marks=pytest.mark.slow)])
 def test_regressor_fits_dask_arrays(client: Client, solver: str) -> None:
@@ -286,7 +452,7 @@ def test_only_partial_sums_travel_between_workers(proc_client: Client) -> None:
     # Partitions held by both workers (replicas, as a gather leaves them) are shared out
     # evenly, not all given to one worker.
     proc_client.replicate(futures_of(Xd), n=2)
-    groups = obj._groups()
+    groups = obj.parts.groups()
     assert sorted(len(idx) for _, idx in groups) == [2, 2]
     assert len({worker for worker, _ in groups}) == 2
 

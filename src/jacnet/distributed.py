@@ -34,7 +34,6 @@ floating-point summation order.
 from __future__ import annotations
 
 import copy
-import functools
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -53,18 +52,21 @@ except ImportError as exc:  # pragma: no cover - the extra is part of dev
         "jacnet.distributed needs Dask: pip install 'jacnet[distributed]'"
     ) from exc
 
-from .gauss_newton import PrimalSystem, primal_system
-from .losses import Loss
+from .gauss_newton import DualSystem, PrimalSystem, primal_system
+from .losses import Loss, get_loss
 from .network import Network
 from .objective import Objective
 from .record import TrainingRecord
+from .sobolev import SobolevData, SobolevObjective, check_second_order
 from .solvers import Solver
 from .stopping import stop_rules
 from .training import SOLVERS, STOCHASTIC, Callback, Run, configure, finish
+from .uncertainty import FitSums
 
 Array = np.ndarray
 
-__all__ = ["SCALABLE_SOLVERS", "DaskObjective", "train", "fit_estimator"]
+__all__ = ["SCALABLE_SOLVERS", "POSTERIOR_MAX_PARAMS", "DaskObjective", "DaskSobolevObjective",
+           "Partitions", "train", "fit_estimator", "posterior_sums"]
 
 #: The solvers that train on a Dask cluster: the full-batch ones.
 SCALABLE_SOLVERS: tuple[str, ...] = tuple(n for n in SOLVERS if n not in STOCHASTIC)
@@ -81,6 +83,8 @@ class _Model:
     loss: Loss
     chunk: int | None
     scale: float  # the Gauss-Newton scale of the whole data set (see _global_scale)
+    lam: float = 0.0  # derivative data: the weight of the derivative residuals
+    norm: float = 1.0  # derivative data: what the whole set's loss divides by (2 / scale)
 
 
 def _held(obj: Any) -> Any:
@@ -96,14 +100,16 @@ def _local_net(model: _Model, theta: Array) -> Network:
     return net
 
 
+# Every partition function takes (model, theta, X, T, w, G, share): the partition's rows,
+# its sample weights and derivative data (None without), and its share of a mean loss.
 def _part_value(model: _Model, theta: Array, X: Array, T: Array, w: Array | None,
-                share: float) -> float:
+                G: None, share: float) -> float:
     """The partition's share of the loss: ``(W_p / W) L_p``."""
     return share * _local_net(model, theta).evaluate(X, T, model.loss, w, model.chunk)[0]
 
 
 def _part_value_and_grad(model: _Model, theta: Array, X: Array, T: Array, w: Array | None,
-                         share: float) -> tuple[float, Array]:
+                         G: None, share: float) -> tuple[float, Array]:
     """The partition's share of the loss and of its gradient (P,)."""
     bp = _local_net(model, theta).backprop(model.loss)
     value = bp(X, T, w)
@@ -112,7 +118,7 @@ def _part_value_and_grad(model: _Model, theta: Array, X: Array, T: Array, w: Arr
 
 
 def _part_system(model: _Model, theta: Array, X: Array, T: Array, w: Array | None,
-                 share: float) -> PrimalSystem:
+                 G: None, share: float) -> PrimalSystem:
     """The partition's primal system: ``J_p^T H_p J_p`` (P, P) and ``J_p^T g_p`` (P,) are
     plain sums, so the partitions' systems add up to the whole's (``+``); it carries the
     whole data set's scale. As in the one-process objective, ``J_p^T H_p J_p`` holds its
@@ -122,6 +128,51 @@ def _part_system(model: _Model, theta: Array, X: Array, T: Array, w: Array | Non
     Y = net.evaluate(X, T, model.loss, w, model.chunk)[1]
     system = primal_system(net.layers, X, T, model.loss, w, Y, chunk=model.chunk)
     return PrimalSystem(system.JtHJ, system.Jtg, model.scale)
+
+
+def _sobolev(model: _Model, theta: Array, X: Array, T: Array, w: Array | None, G: Array
+             ) -> SobolevObjective:
+    """The one-machine objective of values and derivatives on the partition, dividing by
+    the whole set's ``norm``: its three sums are then the partition's terms of the whole's."""
+    obj = SobolevObjective(_local_net(model, theta), X, T, model.loss, w, 0.0, model.chunk,
+                           data=SobolevData(G, model.lam))
+    obj.norm = model.norm
+    return obj
+
+
+def _sobolev_value(model: _Model, theta: Array, X: Array, T: Array, w: Array | None,
+                   G: Array, share: float) -> float:
+    """The partition's terms of the values-and-derivatives loss."""
+    return _sobolev(model, theta, X, T, w, G).data_value()[0]
+
+
+def _sobolev_value_and_grad(model: _Model, theta: Array, X: Array, T: Array,
+                            w: Array | None, G: Array, share: float) -> tuple[float, Array]:
+    """The partition's terms of the values-and-derivatives loss and of its gradient (P,)."""
+    return _sobolev(model, theta, X, T, w, G).data_value_and_grad()
+
+
+def _sobolev_system(model: _Model, theta: Array, X: Array, T: Array, w: Array | None,
+                    G: Array, share: float) -> PrimalSystem:
+    """The partition's primal system of values and derivatives (upper triangle). A
+    partition of fewer weighted residuals than parameters gets the dual form from the
+    one-machine objective: its ``A^T A`` is the same ``J^T H J``."""
+    system = _sobolev(model, theta, X, T, w, G).data_system(None, model.chunk)
+    if isinstance(system, DualSystem):
+        return PrimalSystem(np.triu(system.A.T @ system.A), system.Jtg, model.scale)
+    return PrimalSystem(system.JtHJ, system.Jtg, model.scale)
+
+
+def _part_curvature(model: _Model, theta: Array, X: Array, T: Array, w: Array | None,
+                    G: Array | None, share: float) -> tuple[Array, float]:
+    """The partition's terms of a posterior's sums (:class:`jacnet.uncertainty.FitSums`):
+    ``J^T W J`` (P, P), both triangles, and ``E_D = sum w ||y - t||^2``, of the values
+    only, as a one-machine fit's posterior (derivative data do not enter it)."""
+    net = _local_net(model, theta)
+    R = net.evaluate(X, T, model.loss, w, model.chunk)[1] - T
+    JtWJ = net.gauss_newton(X, R, w, model.chunk)[0]
+    sq = R * R if w is None else R * R * w[:, None]
+    return JtWJ, float(np.sum(sq, dtype=np.float64))
 
 
 def _each_block(fn: Callable[..., Any], n_fixed: int, width: int, *args: Any) -> list[Any]:
@@ -138,12 +189,23 @@ def _sum_blocks(fn: Callable[..., Any], n_fixed: int, width: int, *args: Any) ->
     return parts[0] if len(parts) == 1 else _add(*parts)
 
 
-def _part_stats(X: Array, T: Array, w: Array | None) -> Array:
-    """``[rows, total weight, non-finite in X, in T, bad weights]`` of one partition."""
+#: The columns of :func:`_part_stats`.
+_STATS = ("rows", "weight", "X", "T", "sample_weight", "G", "observed", "weighted_observed")
+
+
+def _part_stats(X: Array, T: Array, w: Array | None, G: Array | None) -> Array:
+    """One partition's :data:`_STATS`: its rows, total weight, the non-finite entries of X
+    and T, the negative or non-finite weights, the infinite derivatives, the observed
+    (not NaN) derivatives and their count weighted by the rows' sample weights."""
     bad_w = 0 if w is None else int(np.sum(~np.isfinite(w) | (w < 0)))
     weight = X.shape[0] if w is None else float(np.sum(w, dtype=np.float64))
+    inf_g = seen = seen_w = 0.0
+    if G is not None:
+        per_row = np.count_nonzero(~np.isnan(G), axis=(1, 2))
+        inf_g, seen = float(np.sum(np.isinf(G))), float(per_row.sum())
+        seen_w = seen if w is None else float(w @ per_row)
     return np.array([X.shape[0], weight, np.sum(~np.isfinite(X)), np.sum(~np.isfinite(T)),
-                     bad_w], dtype=np.float64)
+                     bad_w, inf_g, seen, seen_w], dtype=np.float64)
 
 
 def _add(*parts: Any) -> Any:
@@ -158,55 +220,83 @@ def _add(*parts: Any) -> Any:
 
 
 # ------------------------------------------------------------- on the client
-class DaskObjective(Objective):
-    """:class:`~jacnet.objective.Objective` whose sums over samples run on a Dask cluster.
+class Partitions:
+    """Training rows on a Dask cluster: persisted once, checked once, summed in place.
 
-    ``X``, ``T`` and ``w`` are dask arrays with the same row chunks, already validated
-    (see :func:`train`). They are persisted on the workers here, once; every evaluation
-    then maps over their partitions and tree-reduces the partial sums.
+    ``X``, ``T``, ``w`` and ``G`` (None: none) are dask arrays with the same row chunks,
+    already validated (see :func:`train`). They are persisted on the workers here, once,
+    and one pass over them (placed as every evaluation is) checks them and counts the
+    weight; every sum is then a map over the partitions and a tree reduction.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    X, T, w, G : dask arrays of shapes (N, n_in), (N, n_out), (N,) or None, and
+        (N, n_out, n_in) or None
+    mean : bool
+        Whether the partitions' terms are shares of a mean, ``W_p / W`` (else 1).
+    name : str
+        The derivative data's name in errors (``dTdX``, or the estimators' ``dydx``).
+
+    Attributes
+    ----------
+    X, T, w, G : the persisted arrays
+    stats : ndarray of shape (n_partitions, 8)
+        Each partition's :data:`_STATS`.
+    total_weight : float
+        ``W``, the rows' total sample weight (N without weights).
+    blocks : list of tuples
+        The partitions of positive weight as ``(X_p, T_p, w_p, G_p, share_p)`` (futures,
+        None where absent): the last arguments of every partition function.
     """
 
-    def __init__(self, net: Network, X: Any, T: Any, loss: Loss, w: Any, alpha: float,
-                 client: Client, chunk: int | None = None) -> None:
-        super().__init__(net, X, T, loss, w, alpha, chunk)
+    def __init__(self, client: Client, X: Any, T: Any, w: Any, G: Any, mean: bool,
+                 name: str = "dTdX") -> None:
         self.client = client
-        persisted = client.persist([X, T] if w is None else [X, T, w])
+        given = [a for a in (X, T, w, G) if a is not None]
+        persisted = iter(client.persist(given))
         # The partitions must exist before they can be placed: asked while still being
         # computed, who_has finds no holder, and an unplaced task may copy its partition
         # to another worker (a CI run of the placement test caught it).
-        wait(persisted)
-        X, T = persisted[:2]
-        w = persisted[2] if w is not None else None
-        self.X, self.T, self.w = X, T, w
-        xs, ts = _block_futures(X), _block_futures(T)
-        ws = _block_futures(w) if w is not None else [None] * len(xs)
-        # The one pass over the data before training, placed as every evaluation is.
+        self.X, self.T = next(persisted), next(persisted)
+        self.w: Any = None if w is None else next(persisted)
+        self.G: Any = None if G is None else next(persisted)
+        wait([a for a in (self.X, self.T, self.w, self.G) if a is not None])
+        xs, ts = _block_futures(self.X), _block_futures(self.T)
+        ws, gs = ([None] * len(xs) if a is None else _block_futures(a) for a in (self.w, self.G))
+        self.stats = self._check(xs, ts, ws, gs, name)
+        weights = [float(s[1]) for s in self.stats]
+        self.total_weight = math.fsum(weights)
+        # Empty partitions add nothing (and a mean over zero weight is undefined).
+        self.blocks = [(x, t, wp, g, (wt / self.total_weight) if mean else 1.0)
+                       for x, t, wp, g, wt in zip(xs, ts, ws, gs, weights, strict=True)
+                       if wt > 0]
+
+    def _check(self, xs: list[Any], ts: list[Any], ws: list[Any], gs: list[Any], name: str
+               ) -> Array:
+        """The one pass over the data before training: each partition's statistics,
+        checked (a ValueError names the first partition with bad values)."""
         groups = self._placement(xs)
         futures = [
-            client.submit(_each_block, _part_stats, 0, 3,
-                          *(a for i in idx for a in (xs[i], ts[i], ws[i])), pure=False,
-                          **_on(worker))
+            self.client.submit(_each_block, _part_stats, 0, 4,
+                               *(a for i in idx for a in (xs[i], ts[i], ws[i], gs[i])),
+                               pure=False, **_on(worker))
             for worker, idx in groups
         ]
         stats: list[Any] = [None] * len(xs)
-        for (_, idx), found in zip(groups, client.gather(futures), strict=True):
+        for (_, idx), found in zip(groups, self.client.gather(futures), strict=True):
             for i, st in zip(idx, found, strict=True):
                 stats[i] = st
-        _check_partitions(np.asarray(stats), X.chunks[0], w is not None)
-        weights = [float(s[1]) for s in stats]
-        self.total_weight = math.fsum(weights)
-        # Empty partitions add nothing (and a mean over zero weight is undefined).
-        self.blocks = [(x, t, wp, (wt / self.total_weight) if loss.mean_over_samples else 1.0)
-                       for x, t, wp, wt in zip(xs, ts, ws, weights, strict=True) if wt > 0]
-        self.scale = _global_scale(loss, self.total_weight, net.n_out)
-        self.model = self._hold(_Model(net, loss, chunk, self.scale))
+        table = np.asarray(stats).reshape(len(xs), len(_STATS))
+        _check_partitions(table, self.X.chunks[0], self.w is not None, name)
+        return table
 
-    def _hold(self, obj: Any) -> Future:
+    def hold(self, obj: Any) -> Future:
         """``obj`` on the cluster as a recomputable task result (see the module notes)."""
         return self.client.submit(_held, obj, pure=False)
 
-    def _groups(self) -> list[tuple[str | None, list[int]]]:
-        """The training blocks as ``(worker, block indices)`` groups: see _placement."""
+    def groups(self) -> list[tuple[str | None, list[int]]]:
+        """The blocks as ``(worker, block indices)`` groups: see :meth:`_placement`."""
         return self._placement([x for x, *_ in self.blocks])
 
     def _placement(self, xs: list[Future]) -> list[tuple[str | None, list[int]]]:
@@ -238,8 +328,8 @@ class DaskObjective(Objective):
             groups += [(worker, list(run)) for run in np.array_split(idx, k)]
         return sorted(groups, key=lambda g: g[1][0])
 
-    def reduce(self, fn: Callable[..., Any]) -> Any:
-        """``sum_p fn(model, theta, X_p, T_p, w_p, share_p)`` at the network's theta.
+    def reduce(self, fn: Callable[..., Any], model: Future, theta: Array) -> Any:
+        """``sum_p fn(model, theta, X_p, T_p, w_p, G_p, share_p)``.
 
         One task per group of partitions that a worker holds (one group per thread),
         asked to run on that worker: Dask's scheduler would otherwise move a partition to
@@ -251,12 +341,12 @@ class DaskObjective(Objective):
         client = self.client
         # a fresh key per evaluation (pure=False): the same theta twice must not share a key
         # that is being released
-        theta = self._hold(self.net.get_flat())
+        held_theta = self.hold(theta)
         parts = [
-            client.submit(_sum_blocks, fn, 2, 4, self.model, theta,
+            client.submit(_sum_blocks, fn, 2, 5, model, held_theta,
                           *(a for i in idx for a in self.blocks[i]), pure=False,
                           **_on(worker))
-            for worker, idx in self._groups()
+            for worker, idx in self.groups()
         ]
         held = list(parts)  # every level stays referenced until the result is in
         while len(parts) > 1:  # the tree: fan-in _FAN_IN, on the workers
@@ -265,8 +355,31 @@ class DaskObjective(Objective):
                      for i in range(0, len(parts), _FAN_IN)]
             held += parts
         result = parts[0].result()
-        client.cancel(held + [theta])  # release theta and the partial sums now, not at GC
+        client.cancel(held + [held_theta])  # release theta and the partial sums now, not at GC
         return result
+
+
+class DaskObjective(Objective):
+    """:class:`~jacnet.objective.Objective` whose sums over samples run on a Dask cluster.
+
+    ``X``, ``T`` and ``w`` are dask arrays with the same row chunks, already validated
+    (see :func:`train`); :class:`Partitions` persists them on the workers, once, and
+    every evaluation maps over their partitions and tree-reduces the partial sums.
+    """
+
+    def __init__(self, net: Network, X: Any, T: Any, loss: Loss, w: Any, alpha: float,
+                 client: Client, chunk: int | None = None) -> None:
+        super().__init__(net, X, T, loss, w, alpha, chunk)
+        self.client = client
+        self.parts = Partitions(client, X, T, w, None, loss.mean_over_samples)
+        self.X, self.T, self.w = self.parts.X, self.parts.T, self.parts.w
+        self.total_weight = self.parts.total_weight
+        self.scale = _global_scale(loss, self.total_weight, net.n_out)
+        self.model = self.parts.hold(_Model(net, loss, chunk, self.scale))
+
+    def reduce(self, fn: Callable[..., Any]) -> Any:
+        """``sum_p fn(model, theta, X_p, T_p, w_p, G_p, share_p)`` at the network's theta."""
+        return self.parts.reduce(fn, self.model, self.net.get_flat())
 
     def data_value(self) -> tuple[float, Any]:
         return float(self.reduce(_part_value)), None
@@ -282,6 +395,70 @@ class DaskObjective(Objective):
         return system
 
 
+class DaskSobolevObjective(SobolevObjective):
+    """:class:`~jacnet.sobolev.SobolevObjective` (values and input derivatives) whose sums
+    over samples run on a Dask cluster, as :class:`DaskObjective`'s.
+
+    ``data.G`` is a dask array (N, n_out, n_in) chunked with ``X``'s rows (NaN: not
+    observed). Each partition's task runs the one-machine objective on its rows, dividing
+    by the whole set's ``c`` (the total sample weight for ``mse``, 1 for ``sse``), so the
+    partitions' terms add up to the whole's; the counts that Bayesian regularization reads
+    (``n_values``, ``n_weighted``) come from the pass that checks the partitions.
+    """
+
+    def __init__(self, net: Network, X: Any, T: Any, loss: Loss, w: Any, alpha: float,
+                 client: Client, chunk: int | None = None, *, data: SobolevData,
+                 name: str = "dTdX") -> None:
+        _check_derivative_fit(net, loss, name)
+        # Not SobolevObjective.__init__: it counts the observed derivatives and the weight
+        # in memory; here the partitions' statistics hold them.
+        Objective.__init__(self, net, X, T, loss, w, alpha, chunk)
+        self.client = client
+        parts = self.parts = Partitions(client, X, T, w, data.G, False, name)
+        self.X, self.T, self.w = parts.X, parts.T, parts.w
+        self.data = SobolevData(parts.G, data.lam)
+        self.total_weight = parts.total_weight
+        self.scale = _global_scale(loss, self.total_weight, net.n_out)
+        self.norm = 2.0 / self.scale  # a sum of squares' Gauss-Newton scale is 2 / c
+        rows, observed, weighted = (parts.stats[:, _STATS.index(k)].sum()
+                                    for k in ("rows", "observed", "weighted_observed"))
+        self.n_values = int(rows * net.n_out + observed)
+        self.n_weighted = float(self.n_values) if w is None else float(
+            self.total_weight * net.n_out + weighted)
+        self.model = parts.hold(_Model(net, loss, chunk, self.scale, data.lam, self.norm))
+
+    def reduce(self, fn: Callable[..., Any]) -> Any:
+        """``sum_p fn(model, theta, X_p, T_p, w_p, G_p, share_p)`` at the network's theta."""
+        return self.parts.reduce(fn, self.model, self.net.get_flat())
+
+    def data_value(self) -> tuple[float, Any]:
+        return float(self.reduce(_sobolev_value)), None
+
+    def data_value_and_grad(self) -> tuple[float, Array]:
+        value, grad = self.reduce(_sobolev_value_and_grad)
+        self.grad[...] = grad
+        return float(value), self.grad
+
+    def data_system(self, state: Any, chunk: int | None) -> PrimalSystem:
+        system = self.reduce(_sobolev_system)
+        assert isinstance(system, PrimalSystem)
+        return system
+
+
+#: The largest network (parameters) whose posterior sums a Dask fit by ``lbfgs`` adds up
+#: at its end: they are P x P, which LM and br hold every epoch anyway but L-BFGS never
+#: does (its P can be far larger).
+POSTERIOR_MAX_PARAMS = 4096
+
+
+def posterior_sums(objective: DaskObjective | DaskSobolevObjective) -> FitSums:
+    """The sums of the values' posterior (:class:`jacnet.uncertainty.FitSums`) over the
+    objective's partitions, at its network's theta: ``J^T W J``, ``E_D`` and ``N_e``."""
+    G, E_D = objective.reduce(_part_curvature)
+    return FitSums(np.asarray(G, dtype=float), float(E_D),
+                   objective.total_weight * objective.net.n_out)
+
+
 def _on(worker: str | None) -> dict[str, Any]:
     """``Client.submit``'s placement for a group: on ``worker``, loosely; anywhere if None."""
     return {} if worker is None else {"workers": [worker], "allow_other_workers": True}
@@ -293,18 +470,24 @@ def _block_futures(arr: Any) -> list[Future]:
     return [by_key[k] for k in flatten(arr.__dask_keys__())]
 
 
-def _check_partitions(stats: Array, rows: Sequence[int], weighted: bool) -> None:
-    """A ValueError naming the first partition that holds NaN/inf (or bad weights)."""
+def _check_partitions(stats: Array, rows: Sequence[int], weighted: bool, g_name: str) -> None:
+    """A ValueError naming the first partition that holds NaN/inf (or bad weights, or
+    infinite derivatives: NaN marks a derivative not observed), ``g_name`` the
+    derivative data's name."""
     starts = np.concatenate([[0], np.cumsum(rows)])
-    for name, col in (("X", 2), ("T", 3), ("sample_weight", 4)):
+    checks = (("X", "X", "NaN or inf"), ("T", "T", "NaN or inf"),
+              ("sample_weight", "sample_weight", "negative, NaN or inf"),
+              ("G", g_name, "infinite"))
+    for key, name, what in checks:
+        col = _STATS.index(key)
         bad = np.flatnonzero(stats[:, col])
         if bad.size:
             p = int(bad[0])
-            what = "negative, NaN or inf" if col == 4 else "NaN or inf"
+            note = " (NaN, not inf, marks a derivative not observed)" if key == "G" else ""
             raise ValueError(
                 f"{name} partition {p} (block {p} of {len(rows)}, rows "
-                f"{starts[p]}:{starts[p + 1]}) holds {int(stats[p, col])} {what} value(s); "
-                f"{len(bad)} partition(s) in all: {bad.tolist()[:10]}"
+                f"{starts[p]}:{starts[p + 1]}) holds {int(stats[p, col])} {what} value(s)"
+                f"{note}; {len(bad)} partition(s) in all: {bad.tolist()[:10]}"
             )
     if weighted and not stats[:, 1].sum() > 0:
         raise ValueError("sample_weight must not be all zero")
@@ -357,6 +540,36 @@ def _prepare(net: Network, X: Any, T: Any, w: Any) -> tuple[Any, Any, Any]:
     return X, T, w
 
 
+def _prepare_derivatives(G: Any, rows: tuple[int, ...], q: int, n_in: int, dtype: Any,
+                         name: str = "dTdX", dims: tuple[str, str] = ("n_out", "n_in")) -> Any:
+    """Derivative data as a dask array (N, q, n_in) of ``dtype`` chunked like X's rows,
+    checked lazily (its values, NaN kept and inf refused, in the objective's one pass).
+
+    Like ``T`` and ``sample_weight``, ``G`` is rechunked to X's rows and may be in memory
+    (sent to the cluster once): what matters is which row each derivative belongs to, not
+    how the caller happened to chunk it. An (N, n_in) ``G`` is taken for one output;
+    errors name ``name`` and the dimensions ``dims`` (the estimators' ``dydx``,
+    ``("n_outputs", "n_features")``), as :func:`jacnet.sobolev.as_derivatives` does."""
+    G = _as_rows(G, name, rows)
+    given, n = G.shape, sum(rows)
+    if G.ndim == 2 and q == 1:
+        G = G[:, None, :]
+    if G.shape != (n, q, n_in):
+        one = f" or (N, {dims[1]}) = {(n, n_in)}" if q == 1 else ""
+        raise ValueError(f"{name} must have shape (N, {dims[0]}, {dims[1]}) = {(n, q, n_in)}"
+                         f"{one}, got {given}")
+    return G.rechunk({0: rows, 1: -1, 2: -1}).astype(dtype)
+
+
+def _check_derivative_fit(net: Network, loss: Loss, name: str) -> None:
+    """A ValueError naming ``name`` when derivative data cannot be fitted: a loss that is
+    not a sum of squares, or an activation without its second-order term."""
+    if not loss.sum_of_squares:
+        raise ValueError(f"{name} needs a sum-of-squares loss ('sse' or 'mse'), got "
+                         f"loss={loss.name!r}")
+    check_second_order(net, name)
+
+
 def _as_rows(A: Any, name: str, rows: tuple[int, ...], numeric: bool = True) -> Any:
     """``A`` (dask or in-memory) as a dask array chunked like X's rows."""
     n = sum(rows)
@@ -380,6 +593,10 @@ def _as_rows(A: Any, name: str, rows: tuple[int, ...], numeric: bool = True) -> 
 #: Loop settings that mean nothing without a validation/test division.
 _NO_DIVISION = ("validation_fraction", "test_fraction")
 
+#: The objectives a run builds, in order: the estimators' fit sums its posterior's terms
+#: on the last one's partitions, persisted already.
+_Built = list[DaskObjective | DaskSobolevObjective]
+
 
 def train(
     net: Network,
@@ -390,15 +607,16 @@ def train(
     client: Client | None = None,
     sample_weight: Any = None,
     callbacks: Sequence[Callback] = (),
+    dTdX: Any = None,
     **options: Any,
 ) -> TrainingRecord:
     """Train ``net`` in place on a Dask cluster and return the training record.
 
-    The same solvers, options and record as :func:`jacnet.train` (``solver`` "lm" or
-    "lbfgs"; ``loss``, ``max_epochs``, ``goal``, ``min_grad``, ``mu``, ``mu_dec``,
-    ``mu_inc``, ``mu_max``, ``alpha``, ``max_fun``, ``tol``, ``n_iter_no_change``,
-    ``time_limit``, ``chunk``, ``verbose``); every evaluation is a map over the
-    partitions of ``X`` and a tree reduction.
+    The same solvers, options and record as :func:`jacnet.train` (``solver`` "lm",
+    "lbfgs" or "br"; ``loss``, ``max_epochs``, ``goal``, ``min_grad``, ``mu``,
+    ``mu_dec``, ``mu_inc``, ``mu_max``, ``alpha``, ``max_fun``, ``tol``,
+    ``n_iter_no_change``, ``time_limit``, ``chunk``, ``verbose``, ``derivative_weight``);
+    every evaluation is a map over the partitions of ``X`` and a tree reduction.
 
     Parameters
     ----------
@@ -407,7 +625,7 @@ def train(
         Its row blocks are the partitions; they stay on the workers.
     T : dask array of shape (N, n_out) (or (N,) for one output), DataFrame or Series
         Rechunked to X's rows; an in-memory array is accepted (and sent once).
-    solver : {"lm", "lbfgs"} or Solver, default="lm"
+    solver : {"lm", "lbfgs", "br"} or Solver, default="lm"
         As in :func:`jacnet.train`; a solver object keeps LM's ``mu`` from one call to the
         next (warm starts).
     client : distributed.Client, optional
@@ -415,6 +633,10 @@ def train(
     sample_weight : dask or numpy array of shape (N,), optional
     callbacks : sequence of callables ``cb(epoch_entry, net)``
         Called on the client at each epoch's end; a truthy return stops training.
+    dTdX : dask or numpy array of shape (N, n_out, n_in) or (N, n_in), optional
+        Derivative data, as in :func:`jacnet.train` (NaN: not observed); rechunked to
+        X's rows like ``T``. Each partition's values-and-derivatives sums run where it
+        lives (:class:`DaskSobolevObjective`).
 
     Returns
     -------
@@ -423,9 +645,18 @@ def train(
     Raises
     ------
     ValueError
-        A solver other than "lm"/"lbfgs", a validation/test division, a checkpoint, or a
-        partition with NaN/inf (named by its block index).
+        A solver other than "lm"/"lbfgs"/"br", a validation/test division, a checkpoint,
+        or a partition with NaN/inf (named by its block index; for ``dTdX``, inf).
     """
+    return _train(net, X, T, solver, client, sample_weight, callbacks, dTdX, options)
+
+
+def _train(net: Network, X: Any, T: Any, solver: str | Solver, client: Client | None,
+           sample_weight: Any, callbacks: Sequence[Callback], dTdX: Any,
+           options: dict[str, Any], built: _Built | None = None, g_name: str = "dTdX"
+           ) -> TrainingRecord:
+    """:func:`train`; the objectives it builds are appended to ``built``, and errors about
+    the derivative data name it ``g_name``."""
     name = solver.name if isinstance(solver, Solver) else solver
     if name not in SCALABLE_SOLVERS:
         raise ValueError(f"solver {name!r} does not scale out; jacnet.distributed trains "
@@ -442,46 +673,60 @@ def train(
         raise ValueError("checkpoint: jacnet.distributed does not write checkpoints")
     if not isinstance(net, Network):
         raise TypeError(f"net must be a jacnet.Network, got {type(net).__name__}")
-    if client is None:
-        try:
-            client = default_client()
-        except ValueError:
-            raise ValueError("no Dask client: pass client=distributed.Client(...) or create "
-                             "one first") from None
+    client = _client(client)
     X, T, w = _prepare(net, X, T, sample_weight)
+    data = None
+    if dTdX is not None:
+        _check_derivative_fit(net, get_loss(loop.loss), g_name)
+        G = _prepare_derivatives(dTdX, X.chunks[0], net.n_out, net.n_in, net.dtype, g_name)
+        data = SobolevData(G, loop.derivative_weight)
     record = TrainingRecord(solver=solver.name)
     record.division = {}
     rules = stop_rules(max_epochs=loop.max_epochs, **rule_options)
+    made = [] if built is None else built
 
     def objective(net: Network, X: Any, T: Any, loss: Loss, w: Any, alpha: float,
                   chunk: int | None) -> Objective:
-        return DaskObjective(net, X, T, loss, w, alpha, client, chunk)
+        obj = (DaskObjective(net, X, T, loss, w, alpha, client, chunk) if data is None else
+               DaskSobolevObjective(net, X, T, loss, w, alpha, client, chunk, data=data,
+                                    name=g_name))
+        made.append(obj)
+        return obj
 
     run = Run(net, solver, loop, rules, {"train": (X, T, w)}, record,
               np.random.default_rng(loop.seed), callbacks, objective, rule_options)
     return finish(run, run.execute())
 
 
+def _client(client: Client | None) -> Client:
+    """``client``, or the current one (a ValueError when there is none)."""
+    if client is not None:
+        return client
+    try:
+        return default_client()
+    except ValueError:
+        raise ValueError("no Dask client: pass client=distributed.Client(...) or create "
+                         "one first") from None
+
+
 # ---------------------------------------------------------------- estimators
 def fit_estimator(est: Any, X: Any, y: Any, sample_weight: Any = None,
-                  client: Client | None = None) -> Any:
+                  client: Client | None = None, dydx: Any = None) -> Any:
     """``MLPRegressor/MLPClassifier.fit`` on dask arrays (called by ``fit``).
 
     Targets are encoded and the standardisation statistics computed with Dask (small
     reductions); then the estimator's fit plan (``est.plan_fit``, see
-    :mod:`jacnet.fitplan`) runs with :func:`train` as its trainer. Returns ``est``.
+    :mod:`jacnet.fitplan`) runs with :func:`train` as its trainer. ``dydx``: a
+    regressor's derivative data (n_samples, n_outputs, n_features), dask or in memory,
+    rechunked to X's rows. At the end, the regressor gets the sums its posterior needs
+    (:func:`posterior_sums`, from the partitions the fit persisted), so that
+    ``predict(X, return_std=True)`` and ``predict_interval`` work as after an in-memory
+    fit. Returns ``est``.
     """
     from sklearn.base import ClassifierMixin
     from sklearn.utils import check_random_state
 
-    if est.solver not in SCALABLE_SOLVERS:
-        raise ValueError(
-            f"solver={est.solver!r} cannot train on dask arrays: only the full-batch solvers "
-            f"{SCALABLE_SOLVERS} scale out to a cluster; pick one, or pass in-memory data"
-        )
-    if est.early_stopping:
-        raise ValueError("early_stopping=True needs a validation division, which "
-                         "jacnet.distributed does not make; set early_stopping=False")
+    _check_estimator(est, dydx)
     sizes, hidden = est.validated_params()
     dtype = est.fit_dtype(X.dtype)  # float32 input stays float32, as in fit
     names = getattr(X, "columns", None)
@@ -497,6 +742,8 @@ def fit_estimator(est: Any, X: Any, y: Any, sample_weight: Any = None,
         raise ValueError(f"X has {X.shape[1]} features, but {type(est).__name__} is expecting "
                          f"{est.n_features_in_} features as input")
     T = _dask_targets(est, y, dtype, isinstance(est, ClassifierMixin), first)
+    G = None if dydx is None else _prepare_derivatives(
+        dydx, rows, est.n_outputs_, X.shape[1], dtype, "dydx", ("n_outputs", "n_features"))
     rs = check_random_state(est.random_state)
     if first:
         est.n_features_in_ = X.shape[1]
@@ -510,11 +757,60 @@ def fit_estimator(est: Any, X: Any, y: Any, sample_weight: Any = None,
         values = dask.compute(*(getattr(est, k) for k in keys))
         for k, v in zip(keys, values, strict=True):
             setattr(est, k, None if v is None else np.asarray(v, dtype=dtype))
+    if G is not None:
+        _second_order(est, first)
+    built: _Built = []
+
+    def trainer(net: Network, X: Any, T: Any, solver: Solver, *, sample_weight: Any = None,
+                callbacks: Sequence[Callback] = (), dTdX: Any = None, **options: Any
+                ) -> TrainingRecord:
+        return _train(net, X, T, solver, client, sample_weight, callbacks, dTdX, options,
+                      built, "dydx")
+
     # the estimators' one fit plan, with the Dask trainer in place of jacnet.train
     plan = est.plan_fit(est.scale_in(X), est.scale_out(T), sw, rs, first=first,
-                        trainer=functools.partial(train, client=client))
-    est.execute_plan(plan)
+                        trainer=trainer, dydx=est.scale_derivatives(G))
+    est.execute_plan(plan, posterior_sums=lambda: _fit_sums(est.solver, built))
     return est
+
+
+def _check_estimator(est: Any, dydx: Any) -> None:
+    """The estimator's settings that a Dask fit refuses (a ValueError naming them)."""
+    if est.solver not in SCALABLE_SOLVERS:
+        raise ValueError(
+            f"solver={est.solver!r} cannot train on dask arrays: only the full-batch solvers "
+            f"{SCALABLE_SOLVERS} scale out to a cluster; pick one, or pass in-memory data"
+        )
+    if est.early_stopping:
+        raise ValueError("early_stopping=True needs a validation division, which "
+                         "jacnet.distributed does not make; set early_stopping=False")
+    if dydx is not None and getattr(est, "loss", None) != "squared_error":
+        raise ValueError(f"dydx (derivative data) needs loss='squared_error', got "
+                         f"loss={getattr(est, 'loss', None)!r}")
+
+
+def _second_order(est: Any, first: bool) -> None:
+    """Derivative data need every layer's second-order term; a fresh model that lacks it
+    is left unfitted (the ValueError names ``dydx``), as an in-memory fit leaves it."""
+    try:
+        check_second_order(est.network_, "dydx")
+    except ValueError:
+        if first:
+            del est.network_
+        raise
+
+
+def _fit_sums(solver: str, built: _Built) -> FitSums | None:
+    """The posterior sums at the end of an estimator's Dask fit, on the partitions its
+    last objective persisted (None for an ``lbfgs`` network over
+    :data:`POSTERIOR_MAX_PARAMS`, whose fit never held a P x P sum)."""
+    if not built:  # every full-batch solver builds its objective when it starts
+        return None
+    objective = built[-1]
+    built.clear()  # the partitions are released once the sums are in
+    if solver == "lbfgs" and objective.net.n_params > POSTERIOR_MAX_PARAMS:
+        return None
+    return posterior_sums(objective)
 
 
 def _dask_targets(est: Any, y: Any, dtype: np.dtype, classifier: bool, reset: bool) -> Any:

@@ -90,11 +90,14 @@ from .solvers import Solver
 from .training import SOLVERS, STOCHASTIC, Callback, train
 from .uncertainty import (
     INTERVAL_METHODS,
+    FitSums,
     Posterior,
     bayes_posterior,
+    bayes_posterior_from_sums,
     check_coverage,
     conformal_halfwidth,
     penalty_posterior,
+    penalty_posterior_from_sums,
     t_halfwidth,
 )
 from .validation import positive_int
@@ -363,8 +366,9 @@ class _BaseMLP(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            A dask array or DataFrame trains on its Dask cluster (``solver`` "lbfgs" or
-            "lm"; see ``jacnet.distributed``), with ``y`` and ``sample_weight`` in dask too.
+            A dask array or DataFrame trains on its Dask cluster (``solver`` "lbfgs",
+            "lm" or "br"; see ``jacnet.distributed``), with ``y``, ``sample_weight`` and
+            ``dydx`` chunked with its rows (in memory, they are sent to the cluster once).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
         sample_weight : array-like of shape (n_samples,), optional
         dydx : array-like of shape (n_samples, n_outputs, n_features), optional
@@ -380,12 +384,9 @@ class _BaseMLP(BaseEstimator):
         self._no_derivatives_here(dydx)
         dask = sys.modules.get("dask")  # loaded whenever X can be a dask collection
         if dask is not None and dask.is_dask_collection(X):
-            if dydx is not None:
-                raise ValueError("dydx (derivative data) is not supported on Dask "
-                                 "collections; fit in-memory arrays")
             from .distributed import fit_estimator
 
-            return fit_estimator(self, X, y, sample_weight)
+            return fit_estimator(self, X, y, sample_weight, dydx=dydx)
         return self._fit(X, y, sample_weight, incremental=False, dydx=dydx)
 
     def _no_derivatives_here(self, dydx: Any) -> None:
@@ -526,9 +527,13 @@ class _BaseMLP(BaseEstimator):
                              dydx=None if G is None else self.scale_derivatives(G[parts["train"]]))
         return self.execute_plan(plan)
 
-    def execute_plan(self, plan: FitPlan) -> TrainingRecord:
+    def execute_plan(self, plan: FitPlan,
+                     posterior_sums: Callable[[], FitSums | None] | None = None
+                     ) -> TrainingRecord:
         """Run ``plan`` (:meth:`plan_fit`) on ``network_`` and set the fitted attributes
-        from its record; the record (also ``training_record_``)."""
+        from its record; the record (also ``training_record_``). ``posterior_sums``: how a
+        fit whose rows are not in memory (Dask) sums them for a regressor's posterior, at
+        the fitted weights (None when it cannot)."""
         record = plan.run(self.network_)
         # the validation score of the weights kept (early stopping restores the best)
         if plan.best is not None:
@@ -538,10 +543,11 @@ class _BaseMLP(BaseEstimator):
         self._after_fit(record, plan.data[0].shape[0], plan.incremental, plan.first,
                         kept_score)
         self._check_finite(record, plan)
-        self._keep_for_uncertainty(plan)
+        self._keep_for_uncertainty(plan, posterior_sums)
         return record
 
-    def _keep_for_uncertainty(self, plan: FitPlan) -> None:
+    def _keep_for_uncertainty(self, plan: FitPlan,
+                              posterior_sums: Callable[[], FitSums | None] | None) -> None:
         """What a regressor's predictive uncertainty needs from the fit (nothing here)."""
 
     def _check_finite(self, record: TrainingRecord, plan: FitPlan) -> None:
@@ -638,16 +644,13 @@ class _BaseMLP(BaseEstimator):
             scikit-learn's units (elsewhere it would cost a pass over the data an epoch).
         dydx : ndarray of shape (n, n_outputs, n_features), optional
             Derivative data of the rows, scaled (:meth:`scale_derivatives`; NaN: not
-            observed): ``jacnet.train``'s ``dTdX`` (in-memory fits only).
+            observed): the trainer's ``dTdX``.
         """
         if incremental and self.solver not in _STOCHASTIC:
             raise ValueError(f"partial_fit needs a stochastic solver {_STOCHASTIC}, "
                              f"got solver={self.solver!r}")
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        if dydx is not None and trainer is not train:
-            raise ValueError("dydx (derivative data) needs in-memory data; it is not "
-                             "supported on Dask collections")
         if division is None and self.early_stopping:
             (X, T, sw), validation, dydx = self._split(X, T, sw, rs, dydx)
         # scikit-learn's early stopping (on fit's own split): the validation score
@@ -1014,6 +1017,7 @@ class _BaseMLP(BaseEstimator):
         for layer, W, b in zip(net.layers, C, B, strict=True):
             layer.W[...], layer.b[...] = W, b
         self.__dict__.pop("_posterior", None)  # a regressor's posterior was of the old theta
+        self.__dict__.pop("_sums", None)  # and so were a Dask fit's sums
         solver = getattr(self, "_solver", None)
         if solver is not None and hasattr(solver, "reset"):
             solver.reset()  # LM's cached loss belongs to the old weights
@@ -1307,6 +1311,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     # set by a fit (_keep_for_uncertainty) or from_state
     _posterior: Posterior | None
     _rows: tuple[Array, Array, Array | None] | None
+    _sums: FitSums | None
     _penalty: float
     _posterior_source: str
     _conformal_scores: Array | None
@@ -1506,18 +1511,28 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if self.loss != "squared_error":
             raise ValueError(f"return_std needs loss='squared_error' (a Gaussian noise "
                              f"model), got loss={self.loss!r}")
-        rows = getattr(self, "_rows", None)
-        if rows is None:
+        rows, sums = getattr(self, "_rows", None), getattr(self, "_sums", None)
+        if rows is None and sums is None:
             raise ValueError(
                 "this model holds no posterior: it was loaded from a file without one "
                 f"(networks over {STORED_POSTERIOR_MAX_PARAMS} parameters, or files older "
-                "than predictive uncertainty), or fit on a Dask collection; refit it on "
+                "than predictive uncertainty), or fit on a Dask collection by 'lbfgs' with "
+                "more parameters than jacnet.distributed.POSTERIOR_MAX_PARAMS; refit it on "
                 "in-memory data for return_std and predict_interval")
+        if self._posterior_source == "br" and not hasattr(self, "alpha_"):
+            raise ValueError("the br fit ran no epoch: it has no alpha_, beta_ to build "
+                             "its posterior from")
+        if rows is None:  # a Dask fit's sums
+            assert sums is not None
+            if self._posterior_source == "br":
+                post = bayes_posterior_from_sums(self.network_, sums, self.alpha_, self.beta_)
+            else:  # the ratio below: n_values = q W
+                post = penalty_posterior_from_sums(self.network_, sums,
+                                                   sums.n_values * self._penalty)
+            self._posterior = post
+            return post
         X, T, w = rows
         if self._posterior_source == "br":
-            if not hasattr(self, "alpha_"):
-                raise ValueError("the br fit ran no epoch: it has no alpha_, beta_ to build "
-                                 "its posterior from")
             post = bayes_posterior(self.network_, X, T, w, self.alpha_, self.beta_)
         else:
             # the trained objective is sum w e^2 / (2 q W) + a/2 ||M theta||^2 (a the
@@ -1528,13 +1543,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self._posterior = post
         return post
 
-    def _keep_for_uncertainty(self, plan: FitPlan) -> None:
-        """The training rows for :attr:`posterior_` (a reference; in-memory fits only), the
+    def _keep_for_uncertainty(self, plan: FitPlan,
+                              posterior_sums: Callable[[], FitSums | None] | None) -> None:
+        """The training rows for :attr:`posterior_` (a reference; in-memory fits), or the
+        sums over them (``posterior_sums()``, at the end of a Dask fit), the
         penalty, ``br``'s ``alpha_``, ``beta_``, ``gamma_``, ``log_evidence_`` (of the epoch
         whose weights were kept) and the validation rows' absolute residuals (conformal)."""
         X, T, w = plan.data
         in_memory = isinstance(X, np.ndarray)
         self._rows = (X, T, w) if in_memory else None
+        self._sums = None
+        if not in_memory and posterior_sums is not None and self.loss == "squared_error":
+            self._sums = posterior_sums()
         self._posterior = None
         self._penalty = float(plan.options["alpha"])
         self._posterior_source = "br" if self.solver == "br" else "penalty"
@@ -1564,8 +1584,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         (n_validation, n_outputs) where the fit had them."""
         tensors, meta = super().to_state()
         post = self.__dict__.get("_posterior")
-        if post is None and getattr(self, "_rows", None) is not None \
-                and self.network_.n_params <= STORED_POSTERIOR_MAX_PARAMS:
+        has_data = getattr(self, "_rows", None) is not None or \
+            getattr(self, "_sums", None) is not None
+        if post is None and has_data and self.network_.n_params <= STORED_POSTERIOR_MAX_PARAMS:
             try:
                 with np.errstate(all="ignore"), warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)

@@ -48,16 +48,17 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from .bayesian import Laplace, curvature
+from .bayesian import Curvature, Laplace, curvature, parameter_groups
 from .jacobian import default_chunk
 from .network import Network
 from .validation import check_real
 
 Array = np.ndarray
 
-__all__ = ["JITTER", "INTERVAL_METHODS", "Posterior", "bayes_posterior", "check_coverage",
-           "conformal_halfwidth", "gaussian_nll", "interval_scores", "mixture",
-           "mixture_interval", "penalty_posterior", "t_halfwidth"]
+__all__ = ["JITTER", "INTERVAL_METHODS", "FitSums", "Posterior", "bayes_posterior",
+           "bayes_posterior_from_sums", "check_coverage", "conformal_halfwidth", "gaussian_nll",
+           "interval_scores", "mixture", "mixture_interval", "penalty_posterior",
+           "penalty_posterior_from_sums", "t_halfwidth"]
 
 #: The prior precision given to parameters the fit did not penalise, relative to the mean
 #: diagonal of ``J^T W J`` (see the module docstring).
@@ -124,6 +125,46 @@ def bayes_posterior(net: Network, X: Array, T: Array, w: Array | None, alpha: An
     return Posterior(lap.covariance_factor, lap.noise_variance, _dof(n_e, gamma), gamma, "br")
 
 
+@dataclass(frozen=True)
+class FitSums:
+    """The sums over a fit's training rows that its posterior is built from, at the fitted
+    theta and in the network's units; a data-parallel fit (:mod:`jacnet.distributed`) adds
+    them up over its partitions.
+
+    Attributes
+    ----------
+    G : ndarray of shape (P, P)
+        ``J^T W J``, symmetric (both triangles set).
+    E_D : float
+        ``sum_s w_s ||y_s - t_s||^2``.
+    n_values : float
+        ``N_e``: ``n_out`` times the rows' total weight (their number without weights).
+    """
+
+    G: Array
+    E_D: float
+    n_values: float
+
+    def curvature(self, net: Network, groups: Array) -> Curvature:
+        """The sums as one noise block's :class:`~jacnet.bayesian.Curvature` at ``net``'s
+        theta (``J^T W e`` is not needed by a posterior: zeros)."""
+        return Curvature(np.asarray(self.G, dtype=float)[None], np.zeros((1, net.n_params)),
+                         np.array([self.E_D], dtype=float),
+                         np.array([self.n_values], dtype=float),
+                         net.get_flat().astype(float), groups)
+
+
+def bayes_posterior_from_sums(net: Network, sums: FitSums, alpha: Any, beta: Any) -> Posterior:
+    """:func:`bayes_posterior` from the training rows' :class:`FitSums`, for one ``alpha``
+    and one shared ``beta`` (trainbr's model, :class:`jacnet.bayesian.Laplace`'s steps)."""
+    curv = sums.curvature(net, parameter_groups(net))
+    a, b = np.atleast_1d(np.asarray(alpha, float)), np.atleast_1d(np.asarray(beta, float))
+    factor = curv.factor(a, b)
+    gamma = float(curv.gammas(factor, a, b)[0].sum())
+    return Posterior(factor.covariance_factor(), np.full(net.n_out, 0.5 / b[0]),
+                     _dof(sums.n_values, gamma), gamma, "br")
+
+
 def penalty_posterior(net: Network, X: Array, T: Array, w: Array | None, ratio: float,
                       chunk: int | None = None) -> Posterior:
     """The posterior of a fit that minimised ``sum w e^2 + ratio ||M theta||^2`` (the L2
@@ -139,8 +180,15 @@ def penalty_posterior(net: Network, X: Array, T: Array, w: Array | None, ratio: 
         ``lambda``, the prior precision of a weight over the noise precision (0: none).
     chunk : int, optional
     """
+    curv = curvature(net, X, T, w, chunk=chunk)
+    sums = FitSums(curv.G[0], float(curv.E_D.sum()), float(curv.n_values.sum()))
+    return penalty_posterior_from_sums(net, sums, ratio)
+
+
+def penalty_posterior_from_sums(net: Network, sums: FitSums, ratio: float) -> Posterior:
+    """:func:`penalty_posterior` from the training rows' :class:`FitSums`."""
     groups = np.where(net.weight_mask() > 0, 0, 1)  # 0: weights, 1: biases
-    curv = curvature(net, X, T, w, groups=groups, chunk=chunk)
+    curv = sums.curvature(net, groups)
     G = curv.G[0]
     jitter = JITTER * max(float(np.mean(np.diag(G))), np.finfo(float).tiny)
     lam = np.array([ratio if ratio > 0 else jitter, jitter])
@@ -151,7 +199,7 @@ def penalty_posterior(net: Network, X: Array, T: Array, w: Array | None, ratio: 
     sigma2 = float(curv.E_D.sum()) / dof
     # covariance_factor() is of (2 (J^T W J + Lambda))^-1; Sigma is sigma^2 (...)^-1
     L = factor.covariance_factor() * math.sqrt(2.0 * sigma2)
-    return Posterior(L, np.full(T.shape[1], sigma2), dof, gamma, "penalty")
+    return Posterior(L, np.full(net.n_out, sigma2), dof, gamma, "penalty")
 
 
 def _dof(n_values: float, gamma: float) -> float:
