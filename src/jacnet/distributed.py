@@ -1,4 +1,4 @@
-"""Data-parallel full-batch training on Dask: L-BFGS and Levenberg-Marquardt at any scale.
+"""Data-parallel full-batch training on Dask: L-BFGS, Levenberg-Marquardt and br at any scale.
 
 Every quantity the full-batch solvers need is a sum over samples. With the samples split
 into partitions ``p`` (the row blocks of a ``dask.array``), a weighted mean loss is
@@ -28,7 +28,12 @@ The solver logic is not repeated here: :class:`DaskObjective` replaces the three
 :class:`~jacnet.objective.Objective`, and the single-machine solvers and loop
 (:class:`jacnet.training.Run`, given the Dask objective as its ``objective`` factory) run
 on it, so the record, stop reasons and theta are those of ``jacnet.train`` up to
-floating-point summation order.
+floating-point summation order. Derivative data add residuals per sample, so their sums
+split the same way: :class:`DaskSobolevObjective` replaces the sums of
+:class:`~jacnet.sobolev.SobolevObjective`, each partition dividing by the whole set's
+``c`` (``W`` for ``mse``, 1 for ``sse``). A regressor's posterior needs two more sums,
+``J^T W J`` and ``E_D`` at the fitted theta (:func:`posterior_sums`), taken by the same
+map and reduction at the end of an estimator's fit.
 """
 
 from __future__ import annotations
@@ -254,14 +259,15 @@ class Partitions:
                  name: str = "dTdX") -> None:
         self.client = client
         given = [a for a in (X, T, w, G) if a is not None]
-        persisted = iter(client.persist(given))
+        persisted = client.persist(given)
         # The partitions must exist before they can be placed: asked while still being
         # computed, who_has finds no holder, and an unplaced task may copy its partition
         # to another worker (a CI run of the placement test caught it).
-        self.X, self.T = next(persisted), next(persisted)
-        self.w: Any = None if w is None else next(persisted)
-        self.G: Any = None if G is None else next(persisted)
-        wait([a for a in (self.X, self.T, self.w, self.G) if a is not None])
+        wait(persisted)
+        found = iter(persisted)
+        self.X, self.T = next(found), next(found)
+        self.w: Any = None if w is None else next(found)
+        self.G: Any = None if G is None else next(found)
         xs, ts = _block_futures(self.X), _block_futures(self.T)
         ws, gs = ([None] * len(xs) if a is None else _block_futures(a) for a in (self.w, self.G))
         self.stats = self._check(xs, ts, ws, gs, name)
