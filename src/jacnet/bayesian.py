@@ -51,31 +51,35 @@ The predictive distribution of output ``k`` at ``x``, linearised (``j_k(x) = dy_
 (scikit-learn's ``BayesianRidge`` with noise precision ``2 beta`` and weight precision
 ``2 alpha``); the tests hold the two to each other.
 
-Why one eigendecomposition per epoch
-------------------------------------
-With ``J^T W J = V Lambda V^T`` (one ``scipy.linalg.eigh``), ``beta J^T W J + (alpha + mu)
-I`` has eigenvalues ``beta lambda + alpha + mu`` on the same ``V``: every mu trial's step
-is two products with ``V``, and the trace ``sum 1/(beta lambda + alpha)`` and
-``log det H`` come for free, for the ``alpha``, ``beta`` before and after their update. A
-Cholesky factor would be refactored for each trial and each ``(alpha, beta)``, and the
-trace needs ``H^-1`` (another P^3). With several groups or outputs ``H`` is no longer
-``beta J^T W J`` plus a multiple of I: then ``H`` itself is decomposed, twice per epoch
-(at the old hyperparameters for the update, at the new ones for the evidence and the
-next steps). Cholesky stays the choice of plain LM (:mod:`jacnet.solvers`), which needs
-no trace: for large P (thousands) the eigendecomposition costs several Choleskys, and
-where the hyperparameters are fixed and trials are few, Cholesky per trial is cheaper.
-Near-zero eigenvalues of a singular ``J^T W J`` are clipped at 0 (at ``min alpha`` for
-``H``, a lower bound of its spectrum), so gamma, alpha and beta stay finite.
+Why Cholesky, and where the eigendecomposition is kept
+------------------------------------------------------
+An epoch needs a solve of ``beta J^T W J + (alpha + mu) I`` for each mu trial, the trace
+of ``H^-1`` at the old ``(alpha, beta)`` for the update and ``log det H`` at the new ones
+for the evidence. One symmetric eigendecomposition ``J^T W J = V Lambda V^T`` gives all
+three (eigenvalues ``beta lambda + alpha + mu`` on the same ``V``), but LAPACK's
+eigendecomposition with vectors costs as much as a few dozen Cholesky factorisations of
+the same matrix (its tridiagonal reduction and back-transformation against one
+triangular sweep; measured in docs/training.md, "Bayesian regularization"), and an epoch
+has one to three trials. So each trial is one Cholesky solve (as trainlm's), the trace
+is ``||U^-1||_F^2`` from the Cholesky factor ``H = U^T U`` and one triangular inverse,
+and ``log det H = 2 sum log U_ii`` (one more factorisation, at the new precisions). The
+same holds with several groups or outputs: ``diag(H^-1)`` is the row sums of squares of
+``U^-1`` and ``tr(G_k H^-1)`` an elementwise product with ``H^-1 = U^-1 U^-T``. The
+eigendecomposition is kept where Cholesky fails: an ``H`` that rounding leaves not
+positive definite (``alpha`` tiny against ``beta J^T W J``) is decomposed, its eigenvalues
+clipped at ``min alpha`` (a lower bound of its spectrum), so gamma, alpha and beta stay
+finite; a trial whose matrix Cholesky refuses counts as failed (mu grows), as in trainlm.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg import lapack
 
 from .gauss_newton import DualSystem
 from .jacobian import default_chunk, param_offsets
@@ -89,6 +93,10 @@ Array = np.ndarray
 __all__ = ["BayesianRegularization", "Laplace", "Curvature", "Factor", "parameter_groups"]
 
 _MU_MIN = 1e-20  # trainbr's floor on mu
+# LAPACK directly: the matrices are finite by construction, and scipy's cho_factor would
+# check that again on every trial
+_potrf, _potrs, _trtri = lapack.get_lapack_funcs(("potrf", "potrs", "trtri"),
+                                                  dtype=np.float64)
 NOISE_MODELS = ("shared", "per_output")
 WEIGHT_GROUPS = ("single", "per_layer")
 
@@ -110,47 +118,77 @@ def parameter_groups(net: Network, weight_groups: str = "single") -> Array:
     return groups
 
 
-@dataclass(frozen=True)
 class Factor:
-    """``H = V diag(w) V^T``, the eigendecomposition of the posterior's half-precision.
+    """``H`` (P, P) factored: ``log det H`` and ``R`` with ``R R^T = H^-1``.
 
-    Attributes
+    From the Cholesky factor ``H = U^T U`` (``R = U^-1``, upper triangular, formed on
+    first use: the evidence needs only ``log det H``), or, where rounding leaves ``H`` not
+    positive definite, from its eigendecomposition ``V diag(w) V^T`` with ``w`` clipped at
+    ``floor`` (``R = V diag(w)^-1/2``).
+
+    Parameters
     ----------
-    w : ndarray of shape (P,)
-        Eigenvalues, all positive.
-    V : ndarray of shape (P, P)
-        Orthonormal eigenvectors (columns).
+    build : callable
+        ``build()`` returns a new (P, P) array holding ``H`` in its upper triangle (called
+        a second time only where Cholesky fails: the factorisation overwrites it).
+    floor : float
+        A positive lower bound of ``H``'s spectrum (the smallest prior precision).
     """
 
-    w: Array
-    V: Array
+    def __init__(self, build: Callable[[], Array], floor: float) -> None:
+        U, info = _potrf(build(), lower=0, clean=1, overwrite_a=1)
+        self._R: Array | None = None
+        self._U: Array | None = None
+        if info == 0:
+            self._U = U
+            self.logdet_H = 2.0 * float(np.log(U.diagonal()).sum())
+        else:
+            w, V = linalg.eigh(build(), lower=False, overwrite_a=True)
+            w = np.maximum(w, floor)
+            self._R = V / np.sqrt(w)
+            self.logdet_H = float(np.log(w).sum())
 
-    def solve(self, g: Array, mu: float = 0.0) -> Array:
-        """``-(H + mu I)^-1 g`` (P,): a Levenberg-Marquardt step."""
-        return -(self.V @ ((self.V.T @ g) / (self.w + mu)))
+    @property
+    def R(self) -> Array:
+        """``R`` (P, P), ``R R^T = H^-1`` (formed in the Cholesky factor's place)."""
+        if self._R is None:
+            assert self._U is not None
+            self._R = _trtri(self._U, lower=0, overwrite_c=1)[0]
+        return self._R
 
     def diag_inverse(self) -> Array:
         """The diagonal of ``H^-1`` (P,)."""
-        return (self.V * self.V) @ (1.0 / self.w)
+        return np.einsum("ij,ij->i", self.R, self.R)
 
-    def trace_with(self, G: Array) -> float:
-        """``tr(G H^-1)`` for a symmetric (P, P) ``G``."""
-        return float(np.einsum("ij,ij->j", G @ self.V, self.V) @ (1.0 / self.w))
+    def trace_inverse(self) -> float:
+        """``tr(H^-1)``."""
+        r = self.R.ravel(order="K")  # a view in either memory order (vdot would copy)
+        return float(r @ r)
+
+    def trace_with(self, G: Array, inverse: Array | None = None) -> float:
+        """``tr(G H^-1)`` for a symmetric (P, P) ``G`` of which the upper triangle is read;
+        ``inverse``: ``H^-1`` when already formed."""
+        Hinv = self.R @ self.R.T if inverse is None else inverse
+        upper = np.triu(G)
+        return float(2.0 * np.vdot(upper, Hinv) - np.diag(G) @ np.diag(Hinv))
 
     def logdet(self) -> float:
         """``log det H``."""
-        return float(np.log(self.w).sum())
+        return self.logdet_H
 
     def covariance_factor(self) -> Array:
         """``L`` (P, P) with ``L L^T = (2H)^-1``, the posterior covariance of theta."""
-        return self.V / np.sqrt(2.0 * self.w)
+        return self.R / math.sqrt(2.0)
 
 
-def _eigh(M: Array, floor: float) -> tuple[Array, Array]:
-    """Eigenpairs of the symmetric ``M`` (its upper triangle read), eigenvalues at least
-    ``floor`` (a lower bound of the true spectrum: rounding may put them below it)."""
-    w, V = linalg.eigh(M, lower=False)
-    return np.maximum(w, floor), V
+def _shifted_solve(M: Array, g: Array) -> Array | None:
+    """``-M^-1 g`` (P,) by Cholesky from ``M``'s upper triangle (``M`` is overwritten);
+    None when ``M`` is not numerically positive definite."""
+    U, info = _potrf(M, lower=0, clean=0, overwrite_a=1)
+    if info != 0:
+        return None
+    x, info = _potrs(U, g, lower=0)
+    return -x if info == 0 else None
 
 
 class Curvature:
@@ -162,7 +200,7 @@ class Curvature:
     Parameters
     ----------
     G : ndarray of shape (K, P, P)
-        ``J_k^T W J_k``, symmetric (both triangles set).
+        ``J_k^T W J_k``; only the upper triangle is read.
     b : ndarray of shape (K, P)
         ``J_k^T W e_k``.
     E_D : ndarray of shape (K,)
@@ -180,23 +218,31 @@ class Curvature:
         self.n_groups = int(groups.max()) + 1
         self.P_l = np.bincount(groups, minlength=self.n_groups).astype(float)
         self.E_W = np.bincount(groups, theta.astype(float) ** 2, minlength=self.n_groups)
-        self._eig: tuple[Array, Array] | None = None  # of G[0], for K = L = 1
+        self._diagonal = np.arange(theta.size)
 
-    @property
-    def scalar(self) -> bool:
-        """trainbr's case: one beta, one alpha (then one eigh of J^T W J serves all)."""
-        return self.G.shape[0] == 1 and self.n_groups == 1
+    def matrix(self, alpha: Array, beta: Array, mu: float = 0.0, out: Array | None = None
+               ) -> Array:
+        """``H + mu I = sum_k beta_k G_k + A + mu I`` (P, P), in ``out`` (a Fortran-ordered
+        buffer the solver reuses: a fresh array of this size costs the operating system's
+        page faults every time) or a new array; only its upper triangle is meaningful."""
+        if self.G.shape[0] == 1:
+            M = np.multiply(self.G[0], beta[0], out=out)
+        else:
+            M = np.einsum("k,kij->ij", beta, self.G, out=out)
+        M[self._diagonal, self._diagonal] += alpha[self.groups] + mu
+        return M
 
-    def factor(self, alpha: Array, beta: Array) -> Factor:
-        """The eigendecomposition of ``H = sum_k beta_k G_k + A``."""
-        if self.scalar:
-            if self._eig is None:
-                self._eig = _eigh(self.G[0], 0.0)
-            lam, V = self._eig
-            return Factor(beta[0] * lam + alpha[0], V)
-        M = np.einsum("k,kij->ij", beta, self.G)
-        M[np.diag_indices_from(M)] += alpha[self.groups]
-        return Factor(*_eigh(M, float(alpha.min())))
+    def factor(self, alpha: Array, beta: Array, out: Array | None = None) -> Factor:
+        """:class:`Factor` of ``H = sum_k beta_k G_k + A``, in ``out`` if given (see
+        :meth:`matrix`; the factor then holds it until dropped)."""
+        return Factor(lambda: self.matrix(alpha, beta, out=out), float(alpha.min()))
+
+    def step(self, alpha: Array, beta: Array, mu: float, g: Array, out: Array | None = None
+             ) -> Array | None:
+        """Levenberg-Marquardt's step on ``F`` from ``g = grad F / 2``: ``-(H + mu I)^-1 g``
+        (P,), by Cholesky (in ``out`` if given); None when rounding leaves ``H + mu I`` not
+        positive definite."""
+        return _shifted_solve(self.matrix(alpha, beta, mu, out), g)
 
     def half_gradient(self, alpha: Array, beta: Array) -> Array:
         """``grad F / 2 = sum_k beta_k J_k^T W e_k + A theta`` (P,)."""
@@ -209,13 +255,15 @@ class Curvature:
     def gammas(self, factor: Factor, alpha: Array, beta: Array) -> tuple[Array, Array]:
         """``(gamma_l (L,), gamma_k (K,))`` at ``H``'s ``factor`` (the module's formulas)."""
         if self.n_groups == 1:
-            tr = np.array([float((1.0 / factor.w).sum())])
+            tr = np.array([factor.trace_inverse()])
         else:
             tr = np.bincount(self.groups, factor.diag_inverse(), minlength=self.n_groups)
         gamma_l = np.clip(self.P_l - alpha * tr, 0.0, self.P_l)
         if self.G.shape[0] == 1:
             return gamma_l, np.array([gamma_l.sum()])
-        gamma_k = np.array([b * factor.trace_with(G) for b, G in zip(beta, self.G, strict=True)])
+        Hinv = factor.R @ factor.R.T
+        gamma_k = np.array([b * factor.trace_with(G, Hinv)
+                            for b, G in zip(beta, self.G, strict=True)])
         return gamma_l, np.clip(gamma_k, 0.0, self.n_values)
 
     def log_evidence(self, factor: Factor, alpha: Array, beta: Array) -> float:
@@ -254,12 +302,6 @@ def _precision(count: Array, energy: Array, previous: Array, one_if_not_positive
     one = (energy == 0) | ((count <= 0) if one_if_not_positive else False)
     value = np.where(one, 1.0, value)
     return np.where(np.isfinite(value) & (value > 0), value, previous).astype(float)
-
-
-def _symmetric(M: Array) -> Array:
-    """A Gauss-Newton matrix of which only the upper triangle is set, made whole (float64)."""
-    upper = np.triu(np.asarray(M, dtype=float))
-    return upper + np.triu(upper, 1).T
 
 
 def curvature(net: Network, X: Array, T: Array, w: Array | None = None, *,
@@ -316,8 +358,8 @@ class _Shared:
         system = self.obj.system(state, chunk)
         if isinstance(system, DualSystem):  # N q < P: J^T W J = A^T A
             G = np.asarray(system.A.T @ system.A, dtype=float)
-        else:
-            G = _symmetric(system.JtHJ)
+        else:  # its upper triangle, all that is read
+            G = np.asarray(system.JtHJ, dtype=float)
         self.norm = 2.0 / system.scale
         theta = self.obj.net.get_flat().astype(float)
         return Curvature(G[None], np.asarray(system.Jtg, dtype=float)[None],
@@ -419,9 +461,9 @@ class BayesianRegularization(Solver):
     def _release(self) -> None:
         self._data: Any = None
         self._curv: Curvature | None = None
-        self._factor: Factor | None = None
         self._loss = math.nan
         self._state: Any = None
+        self._work: Array | None = None  # the (P, P) buffer of every factorisation
 
     # ------------------------------------------------- the solver protocol
     def start(self, run: Any) -> None:
@@ -439,6 +481,7 @@ class BayesianRegularization(Solver):
         if self.alpha is None or self.beta is None or (self.alpha.size, self.beta.size) != shape:
             self.alpha = self.beta = None  # trainbr's start values at the first epoch
         self._net = run.net
+        self._work = np.empty((run.net.n_params,) * 2, order="F")
 
     def _shared(self, run: Any) -> _Shared:
         """One noise block on the run's objective. ``N_e``: the target values (trainbr),
@@ -459,14 +502,14 @@ class BayesianRegularization(Solver):
         when no mu up to mu_max lowers F, ``non_finite`` when the loss is not finite."""
         if self._curv is None and not self._begin():
             return EpochResult(self._loss, math.nan, stop="non_finite")
-        curv, factor = self._curv, self._factor
-        assert curv is not None and factor is not None
+        curv = self._curv
+        assert curv is not None
         assert self.alpha is not None and self.beta is not None
         g = curv.half_gradient(self.alpha, self.beta)
-        grad_norm = 2.0 * float(np.linalg.norm(g))
+        grad_norm = 2.0 * math.sqrt(float(g @ g))
         if grad_norm < run.min_grad:
             return EpochResult(self._loss, grad_norm, self._entry())
-        if not self._trials(curv, factor, g):
+        if not self._trials(curv, g):
             self.mu = min(self.mu, self.mu_max)  # a later call may try again
             return EpochResult(self._loss, grad_norm,
                                stop="mu_max" if math.isfinite(self._loss) else "non_finite")
@@ -485,18 +528,21 @@ class BayesianRegularization(Solver):
         if self.alpha is None or self.beta is None:
             self.alpha, self.beta = curv.start_values()
             self.gamma = float(curv.P_l.sum())
-        self._factor = curv.factor(self.alpha, self.beta)
-        self.log_evidence = curv.log_evidence(self._factor, self.alpha, self.beta)
+        self.log_evidence = curv.log_evidence(curv.factor(self.alpha, self.beta, self._work),
+                                              self.alpha, self.beta)
         return True
 
-    def _trials(self, curv: Curvature, factor: Factor, g: Array) -> bool:
+    def _trials(self, curv: Curvature, g: Array) -> bool:
         """Levenberg-Marquardt's mu trials on F from ``curv.theta``; whether one was
         accepted (the network then holds it; else ``curv.theta`` again)."""
         alpha, beta, net = self.alpha, self.beta, self._net
         assert alpha is not None and beta is not None
         F = curv.objective(alpha, beta)
         while self.mu <= self.mu_max:
-            d = factor.solve(g, self.mu)
+            d = curv.step(alpha, beta, self.mu, g, self._work)
+            if d is None:  # not numerically positive definite: a failed trial (trainlm)
+                self.mu *= self.mu_inc
+                continue
             net.theta[...] = curv.theta + d
             loss, state = self._data.evaluate()
             E_W = np.bincount(self._groups, net.theta.astype(float) ** 2,
@@ -511,15 +557,15 @@ class BayesianRegularization(Solver):
         return False
 
     def _update(self) -> None:
-        """MacKay's update with the curvature at the new theta, then the factor of ``H``
-        at the new precisions (the next epoch's trials use it) and the evidence."""
+        """MacKay's update with the curvature at the new theta (the trace of ``H^-1`` at
+        the old precisions), then the evidence (``log det H`` at the new ones)."""
         assert self.alpha is not None and self.beta is not None
         curv = self._curv = self._data.curvature(self._loss, self._state, self._groups,
                                                  self.chunk)
-        before = curv.factor(self.alpha, self.beta)
+        before = curv.factor(self.alpha, self.beta, self._work)
         self.alpha, self.beta, self.gamma = curv.updated(before, self.alpha, self.beta)
-        self._factor = curv.factor(self.alpha, self.beta)
-        self.log_evidence = curv.log_evidence(self._factor, self.alpha, self.beta)
+        after = curv.factor(self.alpha, self.beta, self._work)  # before is done with it
+        self.log_evidence = curv.log_evidence(after, self.alpha, self.beta)
 
     def _entry(self) -> dict[str, Any]:
         """The solver's fields of the epoch's record entry."""
