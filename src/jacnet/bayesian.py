@@ -74,12 +74,15 @@ finite; a trial whose matrix Cholesky refuses counts as failed (mu grows), as in
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 from scipy import linalg
 from scipy.linalg import lapack
+from sklearn.exceptions import ConvergenceWarning
 
 from .gauss_newton import DualSystem
 from .jacobian import default_chunk, param_offsets
@@ -97,6 +100,13 @@ _MU_MIN = 1e-20  # trainbr's floor on mu
 # check that again on every trial
 _potrf, _potrs, _trtri = lapack.get_lapack_funcs(("potrf", "potrs", "trtri"),
                                                   dtype=np.float64)
+#: The collapse guard (:class:`BayesianRegularization`, ``restart``): a run has collapsed
+#: when gamma < COLLAPSE_GAMMA * P while E_D >= (1 - COLLAPSE_FIT) * E_D of the zero
+#: network (theta = 0: a constant prediction); the restart's prior precision is
+#: RESTART_ALPHA times trainbr's start value.
+COLLAPSE_GAMMA = 0.01
+COLLAPSE_FIT = 0.01
+RESTART_ALPHA = 0.01
 NOISE_MODELS = ("shared", "per_output")
 WEIGHT_GROUPS = ("single", "per_layer")
 
@@ -281,6 +291,13 @@ class Curvature:
         return (_precision(self.P_l, self.E_W, np.ones(self.n_groups), False),
                 _precision(self.n_values - gamma_k, self.E_D, np.ones(self.E_D.size), True))
 
+    def restart_values(self) -> tuple[Array, Array]:
+        """The collapse guard's start (MacKay's: a weak prior, the noise from the fit):
+        ``alpha_l = RESTART_ALPHA P_l / (2 E_W,l)``, ``beta_k = N_k / (2 E_D,k)`` (the
+        noise precision with gamma = 0); 1 where an energy is 0."""
+        return (_precision(RESTART_ALPHA * self.P_l, self.E_W, np.ones(self.n_groups), False),
+                _precision(self.n_values, self.E_D, np.ones(self.E_D.size), True))
+
     def updated(self, factor: Factor, alpha: Array, beta: Array
                 ) -> tuple[Array, Array, float]:
         """MacKay's update at this theta from ``H(alpha, beta)``'s factor:
@@ -390,6 +407,44 @@ class _PerOutput:
                          chunk=chunk, Y=Y)
 
 
+@dataclass
+class _Collapse:
+    """The end of a trajectory that collapsed (gamma -> 0): what the collapse guard
+    returns to when its restart ends with a lower evidence."""
+
+    theta: Array
+    alpha: Array
+    beta: Array
+    gamma: float
+    log_evidence: float
+    mu: float
+    loss: float
+    grad_norm: float
+    reason: str
+    entry: dict[str, Any] = field(default_factory=dict)
+
+    def to_state(self) -> tuple[dict[str, Array], dict[str, Any]]:
+        """For a checkpoint: the weights as an array, the rest JSON-serialisable."""
+        return {"collapse_theta": self.theta}, {
+            "alpha": [float(x) for x in self.alpha], "beta": [float(x) for x in self.beta],
+            "gamma": self.gamma, "log_evidence": self.log_evidence, "mu": self.mu,
+            "loss": self.loss, "grad_norm": self.grad_norm, "reason": self.reason,
+            "entry": self.entry}
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, Array], meta: dict[str, Any]) -> _Collapse:
+        return cls(np.array(arrays["collapse_theta"]), np.array(meta["alpha"], float),
+                   np.array(meta["beta"], float), float(meta["gamma"]),
+                   float(meta["log_evidence"]), float(meta["mu"]), float(meta["loss"]),
+                   float(meta["grad_norm"]), str(meta["reason"]), dict(meta["entry"]))
+
+
+#: the stop reasons after which the collapse guard may restart (the solver converged) or
+#: return to the collapsed state (the restart converged, ran out of epochs or diverged)
+_CONVERGED = ("min_grad", "mu_max")
+_JUDGED = ("min_grad", "mu_max", "max_epochs", "non_finite")
+
+
 class BayesianRegularization(Solver):
     """MATLAB's ``trainbr``: Levenberg-Marquardt on ``F = beta E_D + alpha E_W`` with
     ``alpha`` and ``beta`` re-estimated from the data after every accepted step.
@@ -417,6 +472,25 @@ class BayesianRegularization(Solver):
     ``lambda (dy/dx - g)`` join ``E_D`` and ``J`` with the same ``beta``, and ``N_e``
     counts the observed derivatives as well as the target values (``noise="shared"``).
 
+    **The collapse guard** (``restart=True``). trainbr's start (``gamma = P``, so ``beta``
+    from ``N_e - P``) regularises hard when ``N_e`` is not much above ``P``, and the
+    iteration can fall to the evidence's degenerate maximum ``theta = 0``: gamma -> 0, a
+    constant prediction. That point is a fixed point (no curvature is left to pull gamma
+    up) and, on data with a signal, of far lower evidence than a fit; tracking the
+    evidence per epoch cannot help, since along the collapsing trajectory it rises to the
+    collapse. So when a trajectory converges (stop ``min_grad`` or ``mu_max``) collapsed,
+    ``gamma < COLLAPSE_GAMMA P`` with ``E_D >= (1 - COLLAPSE_FIT)`` times the zero
+    network's, and at least two epochs of the budget are left, the run restarts once from
+    the weights it started from, with MacKay's start: ``alpha_l = RESTART_ALPHA P_l / (2
+    E_W,l)`` (a weak prior), ``beta_k = N_k / (2 E_D,k)`` (the noise from the fit), mu
+    the setting's. The first epoch after it carries ``"restart": "collapse"`` in the
+    record. The restart keeps the budget's last epoch back: when it ends (converged, out of
+    epochs or diverged) with a lower log evidence than the collapsed state, that state is
+    restored and recorded as one more epoch with ``"restart": "reverted"`` (its values
+    repeated), so the evidence decides and the record's last entry always describes the
+    weights kept. A run that ends collapsed still (or with no room to restart) warns with
+    a ``ConvergenceWarning``. A run that does not collapse is not touched.
+
     Parameters
     ----------
     mu, mu_dec, mu_inc, mu_max : float
@@ -429,6 +503,8 @@ class BayesianRegularization(Solver):
         (MacKay's groups; ``alpha`` and ``E_W`` in the record are then lists).
     chunk : int, optional
         Rows per block of the streamed Gauss-Newton sums.
+    restart : bool, default True
+        The collapse guard (above); False: trainbr's iteration only (the warning stays).
 
     Attributes
     ----------
@@ -444,7 +520,7 @@ class BayesianRegularization(Solver):
 
     def __init__(self, mu: float = 0.005, mu_dec: float = 0.1, mu_inc: float = 10.0,
                  mu_max: float = 1e10, noise: str = "shared", weight_groups: str = "single",
-                 chunk: int | None = None) -> None:
+                 chunk: int | None = None, restart: bool = True) -> None:
         self.mu = check_real(mu, "mu", "a positive number", lambda x: x > 0)
         self.mu_dec = check_real(mu_dec, "mu_dec", "a number in (0, 1)", lambda x: 0 < x < 1)
         self.mu_inc = check_real(mu_inc, "mu_inc", "a number > 1", lambda x: x > 1)
@@ -452,10 +528,19 @@ class BayesianRegularization(Solver):
         self.noise = _choice(noise, "noise", NOISE_MODELS)
         self.weight_groups = _choice(weight_groups, "weight_groups", WEIGHT_GROUPS)
         self.chunk = None if chunk is None else check_int(chunk, "chunk")
+        if not isinstance(restart, (bool, np.bool_)):
+            raise TypeError(f"restart must be a bool, got {type(restart).__name__}")
+        self.restart = bool(restart)
+        self._mu_start = self.mu  # the guard's restart begins from the setting
         self.alpha: Array | None = None
         self.beta: Array | None = None
         self.gamma: float | None = None
         self.log_evidence: float | None = None
+        self._theta0: Array | None = None  # the weights this call started from
+        self._collapse: _Collapse | None = None  # set once the guard has restarted
+        self._resumed = False
+        self._note: str | None = None  # the next record entry's "restart" field
+        self._last_grad = math.nan
         self._release()
 
     def _release(self) -> None:
@@ -482,6 +567,10 @@ class BayesianRegularization(Solver):
             self.alpha = self.beta = None  # trainbr's start values at the first epoch
         self._net = run.net
         self._work = np.empty((run.net.n_params,) * 2, order="F")
+        if not self._resumed or self._theta0 is None:
+            self._theta0 = run.net.get_flat().astype(float)
+            self._collapse = None
+        self._resumed = False
 
     def _shared(self, run: Any) -> _Shared:
         """One noise block on the run's objective. ``N_e``: the target values (trainbr),
@@ -526,7 +615,8 @@ class BayesianRegularization(Solver):
         curv = self._curv = self._data.curvature(self._loss, self._state, self._groups,
                                                  self.chunk)
         if self.alpha is None or self.beta is None:
-            self.alpha, self.beta = curv.start_values()
+            restarted = self._collapse is not None
+            self.alpha, self.beta = curv.restart_values() if restarted else curv.start_values()
             self.gamma = float(curv.P_l.sum())
         self.log_evidence = curv.log_evidence(curv.factor(self.alpha, self.beta, self._work),
                                               self.alpha, self.beta)
@@ -572,12 +662,117 @@ class BayesianRegularization(Solver):
         curv = self._curv
         assert curv is not None and self.alpha is not None and self.beta is not None
 
-        def field(v: Array) -> float | list[float]:
+        def listed(v: Array) -> float | list[float]:
             return float(v[0]) if v.size == 1 else [float(x) for x in v]
 
-        return {"mu": self.mu, "gamma": self.gamma, "alpha": field(self.alpha),
-                "beta": field(self.beta), "E_D": field(curv.E_D), "E_W": field(curv.E_W),
-                "log_evidence": self.log_evidence}
+        entry: dict[str, Any] = {"mu": self.mu, "gamma": self.gamma, "alpha": listed(self.alpha),
+                                 "beta": listed(self.beta), "E_D": listed(curv.E_D),
+                                 "E_W": listed(curv.E_W), "log_evidence": self.log_evidence}
+        if self._note is not None:
+            entry["restart"], self._note = self._note, None
+        return entry
+
+    # ------------------------------------------------- the collapse guard
+    def run(self, run: Any) -> str:
+        """Epochs until a stop reason, with the collapse guard (see the class docstring):
+        the trajectory; if it converged collapsed with epochs left, the restart (the
+        budget's last epoch kept back) and the choice by evidence; that reason."""
+        if self._collapse is None:
+            reason = self._epochs(run, run.max_epochs)
+            if not self._restart_due(run, reason):
+                return self._end(run, reason)
+            self._collapse = self._snapshot(reason)
+            self._net.theta[...] = self._theta0
+            self.alpha = self.beta = self._curv = None  # restart_values at the next epoch
+            self.mu, self._loss, self._note = self._mu_start, math.nan, "collapse"
+        return self._end(run, self._choose(run, self._epochs(run, run.max_epochs - 1)))
+
+    def _epochs(self, run: Any, last: int) -> str:
+        """:meth:`Solver.run`'s loop, ending with ``max_epochs`` at epoch ``last`` at the
+        latest (the loop's own rule ends it at the budget)."""
+        while run.record.n_epochs < last:
+            result = self.epoch(run)
+            self._last_grad = result.grad_norm
+            reason = result.stop or run.end_epoch(result)
+            if reason:
+                return reason
+        return "max_epochs"
+
+    def _restart_due(self, run: Any, reason: str) -> bool:
+        return (self.restart and reason in _CONVERGED
+                and run.record.n_epochs + 2 <= run.max_epochs and self._collapsed(run))
+
+    def _collapsed(self, run: Any) -> bool:
+        """Whether the state of the last record entry has collapsed: ``gamma <
+        COLLAPSE_GAMMA P`` while ``E_D`` is at least ``1 - COLLAPSE_FIT`` of the zero
+        network's (evaluated only when gamma is that small)."""
+        last = run.record.epochs[-1] if run.record.epochs else {}
+        if last.get("gamma") is None or last["gamma"] >= COLLAPSE_GAMMA * self._net.n_params:
+            return False
+        return float(np.sum(last["E_D"])) >= (1.0 - COLLAPSE_FIT) * self._zero_energy()
+
+    def _zero_energy(self) -> float:
+        """``E_D`` of the network at theta = 0 (a constant prediction, no derivative)."""
+        net = self._net
+        theta = net.get_flat()
+        net.theta[...] = 0
+        try:
+            loss, state = self._data.evaluate()
+            return float(self._data.energies(loss, state).sum())
+        finally:
+            net.theta[...] = theta
+            self._loss, self._state = self._data.evaluate()  # the objective's state again
+
+    def _snapshot(self, reason: str) -> _Collapse:
+        assert self.alpha is not None and self.beta is not None and self.gamma is not None
+        assert self.log_evidence is not None
+        return _Collapse(self._net.get_flat().astype(float), self.alpha.copy(),
+                         self.beta.copy(), self.gamma, self.log_evidence, self.mu,
+                         self._loss, self._last_grad, reason, self._entry())
+
+    def _choose(self, run: Any, reason: str) -> str:
+        """After the restart's trajectory: keep it (and run the epoch kept back), or, when
+        it ended with a lower evidence than the collapsed state, return to that state,
+        recorded as an epoch; the stop reason."""
+        c = self._collapse
+        assert c is not None
+        # lower by more than rounding (two collapsed states tie: the later one stays)
+        lower = not (self.log_evidence is not None and self.log_evidence
+                     >= c.log_evidence - 1e-9 * max(1.0, abs(c.log_evidence)))
+        if not (lower and reason in _JUDGED):
+            if reason == "max_epochs" and run.record.n_epochs < run.max_epochs:
+                return self._epochs(run, run.max_epochs)  # the epoch kept back
+            return reason
+        self._net.theta[...] = c.theta
+        self.alpha, self.beta, self.gamma = c.alpha, c.beta, c.gamma
+        self.log_evidence, self.mu = c.log_evidence, c.mu
+        self._curv, self._loss = None, math.nan  # a later call begins at the state again
+        result = EpochResult(c.loss, c.grad_norm, {**c.entry, "restart": "reverted"})
+        return run.end_epoch(result) or c.reason
+
+    def _end(self, run: Any, reason: str) -> str:
+        """The stop reason, after a ``ConvergenceWarning`` if the kept state collapsed."""
+        if self._collapsed(run):
+            last = run.record.epochs[-1]
+            c = self._collapse
+            if c is None:
+                why = ("restart=False" if not self.restart else
+                       "the run did not converge" if reason not in _CONVERGED else
+                       "fewer than two epochs of the budget were left")
+                tried = f"No restart was tried ({why})."
+            elif last.get("restart") == "reverted":
+                tried = (f"A restart from the initial weights with a weak prior ended with "
+                         f"a lower log evidence than the collapsed state's "
+                         f"({c.log_evidence:.6g}) and was set aside.")
+            else:
+                tried = "A restart from the initial weights with a weak prior collapsed too."
+            warnings.warn(
+                f"solver 'br' ended collapsed: gamma = {last['gamma']:.3g} effective "
+                f"parameters of {self._net.n_params}, the weights near zero and the "
+                f"prediction nearly constant. {tried} The data may hold no signal this "
+                "network can fit; more rows, fewer hidden units or other initial weights "
+                "may help.", ConvergenceWarning, stacklevel=2)
+        return reason
 
     def release(self) -> None:
         self._release()
@@ -586,13 +781,27 @@ class BayesianRegularization(Solver):
         def listed(v: Array | None) -> list[float] | None:
             return None if v is None else [float(x) for x in v]
 
-        return {}, {"mu": self.mu, "alpha": listed(self.alpha), "beta": listed(self.beta),
-                    "gamma": self.gamma}
+        arrays: dict[str, Array] = {}
+        meta: dict[str, Any] = {
+            "mu": self.mu, "alpha": listed(self.alpha), "beta": listed(self.beta),
+            "gamma": self.gamma, "log_evidence": self.log_evidence, "collapse": None}
+        if self._theta0 is not None:
+            arrays["theta0"] = self._theta0
+        if self._collapse is not None:
+            more, meta["collapse"] = self._collapse.to_state()
+            arrays.update(more)
+        return arrays, meta
 
     def set_state(self, arrays: dict[str, Array], meta: dict[str, Any]) -> None:
         self.mu, self.gamma = meta["mu"], meta.get("gamma")
+        self.log_evidence = meta.get("log_evidence")
         self.alpha = None if meta.get("alpha") is None else np.array(meta["alpha"], float)
         self.beta = None if meta.get("beta") is None else np.array(meta["beta"], float)
+        theta0 = arrays.get("theta0")  # a checkpoint older than the guard has none
+        self._theta0 = None if theta0 is None else np.array(theta0, dtype=float)
+        collapse = meta.get("collapse")
+        self._collapse = None if collapse is None else _Collapse.from_state(arrays, collapse)
+        self._resumed = True
 
     def continue_from(self, previous: Solver | None) -> None:
         if (isinstance(previous, BayesianRegularization) and previous.noise == self.noise
