@@ -222,6 +222,44 @@ def test_laplace_from_solver_gives_the_records_evidence():
         Laplace.from_solver(BayesianRegularization(), net, X, T)
 
 
+def test_laplace_with_derivative_data_gives_the_records_evidence():
+    """br on values and derivatives: the Laplace posterior built with the same derivative
+    data (their Gauss-Newton term in H, their count in N_e) reproduces the run's evidence
+    and gamma; without them it does not."""
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-2, 2, size=(25, 2))
+    T = (np.sin(X[:, 0]) * np.cos(X[:, 1]))[:, None]
+    G = np.stack([np.cos(X[:, 0]) * np.cos(X[:, 1]), -np.sin(X[:, 0]) * np.sin(X[:, 1])], 1)
+    G[::4, 1] = np.nan
+    net = jn.Network([jn.Dense(2, 5, "tanh"), jn.Dense(5, 1)], seed=0)
+    solver = BayesianRegularization()
+    rec = jn.train(net, X, T, solver=solver, dTdX=G, derivative_weight=0.5, max_epochs=20)
+    lap = Laplace.from_solver(solver, net, X, T, dTdX=G, derivative_weight=0.5)
+    last = rec.epochs[-1]
+    assert lap.log_evidence == pytest.approx(last["log_evidence"], rel=1e-10)
+    assert lap.effective_n_params == pytest.approx(
+        net.n_params - solver.alpha[0] * np.trace(np.linalg.inv(
+            solver.beta[0] * _sobolev_gauss_newton(net, X, G, 0.5)
+            + solver.alpha[0] * np.eye(net.n_params))), rel=1e-10)
+    assert lap.n_values == T.size + np.count_nonzero(~np.isnan(G))
+    values_only = Laplace.from_solver(solver, net, X, T)
+    assert values_only.log_evidence != pytest.approx(last["log_evidence"], rel=1e-3)
+    two = jn.Network([jn.Dense(2, 3, "tanh"), jn.Dense(3, 2)], seed=0)
+    with pytest.raises(ValueError, match="beta"):  # one noise precision with derivatives
+        Laplace(two, X, np.hstack([T, T]), 1.0, [1.0, 2.0], dTdX=np.stack([G, G], axis=1))
+
+
+def _sobolev_gauss_newton(net, X, G, lam):
+    """J^T W J of values and observed derivatives from the materialised residual Jacobian
+    (jacnet.sobolev.sobolev_jacobian: rows y, then dy/dx in G's order)."""
+    from jacnet.sobolev import sobolev_jacobian
+
+    J = sobolev_jacobian(net, X)  # (N, 1 + n_in, P) for one output
+    weight = np.concatenate([np.ones((len(X), 1)), lam**2 * ~np.isnan(G)], axis=1)
+    J = J.reshape(-1, net.n_params)
+    return J.T @ (weight.reshape(-1, 1) * J)
+
+
 # ------------------------------------------------------------- beyond trainbr
 def test_br_per_output_beta_recovers_each_noise_precision():
     rng = np.random.default_rng(7)

@@ -86,8 +86,9 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .gauss_newton import DualSystem
 from .jacobian import default_chunk, param_offsets
+from .losses import get_loss
 from .network import Network
-from .sobolev import SobolevObjective
+from .sobolev import SobolevData, SobolevObjective, check_derivatives
 from .solvers import EpochResult, Solver
 from .validation import as_weights, check_int, check_real
 
@@ -323,12 +324,25 @@ def _precision(count: Array, energy: Array, previous: Array, one_if_not_positive
 
 def curvature(net: Network, X: Array, T: Array, w: Array | None = None, *,
               per_output: bool = False, groups: Array | None = None, chunk: int | None = None,
-              Y: Array | None = None) -> Curvature:
+              Y: Array | None = None, derivatives: SobolevData | None = None) -> Curvature:
     """The :class:`Curvature` of in-memory, checked ``(X, T, w)`` at the network's theta.
 
     ``per_output``: one noise block per output (each ``J_k^T W J_k`` streamed on its own,
     memory O(q P^2 + chunk q P)); else one for all. ``Y``: ``net(X)`` when known.
+    ``derivatives``: derivative data of the rows; their residuals ``lambda (dy/dx - g)``
+    join the values' in ``J`` and ``E_D`` and their count in ``N_e``, in one block (one
+    noise precision: the derivative residuals' variance is the values' over lambda^2),
+    as :class:`BayesianRegularization` trains with them.
     """
+    if derivatives is not None:
+        if per_output:
+            raise ValueError("derivative data share the values' noise precision: "
+                             "per_output must be False")
+        objective = SobolevObjective(net, X, T, get_loss("sse"), w, chunk=chunk,
+                                     data=derivatives)
+        block = _Shared(objective, objective.n_weighted)
+        return block.curvature(*block.evaluate(), parameter_groups(net) if groups is None
+                               else groups, chunk)
     Y = net.forward(X) if Y is None else Y
     R = (Y - T).astype(float)
     sq = R * R if w is None else R * R * w[:, None]
@@ -830,6 +844,11 @@ class Laplace:
     the predictive variance of output ``k`` at ``x`` is ``1/(2 beta_k) + j_k(x)^T (2H)^-1
     j_k(x)``. Memory: the (P, P) factor, plus one chunk of J when predicting.
 
+    With derivative data (``dTdX``, as :func:`jacnet.train` takes them) the likelihood has
+    the derivative residuals ``lambda (dy/dx - g)`` too, under the same ``beta`` (one
+    shared): ``J^T W J`` and ``E_D`` then hold their Gauss-Newton terms and ``N_e`` their
+    count, so the posterior is the one ``br`` trained on values and derivatives.
+
     Parameters
     ----------
     net : Network
@@ -838,11 +857,16 @@ class Laplace:
     alpha : float or array-like of shape (L,)
         Weight precisions (``F``'s ``alpha E_W``), one per group of ``weight_groups``.
     beta : float or array-like of shape (n_out,)
-        Noise precisions (``F``'s ``beta E_D``): one shared, or one per output.
+        Noise precisions (``F``'s ``beta E_D``): one shared, or one per output (values
+        only).
     sample_weight : array-like of shape (N,), optional
     weight_groups : {"single", "per_layer"}
     chunk : int, optional
         Rows per block of the Gauss-Newton sums and of :meth:`std`.
+    dTdX : array-like of shape (N, n_out, n_in) or (N, n_in), optional
+        Derivative data of the rows (NaN: not observed).
+    derivative_weight : float, default 1.0
+        lambda, the weight of the derivative residuals.
 
     Attributes
     ----------
@@ -854,36 +878,45 @@ class Laplace:
         ``gamma = P - tr(A H^-1)``.
     noise_variance : ndarray of shape (n_out,)
         ``1 / (2 beta_k)``.
+    n_values : float
+        ``N_e``: the target values (and observed derivatives) counted, with sample weights
+        their sum.
     """
 
     def __init__(self, net: Network, X: Any, T: Any, alpha: Any, beta: Any, *,
                  sample_weight: Any = None, weight_groups: str = "single",
-                 chunk: int | None = None) -> None:
+                 chunk: int | None = None, dTdX: Any = None,
+                 derivative_weight: float = 1.0) -> None:
         X = net.check_X(X)
         T = net.check_T(T, X.shape[0])
         w = as_weights(sample_weight, X.shape[0], net.dtype)
         groups = parameter_groups(net, weight_groups)
         n_groups, q = int(groups.max()) + 1, net.n_out
         self.alpha = _precisions(alpha, "alpha", n_groups, (n_groups,))
-        self.beta = _precisions(beta, "beta", 1, (1, q))
+        self.beta = _precisions(beta, "beta", 1, (1,) if dTdX is not None else (1, q))
         self.net, self.chunk = net, None if chunk is None else check_int(chunk, "chunk")
+        data = None if dTdX is None else SobolevData(check_derivatives(dTdX, net, X.shape[0]),
+                                                     derivative_weight)
         curv = curvature(net, X, T, w, per_output=self.beta.size > 1, groups=groups,
-                         chunk=self.chunk)
+                         chunk=self.chunk, derivatives=data)
         factor = curv.factor(self.alpha, self.beta)
         self.log_evidence = curv.log_evidence(factor, self.alpha, self.beta)
         self.effective_n_params = float(curv.gammas(factor, self.alpha, self.beta)[0].sum())
         self.covariance_factor = factor.covariance_factor()
         self.noise_variance = np.broadcast_to(0.5 / self.beta, (q,)).copy()
+        self.n_values = float(curv.n_values.sum())
 
     @classmethod
     def from_solver(cls, solver: BayesianRegularization, net: Network, X: Any, T: Any, *,
-                    sample_weight: Any = None, chunk: int | None = None) -> Laplace:
+                    sample_weight: Any = None, chunk: int | None = None, dTdX: Any = None,
+                    derivative_weight: float = 1.0) -> Laplace:
         """The posterior at the precisions a :class:`BayesianRegularization` run ended with
-        (on the rows it trained on)."""
+        (on the rows it trained on, with their derivative data if it had them)."""
         if solver.alpha is None or solver.beta is None:
             raise ValueError("solver has not trained yet: it holds no alpha and beta")
         return cls(net, X, T, solver.alpha, solver.beta, sample_weight=sample_weight,
-                   weight_groups=solver.weight_groups, chunk=chunk)
+                   weight_groups=solver.weight_groups, chunk=chunk, dTdX=dTdX,
+                   derivative_weight=derivative_weight)
 
     def std(self, X: Any, noise: bool = True) -> Array:
         """Predictive standard deviation per output, (N, n_out), streamed over chunks of

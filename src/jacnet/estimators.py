@@ -85,7 +85,7 @@ from .network import Network
 from .optimizers import l2_penalty
 from .record import STOP_REASONS, TrainingRecord
 from .schedules import Schedule
-from .sobolev import as_derivatives, check_second_order
+from .sobolev import SobolevData, as_derivatives, check_second_order
 from .solvers import Solver
 from .training import SOLVERS, STOCHASTIC, Callback, train
 from .uncertainty import (
@@ -1307,6 +1307,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     # set by a fit (_keep_for_uncertainty) or from_state
     _posterior: Posterior | None
     _rows: tuple[Array, Array, Array | None] | None
+    _derivative_data: SobolevData | None
     _penalty: float
     _posterior_source: str
     _conformal_scores: Array | None
@@ -1518,13 +1519,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             if not hasattr(self, "alpha_"):
                 raise ValueError("the br fit ran no epoch: it has no alpha_, beta_ to build "
                                  "its posterior from")
-            post = bayes_posterior(self.network_, X, T, w, self.alpha_, self.beta_)
+            post = bayes_posterior(self.network_, X, T, w, self.alpha_, self.beta_,
+                                   derivatives=getattr(self, "_derivative_data", None))
         else:
             # the trained objective is sum w e^2 / (2 q W) + a/2 ||M theta||^2 (a the
             # loop's alpha, W the rows' weight): times 2 q W, a penalty ratio of q W a
             n_weight = X.shape[0] if w is None else float(w.sum())
             ratio = T.shape[1] * n_weight * self._penalty
-            post = penalty_posterior(self.network_, X, T, w, ratio)
+            post = penalty_posterior(self.network_, X, T, w, ratio,
+                                     derivatives=getattr(self, "_derivative_data", None))
         self._posterior = post
         return post
 
@@ -1535,6 +1538,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         X, T, w = plan.data
         in_memory = isinstance(X, np.ndarray)
         self._rows = (X, T, w) if in_memory else None
+        self._derivative_data = None if plan.derivatives is None else SobolevData(
+            plan.derivatives, float(plan.options["derivative_weight"]))
         self._posterior = None
         self._penalty = float(plan.options["alpha"])
         self._posterior_source = "br" if self.solver == "br" else "penalty"

@@ -29,6 +29,14 @@ Two sources of ``Sigma`` and ``sigma^2``:
   degrees of freedom, ``sigma^2 = E_D / (N_e - gamma)``, ``gamma = P - tr(Lambda (J^T W J
   + Lambda)^-1)`` the effective number of parameters (independent of sigma).
 
+**Derivative data.** A fit given derivatives ``g`` (``fit(X, y, dydx=...)``) minimised the
+squared errors of the values and of ``lambda (dy/dx - g)`` (``lambda`` the
+``derivative_weight``): the likelihood of a derivative is Gaussian with the values' noise
+variance over ``lambda^2``. The posterior's ``J^T W J`` then holds the Gauss-Newton terms
+of both residuals (``jacnet.sobolev.SobolevObjective``'s sums), ``E_D`` both squared
+errors and ``N_e`` the values and the observed derivatives; the predictive variance of a
+value keeps the values' noise ``sigma^2``.
+
 Both assume the fitted theta is the mode of the objective (a stochastic solver stopped
 early is only near it) and the network is near-linear in theta over the posterior's
 spread (the linearised Laplace approximation; MacKay 1992). The intervals are Student-t
@@ -51,6 +59,7 @@ from scipy import stats
 from .bayesian import Laplace, curvature
 from .jacobian import default_chunk
 from .network import Network
+from .sobolev import SobolevData
 from .validation import check_real
 
 Array = np.ndarray
@@ -115,17 +124,22 @@ class Posterior:
 
 
 def bayes_posterior(net: Network, X: Array, T: Array, w: Array | None, alpha: Any,
-                    beta: Any, chunk: int | None = None) -> Posterior:
+                    beta: Any, chunk: int | None = None,
+                    derivatives: SobolevData | None = None) -> Posterior:
     """The posterior of a ``br`` fit at its ``alpha``, ``beta`` (trainbr's convention,
-    :class:`jacnet.bayesian.Laplace`) on its training rows ``(X, T, w)``."""
-    lap = Laplace(net, X, T, alpha, beta, sample_weight=w, chunk=chunk)
-    n_e = (X.shape[0] if w is None else float(w.sum())) * T.shape[1]
+    :class:`jacnet.bayesian.Laplace`) on its training rows ``(X, T, w)`` and, if it had
+    them, their derivative data (see the module docstring)."""
+    lap = Laplace(net, X, T, alpha, beta, sample_weight=w, chunk=chunk,
+                  dTdX=None if derivatives is None else derivatives.G,
+                  derivative_weight=1.0 if derivatives is None else derivatives.lam)
     gamma = lap.effective_n_params
-    return Posterior(lap.covariance_factor, lap.noise_variance, _dof(n_e, gamma), gamma, "br")
+    return Posterior(lap.covariance_factor, lap.noise_variance, _dof(lap.n_values, gamma),
+                     gamma, "br")
 
 
 def penalty_posterior(net: Network, X: Array, T: Array, w: Array | None, ratio: float,
-                      chunk: int | None = None) -> Posterior:
+                      chunk: int | None = None, derivatives: SobolevData | None = None
+                      ) -> Posterior:
     """The posterior of a fit that minimised ``sum w e^2 + ratio ||M theta||^2`` (the L2
     penalty on the weights as a Gaussian prior; see the module docstring) on ``(X, T, w)``.
 
@@ -138,9 +152,12 @@ def penalty_posterior(net: Network, X: Array, T: Array, w: Array | None, ratio: 
     ratio : float
         ``lambda``, the prior precision of a weight over the noise precision (0: none).
     chunk : int, optional
+    derivatives : SobolevData, optional
+        The rows' derivative data, when the fit had them: their residuals join ``J``,
+        ``E_D`` and ``N_e`` (see the module docstring).
     """
     groups = np.where(net.weight_mask() > 0, 0, 1)  # 0: weights, 1: biases
-    curv = curvature(net, X, T, w, groups=groups, chunk=chunk)
+    curv = curvature(net, X, T, w, groups=groups, chunk=chunk, derivatives=derivatives)
     G = curv.G[0]
     jitter = JITTER * max(float(np.mean(np.diag(G))), np.finfo(float).tiny)
     lam = np.array([ratio if ratio > 0 else jitter, jitter])
