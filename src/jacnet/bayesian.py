@@ -94,7 +94,8 @@ from .validation import as_weights, check_int, check_real
 
 Array = np.ndarray
 
-__all__ = ["BayesianRegularization", "Laplace", "Curvature", "Factor", "parameter_groups"]
+__all__ = ["BayesianRegularization", "Laplace", "Curvature", "Factor", "parameter_groups",
+           "COLLAPSE_GAMMA", "COLLAPSE_FIT", "RESTART_ALPHA"]
 
 _MU_MIN = 1e-20  # trainbr's floor on mu
 # LAPACK directly: the matrices are finite by construction, and scipy's cho_factor would
