@@ -260,6 +260,40 @@ def _sobolev_gauss_newton(net, X, G, lam):
     return J.T @ (weight.reshape(-1, 1) * J)
 
 
+def test_factor_cholesky_and_its_eigendecomposition_fallback():
+    """Factor from H's upper triangle: log det H, R R^T = H^-1, diag(H^-1), tr(G H^-1)
+    (G's upper triangle) as numpy's; an H that is not positive definite goes to the
+    eigendecomposition with its eigenvalues clipped at the floor, and a step on it is
+    refused (a failed trial)."""
+    from jacnet.bayesian import Curvature, Factor
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(9, 5))
+    H = A.T @ A + 0.3 * np.eye(5)
+    G = rng.normal(size=(5, 5))
+    G = G + G.T
+    f = Factor(lambda: np.triu(H), 0.3)
+    inv = np.linalg.inv(H)
+    assert f.logdet() == pytest.approx(np.linalg.slogdet(H)[1], rel=1e-12)
+    assert_allclose(f.R @ f.R.T, inv, rtol=1e-10, atol=1e-14)
+    assert_allclose(f.diag_inverse(), np.diag(inv), rtol=1e-10)
+    assert f.trace_inverse() == pytest.approx(np.trace(inv), rel=1e-12)
+    assert f.trace_with(np.triu(G)) == pytest.approx(np.trace(G @ inv), rel=1e-10)
+    L = f.covariance_factor()
+    assert_allclose(L @ L.T, np.linalg.inv(2 * H), rtol=1e-10, atol=1e-14)
+    # not positive definite: eigenvalues (2, 1, -1e-3) on a rotation, floor 0.5
+    Q = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    M = Q @ np.diag([2.0, 1.0, -1e-3]) @ Q.T
+    f = Factor(lambda: M.copy(), 0.5)
+    clipped = Q @ np.diag([2.0, 1.0, 0.5]) @ Q.T
+    assert f.logdet() == pytest.approx(0.0, abs=1e-12)
+    assert_allclose(f.R @ f.R.T, np.linalg.inv(clipped), rtol=1e-10, atol=1e-12)
+    curv = Curvature(M[None], np.zeros((1, 3)), np.ones(1), np.ones(1) * 10, np.ones(3),
+                     np.zeros(3, dtype=np.intp))
+    assert curv.step(np.array([1e-6]), np.ones(1), 0.0, np.ones(3)) is None
+    assert curv.step(np.array([1e-6]), np.ones(1), 1.0, np.ones(3)) is not None
+
+
 # ------------------------------------------------------------- beyond trainbr
 def test_br_per_output_beta_recovers_each_noise_precision():
     rng = np.random.default_rng(7)

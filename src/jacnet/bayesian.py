@@ -82,7 +82,6 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import linalg
 from scipy.linalg import lapack
-from sklearn.exceptions import ConvergenceWarning
 
 from .gauss_newton import DualSystem
 from .jacobian import default_chunk, param_offsets
@@ -781,6 +780,10 @@ class BayesianRegularization(Solver):
                          f"({c.log_evidence:.6g}) and was set aside.")
             else:
                 tried = "A restart from the initial weights with a weak prior collapsed too."
+            # scikit-learn's category, the one users filter; imported here, as jacnet's
+            # import does not load scikit-learn
+            from sklearn.exceptions import ConvergenceWarning
+
             warnings.warn(
                 f"solver 'br' ended collapsed: gamma = {last['gamma']:.3g} effective "
                 f"parameters of {self._net.n_params}, the weights near zero and the "
