@@ -8,6 +8,7 @@ predictive-variance and evidence formulas on a materialised J.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -221,6 +222,78 @@ def test_laplace_from_solver_gives_the_records_evidence():
         Laplace.from_solver(BayesianRegularization(), net, X, T)
 
 
+def test_laplace_with_derivative_data_gives_the_records_evidence():
+    """br on values and derivatives: the Laplace posterior built with the same derivative
+    data (their Gauss-Newton term in H, their count in N_e) reproduces the run's evidence
+    and gamma; without them it does not."""
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-2, 2, size=(25, 2))
+    T = (np.sin(X[:, 0]) * np.cos(X[:, 1]))[:, None]
+    G = np.stack([np.cos(X[:, 0]) * np.cos(X[:, 1]), -np.sin(X[:, 0]) * np.sin(X[:, 1])], 1)
+    G[::4, 1] = np.nan
+    net = jn.Network([jn.Dense(2, 5, "tanh"), jn.Dense(5, 1)], seed=0)
+    solver = BayesianRegularization()
+    rec = jn.train(net, X, T, solver=solver, dTdX=G, derivative_weight=0.5, max_epochs=20)
+    lap = Laplace.from_solver(solver, net, X, T, dTdX=G, derivative_weight=0.5)
+    last = rec.epochs[-1]
+    assert lap.log_evidence == pytest.approx(last["log_evidence"], rel=1e-10)
+    assert lap.effective_n_params == pytest.approx(
+        net.n_params - solver.alpha[0] * np.trace(np.linalg.inv(
+            solver.beta[0] * _sobolev_gauss_newton(net, X, G, 0.5)
+            + solver.alpha[0] * np.eye(net.n_params))), rel=1e-10)
+    assert lap.n_values == T.size + np.count_nonzero(~np.isnan(G))
+    values_only = Laplace.from_solver(solver, net, X, T)
+    assert values_only.log_evidence != pytest.approx(last["log_evidence"], rel=1e-3)
+    two = jn.Network([jn.Dense(2, 3, "tanh"), jn.Dense(3, 2)], seed=0)
+    with pytest.raises(ValueError, match="beta"):  # one noise precision with derivatives
+        Laplace(two, X, np.hstack([T, T]), 1.0, [1.0, 2.0], dTdX=np.stack([G, G], axis=1))
+
+
+def _sobolev_gauss_newton(net, X, G, lam):
+    """J^T W J of values and observed derivatives from the materialised residual Jacobian
+    (jacnet.sobolev.sobolev_jacobian: rows y, then dy/dx in G's order)."""
+    from jacnet.sobolev import sobolev_jacobian
+
+    J = sobolev_jacobian(net, X)  # (N, 1 + n_in, P) for one output
+    weight = np.concatenate([np.ones((len(X), 1)), lam**2 * ~np.isnan(G)], axis=1)
+    J = J.reshape(-1, net.n_params)
+    return J.T @ (weight.reshape(-1, 1) * J)
+
+
+def test_factor_cholesky_and_its_eigendecomposition_fallback():
+    """Factor from H's upper triangle: log det H, R R^T = H^-1, diag(H^-1), tr(G H^-1)
+    (G's upper triangle) as numpy's; an H that is not positive definite goes to the
+    eigendecomposition with its eigenvalues clipped at the floor, and a step on it is
+    refused (a failed trial)."""
+    from jacnet.bayesian import Curvature, Factor
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(9, 5))
+    H = A.T @ A + 0.3 * np.eye(5)
+    G = rng.normal(size=(5, 5))
+    G = G + G.T
+    f = Factor(lambda: np.triu(H), 0.3)
+    inv = np.linalg.inv(H)
+    assert f.logdet() == pytest.approx(np.linalg.slogdet(H)[1], rel=1e-12)
+    assert_allclose(f.R @ f.R.T, inv, rtol=1e-10, atol=1e-14)
+    assert_allclose(f.diag_inverse(), np.diag(inv), rtol=1e-10)
+    assert f.trace_inverse() == pytest.approx(np.trace(inv), rel=1e-12)
+    assert f.trace_with(np.triu(G)) == pytest.approx(np.trace(G @ inv), rel=1e-10)
+    L = f.covariance_factor()
+    assert_allclose(L @ L.T, np.linalg.inv(2 * H), rtol=1e-10, atol=1e-14)
+    # not positive definite: eigenvalues (2, 1, -1e-3) on a rotation, floor 0.5
+    Q = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    M = Q @ np.diag([2.0, 1.0, -1e-3]) @ Q.T
+    f = Factor(lambda: M.copy(), 0.5)
+    clipped = Q @ np.diag([2.0, 1.0, 0.5]) @ Q.T
+    assert f.logdet() == pytest.approx(0.0, abs=1e-12)
+    assert_allclose(f.R @ f.R.T, np.linalg.inv(clipped), rtol=1e-10, atol=1e-12)
+    curv = Curvature(M[None], np.zeros((1, 3)), np.ones(1), np.ones(1) * 10, np.ones(3),
+                     np.zeros(3, dtype=np.intp))
+    assert curv.step(np.array([1e-6]), np.ones(1), 0.0, np.ones(3)) is None
+    assert curv.step(np.array([1e-6]), np.ones(1), 1.0, np.ones(3)) is not None
+
+
 # ------------------------------------------------------------- beyond trainbr
 def test_br_per_output_beta_recovers_each_noise_precision():
     rng = np.random.default_rng(7)
@@ -348,6 +421,9 @@ def test_laplace_refuses_bad_precisions():
             Laplace(net, X, T, alpha, beta)
 
 
+# targets of pure noise: the evidence's maximum is the constant model (gamma -> 0), which
+# the collapse guard keeps with its warning
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("case", ["duplicated_units", "fewer_values_than_params"])
 def test_br_singular_gauss_newton_matrix_stays_finite(case):
     rng = np.random.default_rng(0)
@@ -440,3 +516,153 @@ def test_br_integer_sample_weights_count_as_repeated_rows(loss):
     for ea, eb in zip(ra.epochs, rb.epochs, strict=True):
         assert ea["gamma"] == pytest.approx(eb["gamma"], rel=1e-9)
         assert ea["beta"] == pytest.approx(eb["beta"], rel=1e-9)
+
+
+# ------------------------------------------------------------- the collapse guard
+def _collapsing(n=40, hidden=8, seed=0, noise=False):
+    """Noise-free y = sin(3 x1) x2 on [-1, 1]^2 (standardised), or pure noise; with
+    fewer rows than about 2P trainbr's start collapses here (gamma -> 0)."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, size=(n, 2))
+    y = rng.normal(size=n) if noise else np.sin(3 * X[:, 0]) * X[:, 1]
+    T = ((y - y.mean()) / y.std())[:, None]
+    return jn.Network([jn.Dense(2, hidden, "tanh"), jn.Dense(hidden, 1)], seed=seed), X, T
+
+
+def test_br_collapse_guard_restarts_a_collapsed_run_from_its_start():
+    """trainbr's iteration collapses (gamma -> 0, a constant prediction, with a
+    ConvergenceWarning); the guard restarts once from the initial weights with MacKay's
+    start, says so in the record and ends with a real fit of higher evidence."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    net, X, T = _collapsing()
+    theta0 = net.get_flat().copy()
+    with pytest.warns(ConvergenceWarning, match="collapsed.*restart=False"):
+        plain = jn.train(net, X, T, solver="br", max_epochs=100, restart=False)
+    assert plain.epochs[-1]["gamma"] < 0.01 * net.n_params
+    assert np.abs(net.get_flat()).max() < 1e-6
+    assert not any("restart" in e for e in plain.epochs)
+    net.set_flat(theta0)
+    solver = BayesianRegularization()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        rec = jn.train(net, X, T, solver=solver, max_epochs=100)
+    marks = [(e["epoch"], e["restart"]) for e in rec.epochs if "restart" in e]
+    k = plain.n_epochs + 1
+    assert marks == [(k, "collapse")]
+    # the epochs before it are trainbr's own, unchanged
+    for a, b in zip(plain.epochs, rec.epochs[: k - 1], strict=True):
+        assert a["gamma"] == b["gamma"] and a["loss"] == b["loss"]
+    last = rec.epochs[-1]
+    assert last["gamma"] > 0.3 * net.n_params
+    assert last["log_evidence"] > plain.epochs[-1]["log_evidence"] + 20
+    assert solver.log_evidence == last["log_evidence"]
+    assert float(np.mean((net.forward(X) - T) ** 2)) < 0.01
+    assert rec.n_epochs <= 100
+
+
+def test_br_collapse_guard_starts_the_restart_from_mackays_values():
+    """The restart's first step is trainbr's step from theta0 at alpha = RESTART_ALPHA P /
+    (2 E_W(theta0)), beta = N_e / (2 E_D(theta0)): one epoch of a solver given those values."""
+    from jacnet.bayesian import RESTART_ALPHA
+
+    net, X, T = _collapsing()
+    theta0 = net.get_flat().copy()
+    thetas = []
+    rec = jn.train(net, X, T, solver="br", max_epochs=100, callbacks=[
+        lambda e, n: thetas.append(n.get_flat().copy())])
+    k = next(e["epoch"] for e in rec.epochs if e.get("restart") == "collapse")
+    net.set_flat(theta0)
+    e0 = (net.forward(X) - T).ravel()
+    solver = BayesianRegularization()
+    solver.alpha = np.array([RESTART_ALPHA * net.n_params / (2 * theta0 @ theta0)])
+    solver.beta = np.array([T.size / (2 * e0 @ e0)])
+    one = jn.train(net, X, T, solver=solver, max_epochs=1)
+    assert_allclose(net.get_flat(), thetas[k - 1], rtol=1e-12, atol=1e-15)
+    assert one.epochs[0]["gamma"] == pytest.approx(rec.epochs[k - 1]["gamma"], rel=1e-12)
+
+
+def test_br_collapse_guard_leaves_a_run_that_does_not_collapse_alone():
+    """The guard changes nothing of a run that does not collapse: the same weights and
+    record, bit for bit, with the guard on and off."""
+    net, X, T = _random_network(4)
+    theta0 = net.get_flat().copy()
+    runs = []
+    for restart in (True, False):
+        net.set_flat(theta0)
+        rec = jn.train(net, X, T, solver="br", max_epochs=60, restart=restart)
+        runs.append((net.get_flat().copy(), rec))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert [e["gamma"] for e in runs[0][1].epochs] == [e["gamma"] for e in runs[1][1].epochs]
+    assert not any("restart" in e for e in runs[0][1].epochs)
+
+
+@pytest.mark.parametrize("max_epochs, reason", [(200, "mu_max"), (40, "max_epochs")])
+def test_br_collapse_guard_keeps_the_collapse_when_the_evidence_prefers_it(max_epochs, reason):
+    """Pure noise: the restart fits a little of it (gamma about 2.6) but converges (or runs
+    out of epochs) at a lower evidence than the constant model, so the collapsed state
+    comes back, recorded as an epoch that repeats its values with "restart": "reverted",
+    within the epoch budget; the warning says so."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    net, X, T = _collapsing(n=30, hidden=3, seed=15, noise=True)
+    theta0 = net.get_flat().copy()
+    with pytest.warns(ConvergenceWarning, match="collapsed"):
+        plain = jn.train(net, X, T, solver="br", max_epochs=max_epochs, restart=False)
+    theta_c = net.get_flat().copy()
+    net.set_flat(theta0)
+    with pytest.warns(ConvergenceWarning, match="lower log evidence"):
+        rec = jn.train(net, X, T, solver="br", max_epochs=max_epochs)
+    marks = [e["restart"] for e in rec.epochs if "restart" in e]
+    assert marks == ["collapse", "reverted"] and rec.n_epochs <= max_epochs
+    assert rec.stop_reason == reason
+    np.testing.assert_array_equal(net.get_flat(), theta_c)
+    last, collapsed = rec.epochs[-1], plain.epochs[-1]
+    for key in ("gamma", "alpha", "beta", "E_D", "E_W", "log_evidence", "loss"):
+        assert last[key] == collapsed[key], key
+    restart_end = rec.epochs[-2]
+    assert restart_end["gamma"] > 1 and restart_end["log_evidence"] < last["log_evidence"]
+
+
+def test_br_collapse_guard_needs_room_in_the_budget():
+    """A collapse with fewer than two epochs of the budget left is not restarted (the
+    restart keeps the last epoch back for the choice); the warning says why."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    net, X, T = _collapsing()
+    theta0 = net.get_flat().copy()
+    with pytest.warns(ConvergenceWarning):
+        plain = jn.train(net, X, T, solver="br", max_epochs=100, restart=False)
+    net.set_flat(theta0)
+    with pytest.warns(ConvergenceWarning, match="fewer than two epochs"):
+        rec = jn.train(net, X, T, solver="br", max_epochs=plain.n_epochs + 1)
+    assert rec.n_epochs == plain.n_epochs
+    assert not any("restart" in e for e in rec.epochs)
+
+
+def test_br_collapse_guard_resume_equals_uninterrupted(tmp_path):
+    """A run interrupted after the restart (or before it) resumes to the same end: the
+    start weights and the collapsed state travel in the solver's checkpointed state."""
+    net, X, T = _collapsing(n=30, hidden=3, seed=15, noise=True)
+    theta0 = net.get_flat().copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = jn.train(net, X, T, solver="br", max_epochs=200)
+        theta_full = net.get_flat().copy()
+        k = next(e["epoch"] for e in full.epochs if e.get("restart") == "collapse")
+        for stop in (k - 2, k + 3):  # interrupted (a callback) before and after it
+            ck = tmp_path / f"br{stop}.ckpt"
+            net.set_flat(theta0)
+            jn.train(net, X, T, solver="br", max_epochs=200, checkpoint=str(ck),
+                     checkpoint_every=1, callbacks=[lambda e, n, s=stop: e["epoch"] >= s])
+            net.set_flat(np.zeros_like(theta0))  # the checkpoint holds the weights
+            rec = jn.train(net, X, T, solver="br", max_epochs=200, resume=str(ck))
+            assert rec.n_epochs == full.n_epochs, stop
+            assert [e.get("restart") for e in rec.epochs] == [
+                e.get("restart") for e in full.epochs]
+            np.testing.assert_array_equal(net.get_flat(), theta_full)
+
+
+def test_br_refuses_a_restart_that_is_not_a_bool():
+    with pytest.raises(TypeError, match="restart must be a bool"):
+        BayesianRegularization(restart="yes")

@@ -220,6 +220,34 @@ def test_cli_info_bare_network(work):
     assert "network, 13 parameters" in run("info", work / "net.safetensors").stdout
 
 
+def test_cli_info_br_shows_the_kept_epoch_and_its_evidence(work):
+    """br keeps its last weights (not the lowest training loss): info names that epoch
+    with its gamma, alpha, beta and log evidence, and the collapse guard's restart."""
+    import warnings
+
+    from jacnet.io import save_estimator
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(40, 2))
+    y = np.sin(3 * X[:, 0]) * X[:, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # seed 0 of this size collapses under trainbr's start and is restarted
+        est = jn.MLPRegressor(hidden_layer_sizes=(8,), solver="br", random_state=0).fit(X, y)
+    record = est.training_record_
+    restarted = [e["epoch"] for e in record.epochs if e.get("restart") == "collapse"]
+    assert restarted
+    save_estimator(est, work / "br.safetensors")
+    text = " ".join(run("info", work / "br.safetensors").stdout.split())
+    last = record.epochs[-1]
+    assert f"epoch {last['epoch']} (the weights of the last epoch)" in text
+    assert f"gamma {last['gamma']:.4g} of {est.network_.n_params} parameters" in text
+    assert f"alpha {last['alpha']:.4g}" in text and f"beta {last['beta']:.4g}" in text
+    assert f"log evidence {last['log_evidence']:.4g}" in text
+    assert f"restarted at epoch {restarted[0]}" in text
+    assert "best epoch" not in text
+
+
 def test_cli_gradcheck_passes_and_fails():
     proc = run("gradcheck")
     assert "softmax + cross-entropy" in proc.stdout and "19 of 19 passed" in proc.stdout

@@ -264,7 +264,9 @@ def test_distributed_derivatives_match_single_machine(client: Client, solver: st
 
 def test_distributed_derivatives_follow_the_rows_of_x(client: Client) -> None:
     """dTdX chunked otherwise, or in memory, is rechunked to X's rows, as T is: each
-    partition then holds the same derivatives and the runs are bit for bit the same."""
+    partition then holds the same derivatives and the runs agree up to the rounding of the
+    reduction (which partitions one worker adds up first follows their placement, which
+    the scheduler may vary from run to run)."""
     X, T = _data()
     G = _derivatives(X, 1)[:, 0]  # (N, n_in) for one output
     thetas = []
@@ -272,8 +274,8 @@ def test_distributed_derivatives_follow_the_rows_of_x(client: Client) -> None:
         net = _net()
         jd.train(net, _dask(X), _dask(T), "lm", client=client, dTdX=dG, max_epochs=2)
         thetas.append(net.theta.copy())
-    np.testing.assert_array_equal(thetas[1], thetas[0])
-    np.testing.assert_array_equal(thetas[2], thetas[0])
+    np.testing.assert_allclose(thetas[1], thetas[0], rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(thetas[2], thetas[0], rtol=1e-11, atol=1e-13)
 
 
 def test_distributed_bad_derivatives_are_named(client: Client) -> None:

@@ -51,44 +51,63 @@ The predictive distribution of output ``k`` at ``x``, linearised (``j_k(x) = dy_
 (scikit-learn's ``BayesianRidge`` with noise precision ``2 beta`` and weight precision
 ``2 alpha``); the tests hold the two to each other.
 
-Why one eigendecomposition per epoch
-------------------------------------
-With ``J^T W J = V Lambda V^T`` (one ``scipy.linalg.eigh``), ``beta J^T W J + (alpha + mu)
-I`` has eigenvalues ``beta lambda + alpha + mu`` on the same ``V``: every mu trial's step
-is two products with ``V``, and the trace ``sum 1/(beta lambda + alpha)`` and
-``log det H`` come for free, for the ``alpha``, ``beta`` before and after their update. A
-Cholesky factor would be refactored for each trial and each ``(alpha, beta)``, and the
-trace needs ``H^-1`` (another P^3). With several groups or outputs ``H`` is no longer
-``beta J^T W J`` plus a multiple of I: then ``H`` itself is decomposed, twice per epoch
-(at the old hyperparameters for the update, at the new ones for the evidence and the
-next steps). Cholesky stays the choice of plain LM (:mod:`jacnet.solvers`), which needs
-no trace: for large P (thousands) the eigendecomposition costs several Choleskys, and
-where the hyperparameters are fixed and trials are few, Cholesky per trial is cheaper.
-Near-zero eigenvalues of a singular ``J^T W J`` are clipped at 0 (at ``min alpha`` for
-``H``, a lower bound of its spectrum), so gamma, alpha and beta stay finite.
+Why Cholesky, and where the eigendecomposition is kept
+------------------------------------------------------
+An epoch needs a solve of ``beta J^T W J + (alpha + mu) I`` for each mu trial, the trace
+of ``H^-1`` at the old ``(alpha, beta)`` for the update and ``log det H`` at the new ones
+for the evidence. One symmetric eigendecomposition ``J^T W J = V Lambda V^T`` gives all
+three (eigenvalues ``beta lambda + alpha + mu`` on the same ``V``), but LAPACK's
+eigendecomposition with vectors costs as much as a few dozen Cholesky factorisations of
+the same matrix (its tridiagonal reduction and back-transformation against one
+triangular sweep; measured in docs/training.md, "Bayesian regularization"), and an epoch
+has one to three trials. So each trial is one Cholesky solve (as trainlm's), the trace
+is ``||U^-1||_F^2`` from the Cholesky factor ``H = U^T U`` and one triangular inverse,
+and ``log det H = 2 sum log U_ii`` (one more factorisation, at the new precisions). The
+same holds with several groups or outputs: ``diag(H^-1)`` is the row sums of squares of
+``U^-1`` and ``tr(G_k H^-1)`` an elementwise product with ``H^-1 = U^-1 U^-T``. The
+eigendecomposition is kept where Cholesky fails: an ``H`` that rounding leaves not
+positive definite (``alpha`` tiny against ``beta J^T W J``) is decomposed, its eigenvalues
+clipped at ``min alpha`` (a lower bound of its spectrum), so gamma, alpha and beta stay
+finite; a trial whose matrix Cholesky refuses counts as failed (mu grows), as in trainlm.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg import lapack
 
 from .gauss_newton import DualSystem
 from .jacobian import default_chunk, param_offsets
+from .losses import get_loss
 from .network import Network
-from .sobolev import SobolevObjective
+from .sobolev import SobolevData, SobolevObjective, check_derivatives
 from .solvers import EpochResult, Solver
 from .validation import as_weights, check_int, check_real
 
 Array = np.ndarray
 
-__all__ = ["BayesianRegularization", "Laplace", "Curvature", "Factor", "parameter_groups"]
+__all__ = ["BayesianRegularization", "Laplace", "Curvature", "Factor", "parameter_groups",
+           "COLLAPSE_GAMMA", "COLLAPSE_FIT", "RESTART_ALPHA"]
 
 _MU_MIN = 1e-20  # trainbr's floor on mu
+# LAPACK directly: the matrices are finite by construction, and scipy's cho_factor would
+# check that again on every trial
+_potrf, _potrs, _trtri = lapack.get_lapack_funcs(("potrf", "potrs", "trtri"),
+                                                  dtype=np.float64)
+#: The collapse guard (:class:`BayesianRegularization`, ``restart``): a run has collapsed
+#: when gamma < COLLAPSE_GAMMA * P while E_D >= (1 - COLLAPSE_FIT) * E_D of the zero
+#: network (theta = 0: a constant prediction); the restart's prior precision is
+#: RESTART_ALPHA times trainbr's start value.
+COLLAPSE_GAMMA = 0.01
+COLLAPSE_FIT = 0.01
+RESTART_ALPHA = 0.01
 NOISE_MODELS = ("shared", "per_output")
 WEIGHT_GROUPS = ("single", "per_layer")
 
@@ -110,47 +129,77 @@ def parameter_groups(net: Network, weight_groups: str = "single") -> Array:
     return groups
 
 
-@dataclass(frozen=True)
 class Factor:
-    """``H = V diag(w) V^T``, the eigendecomposition of the posterior's half-precision.
+    """``H`` (P, P) factored: ``log det H`` and ``R`` with ``R R^T = H^-1``.
 
-    Attributes
+    From the Cholesky factor ``H = U^T U`` (``R = U^-1``, upper triangular, formed on
+    first use: the evidence needs only ``log det H``), or, where rounding leaves ``H`` not
+    positive definite, from its eigendecomposition ``V diag(w) V^T`` with ``w`` clipped at
+    ``floor`` (``R = V diag(w)^-1/2``).
+
+    Parameters
     ----------
-    w : ndarray of shape (P,)
-        Eigenvalues, all positive.
-    V : ndarray of shape (P, P)
-        Orthonormal eigenvectors (columns).
+    build : callable
+        ``build()`` returns a new (P, P) array holding ``H`` in its upper triangle (called
+        a second time only where Cholesky fails: the factorisation overwrites it).
+    floor : float
+        A positive lower bound of ``H``'s spectrum (the smallest prior precision).
     """
 
-    w: Array
-    V: Array
+    def __init__(self, build: Callable[[], Array], floor: float) -> None:
+        U, info = _potrf(build(), lower=0, clean=1, overwrite_a=1)
+        self._R: Array | None = None
+        self._U: Array | None = None
+        if info == 0:
+            self._U = U
+            self.logdet_H = 2.0 * float(np.log(U.diagonal()).sum())
+        else:
+            w, V = linalg.eigh(build(), lower=False, overwrite_a=True)
+            w = np.maximum(w, floor)
+            self._R = V / np.sqrt(w)
+            self.logdet_H = float(np.log(w).sum())
 
-    def solve(self, g: Array, mu: float = 0.0) -> Array:
-        """``-(H + mu I)^-1 g`` (P,): a Levenberg-Marquardt step."""
-        return -(self.V @ ((self.V.T @ g) / (self.w + mu)))
+    @property
+    def R(self) -> Array:
+        """``R`` (P, P), ``R R^T = H^-1`` (formed in the Cholesky factor's place)."""
+        if self._R is None:
+            assert self._U is not None
+            self._R = _trtri(self._U, lower=0, overwrite_c=1)[0]
+        return self._R
 
     def diag_inverse(self) -> Array:
         """The diagonal of ``H^-1`` (P,)."""
-        return (self.V * self.V) @ (1.0 / self.w)
+        return np.einsum("ij,ij->i", self.R, self.R)
 
-    def trace_with(self, G: Array) -> float:
-        """``tr(G H^-1)`` for a symmetric (P, P) ``G``."""
-        return float(np.einsum("ij,ij->j", G @ self.V, self.V) @ (1.0 / self.w))
+    def trace_inverse(self) -> float:
+        """``tr(H^-1)``."""
+        r = self.R.ravel(order="K")  # a view in either memory order (vdot would copy)
+        return float(r @ r)
+
+    def trace_with(self, G: Array, inverse: Array | None = None) -> float:
+        """``tr(G H^-1)`` for a symmetric (P, P) ``G`` of which the upper triangle is read;
+        ``inverse``: ``H^-1`` when already formed."""
+        Hinv = self.R @ self.R.T if inverse is None else inverse
+        upper = np.triu(G)
+        return float(2.0 * np.vdot(upper, Hinv) - np.diag(G) @ np.diag(Hinv))
 
     def logdet(self) -> float:
         """``log det H``."""
-        return float(np.log(self.w).sum())
+        return self.logdet_H
 
     def covariance_factor(self) -> Array:
         """``L`` (P, P) with ``L L^T = (2H)^-1``, the posterior covariance of theta."""
-        return self.V / np.sqrt(2.0 * self.w)
+        return self.R / math.sqrt(2.0)
 
 
-def _eigh(M: Array, floor: float) -> tuple[Array, Array]:
-    """Eigenpairs of the symmetric ``M`` (its upper triangle read), eigenvalues at least
-    ``floor`` (a lower bound of the true spectrum: rounding may put them below it)."""
-    w, V = linalg.eigh(M, lower=False)
-    return np.maximum(w, floor), V
+def _shifted_solve(M: Array, g: Array) -> Array | None:
+    """``-M^-1 g`` (P,) by Cholesky from ``M``'s upper triangle (``M`` is overwritten);
+    None when ``M`` is not numerically positive definite."""
+    U, info = _potrf(M, lower=0, clean=0, overwrite_a=1)
+    if info != 0:
+        return None
+    x, info = _potrs(U, g, lower=0)
+    return -x if info == 0 else None
 
 
 class Curvature:
@@ -162,7 +211,7 @@ class Curvature:
     Parameters
     ----------
     G : ndarray of shape (K, P, P)
-        ``J_k^T W J_k``, symmetric (both triangles set).
+        ``J_k^T W J_k``; only the upper triangle is read.
     b : ndarray of shape (K, P)
         ``J_k^T W e_k``.
     E_D : ndarray of shape (K,)
@@ -180,23 +229,31 @@ class Curvature:
         self.n_groups = int(groups.max()) + 1
         self.P_l = np.bincount(groups, minlength=self.n_groups).astype(float)
         self.E_W = np.bincount(groups, theta.astype(float) ** 2, minlength=self.n_groups)
-        self._eig: tuple[Array, Array] | None = None  # of G[0], for K = L = 1
+        self._diagonal = np.arange(theta.size)
 
-    @property
-    def scalar(self) -> bool:
-        """trainbr's case: one beta, one alpha (then one eigh of J^T W J serves all)."""
-        return self.G.shape[0] == 1 and self.n_groups == 1
+    def matrix(self, alpha: Array, beta: Array, mu: float = 0.0, out: Array | None = None
+               ) -> Array:
+        """``H + mu I = sum_k beta_k G_k + A + mu I`` (P, P), in ``out`` (a Fortran-ordered
+        buffer the solver reuses: a fresh array of this size costs the operating system's
+        page faults every time) or a new array; only its upper triangle is meaningful."""
+        if self.G.shape[0] == 1:
+            M = np.multiply(self.G[0], beta[0], out=out)
+        else:
+            M = np.einsum("k,kij->ij", beta, self.G, out=out)
+        M[self._diagonal, self._diagonal] += alpha[self.groups] + mu
+        return M
 
-    def factor(self, alpha: Array, beta: Array) -> Factor:
-        """The eigendecomposition of ``H = sum_k beta_k G_k + A``."""
-        if self.scalar:
-            if self._eig is None:
-                self._eig = _eigh(self.G[0], 0.0)
-            lam, V = self._eig
-            return Factor(beta[0] * lam + alpha[0], V)
-        M = np.einsum("k,kij->ij", beta, self.G)
-        M[np.diag_indices_from(M)] += alpha[self.groups]
-        return Factor(*_eigh(M, float(alpha.min())))
+    def factor(self, alpha: Array, beta: Array, out: Array | None = None) -> Factor:
+        """:class:`Factor` of ``H = sum_k beta_k G_k + A``, in ``out`` if given (see
+        :meth:`matrix`; the factor then holds it until dropped)."""
+        return Factor(lambda: self.matrix(alpha, beta, out=out), float(alpha.min()))
+
+    def step(self, alpha: Array, beta: Array, mu: float, g: Array, out: Array | None = None
+             ) -> Array | None:
+        """Levenberg-Marquardt's step on ``F`` from ``g = grad F / 2``: ``-(H + mu I)^-1 g``
+        (P,), by Cholesky (in ``out`` if given); None when rounding leaves ``H + mu I`` not
+        positive definite."""
+        return _shifted_solve(self.matrix(alpha, beta, mu, out), g)
 
     def half_gradient(self, alpha: Array, beta: Array) -> Array:
         """``grad F / 2 = sum_k beta_k J_k^T W e_k + A theta`` (P,)."""
@@ -209,13 +266,15 @@ class Curvature:
     def gammas(self, factor: Factor, alpha: Array, beta: Array) -> tuple[Array, Array]:
         """``(gamma_l (L,), gamma_k (K,))`` at ``H``'s ``factor`` (the module's formulas)."""
         if self.n_groups == 1:
-            tr = np.array([float((1.0 / factor.w).sum())])
+            tr = np.array([factor.trace_inverse()])
         else:
             tr = np.bincount(self.groups, factor.diag_inverse(), minlength=self.n_groups)
         gamma_l = np.clip(self.P_l - alpha * tr, 0.0, self.P_l)
         if self.G.shape[0] == 1:
             return gamma_l, np.array([gamma_l.sum()])
-        gamma_k = np.array([b * factor.trace_with(G) for b, G in zip(beta, self.G, strict=True)])
+        Hinv = factor.R @ factor.R.T
+        gamma_k = np.array([b * factor.trace_with(G, Hinv)
+                            for b, G in zip(beta, self.G, strict=True)])
         return gamma_l, np.clip(gamma_k, 0.0, self.n_values)
 
     def log_evidence(self, factor: Factor, alpha: Array, beta: Array) -> float:
@@ -232,6 +291,13 @@ class Curvature:
         gamma_k = P * self.n_values / self.n_values.sum()
         return (_precision(self.P_l, self.E_W, np.ones(self.n_groups), False),
                 _precision(self.n_values - gamma_k, self.E_D, np.ones(self.E_D.size), True))
+
+    def restart_values(self) -> tuple[Array, Array]:
+        """The collapse guard's start (MacKay's: a weak prior, the noise from the fit):
+        ``alpha_l = RESTART_ALPHA P_l / (2 E_W,l)``, ``beta_k = N_k / (2 E_D,k)`` (the
+        noise precision with gamma = 0); 1 where an energy is 0."""
+        return (_precision(RESTART_ALPHA * self.P_l, self.E_W, np.ones(self.n_groups), False),
+                _precision(self.n_values, self.E_D, np.ones(self.E_D.size), True))
 
     def updated(self, factor: Factor, alpha: Array, beta: Array
                 ) -> tuple[Array, Array, float]:
@@ -256,20 +322,27 @@ def _precision(count: Array, energy: Array, previous: Array, one_if_not_positive
     return np.where(np.isfinite(value) & (value > 0), value, previous).astype(float)
 
 
-def _symmetric(M: Array) -> Array:
-    """A Gauss-Newton matrix of which only the upper triangle is set, made whole (float64)."""
-    upper = np.triu(np.asarray(M, dtype=float))
-    return upper + np.triu(upper, 1).T
-
-
 def curvature(net: Network, X: Array, T: Array, w: Array | None = None, *,
               per_output: bool = False, groups: Array | None = None, chunk: int | None = None,
-              Y: Array | None = None) -> Curvature:
+              Y: Array | None = None, derivatives: SobolevData | None = None) -> Curvature:
     """The :class:`Curvature` of in-memory, checked ``(X, T, w)`` at the network's theta.
 
     ``per_output``: one noise block per output (each ``J_k^T W J_k`` streamed on its own,
     memory O(q P^2 + chunk q P)); else one for all. ``Y``: ``net(X)`` when known.
+    ``derivatives``: derivative data of the rows; their residuals ``lambda (dy/dx - g)``
+    join the values' in ``J`` and ``E_D`` and their count in ``N_e``, in one block (one
+    noise precision: the derivative residuals' variance is the values' over lambda^2),
+    as :class:`BayesianRegularization` trains with them.
     """
+    if derivatives is not None:
+        if per_output:
+            raise ValueError("derivative data share the values' noise precision: "
+                             "per_output must be False")
+        objective = SobolevObjective(net, X, T, get_loss("sse"), w, chunk=chunk,
+                                     data=derivatives)
+        block = _Shared(objective, objective.n_weighted)
+        return block.curvature(*block.evaluate(), parameter_groups(net) if groups is None
+                               else groups, chunk)
     Y = net.forward(X) if Y is None else Y
     R = (Y - T).astype(float)
     sq = R * R if w is None else R * R * w[:, None]
@@ -316,8 +389,8 @@ class _Shared:
         system = self.obj.system(state, chunk)
         if isinstance(system, DualSystem):  # N q < P: J^T W J = A^T A
             G = np.asarray(system.A.T @ system.A, dtype=float)
-        else:
-            G = _symmetric(system.JtHJ)
+        else:  # its upper triangle, all that is read
+            G = np.asarray(system.JtHJ, dtype=float)
         self.norm = 2.0 / system.scale
         theta = self.obj.net.get_flat().astype(float)
         return Curvature(G[None], np.asarray(system.Jtg, dtype=float)[None],
@@ -348,6 +421,44 @@ class _PerOutput:
                          chunk=chunk, Y=Y)
 
 
+@dataclass
+class _Collapse:
+    """The end of a trajectory that collapsed (gamma -> 0): what the collapse guard
+    returns to when its restart ends with a lower evidence."""
+
+    theta: Array
+    alpha: Array
+    beta: Array
+    gamma: float
+    log_evidence: float
+    mu: float
+    loss: float
+    grad_norm: float
+    reason: str
+    entry: dict[str, Any] = field(default_factory=dict)
+
+    def to_state(self) -> tuple[dict[str, Array], dict[str, Any]]:
+        """For a checkpoint: the weights as an array, the rest JSON-serialisable."""
+        return {"collapse_theta": self.theta}, {
+            "alpha": [float(x) for x in self.alpha], "beta": [float(x) for x in self.beta],
+            "gamma": self.gamma, "log_evidence": self.log_evidence, "mu": self.mu,
+            "loss": self.loss, "grad_norm": self.grad_norm, "reason": self.reason,
+            "entry": self.entry}
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, Array], meta: dict[str, Any]) -> _Collapse:
+        return cls(np.array(arrays["collapse_theta"]), np.array(meta["alpha"], float),
+                   np.array(meta["beta"], float), float(meta["gamma"]),
+                   float(meta["log_evidence"]), float(meta["mu"]), float(meta["loss"]),
+                   float(meta["grad_norm"]), str(meta["reason"]), dict(meta["entry"]))
+
+
+#: the stop reasons after which the collapse guard may restart (the solver converged) or
+#: return to the collapsed state (the restart converged, ran out of epochs or diverged)
+_CONVERGED = ("min_grad", "mu_max")
+_JUDGED = ("min_grad", "mu_max", "max_epochs", "non_finite")
+
+
 class BayesianRegularization(Solver):
     """MATLAB's ``trainbr``: Levenberg-Marquardt on ``F = beta E_D + alpha E_W`` with
     ``alpha`` and ``beta`` re-estimated from the data after every accepted step.
@@ -375,6 +486,25 @@ class BayesianRegularization(Solver):
     ``lambda (dy/dx - g)`` join ``E_D`` and ``J`` with the same ``beta``, and ``N_e``
     counts the observed derivatives as well as the target values (``noise="shared"``).
 
+    **The collapse guard** (``restart=True``). trainbr's start (``gamma = P``, so ``beta``
+    from ``N_e - P``) regularises hard when ``N_e`` is not much above ``P``, and the
+    iteration can fall to the evidence's degenerate maximum ``theta = 0``: gamma -> 0, a
+    constant prediction. That point is a fixed point (no curvature is left to pull gamma
+    up) and, on data with a signal, of far lower evidence than a fit; tracking the
+    evidence per epoch cannot help, since along the collapsing trajectory it rises to the
+    collapse. So when a trajectory converges (stop ``min_grad`` or ``mu_max``) collapsed,
+    ``gamma < COLLAPSE_GAMMA P`` with ``E_D >= (1 - COLLAPSE_FIT)`` times the zero
+    network's, and at least two epochs of the budget are left, the run restarts once from
+    the weights it started from, with MacKay's start: ``alpha_l = RESTART_ALPHA P_l / (2
+    E_W,l)`` (a weak prior), ``beta_k = N_k / (2 E_D,k)`` (the noise from the fit), mu
+    the setting's. The first epoch after it carries ``"restart": "collapse"`` in the
+    record. The restart keeps the budget's last epoch back: when it ends (converged, out of
+    epochs or diverged) with a lower log evidence than the collapsed state, that state is
+    restored and recorded as one more epoch with ``"restart": "reverted"`` (its values
+    repeated), so the evidence decides and the record's last entry always describes the
+    weights kept. A run that ends collapsed still (or with no room to restart) warns with
+    a ``ConvergenceWarning``. A run that does not collapse is not touched.
+
     Parameters
     ----------
     mu, mu_dec, mu_inc, mu_max : float
@@ -387,6 +517,8 @@ class BayesianRegularization(Solver):
         (MacKay's groups; ``alpha`` and ``E_W`` in the record are then lists).
     chunk : int, optional
         Rows per block of the streamed Gauss-Newton sums.
+    restart : bool, default True
+        The collapse guard (above); False: trainbr's iteration only (the warning stays).
 
     Attributes
     ----------
@@ -402,7 +534,7 @@ class BayesianRegularization(Solver):
 
     def __init__(self, mu: float = 0.005, mu_dec: float = 0.1, mu_inc: float = 10.0,
                  mu_max: float = 1e10, noise: str = "shared", weight_groups: str = "single",
-                 chunk: int | None = None) -> None:
+                 chunk: int | None = None, restart: bool = True) -> None:
         self.mu = check_real(mu, "mu", "a positive number", lambda x: x > 0)
         self.mu_dec = check_real(mu_dec, "mu_dec", "a number in (0, 1)", lambda x: 0 < x < 1)
         self.mu_inc = check_real(mu_inc, "mu_inc", "a number > 1", lambda x: x > 1)
@@ -410,18 +542,27 @@ class BayesianRegularization(Solver):
         self.noise = _choice(noise, "noise", NOISE_MODELS)
         self.weight_groups = _choice(weight_groups, "weight_groups", WEIGHT_GROUPS)
         self.chunk = None if chunk is None else check_int(chunk, "chunk")
+        if not isinstance(restart, (bool, np.bool_)):
+            raise TypeError(f"restart must be a bool, got {type(restart).__name__}")
+        self.restart = bool(restart)
+        self._mu_start = self.mu  # the guard's restart begins from the setting
         self.alpha: Array | None = None
         self.beta: Array | None = None
         self.gamma: float | None = None
         self.log_evidence: float | None = None
+        self._theta0: Array | None = None  # the weights this call started from
+        self._collapse: _Collapse | None = None  # set once the guard has restarted
+        self._resumed = False
+        self._note: str | None = None  # the next record entry's "restart" field
+        self._last_grad = math.nan
         self._release()
 
     def _release(self) -> None:
         self._data: Any = None
         self._curv: Curvature | None = None
-        self._factor: Factor | None = None
         self._loss = math.nan
         self._state: Any = None
+        self._work: Array | None = None  # the (P, P) buffer of every factorisation
 
     # ------------------------------------------------- the solver protocol
     def start(self, run: Any) -> None:
@@ -439,6 +580,11 @@ class BayesianRegularization(Solver):
         if self.alpha is None or self.beta is None or (self.alpha.size, self.beta.size) != shape:
             self.alpha = self.beta = None  # trainbr's start values at the first epoch
         self._net = run.net
+        self._work = np.empty((run.net.n_params,) * 2, order="F")
+        if not self._resumed or self._theta0 is None:
+            self._theta0 = run.net.get_flat().astype(float)
+            self._collapse = None
+        self._resumed = False
 
     def _shared(self, run: Any) -> _Shared:
         """One noise block on the run's objective. ``N_e``: the target values (trainbr),
@@ -459,14 +605,14 @@ class BayesianRegularization(Solver):
         when no mu up to mu_max lowers F, ``non_finite`` when the loss is not finite."""
         if self._curv is None and not self._begin():
             return EpochResult(self._loss, math.nan, stop="non_finite")
-        curv, factor = self._curv, self._factor
-        assert curv is not None and factor is not None
+        curv = self._curv
+        assert curv is not None
         assert self.alpha is not None and self.beta is not None
         g = curv.half_gradient(self.alpha, self.beta)
-        grad_norm = 2.0 * float(np.linalg.norm(g))
+        grad_norm = 2.0 * math.sqrt(float(g @ g))
         if grad_norm < run.min_grad:
             return EpochResult(self._loss, grad_norm, self._entry())
-        if not self._trials(curv, factor, g):
+        if not self._trials(curv, g):
             self.mu = min(self.mu, self.mu_max)  # a later call may try again
             return EpochResult(self._loss, grad_norm,
                                stop="mu_max" if math.isfinite(self._loss) else "non_finite")
@@ -483,20 +629,24 @@ class BayesianRegularization(Solver):
         curv = self._curv = self._data.curvature(self._loss, self._state, self._groups,
                                                  self.chunk)
         if self.alpha is None or self.beta is None:
-            self.alpha, self.beta = curv.start_values()
+            restarted = self._collapse is not None
+            self.alpha, self.beta = curv.restart_values() if restarted else curv.start_values()
             self.gamma = float(curv.P_l.sum())
-        self._factor = curv.factor(self.alpha, self.beta)
-        self.log_evidence = curv.log_evidence(self._factor, self.alpha, self.beta)
+        self.log_evidence = curv.log_evidence(curv.factor(self.alpha, self.beta, self._work),
+                                              self.alpha, self.beta)
         return True
 
-    def _trials(self, curv: Curvature, factor: Factor, g: Array) -> bool:
+    def _trials(self, curv: Curvature, g: Array) -> bool:
         """Levenberg-Marquardt's mu trials on F from ``curv.theta``; whether one was
         accepted (the network then holds it; else ``curv.theta`` again)."""
         alpha, beta, net = self.alpha, self.beta, self._net
         assert alpha is not None and beta is not None
         F = curv.objective(alpha, beta)
         while self.mu <= self.mu_max:
-            d = factor.solve(g, self.mu)
+            d = curv.step(alpha, beta, self.mu, g, self._work)
+            if d is None:  # not numerically positive definite: a failed trial (trainlm)
+                self.mu *= self.mu_inc
+                continue
             net.theta[...] = curv.theta + d
             loss, state = self._data.evaluate()
             E_W = np.bincount(self._groups, net.theta.astype(float) ** 2,
@@ -511,27 +661,136 @@ class BayesianRegularization(Solver):
         return False
 
     def _update(self) -> None:
-        """MacKay's update with the curvature at the new theta, then the factor of ``H``
-        at the new precisions (the next epoch's trials use it) and the evidence."""
+        """MacKay's update with the curvature at the new theta (the trace of ``H^-1`` at
+        the old precisions), then the evidence (``log det H`` at the new ones)."""
         assert self.alpha is not None and self.beta is not None
         curv = self._curv = self._data.curvature(self._loss, self._state, self._groups,
                                                  self.chunk)
-        before = curv.factor(self.alpha, self.beta)
+        before = curv.factor(self.alpha, self.beta, self._work)
         self.alpha, self.beta, self.gamma = curv.updated(before, self.alpha, self.beta)
-        self._factor = curv.factor(self.alpha, self.beta)
-        self.log_evidence = curv.log_evidence(self._factor, self.alpha, self.beta)
+        after = curv.factor(self.alpha, self.beta, self._work)  # before is done with it
+        self.log_evidence = curv.log_evidence(after, self.alpha, self.beta)
 
     def _entry(self) -> dict[str, Any]:
         """The solver's fields of the epoch's record entry."""
         curv = self._curv
         assert curv is not None and self.alpha is not None and self.beta is not None
 
-        def field(v: Array) -> float | list[float]:
+        def listed(v: Array) -> float | list[float]:
             return float(v[0]) if v.size == 1 else [float(x) for x in v]
 
-        return {"mu": self.mu, "gamma": self.gamma, "alpha": field(self.alpha),
-                "beta": field(self.beta), "E_D": field(curv.E_D), "E_W": field(curv.E_W),
-                "log_evidence": self.log_evidence}
+        entry: dict[str, Any] = {"mu": self.mu, "gamma": self.gamma, "alpha": listed(self.alpha),
+                                 "beta": listed(self.beta), "E_D": listed(curv.E_D),
+                                 "E_W": listed(curv.E_W), "log_evidence": self.log_evidence}
+        if self._note is not None:
+            entry["restart"], self._note = self._note, None
+        return entry
+
+    # ------------------------------------------------- the collapse guard
+    def run(self, run: Any) -> str:
+        """Epochs until a stop reason, with the collapse guard (see the class docstring):
+        the trajectory; if it converged collapsed with epochs left, the restart (the
+        budget's last epoch kept back) and the choice by evidence; that reason."""
+        if self._collapse is None:
+            reason = self._epochs(run, run.max_epochs)
+            if not self._restart_due(run, reason):
+                return self._end(run, reason)
+            self._collapse = self._snapshot(reason)
+            self._net.theta[...] = self._theta0
+            self.alpha = self.beta = self._curv = None  # restart_values at the next epoch
+            self.mu, self._loss, self._note = self._mu_start, math.nan, "collapse"
+        return self._end(run, self._choose(run, self._epochs(run, run.max_epochs - 1)))
+
+    def _epochs(self, run: Any, last: int) -> str:
+        """:meth:`Solver.run`'s loop, ending with ``max_epochs`` at epoch ``last`` at the
+        latest (the loop's own rule ends it at the budget)."""
+        while run.record.n_epochs < last:
+            result = self.epoch(run)
+            self._last_grad = result.grad_norm
+            reason = result.stop or run.end_epoch(result)
+            if reason:
+                return reason
+        return "max_epochs"
+
+    def _restart_due(self, run: Any, reason: str) -> bool:
+        return (self.restart and reason in _CONVERGED
+                and run.record.n_epochs + 2 <= run.max_epochs and self._collapsed(run))
+
+    def _collapsed(self, run: Any) -> bool:
+        """Whether the state of the last record entry has collapsed: ``gamma <
+        COLLAPSE_GAMMA P`` while ``E_D`` is at least ``1 - COLLAPSE_FIT`` of the zero
+        network's (evaluated only when gamma is that small)."""
+        last = run.record.epochs[-1] if run.record.epochs else {}
+        if last.get("gamma") is None or last["gamma"] >= COLLAPSE_GAMMA * self._net.n_params:
+            return False
+        return float(np.sum(last["E_D"])) >= (1.0 - COLLAPSE_FIT) * self._zero_energy()
+
+    def _zero_energy(self) -> float:
+        """``E_D`` of the network at theta = 0 (a constant prediction, no derivative)."""
+        net = self._net
+        theta = net.get_flat()
+        net.theta[...] = 0
+        try:
+            loss, state = self._data.evaluate()
+            return float(self._data.energies(loss, state).sum())
+        finally:
+            net.theta[...] = theta
+            self._loss, self._state = self._data.evaluate()  # the objective's state again
+
+    def _snapshot(self, reason: str) -> _Collapse:
+        assert self.alpha is not None and self.beta is not None and self.gamma is not None
+        assert self.log_evidence is not None
+        return _Collapse(self._net.get_flat().astype(float), self.alpha.copy(),
+                         self.beta.copy(), self.gamma, self.log_evidence, self.mu,
+                         self._loss, self._last_grad, reason, self._entry())
+
+    def _choose(self, run: Any, reason: str) -> str:
+        """After the restart's trajectory: keep it (and run the epoch kept back), or, when
+        it ended with a lower evidence than the collapsed state, return to that state,
+        recorded as an epoch; the stop reason."""
+        c = self._collapse
+        assert c is not None
+        # lower by more than rounding (two collapsed states tie: the later one stays)
+        lower = not (self.log_evidence is not None and self.log_evidence
+                     >= c.log_evidence - 1e-9 * max(1.0, abs(c.log_evidence)))
+        if not (lower and reason in _JUDGED):
+            if reason == "max_epochs" and run.record.n_epochs < run.max_epochs:
+                return self._epochs(run, run.max_epochs)  # the epoch kept back
+            return reason
+        self._net.theta[...] = c.theta
+        self.alpha, self.beta, self.gamma = c.alpha, c.beta, c.gamma
+        self.log_evidence, self.mu = c.log_evidence, c.mu
+        self._curv, self._loss = None, math.nan  # a later call begins at the state again
+        result = EpochResult(c.loss, c.grad_norm, {**c.entry, "restart": "reverted"})
+        return run.end_epoch(result) or c.reason
+
+    def _end(self, run: Any, reason: str) -> str:
+        """The stop reason, after a ``ConvergenceWarning`` if the kept state collapsed."""
+        if self._collapsed(run):
+            last = run.record.epochs[-1]
+            c = self._collapse
+            if c is None:
+                why = ("restart=False" if not self.restart else
+                       "the run did not converge" if reason not in _CONVERGED else
+                       "fewer than two epochs of the budget were left")
+                tried = f"No restart was tried ({why})."
+            elif last.get("restart") == "reverted":
+                tried = (f"A restart from the initial weights with a weak prior ended with "
+                         f"a lower log evidence than the collapsed state's "
+                         f"({c.log_evidence:.6g}) and was set aside.")
+            else:
+                tried = "A restart from the initial weights with a weak prior collapsed too."
+            # scikit-learn's category, the one users filter; imported here, as jacnet's
+            # import does not load scikit-learn
+            from sklearn.exceptions import ConvergenceWarning
+
+            warnings.warn(
+                f"solver 'br' ended collapsed: gamma = {last['gamma']:.3g} effective "
+                f"parameters of {self._net.n_params}, the weights near zero and the "
+                f"prediction nearly constant. {tried} The data may hold no signal this "
+                "network can fit; more rows, fewer hidden units or other initial weights "
+                "may help.", ConvergenceWarning, stacklevel=2)
+        return reason
 
     def release(self) -> None:
         self._release()
@@ -540,13 +799,27 @@ class BayesianRegularization(Solver):
         def listed(v: Array | None) -> list[float] | None:
             return None if v is None else [float(x) for x in v]
 
-        return {}, {"mu": self.mu, "alpha": listed(self.alpha), "beta": listed(self.beta),
-                    "gamma": self.gamma}
+        arrays: dict[str, Array] = {}
+        meta: dict[str, Any] = {
+            "mu": self.mu, "alpha": listed(self.alpha), "beta": listed(self.beta),
+            "gamma": self.gamma, "log_evidence": self.log_evidence, "collapse": None}
+        if self._theta0 is not None:
+            arrays["theta0"] = self._theta0
+        if self._collapse is not None:
+            more, meta["collapse"] = self._collapse.to_state()
+            arrays.update(more)
+        return arrays, meta
 
     def set_state(self, arrays: dict[str, Array], meta: dict[str, Any]) -> None:
         self.mu, self.gamma = meta["mu"], meta.get("gamma")
+        self.log_evidence = meta.get("log_evidence")
         self.alpha = None if meta.get("alpha") is None else np.array(meta["alpha"], float)
         self.beta = None if meta.get("beta") is None else np.array(meta["beta"], float)
+        theta0 = arrays.get("theta0")  # a checkpoint older than the guard has none
+        self._theta0 = None if theta0 is None else np.array(theta0, dtype=float)
+        collapse = meta.get("collapse")
+        self._collapse = None if collapse is None else _Collapse.from_state(arrays, collapse)
+        self._resumed = True
 
     def continue_from(self, previous: Solver | None) -> None:
         if (isinstance(previous, BayesianRegularization) and previous.noise == self.noise
@@ -575,6 +848,11 @@ class Laplace:
     the predictive variance of output ``k`` at ``x`` is ``1/(2 beta_k) + j_k(x)^T (2H)^-1
     j_k(x)``. Memory: the (P, P) factor, plus one chunk of J when predicting.
 
+    With derivative data (``dTdX``, as :func:`jacnet.train` takes them) the likelihood has
+    the derivative residuals ``lambda (dy/dx - g)`` too, under the same ``beta`` (one
+    shared): ``J^T W J`` and ``E_D`` then hold their Gauss-Newton terms and ``N_e`` their
+    count, so the posterior is the one ``br`` trained on values and derivatives.
+
     Parameters
     ----------
     net : Network
@@ -583,11 +861,16 @@ class Laplace:
     alpha : float or array-like of shape (L,)
         Weight precisions (``F``'s ``alpha E_W``), one per group of ``weight_groups``.
     beta : float or array-like of shape (n_out,)
-        Noise precisions (``F``'s ``beta E_D``): one shared, or one per output.
+        Noise precisions (``F``'s ``beta E_D``): one shared, or one per output (values
+        only).
     sample_weight : array-like of shape (N,), optional
     weight_groups : {"single", "per_layer"}
     chunk : int, optional
         Rows per block of the Gauss-Newton sums and of :meth:`std`.
+    dTdX : array-like of shape (N, n_out, n_in) or (N, n_in), optional
+        Derivative data of the rows (NaN: not observed).
+    derivative_weight : float, default 1.0
+        lambda, the weight of the derivative residuals.
 
     Attributes
     ----------
@@ -599,36 +882,45 @@ class Laplace:
         ``gamma = P - tr(A H^-1)``.
     noise_variance : ndarray of shape (n_out,)
         ``1 / (2 beta_k)``.
+    n_values : float
+        ``N_e``: the target values (and observed derivatives) counted, with sample weights
+        their sum.
     """
 
     def __init__(self, net: Network, X: Any, T: Any, alpha: Any, beta: Any, *,
                  sample_weight: Any = None, weight_groups: str = "single",
-                 chunk: int | None = None) -> None:
+                 chunk: int | None = None, dTdX: Any = None,
+                 derivative_weight: float = 1.0) -> None:
         X = net.check_X(X)
         T = net.check_T(T, X.shape[0])
         w = as_weights(sample_weight, X.shape[0], net.dtype)
         groups = parameter_groups(net, weight_groups)
         n_groups, q = int(groups.max()) + 1, net.n_out
         self.alpha = _precisions(alpha, "alpha", n_groups, (n_groups,))
-        self.beta = _precisions(beta, "beta", 1, (1, q))
+        self.beta = _precisions(beta, "beta", 1, (1,) if dTdX is not None else (1, q))
         self.net, self.chunk = net, None if chunk is None else check_int(chunk, "chunk")
+        data = None if dTdX is None else SobolevData(check_derivatives(dTdX, net, X.shape[0]),
+                                                     derivative_weight)
         curv = curvature(net, X, T, w, per_output=self.beta.size > 1, groups=groups,
-                         chunk=self.chunk)
+                         chunk=self.chunk, derivatives=data)
         factor = curv.factor(self.alpha, self.beta)
         self.log_evidence = curv.log_evidence(factor, self.alpha, self.beta)
         self.effective_n_params = float(curv.gammas(factor, self.alpha, self.beta)[0].sum())
         self.covariance_factor = factor.covariance_factor()
         self.noise_variance = np.broadcast_to(0.5 / self.beta, (q,)).copy()
+        self.n_values = float(curv.n_values.sum())
 
     @classmethod
     def from_solver(cls, solver: BayesianRegularization, net: Network, X: Any, T: Any, *,
-                    sample_weight: Any = None, chunk: int | None = None) -> Laplace:
+                    sample_weight: Any = None, chunk: int | None = None, dTdX: Any = None,
+                    derivative_weight: float = 1.0) -> Laplace:
         """The posterior at the precisions a :class:`BayesianRegularization` run ended with
-        (on the rows it trained on)."""
+        (on the rows it trained on, with their derivative data if it had them)."""
         if solver.alpha is None or solver.beta is None:
             raise ValueError("solver has not trained yet: it holds no alpha and beta")
         return cls(net, X, T, solver.alpha, solver.beta, sample_weight=sample_weight,
-                   weight_groups=solver.weight_groups, chunk=chunk)
+                   weight_groups=solver.weight_groups, chunk=chunk, dTdX=dTdX,
+                   derivative_weight=derivative_weight)
 
     def std(self, X: Any, noise: bool = True) -> Array:
         """Predictive standard deviation per output, (N, n_out), streamed over chunks of

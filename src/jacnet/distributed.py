@@ -57,6 +57,7 @@ except ImportError as exc:  # pragma: no cover - the extra is part of dev
         "jacnet.distributed needs Dask: pip install 'jacnet[distributed]'"
     ) from exc
 
+from .bayesian import curvature
 from .gauss_newton import DualSystem, PrimalSystem, primal_system
 from .losses import Loss, get_loss
 from .network import Network
@@ -171,9 +172,14 @@ def _sobolev_system(model: _Model, theta: Array, X: Array, T: Array, w: Array | 
 def _part_curvature(model: _Model, theta: Array, X: Array, T: Array, w: Array | None,
                     G: Array | None, share: float) -> tuple[Array, float]:
     """The partition's terms of a posterior's sums (:class:`jacnet.uncertainty.FitSums`):
-    ``J^T W J`` (P, P), both triangles, and ``E_D = sum w ||y - t||^2``, of the values
-    only, as a one-machine fit's posterior (derivative data do not enter it)."""
+    ``J^T W J`` (P, P), both triangles, and ``E_D``: of the values, and of the
+    lambda-weighted derivative residuals where the fit had derivative data, as a
+    one-machine fit's posterior (:func:`jacnet.bayesian.curvature`)."""
     net = _local_net(model, theta)
+    if G is not None:
+        curv = curvature(net, X, T, w, chunk=model.chunk, derivatives=SobolevData(G, model.lam))
+        upper = np.triu(curv.G[0])
+        return upper + np.triu(upper, 1).T, float(curv.E_D[0])
     R = net.evaluate(X, T, model.loss, w, model.chunk)[1] - T
     JtWJ = net.gauss_newton(X, R, w, model.chunk)[0]
     sq = R * R if w is None else R * R * w[:, None]
@@ -458,11 +464,14 @@ POSTERIOR_MAX_PARAMS = 4096
 
 
 def posterior_sums(objective: DaskObjective | DaskSobolevObjective) -> FitSums:
-    """The sums of the values' posterior (:class:`jacnet.uncertainty.FitSums`) over the
-    objective's partitions, at its network's theta: ``J^T W J``, ``E_D`` and ``N_e``."""
+    """The sums of the posterior (:class:`jacnet.uncertainty.FitSums`) over the
+    objective's partitions, at its network's theta: ``J^T W J``, ``E_D`` and ``N_e``, the
+    derivative residuals included where the fit had them."""
     G, E_D = objective.reduce(_part_curvature)
-    return FitSums(np.asarray(G, dtype=float), float(E_D),
-                   objective.total_weight * objective.net.n_out)
+    divisor = float(objective.total_weight * objective.net.n_out)
+    n_values = (objective.n_weighted if isinstance(objective, DaskSobolevObjective)
+                else divisor)
+    return FitSums(np.asarray(G, dtype=float), float(E_D), float(n_values), divisor)
 
 
 def _on(worker: str | None) -> dict[str, Any]:

@@ -85,7 +85,7 @@ from .network import Network
 from .optimizers import l2_penalty
 from .record import STOP_REASONS, TrainingRecord
 from .schedules import Schedule
-from .sobolev import as_derivatives, check_second_order
+from .sobolev import SobolevData, as_derivatives, check_second_order
 from .solvers import Solver
 from .training import SOLVERS, STOCHASTIC, Callback, train
 from .uncertainty import (
@@ -1312,6 +1312,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     _posterior: Posterior | None
     _rows: tuple[Array, Array, Array | None] | None
     _sums: FitSums | None
+    _derivative_data: SobolevData | None
     _penalty: float
     _posterior_source: str
     _conformal_scores: Array | None
@@ -1526,20 +1527,22 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             assert sums is not None
             if self._posterior_source == "br":
                 post = bayes_posterior_from_sums(self.network_, sums, self.alpha_, self.beta_)
-            else:  # the ratio below: n_values = q W
+            else:  # the ratio below: q W a
                 post = penalty_posterior_from_sums(self.network_, sums,
-                                                   sums.n_values * self._penalty)
+                                                   sums.mse_divisor * self._penalty)
             self._posterior = post
             return post
         X, T, w = rows
         if self._posterior_source == "br":
-            post = bayes_posterior(self.network_, X, T, w, self.alpha_, self.beta_)
+            post = bayes_posterior(self.network_, X, T, w, self.alpha_, self.beta_,
+                                   derivatives=getattr(self, "_derivative_data", None))
         else:
             # the trained objective is sum w e^2 / (2 q W) + a/2 ||M theta||^2 (a the
             # loop's alpha, W the rows' weight): times 2 q W, a penalty ratio of q W a
             n_weight = X.shape[0] if w is None else float(w.sum())
             ratio = T.shape[1] * n_weight * self._penalty
-            post = penalty_posterior(self.network_, X, T, w, ratio)
+            post = penalty_posterior(self.network_, X, T, w, ratio,
+                                     derivatives=getattr(self, "_derivative_data", None))
         self._posterior = post
         return post
 
@@ -1555,6 +1558,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self._sums = None
         if not in_memory and posterior_sums is not None and self.loss == "squared_error":
             self._sums = posterior_sums()
+        self._derivative_data = None if plan.derivatives is None else SobolevData(
+            plan.derivatives, float(plan.options["derivative_weight"]))
         self._posterior = None
         self._penalty = float(plan.options["alpha"])
         self._posterior_source = "br" if self.solver == "br" else "penalty"

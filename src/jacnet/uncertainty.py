@@ -29,6 +29,14 @@ Two sources of ``Sigma`` and ``sigma^2``:
   degrees of freedom, ``sigma^2 = E_D / (N_e - gamma)``, ``gamma = P - tr(Lambda (J^T W J
   + Lambda)^-1)`` the effective number of parameters (independent of sigma).
 
+**Derivative data.** A fit given derivatives ``g`` (``fit(X, y, dydx=...)``) minimised the
+squared errors of the values and of ``lambda (dy/dx - g)`` (``lambda`` the
+``derivative_weight``): the likelihood of a derivative is Gaussian with the values' noise
+variance over ``lambda^2``. The posterior's ``J^T W J`` then holds the Gauss-Newton terms
+of both residuals (``jacnet.sobolev.SobolevObjective``'s sums), ``E_D`` both squared
+errors and ``N_e`` the values and the observed derivatives; the predictive variance of a
+value keeps the values' noise ``sigma^2``.
+
 Both assume the fitted theta is the mode of the objective (a stochastic solver stopped
 early is only near it) and the network is near-linear in theta over the posterior's
 spread (the linearised Laplace approximation; MacKay 1992). The intervals are Student-t
@@ -51,6 +59,7 @@ from scipy import stats
 from .bayesian import Curvature, Laplace, curvature, parameter_groups
 from .jacobian import default_chunk
 from .network import Network
+from .sobolev import SobolevData
 from .validation import check_real
 
 Array = np.ndarray
@@ -116,13 +125,17 @@ class Posterior:
 
 
 def bayes_posterior(net: Network, X: Array, T: Array, w: Array | None, alpha: Any,
-                    beta: Any, chunk: int | None = None) -> Posterior:
+                    beta: Any, chunk: int | None = None,
+                    derivatives: SobolevData | None = None) -> Posterior:
     """The posterior of a ``br`` fit at its ``alpha``, ``beta`` (trainbr's convention,
-    :class:`jacnet.bayesian.Laplace`) on its training rows ``(X, T, w)``."""
-    lap = Laplace(net, X, T, alpha, beta, sample_weight=w, chunk=chunk)
-    n_e = (X.shape[0] if w is None else float(w.sum())) * T.shape[1]
+    :class:`jacnet.bayesian.Laplace`) on its training rows ``(X, T, w)`` and, if it had
+    them, their derivative data (see the module docstring)."""
+    lap = Laplace(net, X, T, alpha, beta, sample_weight=w, chunk=chunk,
+                  dTdX=None if derivatives is None else derivatives.G,
+                  derivative_weight=1.0 if derivatives is None else derivatives.lam)
     gamma = lap.effective_n_params
-    return Posterior(lap.covariance_factor, lap.noise_variance, _dof(n_e, gamma), gamma, "br")
+    return Posterior(lap.covariance_factor, lap.noise_variance, _dof(lap.n_values, gamma),
+                     gamma, "br")
 
 
 @dataclass(frozen=True)
@@ -138,12 +151,18 @@ class FitSums:
     E_D : float
         ``sum_s w_s ||y_s - t_s||^2``.
     n_values : float
-        ``N_e``: ``n_out`` times the rows' total weight (their number without weights).
+        ``N_e``: ``n_out`` times the rows' total weight (their number without weights),
+        plus the weighted count of observed derivatives where the fit had them.
+    mse_divisor : float
+        ``n_out`` times the rows' total weight: what a mean squared error divides by (the
+        derivative residuals share the values' divisor), so what turns the training loop's
+        L2 penalty into a prior precision over the noise precision.
     """
 
     G: Array
     E_D: float
     n_values: float
+    mse_divisor: float
 
     def curvature(self, net: Network, groups: Array) -> Curvature:
         """The sums as one noise block's :class:`~jacnet.bayesian.Curvature` at ``net``'s
@@ -166,7 +185,8 @@ def bayes_posterior_from_sums(net: Network, sums: FitSums, alpha: Any, beta: Any
 
 
 def penalty_posterior(net: Network, X: Array, T: Array, w: Array | None, ratio: float,
-                      chunk: int | None = None) -> Posterior:
+                      chunk: int | None = None, derivatives: SobolevData | None = None
+                      ) -> Posterior:
     """The posterior of a fit that minimised ``sum w e^2 + ratio ||M theta||^2`` (the L2
     penalty on the weights as a Gaussian prior; see the module docstring) on ``(X, T, w)``.
 
@@ -179,9 +199,13 @@ def penalty_posterior(net: Network, X: Array, T: Array, w: Array | None, ratio: 
     ratio : float
         ``lambda``, the prior precision of a weight over the noise precision (0: none).
     chunk : int, optional
+    derivatives : SobolevData, optional
+        The rows' derivative data, when the fit had them: their residuals join ``J``,
+        ``E_D`` and ``N_e`` (see the module docstring).
     """
-    curv = curvature(net, X, T, w, chunk=chunk)
-    sums = FitSums(curv.G[0], float(curv.E_D.sum()), float(curv.n_values.sum()))
+    curv = curvature(net, X, T, w, chunk=chunk, derivatives=derivatives)
+    sums = FitSums(curv.G[0], float(curv.E_D.sum()), float(curv.n_values.sum()),
+                   float((X.shape[0] if w is None else w.sum()) * T.shape[1]))
     return penalty_posterior_from_sums(net, sums, ratio)
 
 

@@ -246,7 +246,7 @@ def info(
                      else "used as given"))
     else:
         rows.append(("classes", short_list([str(c) for c in obj.classes_.tolist()])))
-    rows.extend(_training_rows(getattr(obj, "training_record_", None)))
+    rows.extend(_training_rows(getattr(obj, "training_record_", None), obj))
     summary = Table(show_header=False, box=None)
     summary.add_column(style="bold")
     summary.add_column()
@@ -255,22 +255,62 @@ def info(
     out.print(summary)
 
 
-def _training_rows(record: Any) -> list[tuple[str, str]]:
-    """``info``'s rows of a training record: solver, epochs, stop, best epoch, division."""
+def _training_rows(record: Any, est: Any = None) -> list[tuple[str, str]]:
+    """``info``'s rows of a training record: solver, epochs, stop, best epoch (for ``br``
+    the epoch kept and its hyperparameters), division."""
     rows: list[tuple[str, str]] = []
     if record is None:
         return rows
     rows.append(("training", f"solver {record.solver}, {record.n_epochs} epochs, "
                              f"{record.seconds:.1f} s, stopped: {record.stop_reason}"))
-    best = f"best epoch {record.best_epoch}, loss {fmt_g(record.best_loss)}"
-    if record.best_val_loss is not None:
-        best += f", validation loss {fmt_g(record.best_val_loss)}"
-    rows.append(("best", best))
+    kept = _br_rows(record, est)
+    if kept:
+        rows.extend(kept)
+    else:
+        best = f"best epoch {record.best_epoch}, loss {fmt_g(record.best_loss)}"
+        if record.best_val_loss is not None:
+            best += f", validation loss {fmt_g(record.best_val_loss)}"
+        rows.append(("best", best))
     if record.division:
         rows.append(("division", ", ".join(f"{k} {len(record.division[k])}" for k in
                                            ("train", "validation", "test")
                                            if k in record.division)))
     return rows
+
+
+def _br_rows(record: Any, est: Any) -> list[tuple[str, str]]:
+    """A ``br`` fit's rows: the epoch whose weights the model holds (Bayesian
+    regularization keeps its last weights, not those of the lowest training loss, unless
+    validation rows stopped it) with its gamma, alpha, beta and log evidence (the
+    estimator's ``gamma_``, ... : of that epoch), and the collapse guard's restart if
+    there was one; none for another solver or a model without them."""
+    evidence = getattr(est, "log_evidence_", None)
+    if record.solver != "br" or evidence is None:
+        return []
+    n_params = est.network_.n_params
+    kept = next((e for e in reversed(record.epochs) if e.get("log_evidence") == evidence
+                 and e.get("gamma") == est.gamma_), None)
+    where = "the weights of the last epoch" if kept is record.epochs[-1] else (
+        "the weights of the lowest validation loss")
+    text = "-" if kept is None else f"epoch {kept['epoch']} ({where}), loss {fmt_g(kept['loss'])}"
+    if kept is not None and kept.get("val_loss") is not None:
+        text += f", validation loss {fmt_g(kept['val_loss'])}"
+    rows = [("kept", text),
+            ("evidence", f"gamma {fmt_g(est.gamma_)} of {n_params} parameters, alpha "
+                         f"{_values(est.alpha_)}, beta {_values(est.beta_)} (network units), "
+                         f"log evidence {fmt_g(evidence)}")]
+    marks = [(e["epoch"], e["restart"]) for e in record.epochs if e.get("restart")]
+    if marks:
+        rows.append(("restart", "; ".join(
+            f"collapsed (gamma -> 0): restarted at epoch {k}" if what == "collapse" else
+            f"the restart's evidence was lower: the collapsed state restored at epoch {k}"
+            for k, what in marks)))
+    return rows
+
+
+def _values(v: Any) -> str:
+    """A float, or a list of them (per layer or per output), in four digits."""
+    return fmt_g(v) if np.ndim(v) == 0 else "[" + ", ".join(fmt_g(x) for x in v) + "]"
 
 
 def _onnx_info(path: Path) -> None:
