@@ -82,7 +82,14 @@ set; and at every common size, LM + ∂ has a lower median RMSE than jenn and re
 RMSE in less time than jenn's fit takes (medians over the seeds). A sample with its
 gradient carries 1 + d numbers (d inputs) where a value alone carries one, so on Branin
 (d = 2) 3 times fewer samples asks for every number of a gradient to teach as much as a
-value does: the target sits at that edge there, and has room on 6 and 10 inputs.
+value does: the target sits at that edge there, and has room on 6 and 10 inputs. The
+reading treats both curves alike (the same ladder of sizes doubling, the same
+interpolation, both methods at the same epochs and penalty); its noise is the medians':
+at the smallest sizes the seeds' RMSEs spread over an order of magnitude, so a ratio
+within some tenths of 3 is not told apart from 3 by five seeds. Where a curve ends above
+r (Hartmann-6 at 1%: the 6-24-24-1 network's error at N = 384 with gradients is several
+times r) the ratio is not measured; reaching it would take larger networks and samples
+than this study's time allows.
 
 Where a sample set gives fewer residuals, N·(1 + d), than the network has weights P, the
 penalty is what restrains the weights between the samples: without it (α = 0, this

@@ -25,6 +25,14 @@ not the n_in rows of every tangent. Memory of a chunk: O(chunk * q * (1 + n_in) 
 the same three ``data_*`` sums (value, gradient, Levenberg-Marquardt's system), so the
 full-batch solvers run on it unchanged; :class:`SobolevBackprop` is the mini-batch
 gradient (the backward pass above with the residuals as seeds).
+
+LM's system is ``J^T H J`` by syrk on chunks of J, or, with fewer weighted residuals than
+parameters, solved in the residual space (:class:`GramDualSystem`; with a penalty
+:class:`PenalizedDualSystem`). The values' Kronecker form does not pay here: a derivative
+row of layer k is ``a (x) Dd + adot_d (x) s``, two Kronecker products whose left factors
+change with the input direction d, so one output's block sums take 1 + 3 n_in products
+of the size of the block per sample, against the 1 + n_in rows that syrk adds (the q rows
+of several outputs share them: only from about ten outputs on would it pay).
 """
 
 from __future__ import annotations
