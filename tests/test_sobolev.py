@@ -302,6 +302,34 @@ def test_sobolev_jacobian_and_sums_match_jax_and_finite_differences(spec, oracle
             oracle.check("sobolev J^T H J vs JAX", M, JtHJ, 1e-10, f"{where} {loss} {form}")
             oracle.check("sobolev J^T H e vs JAX", system.Jtg, JtHe, 1e-10, f"{where} {form}")
             assert system.scale == 2 / norm
+        check_penalized_dual(obj, JtHJ, JtHe, norm, f"{where} {loss}", oracle)
+
+
+def check_penalized_dual(obj, JtHJ, JtHe, norm, where, oracle):
+    """With a penalty, the residual-space system: its rows, its gradient (the penalty's
+    term included) against JAX's sums, and its step ``d`` for ``(J^T H J + c diag(m) +
+    mu I) d = -b``: a backward error at the rounding level for every mu (a tiny mu leaves
+    the unpenalised biases' block ill-conditioned, so the forward error may grow), and
+    the dense solve's ``d`` where mu keeps the matrix well-conditioned."""
+    obj.alpha, obj.mask = 0.3, obj.net.weight_mask()
+    obj.n_values = 0  # force the residual space
+    system = obj.system(None, chunk=2)
+    assert isinstance(system, sb.PenalizedDualSystem)
+    c = 0.3 / system.scale
+    b = JtHe + c * obj.mask * obj.net.theta
+    oracle.check("penalized dual A^T A vs JAX", system.A.T @ system.A, JtHJ, 1e-10, where)
+    oracle.check("penalized dual gradient vs JAX", system.Jtg, b, 1e-10, where)
+    for mu in (1e-9, 1e-2, 10.0):
+        M = JtHJ + np.diag(c * obj.mask + mu)
+        d = system.solve(mu)
+        backward = np.linalg.norm(M @ d + b) / (np.linalg.norm(M, 2) * np.linalg.norm(d)
+                                                + np.linalg.norm(b))
+        oracle.record("penalized dual step, backward error", backward, f"{where} mu={mu}")
+        assert backward <= 1e-12, (where, mu, backward)
+        if mu >= 1e-2:
+            oracle.check("penalized dual step vs dense solve", d, np.linalg.solve(M, -b),
+                         1e-10, f"{where} mu={mu}")
+    obj.alpha, obj.mask = 0.0, None
 
 
 def test_sobolev_backprop_of_a_batch_equals_the_objective():
@@ -313,6 +341,62 @@ def test_sobolev_backprop_of_a_batch_equals_the_objective():
     bp = sb.SobolevBackprop(net, jn.get_loss("mse"))
     assert bp(X, T, None, data) == pytest.approx(value, rel=1e-13)
     np.testing.assert_allclose(bp.grad, grad, rtol=1e-12, atol=1e-14)
+
+
+def _small_objective(alpha: float, n: int = 6) -> jn.SobolevObjective:
+    """sin(x1) cos(x2) on n samples, a 2-8-8-1 network (P = 105): n (1 + 2) < P rows."""
+    rng = np.random.default_rng(4)
+    X = rng.uniform(-2, 2, size=(n, 2))
+    y, G = _sin_cos(X)
+    G[1, 0] = np.nan
+    net = jn.Network([jn.Dense(2, 8, "tanh"), jn.Dense(8, 8, "tanh"), jn.Dense(8, 1)], seed=1)
+    return jn.SobolevObjective(net, X, y, jn.get_loss("mse"), None, alpha,
+                               data=sb.SobolevData(G[:, None, :], 0.8))
+
+
+def test_system_form_follows_the_rows_and_the_penalty():
+    """Fewer weighted residuals than parameters: the dual form (with a penalty, the
+    residual-space :class:`PenalizedDualSystem`); more: the primal form."""
+    assert type(_small_objective(0.0).system(None)) is sb.GramDualSystem
+    assert type(_small_objective(0.1).system(None)) is sb.PenalizedDualSystem
+    assert type(_small_objective(0.1, n=40).system(None)) is jn.gauss_newton.PrimalSystem
+    assert type(_small_objective(0.0, n=40).system(None)) is jn.gauss_newton.PrimalSystem
+
+
+def test_gram_dual_step_equals_the_dual_system_step():
+    system = _small_objective(0.0).system(None)
+    plain = jn.gauss_newton.DualSystem(system.A, system.r, system.Jtg, system.scale)
+    for mu, rtol in ((1e-6, 1e-6), (1e-2, 1e-10), (1.0, 1e-10)):  # tiny mu: ill-conditioned
+        np.testing.assert_allclose(system.solve(mu), plain.solve(mu), rtol=rtol, atol=1e-13)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.1])
+@pytest.mark.parametrize("n", [6, 40])
+def test_system_reuses_the_forward_pass_of_the_value(alpha, n):
+    """The system from :meth:`value`'s state (its forward pass and tangents) is the system
+    built afresh, bit for bit."""
+    obj = _small_objective(alpha, n)
+    _, state = obj.value()
+    assert state is not None
+    a, b = obj.system(state), obj.system(None)
+    for name in ("A", "r", "Jtg", "JtHJ"):
+        if hasattr(a, name):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_lm_with_a_penalty_steps_alike_in_the_residual_space_and_the_primal_form():
+    """Ten LM iterations with the penalty: the residual-space system and the primal one
+    (forced) give the same weights and mu."""
+    runs = []
+    for form in ("dual", "primal"):
+        obj = _small_objective(0.05)
+        if form == "primal":
+            obj.n_values = 10**9
+        lm = jn.solvers.LevenbergMarquardt().bind(obj)
+        steps = [lm.step() for _ in range(10)]
+        runs.append((obj.net.theta.copy(), [s.mu for s in steps], steps[-1].loss))
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-7, atol=1e-9)
+    assert runs[0][1] == runs[1][1] and runs[0][2] == pytest.approx(runs[1][2], rel=1e-9)
 
 
 def test_mse_divides_by_the_samples_and_skips_unobserved_derivatives():

@@ -25,15 +25,25 @@ not the n_in rows of every tangent. Memory of a chunk: O(chunk * q * (1 + n_in) 
 the same three ``data_*`` sums (value, gradient, Levenberg-Marquardt's system), so the
 full-batch solvers run on it unchanged; :class:`SobolevBackprop` is the mini-batch
 gradient (the backward pass above with the residuals as seeds).
+
+LM's system is ``J^T H J`` by syrk on chunks of J, or, with fewer weighted residuals than
+parameters, solved in the residual space (:class:`GramDualSystem`; with a penalty
+:class:`PenalizedDualSystem`). The values' Kronecker form does not pay here: a derivative
+row of layer k is ``a (x) Dd + adot_d (x) s``, two Kronecker products whose left factors
+change with the input direction d, so one output's block sums take 1 + 3 n_in products
+of the size of the block per sample, against the 1 + n_in rows that syrk adds (the q rows
+of several outputs share them: only from about ten outputs on would it pay).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import linalg
 from scipy.linalg import blas
 
 from .activations import Activation
@@ -51,6 +61,7 @@ __all__ = [
     "Tangents", "tangent_forward", "sobolev_rows", "fill_sobolev_jacobian",
     "sobolev_jacobian", "sobolev_loss", "check_derivatives", "as_derivatives",
     "check_second_order", "SobolevData", "SobolevObjective", "SobolevBackprop",
+    "GramDualSystem", "PenalizedDualSystem",
 ]
 
 
@@ -135,13 +146,15 @@ def sobolev_rows(layers: list[Dense], cache: Cache, tangents: Tangents, A: Array
             V, Vd, U = _times(Dv, W), np.reshape(_times(Dd, W), (n, Rd * n_in, -1)), _times(S, W)
 
 
-def fill_sobolev_jacobian(layers: list[Dense], X: Array, J: Array, cache: Cache | None = None
-                          ) -> Tangents:
+def fill_sobolev_jacobian(layers: list[Dense], X: Array, J: Array, cache: Cache | None = None,
+                          tangents: Tangents | None = None) -> Tangents:
     """Write the Jacobian of a chunk's residuals into ``J`` (n, q (1 + n_in), P): per sample
     the q value rows ``dy_i/dtheta`` (seed 1-6), then the q n_in derivative rows
-    ``d(dy_i/dx_d)/dtheta`` in the order of ``G[s, i, d]``. Returns the chunk's tangents."""
+    ``d(dy_i/dx_d)/dtheta`` in the order of ``G[s, i, d]``. ``cache`` and ``tangents``:
+    the chunk's forward pass and tangents at this theta when the caller holds them.
+    Returns the chunk's tangents."""
     cache = forward_cache(layers, X, blas_matmul) if cache is None else cache
-    tangents = tangent_forward(layers, cache)
+    tangents = tangent_forward(layers, cache) if tangents is None else tangents
     n, n_in = X.shape
     q = layers[-1].n_out
     eye = np.eye(q, dtype=J.dtype)
@@ -277,18 +290,33 @@ def _slices(net: Network, N: int, chunk: int | None) -> Iterator[slice]:
     return (slice(s, s + step) for s in range(0, N, step))
 
 
+@dataclass(frozen=True)
+class _Pass:
+    """A chunk's forward pass and tangents at one theta, and its sum of weighted squares."""
+
+    cache: Cache
+    tangents: Tangents
+    sq: float
+
+
+def _chunk_pass(layers: list[Dense], X: Array, T: Array, w: Array | None, data: SobolevData
+                ) -> _Pass:
+    cache = forward_cache(layers, X, blas_matmul)
+    tangents = tangent_forward(layers, cache)
+    e, H = _chunk_terms(cache[-1][2], T, tangents.dydx, data, w)
+    return _Pass(cache, tangents, float(np.vdot(H * e, e)))
+
+
 def sobolev_loss(net: Network, X: Array, T: Array, loss: Loss, w: Array | None,
                  data: SobolevData, chunk: int | None = None, norm: float | None = None
                  ) -> float:
     """The values-and-derivatives loss of :class:`SobolevObjective` (no penalty) on checked
     arrays; ``norm``: what it divides by (default: the loss's, from ``w``)."""
     _require_squares(loss)
-    layers, total = net.layers, 0.0
+    total = 0.0
     for rows in _slices(net, X.shape[0], chunk):
-        cache = forward_cache(layers, X[rows], blas_matmul)
-        e, H = _chunk_terms(cache[-1][2], T[rows], tangent_forward(layers, cache).dydx,
-                            data.rows(rows), None if w is None else w[rows])
-        total += float(np.vdot(H * e, e))
+        total += _chunk_pass(net.layers, X[rows], T[rows], None if w is None else w[rows],
+                             data.rows(rows)).sq
     return total / (_norm(loss, w, X.shape[0]) if norm is None else norm)
 
 
@@ -301,6 +329,10 @@ class SobolevObjective(Objective):
     weights) for ``mse``: mse divides by the samples as without derivatives, and a
     sample's derivatives add to its error like more outputs. ``data`` holds ``G`` (N, q,
     n_in) (NaN: not observed, weight 0) and ``lam``.
+
+    Levenberg-Marquardt's system takes the smaller of two forms: the primal ``J^T H J``
+    (P, P), or, with fewer weighted residuals ``N_e`` than parameters, the dual form in the
+    residual space (``N_e`` square; with a penalty, :class:`PenalizedDualSystem`).
     """
 
     def __init__(self, net: Network, X: Any, T: Any, loss: Loss, w: Any, alpha: float = 0.0,
@@ -322,8 +354,14 @@ class SobolevObjective(Objective):
         return _slices(self.net, self.X.shape[0], self.chunk)
 
     def data_value(self) -> tuple[float, Any]:
-        return sobolev_loss(self.net, self.X, self.T, self.loss, self.w, self.data,
-                            self.chunk, self.norm), None
+        """The loss over the samples, and as its state the forward pass and tangents when
+        one chunk held every row (the system at this theta reuses them; else None)."""
+        chunks = list(self._chunks())
+        if len(chunks) > 1:
+            return sobolev_loss(self.net, self.X, self.T, self.loss, self.w, self.data,
+                                self.chunk, self.norm), None
+        done = _chunk_pass(self.net.layers, self.X, self.T, self.w, self.data)
+        return done.sq / self.norm, done
 
     def data_value_and_grad(self) -> tuple[float, Array]:
         bp = SobolevBackprop(self.net, self.loss, grad=self.grad)
@@ -339,49 +377,182 @@ class SobolevObjective(Objective):
     def data_system(self, state: Any, chunk: int | None) -> PrimalSystem | DualSystem:
         """Levenberg-Marquardt's system of the values and derivatives: ``J^T H J`` and
         ``J^T H e`` (scale ``2 / c``), streamed over chunks (syrk on each chunk of J); the
-        dual form from the weighted rows when there are fewer than P and no penalty."""
+        dual form from the weighted rows when there are fewer than P and no penalty.
+        ``state``: :meth:`data_value`'s at this theta (its forward pass is reused)."""
         N, P = self.X.shape[0], self.net.n_params
-        R = self.net.n_out * (1 + self.net.n_in)
-        dtype, scale = self.net.dtype, 2.0 / self.norm
-        step = chunk or self.chunk or default_chunk(N, R * P)
+        step = self._step(chunk)
         if self.mask is None and self.n_values < P:
-            return self._dual(step, scale)
-        syrk, gemv = blas.get_blas_funcs(("syrk", "gemv"), dtype=dtype)
-        JtJ = np.zeros((P, P), dtype=dtype, order="F")
-        Jtg = np.zeros(P, dtype=dtype)
+            A, r = self._dual_rows(step, state)
+            return GramDualSystem(A, r, A.T @ r, 2.0 / self.norm)
+        syrk, gemv = blas.get_blas_funcs(("syrk", "gemv"), dtype=self.net.dtype)
+        JtJ = np.zeros((P, P), dtype=self.net.dtype, order="F")
+        Jtg = np.zeros(P, dtype=self.net.dtype)
         for start in range(0, N, step):
-            A, e, H = self._weighted_rows(slice(start, start + step))
-            sw = np.sqrt(H)
-            A *= sw[:, None]
-            Jtg = gemv(1.0, A.T, sw * e, beta=1.0, y=Jtg, overwrite_y=1)
+            A, e, H = self._weighted_rows(slice(start, start + step), state)
+            if not np.all(H == 1):  # else sqrt(H) A is A itself
+                sw = np.sqrt(H)
+                A *= sw[:, None]
+                e = sw * e
+            Jtg = gemv(1.0, A.T, e, beta=1.0, y=Jtg, overwrite_y=1)
             JtJ = syrk(1.0, A.T, beta=1.0, c=JtJ, trans=0, lower=0, overwrite_c=1)
-        return PrimalSystem(JtJ, Jtg, scale)
+        return PrimalSystem(JtJ, Jtg, 2.0 / self.norm)
 
-    def _weighted_rows(self, rows: slice) -> tuple[Array, Array, Array]:
-        """A chunk's Jacobian rows (n R, P), residuals and weights (n R,)."""
+    def system(  # type: ignore[override]  # a third form; LM reads grad_norm, solve only
+        self, state: Any, chunk: int | None = None
+    ) -> PrimalSystem | DualSystem | PenalizedDualSystem:
+        """LM's system, the penalty included (:meth:`Objective.system`); with a penalty
+        and fewer weighted residuals than parameters, in the residual space
+        (:class:`PenalizedDualSystem`) rather than the primal ``(P, P)`` form (``br``,
+        which reads ``J^T H J``, runs without the loop's penalty and never gets it)."""
+        if self.mask is None or self.n_values >= self.net.n_params:
+            return super().system(state, chunk)
+        A, r = self._dual_rows(self._step(chunk), state)
+        scale = 2.0 / self.norm
+        c = self.alpha / scale  # the penalty's Hessian in the model's units, as the primal's
+        return PenalizedDualSystem(A, r, A.T @ r + c * self.mask * self.net.theta, scale, c,
+                                   self.mask > 0)
+
+    def _step(self, chunk: int | None) -> int:
+        N, R = self.X.shape[0], self.net.n_out * (1 + self.net.n_in)
+        return chunk or self.chunk or default_chunk(N, R * self.net.n_params)
+
+    def _weighted_rows(self, rows: slice, state: Any = None) -> tuple[Array, Array, Array]:
+        """A chunk's Jacobian rows (n R, P), residuals and weights (n R,); ``state``: the
+        pass of :meth:`data_value`, used when it covers the chunk (all rows)."""
         Xc = self.X[rows]
         n, P = Xc.shape[0], self.net.n_params
         R = self.net.n_out * (1 + self.net.n_in)
         J = self._workspace.array((n, R, P), self.net.dtype)
-        cache = forward_cache(self.net.layers, Xc, blas_matmul)
-        tangents = fill_sobolev_jacobian(self.net.layers, Xc, J, cache)
-        Yc = cache[-1][2]
-        e, H = _chunk_terms(Yc, self.T[rows], tangents.dydx, self.data.rows(rows),
+        if isinstance(state, _Pass) and n == self.X.shape[0]:
+            cache, tangents = state.cache, state.tangents
+        else:
+            cache = forward_cache(self.net.layers, Xc, blas_matmul)
+            tangents = tangent_forward(self.net.layers, cache)
+        fill_sobolev_jacobian(self.net.layers, Xc, J, cache, tangents)
+        e, H = _chunk_terms(cache[-1][2], self.T[rows], tangents.dydx, self.data.rows(rows),
                             None if self.w is None else self.w[rows])
         return J.reshape(n * R, P), e.reshape(-1), H.reshape(-1)
 
-    def _dual(self, step: int, scale: float) -> DualSystem:
-        """The dual form from the rows of positive weight: ``A = H^(1/2) J``,
-        ``r = H^(1/2) e``."""
+    def _dual_rows(self, step: int, state: Any) -> tuple[Array, Array]:
+        """The rows of positive weight for the dual forms: ``A = H^(1/2) J`` (N_e, P) and
+        ``r = H^(1/2) e`` (N_e,)."""
         As, rs = [], []
         for start in range(0, self.X.shape[0], step):
-            A, e, H = self._weighted_rows(slice(start, start + step))
+            A, e, H = self._weighted_rows(slice(start, start + step), state)
             keep = H > 0
             sw = np.sqrt(H[keep])
             As.append(A[keep] * sw[:, None])
             rs.append(sw * e[keep])
-        A, r = np.concatenate(As), np.concatenate(rs)
-        return DualSystem(A, r, A.T @ r, scale)
+        return np.concatenate(As), np.concatenate(rs)
+
+
+# ------------------------------------------------------- the systems in residual space
+def _gram(A: Array) -> Array:
+    """``A A^T`` (n, n) of a C-contiguous (n, P) ``A`` by BLAS syrk, upper triangle only
+    (Fortran order; the Cholesky factor reads that triangle)."""
+    syrk = blas.get_blas_funcs("syrk", dtype=A.dtype)
+    return syrk(1.0, A.T, trans=1, lower=0)
+
+
+def _shifted_factor(M: Array, shift: float) -> tuple[Array, bool]:
+    """The Cholesky factor of ``M + shift I`` from ``M``'s upper triangle (``M`` is kept);
+    LinAlgError where it is not positive definite."""
+    F = np.array(M, order="F")
+    F.ravel(order="F")[:: F.shape[0] + 1] += shift
+    return linalg.cho_factor(F, lower=False, overwrite_a=True, check_finite=False)
+
+
+@dataclass(frozen=True, eq=False)
+class GramDualSystem(DualSystem):
+    """:class:`~jacnet.gauss_newton.DualSystem` that forms ``A A^T`` (BLAS syrk) once for
+    every trial of mu, where forming it per trial would cost as much as the system again."""
+
+    @functools.cached_property
+    def gram(self) -> Array:
+        """``A A^T`` (N_e, N_e), upper triangle."""
+        return _gram(self.A)
+
+    def step(self, mu: float) -> Array:
+        """``d = A^T a`` (P,) with ``(A A^T + mu I) a = -r``."""
+        return self.A.T @ linalg.cho_solve(_shifted_factor(self.gram, mu), -self.r,
+                                           check_finite=False)
+
+
+@dataclass(frozen=True, eq=False)
+class PenalizedDualSystem:
+    """``(A^T A + c diag(m) + mu I) d = -Jtg`` solved in the residual space: LM's system
+    with a penalty ``c`` on the parameters where ``m`` holds (the weights; the biases
+    ``f`` free), for ``A`` (n, P) with fewer rows n than parameters P.
+
+    With ``nu = mu + c``, ``M = A_w A_w^T + nu I`` (n, n) and the blocks of the weights
+    ``w`` and the free parameters ``f``, block elimination and the Woodbury identity on
+    the weights' block give (derivation in docs/derivation.md, "Derivative fitting")
+
+        Z = M^-1 A_f,   y = M^-1 A_w b_w                       (one Cholesky of M)
+        (mu I + nu A_f^T Z) d_f = A_f^T y - b_f                (P_f square)
+        d_w = -(b_w - A_w^T y) / nu - A_w^T Z d_f
+
+    ``b = Jtg``. Cost per mu: n^3 / 3 + 2 n^2 P_f, against P^3 / 3 for the primal form;
+    ``A_w A_w^T`` is formed once (syrk).
+
+    Attributes
+    ----------
+    A : ndarray of shape (n, P)
+        ``H^(1/2) J``, the rows of positive weight.
+    r : ndarray of shape (n,)
+        ``H^(1/2) e``.
+    Jtg : ndarray of shape (P,)
+        ``A^T r + c m theta``: the penalised gradient over ``scale``.
+    scale : float
+        The loss's gradient is ``scale * Jtg``.
+    c : float
+        The penalty's Hessian on the weights, in the model's units (> 0).
+    weights : ndarray of bool, shape (P,)
+        Where the penalty applies (``m``).
+    """
+
+    A: Array
+    r: Array
+    Jtg: Array
+    scale: float
+    c: float
+    weights: Array
+
+    @functools.cached_property
+    def _blocks(self) -> tuple[Array, Array, Array]:
+        """``A_w`` (n, P_w), ``A_f`` (n, P_f) and ``A_w A_w^T`` (upper triangle)."""
+        Aw = np.ascontiguousarray(self.A[:, self.weights])
+        return Aw, self.A[:, ~self.weights], _gram(Aw)
+
+    @property
+    def grad_norm(self) -> float:
+        """``||scale * Jtg||``: the norm of the penalised loss's gradient."""
+        return self.scale * float(np.linalg.norm(self.Jtg))
+
+    def step(self, mu: float) -> Array:
+        """The step ``d`` (P,); LinAlgError where a factor is not positive definite."""
+        Aw, Af, K = self._blocks
+        bw, bf = self.Jtg[self.weights], self.Jtg[~self.weights]
+        nu = mu + self.c
+        Y = linalg.cho_solve(_shifted_factor(K, nu), np.column_stack([Af, Aw @ bw]),
+                             check_finite=False)
+        Z, y = Y[:, :-1], Y[:, -1]
+        d = np.empty_like(self.Jtg)
+        df = np.zeros(0, dtype=d.dtype)
+        if Af.shape[1]:
+            S = nu * (Af.T @ Z)  # the Schur complement, less mu I
+            df = linalg.cho_solve(_shifted_factor(S, mu), Af.T @ y - bf, check_finite=False)
+        d[~self.weights] = df
+        d[self.weights] = -(bw - Aw.T @ y) / nu - Aw.T @ (Z @ df)
+        return d
+
+    def solve(self, mu: float) -> Array | None:
+        """The step ``d`` (P,), or None where the damped matrix is not positive definite
+        (the caller raises mu)."""
+        try:
+            return self.step(mu)
+        except linalg.LinAlgError:
+            return None
 
 
 # ------------------------------------------------------------- the mini-batch gradient
