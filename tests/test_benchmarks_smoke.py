@@ -199,13 +199,18 @@ def test_benchmarks_smoke_uncertainty_section(tmp_path: Path) -> None:
 
 
 def test_benchmarks_smoke_uncertainty_with_the_torch_peers(tmp_path: Path) -> None:
-    """The deep ensemble and laplace-torch run beside jacnet (several outputs: linnerud)."""
+    """The deep ensemble and laplace-torch run beside jacnet (several outputs: linnerud),
+    and the deep ensemble's settings grid gives its table."""
     pytest.importorskip("torch")
     pytest.importorskip("laplace")
     out = tmp_path / "b.md"
-    proc = _run_smoke(out, "--suite", "uncertainty", "--only", "uncertainty.linnerud")
+    proc = _run_smoke(out, "--suite", "uncertainty", "--only", "uncertainty.linnerud",
+                      "--only", "uncertainty.deep_ensemble_settings")
     assert proc.returncode == 0, proc.stderr
     section = _section(out.read_text(), "uncertainty")
+    assert "### Deep-ensemble settings (mean NLL over 3 tuning splits, linnerud 10)" in section
+    assert "| rate | epochs | diabetes: NLL | linnerud: NLL | friedman1: NLL | mean rank |" \
+        in section
     for label in ("deep ensemble x5 (torch)", "laplace-torch (full)"):
         row = next(line for line in section.splitlines() if line.startswith(f"| {label} |"))
         assert "—" not in row, row
