@@ -29,8 +29,19 @@ $(STAMP): pyproject.toml | $(UV)
 # torch==2.13.0 is the CPU wheel that lies in this machine's pip find-links (/opt/wheels);
 # uv does not look there and PyPI's 2.13.0 is a CUDA build of several GB, so the bench
 # extra goes through the system's pip, pointed at the venv.
+#
+# laplace-torch (the uncertainty suite's peer) requires torchvision, and so do
+# backpack-for-pytorch and, through it, curvlinops-for-pytorch, though nothing the suite
+# runs uses it. PyPI's torchvision wheels are CUDA builds made for PyPI's torch: against
+# the CPU torch above they fail to load, and torchmetrics and laplace, which import
+# torchvision whenever it is installed, then fail on import too. So these three come
+# without their dependencies (the bench extra lists the ones they need), and a torchvision
+# that an earlier install left in the venv is removed.
+LAPLACE_NO_DEPS := laplace-torch==0.3 backpack-for-pytorch==1.7.1 curvlinops-for-pytorch==3.0.1
 $(VENV)/.installed-bench: pyproject.toml $(STAMP)
 	$(PY) -m pip --python $(BIN)/python install -q --no-compile -e ".[dev,bench]"
+	$(PY) -m pip --python $(BIN)/python install -q --no-compile --no-deps $(LAPLACE_NO_DEPS)
+	$(PY) -m pip --python $(BIN)/python uninstall -q -y torchvision
 	touch $@
 
 run: $(STAMP)

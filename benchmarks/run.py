@@ -28,6 +28,7 @@ SUITES: dict[str, str] = {
     "training": "benchmarks.training",
     "perf": "benchmarks.perf",
     "sobolev": "benchmarks.sobolev",
+    "uncertainty": "benchmarks.uncertainty",
 }
 
 DEFAULT_OUT = h.REPO_ROOT / "docs" / "benchmarks.md"

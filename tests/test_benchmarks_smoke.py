@@ -173,6 +173,60 @@ def test_sobolev_test_functions_have_exact_gradients():
     assert reach_ratio(Reach(40, "="), Reach(40, ">"))[1] == "?"
 
 
+def test_benchmarks_smoke_uncertainty_section(tmp_path: Path) -> None:
+    """The uncertainty study without torch: jacnet's three methods, scikit-learn's MLP and
+    the GP fit every split (one output and several), the tables land in the section, and
+    the torch peers' rows are skipped with a note."""
+    out = tmp_path / "b.md"
+    proc = _run_smoke(out, "--suite", "uncertainty", "--no-torch",
+                      "--only", "uncertainty.linnerud", "--only", "uncertainty.friedman3")
+    assert proc.returncode == 0, proc.stderr
+    section = _section(out.read_text(), "uncertainty")
+    assert "### linnerud: 20 rows, 3 inputs, 3 outputs; 1 splits 90/10; 3-10-3 tanh" in section
+    assert "### Friedman 3: 60 rows, 4 inputs, 1 output" in section
+    assert "| method | RMSE | NLL | coverage of 95% | mean width | fit time (median) |" in section
+    for label in ("jacnet br", "jacnet br x5", "jacnet lm + early stop",
+                  "sklearn MLP (CV alpha)", "GP (ARD RBF + white)"):
+        row = next(line for line in section.splitlines() if line.startswith(f"| {label} |"))
+        assert "—" not in row, row  # every cell measured
+    assert "| deep ensemble x5 (torch) | — |" in section
+    assert "| laplace-torch (full) | — |" in section
+    assert "### Summary: mean rank over the datasets (1 = best)" in section
+    assert "Datasets: linnerud, friedman3." in section
+    assert "--only uncertainty.linnerud " in section  # the rows' commands rerun their case
+    assert "| skip |" in section and "torch disabled (--no-torch)" in section
+    assert "FAIL" not in section
+
+
+def test_benchmarks_smoke_uncertainty_with_the_torch_peers(tmp_path: Path) -> None:
+    """The deep ensemble and laplace-torch run beside jacnet (several outputs: linnerud),
+    and the deep ensemble's settings grid gives its table."""
+    pytest.importorskip("torch")
+    pytest.importorskip("laplace")
+    out = tmp_path / "b.md"
+    proc = _run_smoke(out, "--suite", "uncertainty", "--only", "uncertainty.linnerud",
+                      "--only", "uncertainty.deep_ensemble_settings")
+    assert proc.returncode == 0, proc.stderr
+    section = _section(out.read_text(), "uncertainty")
+    assert "### Deep-ensemble settings (mean NLL over 3 tuning splits, linnerud 10)" in section
+    assert "| rate | epochs | diabetes: NLL | linnerud: NLL | friedman1: NLL | mean rank |" \
+        in section
+    for label in ("deep ensemble x5 (torch)", "laplace-torch (full)"):
+        row = next(line for line in section.splitlines() if line.startswith(f"| {label} |"))
+        assert "—" not in row, row
+    assert "linnerud: jacnet br x5 against a deep ensemble x5" in section
+    assert "| skip |" not in section and "FAIL" not in section
+
+
+def test_uncertainty_study_uses_every_bundled_regression_set():
+    """The study's bundled sets are the regression sets among jacnet's built-in datasets."""
+    from benchmarks.uncertainty import BUNDLED, DATASETS
+    from jacnet.data import BUILTIN, builtin, infer_task
+
+    assert set(BUNDLED) == {n for n in BUILTIN if infer_task(*builtin(n)) == "regression"}
+    assert set(BUNDLED) <= {d.key for d in DATASETS}
+
+
 @pytest.mark.slow  # a Dask cluster: test_distributed.py covers the solvers; make test-all
 def test_benchmarks_smoke_distributed_section(tmp_path: Path) -> None:
     out = tmp_path / "b.md"
