@@ -65,7 +65,7 @@ def enabled() -> bool:
 
 
 #: The dtypes kernels compile for; other arrays take the numpy path.
-DTYPES = ("float32", "float64")
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def fits(*arrays: Any) -> bool:
@@ -73,7 +73,7 @@ def fits(*arrays: Any) -> bool:
     or float64 (what the kernels are written and compiled for; views of other layouts
     and other dtypes take the numpy path)."""
     first = arrays[0]
-    if not isinstance(first, np.ndarray) or first.dtype.name not in DTYPES:
+    if not isinstance(first, np.ndarray) or first.dtype not in DTYPES:
         return False
     return all(
         isinstance(a, np.ndarray) and a.dtype == first.dtype and a.flags.c_contiguous

@@ -172,12 +172,15 @@ class MiniBatch(Solver):
         backprop, gsum = self._backprop, self._gsum
         params, grads = [net.theta], [backprop.grad]
         order = run.rng.permutation(n) if self.shuffle else None
-        total = 0.0
+        loss_sum = 0.0
         gsum[...] = 0
         step: Callable[..., None] = opt.update
+        total: list[Array] | None = None  # where step adds the gradient to gsum itself
         if type(opt).update is Optimizer.update:  # checked once for the epoch
             lr = opt.prepare(params, grads, state, lr)
             step = opt.step
+            if type(opt).step is Optimizer.step:  # the compiled rules sum in their pass
+                total = [gsum]
         mean = loss.mean_over_samples
         for start in range(0, n, bs):
             stop = min(start + bs, n)
@@ -189,14 +192,17 @@ class MiniBatch(Solver):
                      self._sobolev_batch(batch, order, start, stop))
             if not math.isfinite(value):
                 return None
-            total += value * ((stop - start) / n if mean else 1.0)
-            gsum += backprop.grad
-            step(params, grads, state, lr)
+            loss_sum += value * ((stop - start) / n if mean else 1.0)
+            if total is None:
+                gsum += backprop.grad
+                step(params, grads, state, lr)
+            else:
+                step(params, grads, state, lr, total)
         if not np.isfinite(net.theta).all():
             return None
-        total += l2_penalty(net.theta, self._mask, run.alpha)
+        loss_sum += l2_penalty(net.theta, self._mask, run.alpha)
         n_batches = -(-n // bs)
-        return EpochResult(total, float(np.linalg.norm(gsum)) / n_batches, {"lr": lr})
+        return EpochResult(loss_sum, float(np.linalg.norm(gsum)) / n_batches, {"lr": lr})
 
     def _sobolev_batch(self, batch: tuple[Array, Array, Array | None], order: Array | None,
                        start: int, stop: int) -> float:

@@ -108,23 +108,26 @@ def l2_penalty(theta: Array, mask: Array | None, alpha: float) -> float:
 # (the comments are the formulas of the _apply lines); scalars come in the parameters'
 # dtype, so every operation rounds as numpy's does; each bool is the numpy path's own
 # test (``alpha > 0``, ...) made on the Python float. ``mask`` is empty when the penalty
-# spares nothing.
+# spares nothing, ``total`` when no running sum is asked for (``step``'s ``total``, to
+# which the raw gradient is added).
 @accel.kernel(inline="always")
-def _penalised(p: Array, g: Array, mask: Array, penalise: bool, alpha: Any, i: int) -> Any:
-    """Step 1 of the module docstring for element ``i``: ``g + (alpha θ) mask``."""
+def _penalised(theta: Any, g: Any, mask: Any, penalise: bool, alpha: Any) -> Any:
+    """Step 1 of the module docstring for one element: ``g + (alpha θ) mask`` (``mask``
+    None where it spares nothing). Scalars only: array arguments of a called kernel
+    would cost reference counting in the loop."""
     if not penalise:
-        return g[i]
-    if mask.shape[0] == 0:
-        return p[i] * alpha + g[i]
-    return p[i] * alpha * mask[i] + g[i]
+        return g
+    return theta * alpha + g if mask is None else theta * alpha * mask + g
 
 
 @accel.kernel()
-def _sgd_kernel(p: Array, g: Array, mask: Array, penalise: bool, alpha: Any,
+def _sgd_kernel(p: Array, g: Array, mask: Array, penalise: bool, alpha: Any, total: Array,
                 velocity: Array, mu: Any, nesterov: bool, lr: Any) -> None:
     """SGD._apply in one pass; ``velocity`` empty when ``mu`` is 0."""
     for i in range(p.shape[0]):
-        gi = _penalised(p, g, mask, penalise, alpha, i)
+        if total.shape[0]:
+            total[i] = total[i] + g[i]
+        gi = _penalised(p[i], g[i], mask[i] if mask.shape[0] else None, penalise, alpha)
         if velocity.shape[0] == 0:
             p[i] = p[i] - gi * lr
             continue
@@ -134,13 +137,15 @@ def _sgd_kernel(p: Array, g: Array, mask: Array, penalise: bool, alpha: Any,
 
 
 @accel.kernel()
-def _adam_kernel(p: Array, g: Array, mask: Array, penalise: bool, alpha: Any, m: Array,
-                 v: Array, b1: Any, c1: Any, b2: Any, c2: Any, eps: Any, step_size: Any,
-                 decays: bool, decay: Any) -> None:
+def _adam_kernel(p: Array, g: Array, mask: Array, penalise: bool, alpha: Any, total: Array,
+                 m: Array, v: Array, b1: Any, c1: Any, b2: Any, c2: Any, eps: Any,
+                 step_size: Any, decays: bool, decay: Any) -> None:
     """Adam._apply in one pass (``c1 = 1 - β1``, ``c2 = 1 - β2``), after AdamW's decay
     ``θ - (decay θ) mask`` when ``decays``."""
     for i in range(p.shape[0]):
-        gi = _penalised(p, g, mask, penalise, alpha, i)
+        if total.shape[0]:
+            total[i] = total[i] + g[i]
+        gi = _penalised(p[i], g[i], mask[i] if mask.shape[0] else None, penalise, alpha)
         theta = p[i]
         if decays:
             theta = theta - (theta * decay * mask[i] if mask.shape[0] else theta * decay)
@@ -153,11 +158,13 @@ def _adam_kernel(p: Array, g: Array, mask: Array, penalise: bool, alpha: Any, m:
 
 @accel.kernel()
 def _rmsprop_kernel(p: Array, g: Array, mask: Array, penalise: bool, alpha: Any,
-                    square_avg: Array, momentum: Array, rho: Any, c: Any, eps: Any, mu: Any,
-                    lr: Any) -> None:
+                    total: Array, square_avg: Array, momentum: Array, rho: Any, c: Any,
+                    eps: Any, mu: Any, lr: Any) -> None:
     """RMSprop._apply in one pass (``c = 1 - ρ``); ``momentum`` empty when μ is 0."""
     for i in range(p.shape[0]):
-        gi = _penalised(p, g, mask, penalise, alpha, i)
+        if total.shape[0]:
+            total[i] = total[i] + g[i]
+        gi = _penalised(p[i], g[i], mask[i] if mask.shape[0] else None, penalise, alpha)
         v = square_avg[i] * rho + gi * gi * c  # v_t = ρ v_{t-1} + (1 - ρ) g_t²
         square_avg[i] = v
         u = gi / (np.sqrt(v) + eps)  # u_t = g_t / (√v_t + ε)
@@ -410,13 +417,25 @@ class Optimizer(ABC):
         return lr
 
     def step(
-        self, params: list[Array], grads: list[Array], state: OptimizerState, lr: float
+        self,
+        params: list[Array],
+        grads: list[Array],
+        state: OptimizerState,
+        lr: float,
+        total: list[Array] | None = None,
     ) -> None:
         """:meth:`update` without the checks, after :meth:`prepare` on the same ``params``,
         ``grads`` arrays and ``state`` and with the lr it returned. The same update, bit
-        for bit."""
-        if accel.enabled() and self._step_compiled(params, grads, state, lr):
+        for bit.
+
+        ``total``: arrays like ``grads`` (C-contiguous) that the raw ``grads`` are added
+        to, a running sum the caller keeps (the mini-batch loop's gradient sum for its
+        record); the compiled rules add it in their pass over the gradient."""
+        if accel.enabled() and self._step_compiled(params, grads, state, lr, total):
             return
+        if total is not None:
+            for t, g in zip(total, grads, strict=True):
+                t += g
         grads = self._effective_grads(params, grads, state)
         state.step += 1
         self._apply(params, grads, state, lr)
@@ -439,7 +458,12 @@ class Optimizer(ABC):
         return None
 
     def _step_compiled(
-        self, params: list[Array], grads: list[Array], state: OptimizerState, lr: float
+        self,
+        params: list[Array],
+        grads: list[Array],
+        state: OptimizerState,
+        lr: float,
+        total: list[Array] | None,
     ) -> bool:
         """:meth:`step` by the rule's kernel; False, with nothing done, where the rule
         has none or an array does not fit one (:func:`jacnet.accel.fits`)."""
@@ -450,19 +474,25 @@ class Optimizer(ABC):
         used = self.buffer_names()
         buffers = [[state.buffers[n][i] if n in used else None for n in names]
                    for i in range(state.n_arrays)]
-        if not all(accel.fits(p, g, *(a for a in (m, *bufs) if a is not None))
-                   for p, g, m, bufs in zip(params, grads, state.decay_mask, buffers,
-                                            strict=True)):
+        sums: list[Array | None] = [None] * len(params) if total is None else [*total]
+        if not all(accel.fits(p, g, *(a for a in (m, s, *bufs) if a is not None))
+                   for p, g, m, s, bufs in zip(params, grads, state.decay_mask, sums,
+                                               buffers, strict=True)):
             return False
         alpha = self.alpha
         if self.clip_norm is not None:  # the norm of the whole gradient comes first
+            if total is not None:
+                for s, g in zip(total, grads, strict=True):
+                    s += g
+            sums = [None] * len(params)
             grads, alpha = self._effective_grads(params, grads, state), 0.0
         penalise = alpha > 0
         state.step += 1
-        for p, g, m, bufs in zip(params, grads, state.decay_mask, buffers, strict=True):
+        for p, g, m, s, bufs in zip(params, grads, state.decay_mask, sums, buffers,
+                                    strict=True):
             cast = p.dtype.type  # every scalar rounded to the dtype, as numpy's ufuncs do
             kernel(p.reshape(-1), g.reshape(-1), _flat(m, p), penalise, cast(alpha),
-                   *(_flat(b, p) for b in bufs),
+                   _flat(s, p), *(_flat(b, p) for b in bufs),
                    *(x if isinstance(x, bool) else cast(x) for x in scalars))
         return True
 
