@@ -177,6 +177,13 @@ def _rmsprop_kernel(p: Array, g: Array, mask: Array, penalise: bool, alpha: Any,
         p[i] = p[i] - u
 
 
+def _accumulate(total: list[Array] | None, grads: list[Array]) -> None:
+    """``total[i] += grads[i]`` (``Optimizer.step``'s running sum), unless ``total`` is None."""
+    if total is not None:
+        for t, g in zip(total, grads, strict=True):
+            t += g
+
+
 def _flat(a: Array | None, like: Array) -> Array:
     """``a`` as the kernels take it: a flat view, or an empty array for None."""
     return np.empty(0, like.dtype) if a is None else a.reshape(-1)
@@ -433,9 +440,7 @@ class Optimizer(ABC):
         record); the compiled rules add it in their pass over the gradient."""
         if accel.enabled() and self._step_compiled(params, grads, state, lr, total):
             return
-        if total is not None:
-            for t, g in zip(total, grads, strict=True):
-                t += g
+        _accumulate(total, grads)
         grads = self._effective_grads(params, grads, state)
         state.step += 1
         self._apply(params, grads, state, lr)
@@ -481,9 +486,7 @@ class Optimizer(ABC):
             return False
         alpha = self.alpha
         if self.clip_norm is not None:  # the norm of the whole gradient comes first
-            if total is not None:
-                for s, g in zip(total, grads, strict=True):
-                    s += g
+            _accumulate(total, grads)
             sums = [None] * len(params)
             grads, alpha = self._effective_grads(params, grads, state), 0.0
         penalise = alpha > 0
