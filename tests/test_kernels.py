@@ -385,3 +385,31 @@ assert "numba" not in sys.modules, "the numpy path loaded numba"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
+
+
+# ------------------------------------------------------------------ the loader
+def test_fits_takes_c_contiguous_float32_or_float64_of_one_dtype():
+    a = np.zeros((3, 4))
+    assert accel.fits(a, np.ones(4))
+    assert accel.fits(a.astype(np.float32), np.ones(2, np.float32))
+    assert not accel.fits(a, np.ones(4, np.float32))  # two dtypes
+    assert not accel.fits(a[:, ::2])  # strided
+    assert not accel.fits(a.astype(np.float16))
+    assert not accel.fits(a.tolist())
+
+
+_double = accel.kernel(inline="always")(lambda x: x + x)
+
+
+def _twice_each(a):
+    for i in range(a.shape[0]):
+        a[i] = _double(a[i])
+
+
+@needs_numba
+def test_a_kernel_calls_another_kernel_compiled():
+    twice = accel.Kernel(_twice_each, cache=False)
+    a = np.arange(5.0)
+    twice(a)
+    np.testing.assert_array_equal(a, 2 * np.arange(5.0))
+    assert twice.compiled is not None and _double.compiled is not None

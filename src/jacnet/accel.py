@@ -105,7 +105,8 @@ class Kernel:
         self.__doc__ = func.__doc__
 
     def __call__(self, *args: Any) -> Any:
-        return (self.compiled or self.dispatcher())(*args)
+        compiled = self.compiled if self.compiled is not None else self.dispatcher()
+        return compiled(*args)
 
     def dispatcher(self) -> Callable[..., Any]:
         """numba's dispatcher of the loop (made on the first call; numba compiles it
