@@ -26,7 +26,7 @@ from jacnet.losses import OutputBuffers
 
 needs_numba = pytest.mark.skipif(not accel.available(), reason="numba not installed")
 DTYPES = [np.float32, np.float64]
-KERNEL_MODULES = (activations, losses, optimizers)
+KERNEL_MODULES = (activations, losses, jn.minibatch, optimizers)
 
 
 class Spy(accel.Kernel):
@@ -413,3 +413,22 @@ def test_a_kernel_calls_another_kernel_compiled():
     twice(a)
     np.testing.assert_array_equal(a, 2 * np.arange(5.0))
     assert twice.compiled is not None and _double.compiled is not None
+
+
+# ------------------------------------------------------------- batch gathering
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gather_kernel_copies_the_rows_np_take_copies(monkeypatch, kernel_calls, dtype):
+    rng = np.random.default_rng(9)
+    X, T, w = edge_values((23, 5), dtype, 10), edge_values((23, 3), dtype, 11), rng.random(23)
+    rows = np.array([22, 0, 7, 7, 30, -4])  # out of range: clipped, as np.take's mode="clip"
+
+    def run() -> tuple[Any, ...]:
+        bufs = (np.full((8, 5), 9, dtype), np.full((8, 3), 9, dtype), np.full(8, 9.0))
+        got = jn.minibatch.gather_rows(rows, (X, T, w), bufs)
+        return *got, *bufs
+
+    numpy_run, kernel_run = both_paths(monkeypatch, run)
+    assert_same(kernel_run, numpy_run)
+    assert_same(np.signbit(kernel_run[0]), np.signbit(numpy_run[0]))
+    assert kernel_calls["_gather_kernel"] == 2  # X and T; the weights through np.take
