@@ -98,6 +98,8 @@ def _rowsum(A: Array) -> Array:
 #: What an activation computes, and the in-place hooks written for exactly that.
 _FORMULAS = ("forward", "jacobian", "derivative", "vjp")
 _HOOKS = ("forward_into", "forward_bias_into", "vjp_into", "vjp_needs_T")
+#: The second-order products, written for exactly one formula (see __init_subclass__).
+_SECOND = ("jvp", "hvp", "second_derivative")
 
 
 # The compiled hooks (jacnet.accel): the numpy hooks' operations, element by element.
@@ -139,8 +141,6 @@ def _vjp_compiled(G: Array, Y: Array, kind: int) -> bool:
         _vjp_kernel(G, Y, kind)
         return True
     return False
-#: The second-order products, written for exactly one formula (see __init_subclass__).
-_SECOND = ("jvp", "hvp", "second_derivative")
 
 
 class Activation:

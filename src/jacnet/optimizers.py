@@ -692,10 +692,16 @@ class Adam(Optimizer):
     def _compiled_rule(
         self, t: int, lr: float
     ) -> tuple[accel.Kernel, tuple[str, ...], tuple[Any, ...]]:
+        return self._adam_rule(t, lr, False, 0.0)
+
+    def _adam_rule(
+        self, t: int, lr: float, decays: bool, decay: float
+    ) -> tuple[accel.Kernel, tuple[str, ...], tuple[Any, ...]]:
+        """``_adam_kernel``'s arguments for step ``t``, with AdamW's decay or without."""
         b1, b2 = self.beta_1, self.beta_2
         step_size, eps = self._corrected(t, lr)
         return (_adam_kernel, ("m", "v"),
-                (b1, 1.0 - b1, b2, 1.0 - b2, eps, step_size, False, 0.0))
+                (b1, 1.0 - b1, b2, 1.0 - b2, eps, step_size, decays, decay))
 
     def _apply(
         self, params: list[Array], grads: list[Array], state: OptimizerState, lr: float
@@ -762,8 +768,7 @@ class AdamW(Adam):
     def _compiled_rule(
         self, t: int, lr: float
     ) -> tuple[accel.Kernel, tuple[str, ...], tuple[Any, ...]]:
-        kernel, names, scalars = super()._compiled_rule(t, lr)
-        return kernel, names, (*scalars[:-2], self.weight_decay > 0, lr * self.weight_decay)
+        return self._adam_rule(t, lr, self.weight_decay > 0, lr * self.weight_decay)
 
     def _apply(
         self, params: list[Array], grads: list[Array], state: OptimizerState, lr: float
