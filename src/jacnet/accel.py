@@ -20,9 +20,9 @@ float64), cached on disk by numba (``cache=True``) so that later processes load 
 Every kernel is compiled with ``error_model="numpy"``: a float division by zero gives
 inf or NaN as numpy's does, where numba's default (Python's rule) tests every divisor to
 raise ZeroDivisionError, a branch that also keeps LLVM from vectorising the loop. The
-kernels run on the calling thread (``parallel`` is off): their loops are one pass over
-arrays that the BLAS calls around them have just left in cache, and a parallel launch
-costs more than it saves there (docs/architecture.md gives the measurements).
+kernels run on the calling thread (``parallel`` is off): each is one short pass between
+BLAS calls that hold the threads, where a parallel launch measured no faster, and far
+slower when another process holds a core (docs/architecture.md, "Compiled kernels").
 """
 
 from __future__ import annotations
