@@ -3,22 +3,28 @@
 1. 784-256-256-10 ReLU, softmax + cross-entropy, 60,000 random samples, Adam lr 1e-3,
    batch 128, float32, one epoch: ``jacnet.train`` against a standard PyTorch eager loop
    and scikit-learn's ``MLPClassifier`` (one epoch), and against the roofline: the same
-   epoch's GEMMs alone, at their shapes, in numpy's BLAS. Batch 32 and 512 and float64
-   are reported without a target.
+   epoch's GEMMs alone, at their shapes, in numpy's BLAS. The same at batch 32 and in
+   float64 against PyTorch; batch 512 without a target.
 2. 10-32-32-1 tanh regression, MSE, Adam, batch 32, float32: steps per second against
    PyTorch eager.
 
-Before timing, each case checks that jacnet and the peer agree on the first batch from the
-same weights (loss and gradient to float32 tolerance). A missed target comes with a
-measured breakdown of jacnet's epoch and cProfile's top entries, in the notes.
+jacnet runs twice in every case, interleaved with the peers in the same measurement: with
+its compiled kernels (``JACNET_NUMBA=1``, the ``fast`` extra) and on numpy alone
+(``JACNET_NUMBA=0``); each row names its path. Before timing, each case checks that jacnet
+and the peer agree on the first batch from the same weights (loss and gradient to float32
+tolerance). A missed target comes with a measured breakdown of jacnet's epoch on that path
+and cProfile's top entries, in the notes.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from types import ModuleType
 from typing import Any
@@ -26,6 +32,7 @@ from typing import Any
 import numpy as np
 
 import jacnet as jn
+from jacnet import accel
 from jacnet.minibatch import gather_rows
 
 from ._harness import Case, Context, Row, check_close, profile_top
@@ -33,7 +40,11 @@ from ._harness import Case, Context, Row, check_close, profile_top
 TITLE = "Training performance (mini-batch epochs)"
 DESCRIPTION = """\
 One epoch of mini-batch training with Adam (lr 1e-3), `jacnet.train(..., max_epochs=1)`
-(gathering its shuffled batches, checks and record included) against PyTorch eager (the same initial
+(gathering its shuffled batches, checks and record included), on each of jacnet's two
+paths: with its compiled kernels (`pip install "jacnet[fast]"`, numba; `JACNET_NUMBA=1`)
+and on numpy alone (`JACNET_NUMBA=0`), both timed in the same run, interleaved with the
+peers. The kernels run on the calling thread; BLAS has the run's threads on both paths.
+The peers: PyTorch eager (the same initial
 weights copied in, the same data; each epoch a `torch.randperm` and each batch gathered by
 indexing with its slice, as jacnet and scikit-learn shuffle and gather; `zero_grad`,
 forward, loss, `backward`, `Adam.step`) and scikit-learn's `MLPClassifier` (`fit` with
@@ -44,14 +55,15 @@ jacnet reaches. Each case first checks that jacnet and the peer give the same lo
 gradient on the first batch from the same weights.
 
 Where a target is missed, the row's note gives the measured breakdown of jacnet's epoch
-(each phase timed alone with jacnet's own functions) and cProfile's top entries. What
-would close the gap: the GEMMs are at the BLAS rate already (the roofline row), so the
-rest is numpy work outside them, each step a separate pass over memory: Adam's update is
-twelve array passes over θ per batch (run piece by piece, each piece in cache, but still
-twelve), and each layer's bias, activation and derivative
-are passes over the batch's activations. A fused kernel (one pass for Adam, bias and
-activation in the GEMM's epilogue, as PyTorch's fused and foreach optimizers and oneDNN
-do) would remove most of them; jacnet's engine is numpy and scipy only."""
+on that row's path (each phase timed alone with jacnet's own functions) and cProfile's
+top entries. On the numpy path the work outside the GEMMs is separate passes over memory:
+Adam's update is twelve array passes over θ per batch (run piece by piece, each piece in
+cache, but still twelve), and each layer's bias, activation and derivative are passes
+over the batch's activations. The kernels make Adam (with the epoch's gradient sum) one
+pass, each hidden layer's bias with ReLU one pass, each derivative one pass, and
+softmax with cross-entropy two row loops around numpy's exp, log and row sums (kept for
+their rounding); what remains besides the GEMMs is the row sums, the batch gathering and
+the loop's Python work (docs/architecture.md, "Compiled kernels")."""
 
 Array = np.ndarray
 
@@ -127,15 +139,44 @@ def _torch_epoch(torch: ModuleType, model: Any, opt: Any, lossf: Any, Xt: Any, y
     return run
 
 
-def _jacnet_epoch(net: jn.Network, X: Array, T: Array, loss: str, bs: int) -> Callable[[], None]:
+#: jacnet's two paths: the row label and the JACNET_NUMBA setting of each.
+PATHS = {"numba": ("with numba kernels", "1"), "numpy": ("numpy only", "0")}
+
+
+def _paths() -> list[str]:
+    """The paths this run times: both where numba is installed, else numpy alone."""
+    return ["numba", "numpy"] if accel.available() else ["numpy"]
+
+
+@contextmanager
+def _on_path(path: str) -> Iterator[None]:
+    """Run jacnet on ``path`` (``JACNET_NUMBA`` set for the block, then restored)."""
+    before = os.environ.get(accel.ENV)
+    os.environ[accel.ENV] = PATHS[path][1]
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[accel.ENV]
+        else:
+            os.environ[accel.ENV] = before
+
+
+def _jacnet_epoch(net: jn.Network, X: Array, T: Array, loss: str, bs: int,
+                  path: str = "numpy") -> Callable[[], None]:
     theta0 = net.get_flat()
 
     def run() -> None:
         net.set_flat(theta0)  # every repeat trains the same epoch
-        jn.train(net, X, T, solver="adam", loss=loss, lr=1e-3, batch_size=bs, max_epochs=1,
-                 seed=0, min_grad=0.0)
+        with _on_path(path):
+            jn.train(net, X, T, solver="adam", loss=loss, lr=1e-3, batch_size=bs,
+                     max_epochs=1, seed=0, min_grad=0.0)
 
     return run
+
+
+def _skip_note(path: str) -> str:
+    return 'numba not installed (pip install "jacnet[fast]")' if path == "numba" else ""
 
 
 def _gemm_epoch(widths: Sequence[int], n: int, bs: int, dtype: Any) -> Callable[[], None]:
@@ -170,20 +211,23 @@ def epoch_flops(widths: Sequence[int], n: int) -> int:
 
 def breakdown(net: jn.Network, X: Array, T: Array, loss: str, bs: int, total: float,
               gemm: float | None) -> str:
-    """A measured time breakdown of one ``train`` epoch, phase by phase (one run each).
+    """A measured time breakdown of one ``train`` epoch, phase by phase (one run each), on
+    the path ``JACNET_NUMBA`` sets now.
 
     Phases are timed alone with jacnet's own functions: the shuffle copy, backprop of every
     batch (``Network.backprop`` with buffers: GEMMs, bias, activations, loss; the GEMM
-    share from ``gemm``), the optimizer's steps, the gradient sum kept for the record; the
-    rest of ``total`` is the loop's Python work, the input checks and the record.
+    share from ``gemm``), the optimizer's steps with the gradient sum kept for the record
+    (``step``'s ``total``, as the loop runs it); the rest of ``total`` is the loop's
+    Python work, the input checks and the record.
     """
     n = X.shape[0]
     theta0 = net.get_flat()
     lossf = jn.get_loss(loss)
     bp = net.backprop(lossf, bs)
     opt = jn.optimizers.Adam(lr=1e-3)
-    state = opt.init([net.theta])
+    state = opt.init([net.theta], [net.weight_mask()])
     opt.prepare([net.theta], [bp.grad], state, 1e-3)
+    gsum = np.zeros_like(bp.grad)
     order = np.random.default_rng(0).permutation(n)
     Xs, Ts = X[order], T[order]  # the shuffled batches backprop() reads (untimed)
     Xb, Tb = np.empty((bs,) + X.shape[1:], X.dtype), np.empty((bs,) + T.shape[1:], T.dtype)
@@ -204,18 +248,12 @@ def breakdown(net: jn.Network, X: Array, T: Array, loss: str, bs: int, total: fl
 
     def optimizer() -> None:
         for _ in starts:
-            opt.step([net.theta], [bp.grad], state, 1e-3)
-
-    gsum = np.zeros_like(bp.grad)
-
-    def gradsum() -> None:
-        for _ in starts:
-            gsum.__iadd__(bp.grad)
+            opt.step([net.theta], [bp.grad], state, 1e-3, [gsum])
 
     with np.errstate(all="ignore"):
         phases = {name: clock(fn) for name, fn in
                   (("shuffled batch gathering", shuffle), ("backprop", backprop),
-                   ("optimizer", optimizer), ("gradient sum", gradsum))}
+                   ("optimizer with the gradient sum", optimizer))}
     net.set_flat(theta0)
     parts = []
     if gemm is not None:
@@ -244,7 +282,26 @@ def _miss_notes(row: Row, ctx: Context, detail: Callable[[], str]) -> Row:
 
 
 # ----------------------------------------------------------- 1. MNIST-sized MLP
-def mnist_case(ctx: Context, bs: int, dtype: Any, main: bool) -> list[Row]:
+@dataclass(frozen=True)
+class Targets:
+    """A case's targets per path (None: reported without one); ``sklearn``: whether
+    scikit-learn runs as a peer too."""
+
+    torch: dict[str, float]
+    sklearn: dict[str, float] | None = None
+    roofline: dict[str, float] | None = None
+
+
+#: Issue 24: with the kernels ≥ 1.3x PyTorch, ≥ 2x scikit-learn, ≥ 70% of the GEMMs'
+#: time; on numpy alone no slower than PyTorch. Batch 32 and float64: ≥ 1.3x PyTorch
+#: with the kernels.
+MAIN = Targets(torch={"numba": 1.3, "numpy": 1.0}, sklearn={"numba": 2.0},
+               roofline={"numba": 0.7})
+SECOND = Targets(torch={"numba": 1.3})
+REPORTED = Targets(torch={})
+
+
+def mnist_case(ctx: Context, bs: int, dtype: Any, targets: Targets) -> list[Row]:
     i = 1 if ctx.smoke else 0
     widths, n = MNIST_WIDTHS[i], MNIST_N[i]
     tag = "f32" if dtype == np.float32 else "f64"
@@ -253,7 +310,9 @@ def mnist_case(ctx: Context, bs: int, dtype: Any, main: bool) -> list[Row]:
             f"batch {bs}, {np.dtype(dtype).name}")
     X, labels, T = _data(n, widths, dtype, classify=True)
     net = _network(widths, "relu", "softmax", dtype)
-    fns: dict[str, Callable[[], Any]] = {"jacnet": _jacnet_epoch(net, X, T, "cross_entropy", bs)}
+    paths = _paths()
+    fns: dict[str, Callable[[], Any]] = {
+        p: _jacnet_epoch(net, X, T, "cross_entropy", bs, p) for p in paths}
     notes: dict[str, str] = {}
     torch = ctx.torch
     if torch is not None:
@@ -269,42 +328,76 @@ def mnist_case(ctx: Context, bs: int, dtype: Any, main: bool) -> list[Row]:
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         fns["torch"] = _torch_epoch(torch, model, opt, lossf, torch.from_numpy(X),
                                     torch.from_numpy(labels), bs)
-    sk = _sklearn_classifier(widths, bs, n)
-    if sk is not None and main:
+    sk = _sklearn_classifier(widths, bs, n) if targets.sklearn is not None else None
+    if sk is not None:
         err, sk_dtype = _check_sklearn(sk, net, X[:bs], T[:bs], (X[:2000], labels[:2000]))
         notes["sklearn"] = (f"first-batch loss and gradient agree to {err:.1e}; "
                             f"scikit-learn trains in {sk_dtype}")
         fns["sklearn"] = partial(_sklearn_fit, sk, X, labels)
-    gemm_fn = _gemm_epoch(widths, n, bs, dtype)
-    fns["gemm"] = gemm_fn
+    fns["gemm"] = _gemm_epoch(widths, n, bs, dtype)
+    first = _first_call(fns["numba"]) if "numba" in fns else None
     t = ctx.measure(fns)
+    if first is not None and first - t["numba"].median > 0.05:  # this case loaded them
+        notes["numba"] = (f"the first epoch with numba took {first - t['numba'].median:.2g} s "
+                          "more than a timed one (kernels compiled, or loaded from numba's "
+                          "cache, on first use; not timed)")
     flops = epoch_flops(widths, n)
     gemm_rate = flops / t["gemm"].median / 1e9
+    rows = []
+    for path in PATHS:
+        label = f"{name}, {PATHS[path][0]}"
+        jt = t.get(path)
+        detail = _detail(net, X, T, bs, path, t, fns)
+        extra = notes.get(path, "") if path == "numba" else ""
+        rows.append(_miss_notes(ctx.row(
+            case, label, "PyTorch eager", jacnet=jt, peer_time=t.get("torch") if jt else None,
+            target=targets.torch.get(path),
+            note=_join(notes.get("torch", ctx.torch_note), extra) if jt else _skip_note(path)),
+            ctx, detail))
+        if targets.sklearn is not None:
+            rows.append(_miss_notes(ctx.row(
+                case, label, "scikit-learn MLPClassifier", jacnet=jt,
+                peer_time=t.get("sklearn") if jt else None, target=targets.sklearn.get(path),
+                note=notes.get("sklearn", "scikit-learn not installed") if jt
+                else _skip_note(path)), ctx, detail))
+        if targets.roofline is not None:
+            rate = f", jacnet's epoch at {flops / jt.median / 1e9:.1f} GFLOP/s" if jt else ""
+            rows.append(_miss_notes(ctx.row(
+                case, label, "roofline: the epoch's GEMMs alone", jacnet=jt,
+                peer_time=t["gemm"] if jt else None, target=targets.roofline.get(path),
+                kind="fraction",
+                note=(f"{flops / 1e9:.3g} GFLOP per epoch, GEMMs alone at {gemm_rate:.1f} "
+                      f"GFLOP/s{rate}") if jt else _skip_note(path)), ctx, detail))
+    return rows
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def _first_call(fn: Callable[[], Any]) -> float:
+    """Seconds of ``fn``'s first call (the kernels' compilation or cache load included)."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _detail(net: jn.Network, X: Array, T: Array, bs: int, path: str, t: dict[str, Any],
+            fns: dict[str, Callable[[], Any]], loss: str = "cross_entropy",
+            gemm: bool = True) -> Callable[[], str]:
+    """The breakdown and profile of ``path``'s epoch, measured when first asked for."""
     cache: dict[str, str] = {}
 
     def detail() -> str:
         if "text" not in cache:
-            total = t["jacnet"].median
-            cache["text"] = (breakdown(net, X, T, "cross_entropy", bs, total, t["gemm"].median)
-                             + "; " + profile_top(fns["jacnet"]))
+            with _on_path(path):
+                cache["text"] = (
+                    breakdown(net, X, T, loss, bs, t[path].median,
+                              t["gemm"].median if gemm else None)
+                    + "; " + profile_top(fns[path]))
         return cache["text"]
 
-    rows = []
-    target_peer = 2.0 if main else None
-    rows.append(_miss_notes(ctx.row(
-        case, name, "PyTorch eager", jacnet=t["jacnet"], peer_time=t.get("torch"),
-        target=target_peer, note=notes.get("torch", ctx.torch_note)), ctx, detail))
-    if main:
-        rows.append(_miss_notes(ctx.row(
-            case, name, "scikit-learn MLPClassifier", jacnet=t["jacnet"],
-            peer_time=t.get("sklearn"), target=2.0,
-            note=notes.get("sklearn", "scikit-learn not installed")), ctx, detail))
-    rows.append(_miss_notes(ctx.row(
-        case, name, "roofline: the epoch's GEMMs alone", jacnet=t["jacnet"],
-        peer_time=t["gemm"], target=0.7 if main else None, kind="fraction",
-        note=f"{flops / 1e9:.3g} GFLOP per epoch, GEMMs alone at {gemm_rate:.1f} GFLOP/s, "
-        f"jacnet's epoch at {flops / t['jacnet'].median / 1e9:.1f} GFLOP/s"), ctx, detail))
-    return rows
+    return detail
 
 
 def _sklearn_classifier(widths: Sequence[int], bs: int, n: int) -> Any:
@@ -371,25 +464,35 @@ def small_case(ctx: Context) -> list[Row]:
                              _torch_flat_grad(model))
     model.zero_grad()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    fns = {"jacnet": _jacnet_epoch(net, X, T, "mse", bs),
-           "torch": _torch_epoch(torch, model, opt, lossf, torch.from_numpy(X),
-                                 torch.from_numpy(T), bs)}
+    paths = _paths()
+    fns: dict[str, Callable[[], Any]] = {
+        p: _jacnet_epoch(net, X, T, "mse", bs, p) for p in paths}
+    fns["torch"] = _torch_epoch(torch, model, opt, lossf, torch.from_numpy(X),
+                                torch.from_numpy(T), bs)
     t = ctx.measure(fns)
     rate = {k: steps / v.median for k, v in t.items()}
-    note = (f"first-batch loss and gradient agree to {err:.1e}; steps/s: jacnet "
-            f"{rate['jacnet']:.0f}, PyTorch {rate['torch']:.0f}")
-    row = ctx.row(case, name, peer, jacnet=t["jacnet"], peer_time=t["torch"], target=3.0,
-                  note=note)
-    return [_miss_notes(row, ctx, lambda: breakdown(net, X, T, "mse", bs, t["jacnet"].median,
-                                                    None) + "; " + profile_top(fns["jacnet"]))]
+    rows = []
+    for path in PATHS:
+        if path not in t:
+            rows.append(ctx.row(case, f"{name}, {PATHS[path][0]}", peer, note=_skip_note(path)))
+            continue
+        note = (f"first-batch loss and gradient agree to {err:.1e}; steps/s: jacnet "
+                f"{rate[path]:.0f}, PyTorch {rate['torch']:.0f}")
+        row = ctx.row(case, f"{name}, {PATHS[path][0]}", peer, jacnet=t[path],
+                      peer_time=t["torch"], target=3.0, note=note)
+        rows.append(_miss_notes(row, ctx, _detail(net, X, T, bs, path, t, fns, "mse",
+                                                  gemm=False)))
+    return rows
 
 
 # --------------------------------------------------------------------------- cases
 def cases(smoke: bool) -> list[Case]:
     return [
-        Case("perf.mlp.b128.f32", partial(mnist_case, bs=128, dtype=np.float32, main=True)),
+        Case("perf.mlp.b128.f32", partial(mnist_case, bs=128, dtype=np.float32, targets=MAIN)),
         Case("perf.small.b32.f32", small_case),
-        Case("perf.mlp.b32.f32", partial(mnist_case, bs=32, dtype=np.float32, main=False)),
-        Case("perf.mlp.b512.f32", partial(mnist_case, bs=512, dtype=np.float32, main=False)),
-        Case("perf.mlp.b128.f64", partial(mnist_case, bs=128, dtype=np.float64, main=False)),
+        Case("perf.mlp.b32.f32", partial(mnist_case, bs=32, dtype=np.float32, targets=SECOND)),
+        Case("perf.mlp.b512.f32",
+             partial(mnist_case, bs=512, dtype=np.float32, targets=REPORTED)),
+        Case("perf.mlp.b128.f64",
+             partial(mnist_case, bs=128, dtype=np.float64, targets=SECOND)),
     ]

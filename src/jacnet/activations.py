@@ -29,12 +29,16 @@ each a closed form in the built-ins:
     ``h_l = sum_ij U_i V_j d^2 f_i / dt_j dt_l``, never an ``m x m x m`` tensor. There is
     no default: an activation without it cannot fit derivatives (a clear error names it).
 
-Two optional hooks serve the mini-batch backprop's reused buffers (``Network.backprop``
-with ``n_max``): ``forward_into(T)`` may write ``Y`` over ``T`` and ``vjp_into(T, Y, G,
-tmp)`` may write ``G . f'`` over ``G``. Their defaults are ``forward`` and ``vjp``; the
-elementwise built-ins whose f' needs only ``Y`` (identity, ReLU, tanh, sigmoid; the flag
-``vjp_needs_T`` is False) override them next to their formulas, with the same operations
-in the same order, so the results are the same bit for bit.
+Three optional hooks serve the mini-batch backprop's reused buffers (``Network.backprop``
+with ``n_max``): ``forward_into(T)`` may write ``Y`` over ``T``, ``forward_bias_into(T,
+b)`` adds the bias to ``T = X W`` first, and ``vjp_into(T, Y, G, tmp)`` may write ``G .
+f'`` over ``G``. Their defaults are ``forward``, the bias added then ``forward_into``, and
+``vjp``; the elementwise built-ins whose f' needs only ``Y`` (identity, ReLU, tanh,
+sigmoid; the flag ``vjp_needs_T`` is False) override them next to their formulas, with the
+same operations in the same order, so the results are the same bit for bit. Where
+:func:`jacnet.accel.enabled`, the bias add (with ReLU's ``max(t, 0)`` in the same pass)
+and those ``vjp_into`` run as compiled loops, again with the numpy path's operations and
+order (``tests/test_kernels.py`` compares the bits).
 
 A user activation only needs ``forward`` and ``jacobian``. To be exported to ONNX it
 also gives its ONNX form, as methods ``onnx(g, t)`` and (for the input Jacobian)
@@ -48,6 +52,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import special
 
+from . import accel
 from .registry import Registry
 from .validation import check_real
 
@@ -92,9 +97,50 @@ def _rowsum(A: Array) -> Array:
 
 #: What an activation computes, and the in-place hooks written for exactly that.
 _FORMULAS = ("forward", "jacobian", "derivative", "vjp")
-_HOOKS = ("forward_into", "vjp_into", "vjp_needs_T")
+_HOOKS = ("forward_into", "forward_bias_into", "vjp_into", "vjp_needs_T")
 #: The second-order products, written for exactly one formula (see __init_subclass__).
 _SECOND = ("jvp", "hvp", "second_derivative")
+
+
+# The compiled hooks (jacnet.accel): the numpy hooks' operations, element by element.
+@accel.kernel()
+def _bias_kernel(T: Array, b: Array, relu: bool) -> None:
+    """``T + b`` on every row, over ``T``; with ``relu``, then ``max(·, 0)`` as
+    np.maximum gives it (+0 for a zero of either sign, NaN kept)."""
+    zero = T.dtype.type(0)
+    for i in range(T.shape[0]):
+        for j in range(T.shape[1]):
+            t = T[i, j] + b[j]
+            T[i, j] = t if not relu or t > 0 or t != t else zero
+
+
+#: ``_vjp_kernel``'s ``kind``: which f'(y) multiplies G.
+_RELU, _TANH, _SIGMOID = 0, 1, 2
+
+
+@accel.kernel()
+def _vjp_kernel(G: Array, Y: Array, kind: int) -> None:
+    """``G . f'`` over ``G``, f' from ``Y``: ReLU ``[y > 0]``, tanh ``1 - y²``, sigmoid
+    ``(1 - y) y``, each as its numpy ``vjp_into`` forms it."""
+    one, zero = G.dtype.type(1), G.dtype.type(0)
+    for i in range(G.shape[0]):
+        for j in range(G.shape[1]):
+            y = Y[i, j]
+            if kind == _RELU:
+                d = one if y > 0 else zero
+            elif kind == _TANH:
+                d = one - y * y
+            else:
+                d = (one - y) * y
+            G[i, j] = G[i, j] * d
+
+
+def _vjp_compiled(G: Array, Y: Array, kind: int) -> bool:
+    """Run ``_vjp_kernel`` where the kernels are on and the arrays fit; False if not."""
+    if G.ndim == 2 and accel.enabled() and accel.fits(G, Y) and Y.shape == G.shape:
+        _vjp_kernel(G, Y, kind)
+        return True
+    return False
 
 
 class Activation:
@@ -118,9 +164,13 @@ class Activation:
         # hooks (a subclass of Tanh with another derivative must not get Tanh's vjp_into).
         own = cls.__dict__
         if any(n in own for n in _FORMULAS) and not any(n in own for n in _HOOKS):
-            for hook in ("forward_into", "vjp_into"):
+            for hook in ("forward_into", "forward_bias_into", "vjp_into"):
                 setattr(cls, hook, getattr(Activation, hook))
             cls.vjp_needs_T = True
+        # forward_bias_into runs forward_into's formula: a subclass with its own
+        # forward_into and not its own forward_bias_into gets the default, which calls it.
+        if "forward_into" in own and "forward_bias_into" not in own:
+            cls.forward_bias_into = Activation.forward_bias_into  # type: ignore[method-assign]
         # Likewise the second-order products: a subclass that changes the formula and
         # gives none of them has no hvp (derivative fitting then asks for its own), and
         # a changed jacobian or vjp takes the jvp through the Jacobian.
@@ -140,6 +190,18 @@ class Activation:
         :meth:`vjp_into`. Default: :meth:`forward` (``T`` is left as it is).
         """
         return self.forward(T)
+
+    def forward_bias_into(self, T: Array, b: Array) -> Array:
+        """:meth:`forward_into` of ``T + b``, ``b`` (m,) added to every row of ``T`` (N, m)
+        in place first: ``T`` holds ``X W`` in a buffer of the caller's, and holds ``X W
+        + b`` afterwards unless :meth:`forward_into` wrote ``Y`` over it. Default: the
+        bias added in one pass (compiled where :func:`jacnet.accel.enabled`), then
+        :meth:`forward_into`."""
+        if accel.enabled() and accel.fits(T, b) and T.ndim == 2:
+            _bias_kernel(T, b, False)
+        else:
+            np.add(T, b, out=T)
+        return self.forward_into(T)
 
     def jacobian(self, T: Array, Y: Array) -> Array:
         """Full Jacobian ``(N, m, m)`` with ``[s, i, j] = d f_i / d t_j`` at sample ``s``.
@@ -341,6 +403,8 @@ class Sigmoid(Elementwise):
         return special.expit(T, out=T)
 
     def vjp_into(self, T: Array, Y: Array, G: Array, tmp: Array) -> Array:
+        if _vjp_compiled(G, Y, _SIGMOID):
+            return G
         np.subtract(1, Y, out=tmp)  # G * (y (1 - y)), in derivative's order
         np.multiply(tmp, Y, out=tmp)
         return np.multiply(G, tmp, out=G)
@@ -366,6 +430,8 @@ class Tanh(Elementwise):
         return np.tanh(T, out=T)
 
     def vjp_into(self, T: Array, Y: Array, G: Array, tmp: Array) -> Array:
+        if _vjp_compiled(G, Y, _TANH):
+            return G
         np.multiply(Y, Y, out=tmp)  # G * (1 - y^2), in derivative's order
         np.subtract(1, tmp, out=tmp)
         return np.multiply(G, tmp, out=G)
@@ -392,10 +458,18 @@ class ReLU(Elementwise):
     def forward_into(self, T: Array) -> Array:
         return np.maximum(T, 0, out=T)
 
+    def forward_bias_into(self, T: Array, b: Array) -> Array:
+        if accel.enabled() and accel.fits(T, b) and T.ndim == 2:
+            _bias_kernel(T, b, True)  # max(t + b, 0) in one pass
+            return T
+        return super().forward_bias_into(T, b)
+
     def vjp_into(self, T: Array, Y: Array, G: Array, tmp: Array) -> Array:
         # G * [t > 0], from Y: t > 0 exactly where y = max(t, 0) > 0. A product, not a
         # masked copy (slower; see benchmarks/README.md); it gives -0 where vjp's where
         # gives 0 (equal numbers, and equal sums).
+        if _vjp_compiled(G, Y, _RELU):
+            return G
         np.greater(Y, 0, out=tmp)
         return np.multiply(G, tmp, out=G)
 

@@ -145,11 +145,23 @@ class Dense:
     ) -> tuple[Array, Array]:
         """Return ``(T, Y)``: pre-activation ``X W + b`` and output ``f(T)``.
 
-        ``product`` and ``out`` as in :meth:`pre_activation`. With ``out`` the activation
-        runs its :meth:`Activation.forward_into`, which may write ``Y`` over ``T`` (then
-        ``T is Y``: the activation's vjp needs only ``Y``)."""
-        T = self.pre_activation(X, product, out)
-        return T, checked_forward(self.activation, T, in_place=out is not None)
+        ``product`` and ``out`` as in :meth:`pre_activation`; with ``out``, see
+        :meth:`forward_into`."""
+        if out is not None:
+            if product is not None:
+                raise ValueError("forward takes out or product, not both")
+            return self.forward_into(X, out)
+        T = self.pre_activation(X, product)
+        return T, checked_forward(self.activation, T)
+
+    def forward_into(self, X: Array, out: Array | None) -> tuple[Array, Array]:
+        """``(T, Y)`` in the caller's buffer ``out`` (C-contiguous (N, n_out); None: a
+        fresh array): numpy's matmul writes ``X W`` into it, and the activation's
+        :meth:`Activation.forward_bias_into` adds ``b`` and applies f there, in one
+        pass where it has a compiled kernel. It may write ``Y`` over ``T`` (then ``T is
+        Y``: the activation's vjp needs only ``Y``). The numbers of :meth:`forward`."""
+        T = np.matmul(X, self._W, out=out)
+        return T, checked_forward(self.activation, T, in_place=True, bias=self._b)
 
     def __repr__(self) -> str:
         return f"Dense({self.n_in}, {self.n_out}, {self.activation!r})"
@@ -174,17 +186,24 @@ def checked_vjp(
     return D.astype(G.dtype, copy=False)
 
 
-def checked_forward(act: Activation, T: Array, in_place: bool = False) -> Array:
+def checked_forward(
+    act: Activation, T: Array, in_place: bool = False, bias: Array | None = None
+) -> Array:
     """``act.forward(T)``, checked to be an array of ``T``'s shape and held in ``T``'s dtype.
 
     A user activation computing in a wider dtype (``np.float64`` constants on a float32
     network) is cast back, as its Jacobian is in :meth:`Activation.vjp`: the network keeps
     one dtype end to end. ``in_place``: ``act.forward_into(T)``, which may write ``Y``
-    over ``T`` (a buffer of the caller's).
+    over ``T`` (a buffer of the caller's); with ``bias`` too, ``act.forward_bias_into(T,
+    bias)``, ``T`` holding ``X W`` without its bias.
     """
-    Y = act.forward_into(T) if in_place else act.forward(T)
+    if not in_place:
+        Y, method = act.forward(T), "forward"
+    elif bias is None:
+        Y, method = act.forward_into(T), "forward_into"
+    else:
+        Y, method = act.forward_bias_into(T, bias), "forward_bias_into"
     if not isinstance(Y, np.ndarray) or Y.shape != T.shape:
-        method = "forward_into" if in_place else "forward"
         raise ValueError(
             f"{type(act).__name__}.{method} must return an array of shape "
             f"{T.shape}, got {getattr(Y, 'shape', type(Y).__name__)}"
@@ -250,10 +269,8 @@ def forward_cache(
     ``out`` there (the buffered backprop's; ``T`` may then be ``Y``).
     """
     cache = []
-    in_place = out is not None
     for k, layer in enumerate(layers):
-        T = layer.pre_activation(X, product, out[k] if in_place else None)  # type: ignore[index]
-        Y = checked_forward(layer.activation, T, in_place)  # as Dense.forward
+        T, Y = layer.forward(X, product) if out is None else layer.forward_into(X, out[k])
         cache.append((X, T, Y))
         X = Y
     return cache

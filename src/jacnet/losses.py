@@ -11,6 +11,9 @@ closed form and a numerically stable value. Tests prove it equals the general pa
 ``fused_into`` is the same computation written into buffers reused from batch to batch
 (:class:`OutputBuffers`, the mini-batch backprop's), by the same code: softmax with
 cross-entropy, and identity with a squared error (whose ``dJ/dY`` is already ``delta_n``).
+Where :func:`jacnet.accel.enabled`, softmax with cross-entropy runs its elementwise steps
+as two compiled row loops around numpy's ``exp``, ``log``, row sums and ``vdot`` (whose
+rounding a loop of ours would not reproduce), with the same numbers bit for bit.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from . import accel
 from .activations import Activation, Exp, Identity, Sigmoid, Softmax
 from .registry import Registry
 
@@ -286,7 +290,27 @@ class CrossEntropy(Loss):
     ) -> tuple[float, Array] | None:
         if type(act) is not Softmax:
             return None
+        if Tpre.ndim == 2 and accel.enabled() and accel.fits(Tpre, T, *out):
+            return self._with_softmax_compiled(Tpre, T, w, out)
         return self._with_softmax(Tpre, None, T, w, out)
+
+    @staticmethod
+    def _with_softmax_compiled(
+        Tpre: Array, T: Array, w: Array | None, out: OutputBuffers
+    ) -> tuple[float, Array]:
+        """:meth:`_with_softmax` into ``out``, its elementwise steps in two compiled row
+        loops; ``delta`` is written into ``out.R`` (over ``y``) instead of ``out.D``."""
+        D, E, top, total, log_total = out
+        n, dt = Tpre.shape[0], Tpre.dtype
+        # _sample_factor's c: 1/N rounded to the dtype, (1,), or one factor per row
+        c = np.full(1, 1.0 / n, dt) if w is None else _sample_scale(w, n, dt).reshape(-1)
+        _shift_rows(Tpre, top)
+        np.exp(Tpre, out=E)
+        np.add.reduce(E, axis=1, keepdims=True, out=total)
+        np.log(total, out=log_total)
+        st = np.add.reduce(T, axis=1, keepdims=True, out=top)
+        _softmax_ce_rows(Tpre, E, total, log_total, T, c, st, D)
+        return -float(np.vdot(D, Tpre)), E
 
     @staticmethod
     def _with_softmax(
@@ -344,6 +368,36 @@ class CrossEntropy(Loss):
         # (A J_z)^T (g / root) = J_z^T (I - y^T 1) g = J_z^T g, as sum_i g_i = 0
         return LogitModel(g, 1.0 / self._total_weight(w, Y.shape[0]), rows,
                           _dual_residual(g, root))
+
+
+# The compiled steps of CrossEntropy._with_softmax, each element as its numpy lines.
+@accel.kernel()
+def _shift_rows(Tpre: Array, top: Array) -> None:
+    """``top`` = each row's max (NaN if the row holds one, as np.maximum.reduce), and
+    ``Tpre - top`` over ``Tpre``."""
+    for i in range(Tpre.shape[0]):
+        m = Tpre[i, 0]
+        for j in range(1, Tpre.shape[1]):
+            t = Tpre[i, j]
+            if m == m and not t <= m:  # a NaN, once met, stays
+                m = t
+        top[i, 0] = m
+        for j in range(Tpre.shape[1]):
+            Tpre[i, j] = Tpre[i, j] - m
+
+
+@accel.kernel()
+def _softmax_ce_rows(S: Array, E: Array, total: Array, log_total: Array, T: Array,
+                     c: Array, st: Array, D: Array) -> None:
+    """From ``S = t - max t``, ``E = exp S`` and the row sums: ``log y = S - log Σ E``
+    over ``S``, ``D = T c`` (the value's factor), and ``delta = (y Σ_i t_i - t) c`` with
+    ``y = E / Σ E``, over ``E``; ``c`` has one entry (1/N) or one per row."""
+    for i in range(S.shape[0]):
+        ci = c[i if c.shape[0] > 1 else 0]
+        for j in range(S.shape[1]):
+            S[i, j] = S[i, j] - log_total[i, 0]
+            D[i, j] = T[i, j] * ci
+            E[i, j] = (E[i, j] / total[i, 0] * st[i, 0] - T[i, j]) * ci
 
 
 class BinaryCrossEntropy(Loss):

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import accel
 from .network import Network
 from .optimizers import OPTIMIZERS, Optimizer, OptimizerState, l2_penalty
 from .schedules import SCHEDULES, Schedule
@@ -172,12 +173,15 @@ class MiniBatch(Solver):
         backprop, gsum = self._backprop, self._gsum
         params, grads = [net.theta], [backprop.grad]
         order = run.rng.permutation(n) if self.shuffle else None
-        total = 0.0
+        loss_sum = 0.0
         gsum[...] = 0
         step: Callable[..., None] = opt.update
+        total: list[Array] | None = None  # where step adds the gradient to gsum itself
         if type(opt).update is Optimizer.update:  # checked once for the epoch
             lr = opt.prepare(params, grads, state, lr)
             step = opt.step
+            if type(opt).step is Optimizer.step:  # the compiled rules sum in their pass
+                total = [gsum]
         mean = loss.mean_over_samples
         for start in range(0, n, bs):
             stop = min(start + bs, n)
@@ -189,14 +193,17 @@ class MiniBatch(Solver):
                      self._sobolev_batch(batch, order, start, stop))
             if not math.isfinite(value):
                 return None
-            total += value * ((stop - start) / n if mean else 1.0)
-            gsum += backprop.grad
-            step(params, grads, state, lr)
+            loss_sum += value * ((stop - start) / n if mean else 1.0)
+            if total is None:
+                gsum += backprop.grad
+                step(params, grads, state, lr)
+            else:
+                step(params, grads, state, lr, total)
         if not np.isfinite(net.theta).all():
             return None
-        total += l2_penalty(net.theta, self._mask, run.alpha)
+        loss_sum += l2_penalty(net.theta, self._mask, run.alpha)
         n_batches = -(-n // bs)
-        return EpochResult(total, float(np.linalg.norm(gsum)) / n_batches, {"lr": lr})
+        return EpochResult(loss_sum, float(np.linalg.norm(gsum)) / n_batches, {"lr": lr})
 
     def _sobolev_batch(self, batch: tuple[Array, Array, Array | None], order: Array | None,
                        start: int, stop: int) -> float:
@@ -241,14 +248,32 @@ def gather_rows(rows: Array, arrays: tuple[Array, Array, Array | None],
     """``a[rows]`` of each array into the head of its reusable buffer (no new array).
 
     ``mode="clip"``: the rows are a permutation's, always in range; np.take's default
-    mode buffers its output.
+    mode buffers its output. Where :func:`jacnet.accel.enabled`, a compiled loop copies
+    the rows of the matrices (the same bytes; docs/architecture.md, "Compiled kernels").
     """
     m = rows.shape[0]
-    out = [
-        None if a is None or b is None else np.take(a, rows, axis=0, out=b[:m], mode="clip")
-        for a, b in zip(arrays, bufs, strict=True)
-    ]
+    compiled = accel.enabled() and rows.dtype == np.intp
+    out: list[Array | None] = []
+    for a, b in zip(arrays, bufs, strict=True):
+        if a is None or b is None:
+            out.append(None)
+        elif (compiled and a.ndim == 2 and accel.fits(a, b) and a.shape[0] > 0
+              and b.shape[0] >= m and b.shape[1:] == a.shape[1:]):
+            _gather_kernel(a, rows, b)
+            out.append(b[:m])
+        else:
+            out.append(np.take(a, rows, axis=0, out=b[:m], mode="clip"))
     return out[0], out[1], out[2]  # type: ignore[return-value]
+
+
+@accel.kernel()
+def _gather_kernel(A: Array, rows: Array, out: Array) -> None:
+    """``out[i] = A[rows[i]]``, each row clipped into range as np.take's ``mode="clip"``."""
+    last = A.shape[0] - 1
+    for i in range(rows.shape[0]):
+        r = min(max(rows[i], 0), last)
+        for j in range(A.shape[1]):
+            out[i, j] = A[r, j]
 
 
 class MiniBatchSGD(MiniBatch):

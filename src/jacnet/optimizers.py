@@ -26,6 +26,13 @@ Every optimizer first turns the raw gradient ``g`` into the gradient it actually
 
 Then the rule of each class applies (formulas in their docstrings), with the ``lr`` given to
 ``update`` when not ``None`` (a schedule's value), else the constructor's ``lr``.
+
+Each built-in rule has two homes with the same numbers bit for bit (``tests/test_kernels.py``
+proves it): the numpy passes of ``_apply``, and, when :func:`jacnet.accel.enabled`, a
+compiled kernel that runs the penalty of step 1 and the whole rule in one pass over the
+arrays, every element through the same operations in the same order, each rounded to the
+parameters' dtype. Clipping needs the norm of the whole gradient first, so with
+``clip_norm`` the numpy preprocessing runs and the kernel applies the rule alone.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from . import accel
 from .registry import Registry
 from .validation import check_real
 
@@ -94,6 +102,91 @@ def l2_penalty(theta: Array, mask: Array | None, alpha: float) -> float:
     if mask is None:
         return 0.0
     return 0.5 * alpha * float(np.vdot(theta * mask, theta))
+
+
+# The compiled rules. Each element goes through the numpy path's operations in its order
+# (the comments are the formulas of the _apply lines); scalars come in the parameters'
+# dtype, so every operation rounds as numpy's does; each bool is the numpy path's own
+# test (``alpha > 0``, ...) made on the Python float. ``mask`` is empty when the penalty
+# spares nothing, ``total`` when no running sum is asked for (``step``'s ``total``, to
+# which the raw gradient is added).
+@accel.kernel(inline="always")
+def _penalised(theta: Any, g: Any, mask: Any, penalise: bool, alpha: Any) -> Any:
+    """Step 1 of the module docstring for one element: ``g + (alpha θ) mask`` (``mask``
+    None where it spares nothing). Scalars only: array arguments of a called kernel
+    would cost reference counting in the loop."""
+    if not penalise:
+        return g
+    return theta * alpha + g if mask is None else theta * alpha * mask + g
+
+
+@accel.kernel()
+def _sgd_kernel(p: Array, g: Array, mask: Array, penalise: bool, alpha: Any, total: Array,
+                velocity: Array, mu: Any, nesterov: bool, lr: Any) -> None:
+    """SGD._apply in one pass; ``velocity`` empty when ``mu`` is 0."""
+    for i in range(p.shape[0]):
+        if total.shape[0]:
+            total[i] = total[i] + g[i]
+        gi = _penalised(p[i], g[i], mask[i] if mask.shape[0] else None, penalise, alpha)
+        if velocity.shape[0] == 0:
+            p[i] = p[i] - gi * lr
+            continue
+        v = velocity[i] * mu + gi  # v_t = μ v_{t-1} + g_t
+        velocity[i] = v
+        p[i] = p[i] - ((v * mu + gi) * lr if nesterov else v * lr)
+
+
+@accel.kernel()
+def _adam_kernel(p: Array, g: Array, mask: Array, penalise: bool, alpha: Any, total: Array,
+                 m: Array, v: Array, b1: Any, c1: Any, b2: Any, c2: Any, eps: Any,
+                 step_size: Any, decays: bool, decay: Any) -> None:
+    """Adam._apply in one pass (``c1 = 1 - β1``, ``c2 = 1 - β2``), after AdamW's decay
+    ``θ - (decay θ) mask`` when ``decays``."""
+    for i in range(p.shape[0]):
+        if total.shape[0]:
+            total[i] = total[i] + g[i]
+        gi = _penalised(p[i], g[i], mask[i] if mask.shape[0] else None, penalise, alpha)
+        theta = p[i]
+        if decays:
+            theta = theta - (theta * decay * mask[i] if mask.shape[0] else theta * decay)
+        mi = m[i] * b1 + gi * c1  # m_t = β1 m_{t-1} + (1 - β1) g_t
+        vi = v[i] * b2 + gi * gi * c2  # v_t = β2 v_{t-1} + (1 - β2) g_t²
+        m[i] = mi
+        v[i] = vi
+        p[i] = theta - mi / (np.sqrt(vi) + eps) * step_size
+
+
+@accel.kernel()
+def _rmsprop_kernel(p: Array, g: Array, mask: Array, penalise: bool, alpha: Any,
+                    total: Array, square_avg: Array, momentum: Array, rho: Any, c: Any,
+                    eps: Any, mu: Any, lr: Any) -> None:
+    """RMSprop._apply in one pass (``c = 1 - ρ``); ``momentum`` empty when μ is 0."""
+    for i in range(p.shape[0]):
+        if total.shape[0]:
+            total[i] = total[i] + g[i]
+        gi = _penalised(p[i], g[i], mask[i] if mask.shape[0] else None, penalise, alpha)
+        v = square_avg[i] * rho + gi * gi * c  # v_t = ρ v_{t-1} + (1 - ρ) g_t²
+        square_avg[i] = v
+        u = gi / (np.sqrt(v) + eps)  # u_t = g_t / (√v_t + ε)
+        if momentum.shape[0]:
+            b = momentum[i] * mu + u  # b_t = μ b_{t-1} + u_t
+            momentum[i] = b
+            u = b * lr
+        else:
+            u = u * lr
+        p[i] = p[i] - u
+
+
+def _accumulate(total: list[Array] | None, grads: list[Array]) -> None:
+    """``total[i] += grads[i]`` (``Optimizer.step``'s running sum), unless ``total`` is None."""
+    if total is not None:
+        for t, g in zip(total, grads, strict=True):
+            t += g
+
+
+def _flat(a: Array | None, like: Array) -> Array:
+    """``a`` as the kernels take it: a flat view, or an empty array for None."""
+    return np.empty(0, like.dtype) if a is None else a.reshape(-1)
 
 
 def _positive(value: Any, name: str) -> float:
@@ -331,14 +424,80 @@ class Optimizer(ABC):
         return lr
 
     def step(
-        self, params: list[Array], grads: list[Array], state: OptimizerState, lr: float
+        self,
+        params: list[Array],
+        grads: list[Array],
+        state: OptimizerState,
+        lr: float,
+        total: list[Array] | None = None,
     ) -> None:
         """:meth:`update` without the checks, after :meth:`prepare` on the same ``params``,
         ``grads`` arrays and ``state`` and with the lr it returned. The same update, bit
-        for bit."""
+        for bit.
+
+        ``total``: arrays like ``grads`` (C-contiguous) that the raw ``grads`` are added
+        to, a running sum the caller keeps (the mini-batch loop's gradient sum for its
+        record); the compiled rules add it in their pass over the gradient."""
+        if accel.enabled() and self._step_compiled(params, grads, state, lr, total):
+            return
+        _accumulate(total, grads)
         grads = self._effective_grads(params, grads, state)
         state.step += 1
         self._apply(params, grads, state, lr)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A kernel is written for one rule: a subclass that changes the rule or the
+        # preprocessing and not the kernel runs its own numpy code, never its parent's kernel.
+        own = cls.__dict__
+        if ("_apply" in own or "_effective_grads" in own) and "_compiled_rule" not in own:
+            cls._compiled_rule = Optimizer._compiled_rule  # type: ignore[method-assign]
+
+    def _compiled_rule(
+        self, t: int, lr: float
+    ) -> tuple[accel.Kernel, tuple[str, ...], tuple[Any, ...]] | None:
+        """The rule's kernel for step ``t``, the state buffers it takes after ``(p, g,
+        mask, penalise, alpha)`` (one the rule does not use now, not in
+        :meth:`buffer_names`, as an empty array) and its scalar arguments; None: no
+        kernel, the numpy path runs."""
+        return None
+
+    def _step_compiled(
+        self,
+        params: list[Array],
+        grads: list[Array],
+        state: OptimizerState,
+        lr: float,
+        total: list[Array] | None,
+    ) -> bool:
+        """:meth:`step` by the rule's kernel; False, with nothing done, where the rule
+        has none or an array does not fit one (:func:`jacnet.accel.fits`)."""
+        rule = self._compiled_rule(state.step + 1, lr)
+        if rule is None:
+            return False
+        kernel, names, scalars = rule
+        used = self.buffer_names()
+        buffers = [[state.buffers[n][i] if n in used else None for n in names]
+                   for i in range(state.n_arrays)]
+        sums: list[Array | None] = [None] * len(params) if total is None else [*total]
+        if not all(accel.fits(p, g, *(a for a in (m, s, *bufs) if a is not None))
+                   for p, g, m, s, bufs in zip(params, grads, state.decay_mask, sums,
+                                               buffers, strict=True)):
+            return False
+        alpha = self.alpha
+        if self.clip_norm is not None:  # the norm of the whole gradient comes first
+            _accumulate(total, grads)
+            sums = [None] * len(params)
+            grads, alpha = self._effective_grads(params, grads, state), 0.0
+        penalise = alpha > 0
+        state.step += 1
+        for p, g, m, s, bufs in zip(params, grads, state.decay_mask, sums, buffers,
+                                    strict=True):
+            cast = p.dtype.type  # every scalar rounded to the dtype, as numpy's ufuncs do
+            kernel(p.reshape(-1), g.reshape(-1), _flat(m, p), penalise, cast(alpha),
+                   _flat(s, p), *(_flat(b, p) for b in bufs),
+                   *(x if isinstance(x, bool) else cast(x) for x in scalars))
+        return True
 
     def _ensure_scratch(self, params: list[Array], state: OptimizerState) -> None:
         """Allocate the scratch buffers once (at init or the first update after a restore)."""
@@ -442,6 +601,11 @@ class SGD(Optimizer):
     def buffer_names(self) -> tuple[str, ...]:
         return ("velocity",) if self.momentum > 0 else ()
 
+    def _compiled_rule(
+        self, t: int, lr: float
+    ) -> tuple[accel.Kernel, tuple[str, ...], tuple[Any, ...]]:
+        return _sgd_kernel, ("velocity",), (self.momentum, self.nesterov, lr)
+
     def _apply(
         self, params: list[Array], grads: list[Array], state: OptimizerState, lr: float
     ) -> None:
@@ -518,16 +682,33 @@ class Adam(Optimizer):
     def buffer_names(self) -> tuple[str, ...]:
         return ("m", "v")
 
+    def _corrected(self, t: int, lr: float) -> tuple[float, float]:
+        """``(step_size, eps)`` of step ``t``: lr · m̂/(√v̂ + ε) = (lr √(1-β2^t) / (1-β1^t))
+        · m / (√v + ε √(1-β2^t)), the bias corrections as two scalars instead of three
+        array passes."""
+        sqrt_bc2 = math.sqrt(1.0 - self.beta_2**t)
+        return lr * sqrt_bc2 / (1.0 - self.beta_1**t), self.epsilon * sqrt_bc2
+
+    def _compiled_rule(
+        self, t: int, lr: float
+    ) -> tuple[accel.Kernel, tuple[str, ...], tuple[Any, ...]]:
+        return self._adam_rule(t, lr, False, 0.0)
+
+    def _adam_rule(
+        self, t: int, lr: float, decays: bool, decay: float
+    ) -> tuple[accel.Kernel, tuple[str, ...], tuple[Any, ...]]:
+        """``_adam_kernel``'s arguments for step ``t``, with AdamW's decay or without."""
+        b1, b2 = self.beta_1, self.beta_2
+        step_size, eps = self._corrected(t, lr)
+        return (_adam_kernel, ("m", "v"),
+                (b1, 1.0 - b1, b2, 1.0 - b2, eps, step_size, decays, decay))
+
     def _apply(
         self, params: list[Array], grads: list[Array], state: OptimizerState, lr: float
     ) -> None:
         assert state.tmp is not None
-        b1, b2, t = self.beta_1, self.beta_2, state.step
-        # lr · m̂/(√v̂ + ε) = (lr √(1-β2^t) / (1-β1^t)) · m / (√v + ε √(1-β2^t)): the bias
-        # corrections become two scalars instead of three array passes.
-        sqrt_bc2 = math.sqrt(1.0 - b2**t)
-        step_size = lr * sqrt_bc2 / (1.0 - b1**t)
-        eps = self.epsilon * sqrt_bc2
+        b1, b2 = self.beta_1, self.beta_2
+        step_size, eps = self._corrected(state.step, lr)
         arrays = zip(params, grads, state.buffers["m"], state.buffers["v"], state.tmp, strict=True)
         for p, g, m, v, tmp in (piece for a in arrays for piece in _pieces(*a)):
             m *= b1  # m_t = β1 m_{t-1} + (1 - β1) g_t
@@ -583,6 +764,11 @@ class AdamW(Adam):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "weight_decay": self.weight_decay}
+
+    def _compiled_rule(
+        self, t: int, lr: float
+    ) -> tuple[accel.Kernel, tuple[str, ...], tuple[Any, ...]]:
+        return self._adam_rule(t, lr, self.weight_decay > 0, lr * self.weight_decay)
 
     def _apply(
         self, params: list[Array], grads: list[Array], state: OptimizerState, lr: float
@@ -649,6 +835,12 @@ class RMSprop(Optimizer):
 
     def buffer_names(self) -> tuple[str, ...]:
         return ("square_avg", "momentum") if self.momentum > 0 else ("square_avg",)
+
+    def _compiled_rule(
+        self, t: int, lr: float
+    ) -> tuple[accel.Kernel, tuple[str, ...], tuple[Any, ...]]:
+        return (_rmsprop_kernel, ("square_avg", "momentum"),
+                (self.rho, 1.0 - self.rho, self.epsilon, self.momentum, lr))
 
     def _apply(
         self, params: list[Array], grads: list[Array], state: OptimizerState, lr: float
