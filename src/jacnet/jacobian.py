@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from . import accel
 from .layers import Dense, blas_matmul, checked_vjp, forward_cache
 
 Array = np.ndarray
@@ -123,28 +124,58 @@ def fill_jacobian(layers: list[Dense], X: Array, J: Array, cache: Cache | None =
     """Write dy/dtheta of the chunk ``X`` (n, n_in) into ``J`` (n, q, P) (seed 1-6: the bias
     rows of :func:`bias_rows` and their R-w outer products); ``cache`` is the
     forward cache of ``X`` when the caller has it already. With ``first`` (n, q, q_n) the
-    rows written are ``first`` times the Jacobian of the logits (see :func:`bias_rows`)."""
+    rows written are ``first`` times the Jacobian of the logits (see :func:`bias_rows`).
+
+    Each element of J is written once. With compiled kernels on (:mod:`jacnet.accel`), a
+    layer's block (its outer products and its bias rows) is written in one loop over the
+    samples; numpy writes the same products, bit for bit, in one broadcast multiply."""
     cache = forward_cache(layers, X, blas_matmul) if cache is None else cache
     n, q = J.shape[:2]
     offsets = param_offsets(layers)
     E = _identity_rows(n, q, J.dtype) if first is None else None
     rows = bias_rows(layers, cache, E, first)  # the same E, so `D is E` below is certain
+    compiled = accel.enabled() and J.dtype.type in (np.float32, np.float64)
     for k in range(len(layers) - 1, -1, -1):
         D = next(rows)
         w0, b0, end = offsets[k]
         Xin = cache[k][0]
-        Jw = np.reshape(J[:, :, w0:b0], (n, q, layers[k].n_in, layers[k].n_out), copy=False)
         if D is E:  # an identity output: dy_i/dW[a, j] is x_a where j = i, else 0
+            Jw = np.reshape(J[:, :, w0:b0], (n, q, layers[k].n_in, q), copy=False)
             if q > 1:
                 Jw[...] = 0
             for i in range(q):
                 Jw[:, i, :, i] = Xin
+            J[:, :, b0:end] = D
+        elif compiled and Xin.dtype == J.dtype and D.dtype == J.dtype:
+            _outer_rows(J, Xin, D, w0, b0)
         else:
-            # seed R-w: one outer product per sample, output by output (q is small).
-            # einsum's kernel writes them without np.multiply's broadcasting machinery.
-            for i in range(q):
-                np.einsum("sa,sb->sab", Xin, D[:, i], out=Jw[:, i])
-        J[:, :, b0:end] = D
+            # seed R-w: one outer product per sample and output, y_{k-1}[a] * D[i, j]
+            Jw = np.reshape(J[:, :, w0:b0], (n, q, layers[k].n_in, layers[k].n_out), copy=False)
+            np.multiply(Xin[:, None, :, None], D[:, :, None, :], out=Jw)
+            J[:, :, b0:end] = D
+
+
+@accel.kernel()
+def _outer_rows(J: Array, Xin: Array, D: Array, w0: int, b0: int) -> None:
+    """``J[s, i, w0 + a m + j] = Xin[s, a] * D[s, i, j]`` (seed R-w) and
+    ``J[s, i, b0 + j] = D[s, i, j]`` (the bias rows), row by row of J: the numpy path's
+    products in one pass over the layer's block."""
+    n, q = J.shape[0], J.shape[1]
+    n_in, m = Xin.shape[1], D.shape[2]
+    for s in range(n):
+        x = Xin[s]
+        for i in range(q):
+            d = D[s, i]
+            # 1-D views indexed from 0: the compiler then vectorises the inner loop
+            w = J[s, i, w0 : w0 + n_in * m]
+            for a in range(n_in):
+                out = w[a * m : a * m + m]
+                xa = x[a]
+                for j in range(m):
+                    out[j] = xa * d[j]
+            out = J[s, i, b0 : b0 + m]
+            for j in range(m):
+                out[j] = d[j]
 
 
 def param_jacobian(
