@@ -136,6 +136,14 @@ def test_compiled_fill_equals_numpy_bit_for_bit(monkeypatch, dtype, out):
     and several outputs, a user activation, chunked, and in Gauss-Newton's sums."""
     import jacnet.jacobian as jac
 
+    monkeypatch.setattr(jac, "_COMPILED_ELEMENTS", 1)  # so these small chunks compile
+    kernel, calls = jac._outer_rows, []
+
+    def spy(*args):
+        calls.append(args[0].shape)
+        return kernel(*args)
+
+    monkeypatch.setattr(jac, "_outer_rows", spy)
     q = 1 if out == "tanh" else 3
     net = jn.Network([jn.Dense(4, 6, "relu"), jn.Dense(6, 5, _CubeF64()),
                       jn.Dense(5, q, out)], seed=3, dtype=dtype)
@@ -155,14 +163,32 @@ def test_compiled_fill_equals_numpy_bit_for_bit(monkeypatch, dtype, out):
                  *zip(*both(lambda: net.gauss_newton(X, R)), strict=True)]:
         assert a.dtype == b.dtype == dtype
         np.testing.assert_array_equal(a.view(bits), b.view(bits))
+    assert len(calls) >= 3 * (2 if out == "identity" else 3)  # the kernel ran, layer by layer
     # the kernel as plain Python (what numba compiles) gives the same bits again
     J = np.full((7, q, net.n_params), np.nan, dtype=dtype)
     Xin = X[:7, :4]
     D = rng.normal(size=(7, q, 6)).astype(dtype)
-    jac._outer_rows.py_func(J, Xin, D, 0, 24)
+    kernel.py_func(J, Xin, D, 0, 24)
     compiled = J.copy()
-    jac._outer_rows(compiled, Xin, D, 0, 24)
+    kernel(compiled, Xin, D, 0, 24)
     np.testing.assert_array_equal(J.view(bits), compiled.view(bits))
     np.testing.assert_array_equal(J[:, :, 24:30], D)
     np.testing.assert_array_equal(J[:, :, :24].reshape(7, q, 4, 6),
                                   Xin[:, None, :, None] * D[:, :, None, :])
+
+
+def test_small_chunks_stay_in_numpy_with_compiled_kernels_on(monkeypatch):
+    """A chunk under ``_COMPILED_ELEMENTS`` elements never calls the kernel (its first call
+    would load numba, which costs far more than it saves there); a larger one does."""
+    import jacnet.jacobian as jac
+
+    monkeypatch.setenv("JACNET_NUMBA", "1" if accel.available() else "0")
+    calls = []
+    monkeypatch.setattr(jac, "_outer_rows", lambda *args: calls.append(args[0].size))
+    net = jn.Network([jn.Dense(2, 8, "tanh"), jn.Dense(8, 1)], seed=0)
+    net.jacobian(np.ones((50, 2)))
+    assert calls == []
+    if accel.available():
+        n = jac._COMPILED_ELEMENTS // net.n_params + 1
+        net.jacobian(np.ones((n, 2)), chunk=n)
+        assert calls == [n * net.n_params]

@@ -43,6 +43,10 @@ Cache = list[tuple[Array, Array, Array]]
 _CHUNK_ELEMENTS = 1 << 22
 # Below this many elements of J a call runs on the calling thread alone.
 _PARALLEL_ELEMENTS = 1 << 21
+# Below this many elements of a chunk the fill stays in numpy even with compiled kernels on:
+# the kernel would save microseconds, and its first call in a process loads numba (its
+# import and the cached machine code), which costs far more.
+_COMPILED_ELEMENTS = 1 << 16
 
 _controller: ThreadpoolController | None = None
 _THREADED_FILL = threading.Lock()
@@ -126,15 +130,17 @@ def fill_jacobian(layers: list[Dense], X: Array, J: Array, cache: Cache | None =
     forward cache of ``X`` when the caller has it already. With ``first`` (n, q, q_n) the
     rows written are ``first`` times the Jacobian of the logits (see :func:`bias_rows`).
 
-    Each element of J is written once. With compiled kernels on (:mod:`jacnet.accel`), a
-    layer's block (its outer products and its bias rows) is written in one loop over the
-    samples; numpy writes the same products, bit for bit, in one broadcast multiply."""
+    Each element of J is written once. With compiled kernels on (:mod:`jacnet.accel`) and
+    a chunk of at least ``_COMPILED_ELEMENTS`` elements, a layer's block (its outer products
+    and its bias rows) is written in one loop over the samples; numpy writes the same
+    products, bit for bit, in one broadcast multiply."""
     cache = forward_cache(layers, X, blas_matmul) if cache is None else cache
     n, q = J.shape[:2]
     offsets = param_offsets(layers)
     E = _identity_rows(n, q, J.dtype) if first is None else None
     rows = bias_rows(layers, cache, E, first)  # the same E, so `D is E` below is certain
-    compiled = accel.enabled() and J.dtype.type in (np.float32, np.float64)
+    compiled = (J.size >= _COMPILED_ELEMENTS and J.dtype.type in (np.float32, np.float64)
+                and accel.enabled())
     for k in range(len(layers) - 1, -1, -1):
         D = next(rows)
         w0, b0, end = offsets[k]
@@ -159,7 +165,8 @@ def fill_jacobian(layers: list[Dense], X: Array, J: Array, cache: Cache | None =
 def _outer_rows(J: Array, Xin: Array, D: Array, w0: int, b0: int) -> None:
     """``J[s, i, w0 + a m + j] = Xin[s, a] * D[s, i, j]`` (seed R-w) and
     ``J[s, i, b0 + j] = D[s, i, j]`` (the bias rows), row by row of J: the numpy path's
-    products in one pass over the layer's block."""
+    products in one pass over the layer's block. Compiled without bounds checks: the
+    caller passes the layer's offsets (``param_offsets``) in a J of the network's width."""
     n, q = J.shape[0], J.shape[1]
     n_in, m = Xin.shape[1], D.shape[2]
     for s in range(n):
