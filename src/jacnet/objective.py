@@ -83,7 +83,8 @@ class Objective:
         system = self.data_system(state, chunk)
         if self.mask is not None and isinstance(system, PrimalSystem):
             c = self.alpha / system.scale  # the penalty's Hessian and gradient, model's units
-            system.JtHJ[np.diag_indices(self.net.n_params)] += c * self.mask
+            # the diagonal as a strided view of the contiguous matrix (either order)
+            system.JtHJ.ravel(order="K")[:: self.net.n_params + 1] += c * self.mask
             system.Jtg[...] += c * self.mask * self.net.theta
         return system
 
