@@ -144,6 +144,13 @@ def test_compiled_fill_equals_numpy_bit_for_bit(monkeypatch, dtype, out):
         return kernel(*args)
 
     monkeypatch.setattr(jac, "_outer_rows", spy)
+    identity, identity_calls = jac._identity_rows_into, []
+
+    def identity_spy(*args):
+        identity_calls.append(args[0].shape)
+        return identity(*args)
+
+    monkeypatch.setattr(jac, "_identity_rows_into", identity_spy)
     q = 1 if out == "tanh" else 3
     net = jn.Network([jn.Dense(4, 6, "relu"), jn.Dense(6, 5, _CubeF64()),
                       jn.Dense(5, q, out)], seed=3, dtype=dtype)
@@ -164,6 +171,7 @@ def test_compiled_fill_equals_numpy_bit_for_bit(monkeypatch, dtype, out):
         assert a.dtype == b.dtype == dtype
         np.testing.assert_array_equal(a.view(bits), b.view(bits))
     assert len(calls) >= 3 * (2 if out == "identity" else 3)  # the kernel ran, layer by layer
+    assert bool(identity_calls) == (out == "identity")  # and the identity output's
     # the kernel as plain Python (what numba compiles) gives the same bits again
     J = np.full((7, q, net.n_params), np.nan, dtype=dtype)
     Xin = X[:7, :4]
@@ -175,6 +183,16 @@ def test_compiled_fill_equals_numpy_bit_for_bit(monkeypatch, dtype, out):
     np.testing.assert_array_equal(J[:, :, 24:30], D)
     np.testing.assert_array_equal(J[:, :, :24].reshape(7, q, 4, 6),
                                   Xin[:, None, :, None] * D[:, :, None, :])
+    J = np.full_like(J, np.nan)
+    identity.py_func(J, Xin, 0, 4 * q)
+    compiled = np.full_like(J, np.nan)
+    identity(compiled, Xin, 0, 4 * q)
+    np.testing.assert_array_equal(J.view(bits), compiled.view(bits))
+    expected = np.zeros((7, q, 4, q), dtype=dtype)
+    for i in range(q):
+        expected[:, i, :, i] = Xin
+    np.testing.assert_array_equal(J[:, :, : 4 * q].reshape(7, q, 4, q), expected)
+    np.testing.assert_array_equal(J[:, :, 4 * q : 5 * q], np.broadcast_to(np.eye(q), (7, q, q)))
 
 
 def test_small_chunks_stay_in_numpy_with_compiled_kernels_on(monkeypatch):
