@@ -83,8 +83,7 @@ class Objective:
         system = self.data_system(state, chunk)
         if self.mask is not None and isinstance(system, PrimalSystem):
             c = self.alpha / system.scale  # the penalty's Hessian and gradient, model's units
-            # the diagonal as a strided view of the contiguous matrix (either order)
-            system.JtHJ.ravel(order="K")[:: self.net.n_params + 1] += c * self.mask
+            np.einsum("ii->i", system.JtHJ)[...] += c * self.mask  # a view of the diagonal
             system.Jtg[...] += c * self.mask * self.net.theta
         return system
 
