@@ -8,7 +8,9 @@ the last layer as the row ``f'_{n,i}`` (seed 1) and is carried down by
 
 All outputs and all samples of a chunk are carried at once as an ``(n, q, m)`` array,
 so no Python loop runs over samples or outputs; each ``. f'`` is an activation's vjp.
-Carrying R-b one step past the first layer gives the input Jacobian ``dy/dx``.
+Carrying R-b one step past the first layer gives the input Jacobian ``dy/dx``. Each
+layer's block of J is written once, straight into J: by one broadcast multiply, or, with
+compiled kernels on (:mod:`jacnet.accel`), by a loop over J's rows with the same bits.
 
 The products built on the recursion live here too: :func:`param_jacobian` (all of J, chunk
 by chunk), :func:`input_jacobian`, and :func:`logit_vjp` (``u^T J`` for rows ``u`` at the
