@@ -694,7 +694,7 @@ class _BaseMLP(BaseEstimator):
             plan.callbacks.append(plan.best)
         mse_goal = self.goal > 0 and getattr(self, "loss", None) == "squared_error"
         if plan.trainer is train:
-            outputs = self._outputs_on(X)  # shared: one forward pass per epoch for both
+            outputs = self._outputs_on(X, plan.solver)  # shared by both measures below
             if plan.derivatives is None:  # loss_curve_ in the data's units (with
                 # derivatives it is the objective as trained, values and derivatives)
                 plan.callbacks.append(self._epoch_callback(T, sw, options["alpha"], outputs))
@@ -711,16 +711,19 @@ class _BaseMLP(BaseEstimator):
         if self.verbose and plan.division is None:  # fit_divided's caller shows its own
             plan.callbacks.append(_print_epoch)
 
-    def _outputs_on(self, X: Array) -> Callable[[Network], Array]:
-        """``outputs(network)``: the network's outputs on the scaled rows ``X``, in the
-        targets' own units, computed once per set of weights: the epoch's callbacks (the
-        loss in scikit-learn's units, the goal's mean squared error) share one forward
-        pass."""
+    def _outputs_on(self, X: Array, solver: Solver) -> Callable[[Network], Array]:
+        """``outputs(network)``: the network's outputs on the scaled training rows ``X``,
+        in the targets' own units, once per set of weights: the epoch's callbacks (the loss
+        in scikit-learn's units, the goal's mean squared error) share them, and take them
+        from the ``solver`` when it holds them at these weights (Levenberg-Marquardt's
+        accepted trial), so that no forward pass of their own runs."""
         last: list[Array] = []  # [theta, outputs] of the last call
 
         def outputs(net: Network) -> Array:
             if not last or not np.array_equal(last[0], net.theta):
-                last[:] = [net.get_flat(), self._unscale_out(net.forward(X))]
+                Y = solver.outputs_on(X)
+                Y = net.forward(X) if Y is None else Y
+                last[:] = [net.get_flat(), self._unscale_out(Y)]
             return last[1]
 
         return outputs

@@ -63,6 +63,11 @@ class Objective:
         value, Y = self.data_value()
         return value + self.penalty(self.net.theta), Y
 
+    def outputs(self, state: Any) -> Array | None:
+        """The network's outputs (N, n_out) on ``X`` from a :meth:`value` state, when the
+        state holds them (here it does; an objective whose state is None gives None)."""
+        return None if state is None else state[0]
+
     def value_and_grad(self) -> tuple[float, Array]:
         """Objective and its gradient (P,) at the current theta (the buffer is reused)."""
         value, grad = self.data_value_and_grad()
