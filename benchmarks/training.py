@@ -430,8 +430,9 @@ def torch_lm_case(ctx: Context) -> list[Row]:
               + "; ".join(f"{k} {t.describe()}" for k, t in parts.items())
               + f"; the Cholesky solve counted {mean_trials:.2f} times, the mean number of "
               "trials per epoch of jacnet's runs (from their records' mu); jacnet's epoch "
-              "also runs a forward pass per trial and one per epoch in the data's units (the "
-              "goal's MSE and scikit-learn's loss)"),
+              "runs a forward pass per trial (the loss at the trial's weights), and the "
+              "goal's MSE and scikit-learn's loss in the data's units take the accepted "
+              "trial's outputs"),
     ))
     return rows
 
