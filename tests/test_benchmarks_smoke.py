@@ -78,6 +78,10 @@ def test_benchmarks_smoke_agrees_with_torch(tmp_path: Path) -> None:
     core = _section(out.read_text(), "core")
     assert "torch.func vmap(jacrev)" in core
     assert "| skip |" not in core and "FAIL" not in core
+    # the fresh-J floor and torch's own per-parameter output, each a row with its target
+    assert "floor: a fresh array of J's size written once" in core
+    assert "≥ 0.8x (within 1.25x of the floor)" in core
+    assert "per-parameter tuple (no concatenation) | " in core
 
 
 def test_benchmarks_smoke_perf_suite_runs_and_agrees(tmp_path: Path) -> None:
@@ -102,12 +106,18 @@ def test_benchmarks_smoke_training_section(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     training = _section(out.read_text(), "training")
     for case in ("training.study.sin", "training.study.sinc", "training.study.surface",
-                 "training.torch_lm.sinc", "training.memory.lm"):
+                 "training.torch_lm.sinc", "training.memory.lm", "training.br_lm.sinc",
+                 "training.br_lm.sines10", "training.cli.csv"):
         assert case in training
     # the study tables: one line per solver, success counted over the seeds
     assert "### sinc: 1-20-1 tanh (P = 61)" in training
     assert "| LM | " in training and "| L-BFGS | " in training and "| Adam | " in training
     assert "LM peak memory" in training and "FAIL" not in training
+    # without torch, LM through the estimator still runs and meets its floor row
+    assert '| jacnet `MLPRegressor(solver="lm")` | ' in training
+    assert "the epoch's floor: one forward pass, J fill, syrk, Cholesky solves" in training
+    assert "`lm` time per epoch, same network" in training
+    assert "the whole run (its record's total)" in training and "data_s" not in training
 
 
 def test_benchmarks_smoke_export_section(tmp_path: Path, monkeypatch) -> None:

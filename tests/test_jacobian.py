@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import jacnet as jn
+from jacnet import accel
 
 
 def test_jacobian_threads_fill_the_same_chunks_bit_identically(monkeypatch, oracle):
@@ -77,7 +78,7 @@ class _PlainIdentity(jn.Elementwise):
 def test_identity_output_shortcut_equals_the_general_path_bit_for_bit(q):
     """An identity output hands the identity rows on unchanged; the fill then copies the
     layer inputs into J and takes E W^T as W^T instead of a product. Same bits as the
-    general einsum and gemm path."""
+    general multiply and gemm path."""
     rng = np.random.default_rng(q)
     X = rng.normal(size=(40, 4))
     fast = jn.Network([jn.Dense(4, 7, "tanh"), jn.Dense(7, q, "identity")], seed=2)
@@ -112,3 +113,78 @@ def test_jacobian_into_out_equals_a_fresh_jacobian_and_checks_out():
     frozen.flags.writeable = False
     with pytest.raises(ValueError, match="C-contiguous and writeable"):
         net.jacobian(X, out=frozen)
+
+
+class _CubeF64(jn.Elementwise):
+    """A user activation whose derivative comes back in float64 (cast by the network)."""
+
+    name = "cube_f64_for_tests"
+
+    def forward(self, T):
+        return T**3
+
+    def derivative(self, T, Y):
+        return 3.0 * np.asarray(T, dtype=np.float64) ** 2
+
+
+@pytest.mark.skipif(not accel.available(), reason="numba not installed")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("out", ["identity", "softmax", "tanh"])
+def test_compiled_fill_equals_numpy_bit_for_bit(monkeypatch, dtype, out):
+    """The compiled fill (JACNET_NUMBA=1) writes the numpy path's bits, signed zeros
+    included: each entry is the same single product, copy or zero; on F-ordered and sliced
+    inputs, one and several outputs, a user activation, chunked, and in Gauss-Newton's
+    sums. The kernel run as plain Python (what numba compiles) gives the same bits."""
+    import jacnet.jacobian as jac
+
+    monkeypatch.setattr(jac, "_COMPILED_ELEMENTS", 1)  # so these small chunks compile
+    kernel, calls = jac._fill_rows, []
+
+    def spy(J, *args):
+        plain = np.full_like(J, np.nan)
+        kernel.py_func(plain, *args)
+        kernel(J, *args)
+        np.testing.assert_array_equal(plain.view(bits), J.view(bits))
+        calls.append(J.shape)
+
+    monkeypatch.setattr(jac, "_fill_rows", spy)
+    q = 1 if out == "tanh" else 3
+    net = jn.Network([jn.Dense(4, 6, "relu"), jn.Dense(6, 5, _CubeF64()),
+                      jn.Dense(5, q, out)], seed=3, dtype=dtype)
+    rng = np.random.default_rng(5)
+    X = np.asfortranarray(rng.normal(size=(31, 8)).astype(dtype))[:, ::2]
+    R = rng.normal(size=(31, q)).astype(dtype)
+
+    def both(fn):
+        got = {}
+        for flag in ("0", "1"):
+            monkeypatch.setenv("JACNET_NUMBA", flag)
+            got[flag] = fn()
+        return got["0"], got["1"]
+
+    bits = np.uint64 if dtype == np.float64 else np.uint32
+    full = both(lambda: net.jacobian(X))
+    for a, b in [full, both(lambda: net.jacobian(X, chunk=4)),
+                 *zip(*both(lambda: net.gauss_newton(X, R)), strict=True)]:
+        assert a.dtype == b.dtype == dtype
+        np.testing.assert_array_equal(a.view(bits), b.view(bits))
+    assert len(calls) >= 1 + 8  # the kernel ran: one fill, then eight chunks
+    # ReLU's zeros times negative inputs: J holds -0.0, which the bit comparison checks
+    assert (np.signbit(full[1]) & (full[1] == 0)).any()
+
+
+def test_small_chunks_stay_in_numpy_with_compiled_kernels_on(monkeypatch):
+    """A chunk under ``_COMPILED_ELEMENTS`` elements never calls the kernel (its first call
+    would load numba, which costs far more than it saves there); a larger one does."""
+    import jacnet.jacobian as jac
+
+    monkeypatch.setenv("JACNET_NUMBA", "1" if accel.available() else "0")
+    calls = []
+    monkeypatch.setattr(jac, "_fill_rows", lambda J, *args: calls.append(J.size))
+    net = jn.Network([jn.Dense(2, 8, "tanh"), jn.Dense(8, 1)], seed=0)
+    net.jacobian(np.ones((50, 2)))
+    assert calls == []
+    if accel.available():
+        n = jac._COMPILED_ELEMENTS // net.n_params + 1
+        net.jacobian(np.ones((n, 2)), chunk=n)
+        assert calls == [n * net.n_params]

@@ -415,3 +415,50 @@ def test_lm_epoch_gives_mu_and_its_own_stop_reason():
     assert rec.stop_reason == "mu_max" and rec.n_epochs == 0
     rec = jn.train(sin_net(), X, T, "lm", max_epochs=2)
     assert all("mu" in e for e in rec.epochs)
+
+
+def test_lm_outputs_on_are_its_accepted_trials_outputs_at_those_weights_only():
+    """``outputs_on(X)``: the outputs of LM's last evaluation, on its own rows and at the
+    weights evaluated; None for other rows, other weights, and once released."""
+    X, T = sin_data(30)
+    net = sin_net(2)
+    lm = lm_for(net, X, T)
+    assert lm.outputs_on(X) is None  # nothing evaluated yet
+    lm.value()
+    np.testing.assert_allclose(lm.outputs_on(X), net(X), rtol=1e-13, atol=1e-15)
+    for _ in range(3):
+        assert lm.step().accepted
+        Y = lm.outputs_on(X)
+        assert Y is lm.value()[1][0]  # no evaluation of its own
+        np.testing.assert_allclose(Y, net(X), rtol=1e-13, atol=1e-15)
+    assert lm.outputs_on(X.copy()) is None  # not its rows
+    theta = net.get_flat()
+    net.theta[0] += 1.0
+    assert lm.outputs_on(X) is None  # not its weights
+    net.theta[...] = theta
+    assert lm.outputs_on(X) is not None
+    assert lm.obj.outputs(None) is None  # an objective whose state holds no outputs
+    lm.release()
+    assert lm.outputs_on(X) is None
+    assert jn.LBFGS().outputs_on(X) is None  # a solver that holds none
+
+
+def test_lm_estimator_measures_in_data_units_reuse_lms_outputs(monkeypatch):
+    """An LM fit with a goal runs no forward pass of its own per epoch for the goal's mean
+    squared error and scikit-learn's loss: both come from LM's accepted trial (and agree
+    with the fitted model's predictions). The one forward pass is the goal's test of the
+    initial weights, before LM has evaluated them."""
+    X, T = sin_data(50)
+    y = 3.0 * T.ravel() + 1.0  # standardised inside the model: the data's units differ
+    calls = []
+    forward = jn.Network.forward
+    monkeypatch.setattr(jn.Network, "forward", lambda self, X: calls.append(1) or forward(self, X))
+    est = jn.MLPRegressor(hidden_layer_sizes=(5,), activation="tanh", solver="lm", goal=1e-9,
+                          max_iter=6, random_state=0)
+    with pytest.warns(Warning):  # the goal is out of reach in 6 epochs
+        est.fit(X, y)
+    assert calls == [1] and est.n_iter_ == 6
+    record = est.training_record_.epochs[-1]
+    mse = float(np.mean((est.predict(X) - y) ** 2))
+    assert record["mse"] == pytest.approx(mse, rel=1e-12)
+    assert est.loss_curve_[-1] == record["loss_sklearn"]

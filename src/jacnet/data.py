@@ -207,18 +207,20 @@ class FeatureEncoder:
             _no_missing(s, col, "feature")
             if _numeric(s) is not None:
                 continue
-            values = s.astype(str)
+            # the distinct values as text, in order of appearance: every test below holds
+            # for all rows when it holds for each distinct value, so it runs once per value
+            values = pd.Series(pd.unique(pd.Series(pd.unique(s)).astype(str)))
             if (pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s)
                     or _all_dates(values)):
                 raise DataError(f"feature column {col!r} holds dates or times; convert it to "
                                 "numbers or leave it out with --drop")
-            n = values.nunique()
+            n = len(values)
             if n > MAX_CATEGORIES:
                 raise DataError(
                     f"feature column {col!r} holds text with {n} distinct values (such as "
                     f"{values.iloc[0]!r}); jacnet one-hot encodes text columns of at most "
                     f"{MAX_CATEGORIES} values: encode it as numbers or leave it out with --drop")
-            categories[col] = sorted(values.unique().tolist())
+            categories[col] = sorted(values.tolist())
         return cls(list(columns), categories)
 
     @property
@@ -245,12 +247,14 @@ class FeatureEncoder:
             if col in self.categories:
                 known = self.categories[col]
                 values = s.astype(str)
-                unseen = sorted(set(values.unique()) - set(known))
-                if unseen:
+                codes = pd.Index(known).get_indexer(values)  # -1: a value not known
+                if (codes < 0).any():
+                    unseen = sorted(set(values[codes < 0].unique()))
                     raise DataError(f"feature column {col!r} has values not seen in training: "
                                     f"{_list(unseen)} (known: {_list(known)})")
-                onehot = (values.to_numpy()[:, None] == np.asarray(known)[None, :])
-                parts.append(pd.DataFrame(onehot.astype(np.float64), index=frame.index,
+                onehot = np.zeros((len(codes), len(known)))
+                onehot[np.arange(len(codes)), codes] = 1.0
+                parts.append(pd.DataFrame(onehot, index=frame.index,
                                           columns=[f"{col}={c}" for c in known]))
             else:
                 num = _numeric(s)
@@ -279,6 +283,10 @@ def _numeric(s: pd.Series) -> np.ndarray | None:
     if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
         return s.to_numpy(dtype=np.float64)
     if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s):
+        return None
+    # Text: one value that is no number decides, and the distinct values (few in a column
+    # of categories) decide it as the rows would, once per value.
+    if pd.to_numeric(pd.Series(pd.unique(s)), errors="coerce").isna().any():
         return None
     num = pd.to_numeric(s, errors="coerce")
     return None if num.isna().any() else num.to_numpy(dtype=np.float64)

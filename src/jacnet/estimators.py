@@ -697,11 +697,12 @@ class _BaseMLP(BaseEstimator):
             plan.callbacks.append(plan.best)
         mse_goal = self.goal > 0 and getattr(self, "loss", None) == "squared_error"
         if plan.trainer is train:
+            outputs = self._outputs_on(X, plan.solver)  # shared by both measures below
             if plan.derivatives is None:  # loss_curve_ in the data's units (with
                 # derivatives it is the objective as trained, values and derivatives)
-                plan.callbacks.append(self._epoch_callback(X, T, sw, options["alpha"]))
+                plan.callbacks.append(self._epoch_callback(T, sw, options["alpha"], outputs))
             if mse_goal:  # MATLAB's goal: the mean squared error in the targets' units
-                rule = MSEGoal(self.goal, self._mse_of(X, T, sw))
+                rule = MSEGoal(self.goal, self._mse_of(T, sw, outputs))
                 plan.rules.append(rule)
                 plan.callbacks.append(rule.callback)
                 options["goal"] = 0.0
@@ -713,13 +714,32 @@ class _BaseMLP(BaseEstimator):
         if self.verbose and plan.division is None:  # fit_divided's caller shows its own
             plan.callbacks.append(_print_epoch)
 
-    def _mse_of(self, X: Array, T: Array, w: Array | None) -> Callable[[Network], float]:
+    def _outputs_on(self, X: Array, solver: Solver) -> Callable[[Network], Array]:
+        """``outputs(network)``: the network's outputs on the scaled training rows ``X``,
+        in the targets' own units, once per set of weights: the epoch's callbacks (the loss
+        in scikit-learn's units, the goal's mean squared error) share them, and take them
+        from the ``solver`` when it holds them at these weights (Levenberg-Marquardt's
+        accepted trial), so that no forward pass of their own runs."""
+        last: list[Array] = []  # [theta, outputs] of the last call
+
+        def outputs(net: Network) -> Array:
+            if not last or not np.array_equal(last[0], net.theta):
+                Y = solver.outputs_on(X)
+                Y = net.forward(X) if Y is None else Y
+                last[:] = [net.get_flat(), self._unscale_out(Y)]
+            return last[1]
+
+        return outputs
+
+    def _mse_of(self, T: Array, w: Array | None, outputs: Callable[[Network], Array]
+                ) -> Callable[[Network], float]:
         """``measure(network)``: the mean squared error over samples (weighted by ``w``)
-        and outputs of the scaled rows ``(X, T)``, in the targets' own units."""
+        and outputs of the scaled rows ``(X, T)``, in the targets' own units (``outputs``:
+        :meth:`_outputs_on` of ``X``)."""
         T_data = self._unscale_out(T)
 
         def measure(net: Network) -> float:
-            E = self._unscale_out(net.forward(X)) - T_data
+            E = outputs(net) - T_data
             return float(np.average(np.mean(E * E, axis=1), weights=w))
 
         return measure
@@ -850,14 +870,16 @@ class _BaseMLP(BaseEstimator):
             return "loss"
         return "val_loss" if self.solver == "sgd" and self.learning_rate == "adaptive" else None
 
-    def _epoch_callback(self, X: Array, T: Array, w: Array | None, alpha: float) -> Any:
+    def _epoch_callback(self, T: Array, w: Array | None, alpha: float,
+                        outputs: Callable[[Network], Array]) -> Any:
         """Per epoch: the loss in scikit-learn's units.
 
         With standardised targets and ``loss="squared_error"`` the trained objective is in
         standardised units; ``entry["loss_sklearn"]`` is the same objective with the data
         term in the targets' own units (half the mean squared error, at the epoch's final
         weights) plus the same L2 term, and ``loss_curve_`` (and scikit-learn's stop rule,
-        :class:`~jacnet.fitplan.SklearnStall`) takes that value.
+        :class:`~jacnet.fitplan.SklearnStall`) takes that value. ``outputs``:
+        :meth:`_outputs_on` of the scaled training rows, whose targets are ``T``.
         """
         _, loss = self._output()
         in_data_units = self.y_scale_ is not None and getattr(self, "loss", "") == "squared_error"
@@ -866,7 +888,7 @@ class _BaseMLP(BaseEstimator):
 
         def callback(entry: dict[str, Any], net: Network) -> bool:
             if T_data is not None:
-                value = loss.value(self._unscale_out(net.forward(X)), T_data, w)
+                value = loss.value(outputs(net), T_data, w)
                 value += l2_penalty(net.theta, mask, alpha)
                 entry["loss_sklearn"] = float(value)
             return False

@@ -253,9 +253,16 @@ def _kronecker_pays(layers: list[Dense], rows: int, n: int, chunk: int | None = 
     (the cost model above)."""
     if chunk is not None and chunk < min(n, _KRONECKER_MIN_CHUNK):
         return False
-    P = sum(layer.n_params for layer in layers)
+    return _kronecker_cheaper(tuple((layer.n_in, layer.n_out) for layer in layers), rows, n)
+
+
+@functools.lru_cache(maxsize=64)
+def _kronecker_cheaper(shapes: tuple[tuple[int, int], ...], rows: int, n: int) -> bool:
+    """:func:`_kronecker_pays`'s cost model on the layers' ``(n_in, n_out)`` (held per
+    shape: a solver asks the same question every iteration)."""
+    P = sum(a * m + m for a, m in shapes)
     gemm = formed = 0
-    for k, l, u, v in _kronecker_blocks(layers):
+    for k, l, u, v in _blocks_of(shapes):
         gemm += 2 * u * v
         formed += u + (rows * v if k == l else v)  # a diagonal block sums q rows of D
     kronecker = gemm + _KRONECKER_FORMING * formed + _KRONECKER_PLACING * P * P / max(n, 1)
@@ -266,8 +273,13 @@ def _kronecker_blocks(layers: list[Dense]) -> list[tuple[int, int, int, int]]:
     """``(k, l, u, v)`` for each block ``k <= l`` of :func:`_kronecker_sums`: the widths
     of its two factors per sample, ``a_k a_l`` and ``m_k m_l`` (``a = n_in + 1``,
     ``m = n_out``), or the pairs ``i <= j`` of each on a diagonal block."""
-    a = [layer.n_in + 1 for layer in layers]
-    m = [layer.n_out for layer in layers]
+    return _blocks_of(tuple((layer.n_in, layer.n_out) for layer in layers))
+
+
+def _blocks_of(shapes: tuple[tuple[int, int], ...]) -> list[tuple[int, int, int, int]]:
+    """:func:`_kronecker_blocks` of the layers' ``(n_in, n_out)``."""
+    a = [n_in + 1 for n_in, _ in shapes]
+    m = [n_out for _, n_out in shapes]
     return [(k, l, a[k] * (a[k] + 1) // 2, m[k] * (m[k] + 1) // 2) if k == l
             else (k, l, a[k] * a[l], m[k] * m[l])
             for k in range(len(a)) for l in range(k, len(a))]

@@ -8,7 +8,9 @@ the last layer as the row ``f'_{n,i}`` (seed 1) and is carried down by
 
 All outputs and all samples of a chunk are carried at once as an ``(n, q, m)`` array,
 so no Python loop runs over samples or outputs; each ``. f'`` is an activation's vjp.
-Carrying R-b one step past the first layer gives the input Jacobian ``dy/dx``.
+Carrying R-b one step past the first layer gives the input Jacobian ``dy/dx``. Each
+element of J is written once, straight into J: a layer's block by one broadcast multiply,
+or, with compiled kernels on (:mod:`jacnet.accel`), row after row of J with the same bits.
 
 The products built on the recursion live here too: :func:`param_jacobian` (all of J, chunk
 by chunk), :func:`input_jacobian`, and :func:`logit_vjp` (``u^T J`` for rows ``u`` at the
@@ -26,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from . import accel
 from .layers import Dense, blas_matmul, checked_vjp, forward_cache
 
 Array = np.ndarray
@@ -42,6 +45,10 @@ Cache = list[tuple[Array, Array, Array]]
 _CHUNK_ELEMENTS = 1 << 22
 # Below this many elements of J a call runs on the calling thread alone.
 _PARALLEL_ELEMENTS = 1 << 21
+# Below this many elements of a chunk the fill stays in numpy even with compiled kernels on:
+# the kernel would save microseconds, and its first call in a process loads numba (its
+# import and the cached machine code), which costs far more.
+_COMPILED_ELEMENTS = 1 << 16
 
 _controller: ThreadpoolController | None = None
 _THREADED_FILL = threading.Lock()
@@ -123,28 +130,83 @@ def fill_jacobian(layers: list[Dense], X: Array, J: Array, cache: Cache | None =
     """Write dy/dtheta of the chunk ``X`` (n, n_in) into ``J`` (n, q, P) (seed 1-6: the bias
     rows of :func:`bias_rows` and their R-w outer products); ``cache`` is the
     forward cache of ``X`` when the caller has it already. With ``first`` (n, q, q_n) the
-    rows written are ``first`` times the Jacobian of the logits (see :func:`bias_rows`)."""
+    rows written are ``first`` times the Jacobian of the logits (see :func:`bias_rows`).
+
+    Each element of J is written once. With compiled kernels on (:mod:`jacnet.accel`) and
+    a chunk of at least ``_COMPILED_ELEMENTS`` elements, :func:`_fill_rows` writes each row
+    of J from its start to its end, every layer's block in turn; numpy writes the same
+    products, bit for bit, layer by layer in one broadcast multiply each."""
     cache = forward_cache(layers, X, blas_matmul) if cache is None else cache
     n, q = J.shape[:2]
     offsets = param_offsets(layers)
     E = _identity_rows(n, q, J.dtype) if first is None else None
     rows = bias_rows(layers, cache, E, first)  # the same E, so `D is E` below is certain
+    if (J.size >= _COMPILED_ELEMENTS and J.dtype.type in (np.float32, np.float64)
+            and accel.enabled()):
+        Ds = [next(rows) for _ in layers][::-1]  # the recursion yields the last layer first
+        identity = np.array([D is E for D in Ds])
+        # One pass over J's memory, row after row: a fresh J's pages are filled while the
+        # kernel's zeroing of them is still in cache, and no line of a row is written twice.
+        _fill_rows(J, np.concatenate([c[0] for c in cache], axis=1).astype(J.dtype, copy=False),
+                   np.cumsum([0] + [layer.n_in for layer in layers]),
+                   np.concatenate(Ds, axis=2).astype(J.dtype, copy=False),
+                   np.cumsum([0] + [layer.n_out for layer in layers]),
+                   np.array([w0 for w0, _, _ in offsets]),
+                   np.array([b0 for _, b0, _ in offsets]), identity)
+        return
     for k in range(len(layers) - 1, -1, -1):
         D = next(rows)
         w0, b0, end = offsets[k]
         Xin = cache[k][0]
-        Jw = np.reshape(J[:, :, w0:b0], (n, q, layers[k].n_in, layers[k].n_out), copy=False)
         if D is E:  # an identity output: dy_i/dW[a, j] is x_a where j = i, else 0
+            Jw = np.reshape(J[:, :, w0:b0], (n, q, layers[k].n_in, q), copy=False)
             if q > 1:
                 Jw[...] = 0
             for i in range(q):
                 Jw[:, i, :, i] = Xin
         else:
-            # seed R-w: one outer product per sample, output by output (q is small).
-            # einsum's kernel writes them without np.multiply's broadcasting machinery.
-            for i in range(q):
-                np.einsum("sa,sb->sab", Xin, D[:, i], out=Jw[:, i])
+            # seed R-w: one outer product per sample and output, y_{k-1}[a] * D[i, j]
+            Jw = np.reshape(J[:, :, w0:b0], (n, q, layers[k].n_in, layers[k].n_out), copy=False)
+            np.multiply(Xin[:, None, :, None], D[:, :, None, :], out=Jw)
         J[:, :, b0:end] = D
+
+
+@accel.kernel()
+def _fill_rows(J: Array, Xs: Array, x_off: Array, Ds: Array, d_off: Array, w_off: Array,
+               b_off: Array, identity: Array) -> None:
+    """J's rows (n, q, P), each from its start to its end: for layer k, with its input
+    ``x = Xs[s, x_off[k]:x_off[k + 1]]`` and bias rows ``d = Ds[s, i, d_off[k]:d_off[k + 1]]``
+    (m of them), ``J[s, i, w_off[k] + a m + j] = x[a] * d[j]`` (seed R-w) and
+    ``J[s, i, b_off[k] + j] = d[j]``; an ``identity`` layer (f' = I, ``d`` the unit row i)
+    gets the numpy path's copies and zeros instead of products by 0 and 1. The numpy path's
+    bits, in one pass. Compiled without bounds checks: the offsets are the network's
+    (``param_offsets``) in a J of its width."""
+    n, q = J.shape[0], J.shape[1]
+    for s in range(n):
+        xs = Xs[s]
+        for i in range(q):
+            row, ds = J[s, i], Ds[s, i]
+            for k in range(w_off.shape[0]):
+                x = xs[x_off[k] : x_off[k + 1]]
+                m = d_off[k + 1] - d_off[k]
+                # 1-D views indexed from 0: the compiler then vectorises the inner loops
+                w = row[w_off[k] : w_off[k] + x.shape[0] * m]
+                b = row[b_off[k] : b_off[k] + m]
+                if identity[k]:
+                    for a in range(x.shape[0]):
+                        out = w[a * m : a * m + m]
+                        out[:] = 0.0
+                        out[i] = x[a]
+                    b[:] = 0.0
+                    b[i] = 1.0
+                    continue
+                d = ds[d_off[k] : d_off[k + 1]]
+                for a in range(x.shape[0]):
+                    out, xa = w[a * m : a * m + m], x[a]
+                    for j in range(m):
+                        out[j] = xa * d[j]
+                for j in range(m):
+                    b[j] = d[j]
 
 
 def param_jacobian(

@@ -63,6 +63,11 @@ class Objective:
         value, Y = self.data_value()
         return value + self.penalty(self.net.theta), Y
 
+    def outputs(self, state: Any) -> Array | None:
+        """The network's outputs (N, n_out) on ``X`` from a :meth:`value` state, when the
+        state holds them (here it does; an objective whose state is None gives None)."""
+        return None if state is None else state[0]
+
     def value_and_grad(self) -> tuple[float, Array]:
         """Objective and its gradient (P,) at the current theta (the buffer is reused)."""
         value, grad = self.data_value_and_grad()
@@ -83,7 +88,7 @@ class Objective:
         system = self.data_system(state, chunk)
         if self.mask is not None and isinstance(system, PrimalSystem):
             c = self.alpha / system.scale  # the penalty's Hessian and gradient, model's units
-            system.JtHJ[np.diag_indices(self.net.n_params)] += c * self.mask
+            np.einsum("ii->i", system.JtHJ)[...] += c * self.mask  # a view of the diagonal
             system.Jtg[...] += c * self.mask * self.net.theta
         return system
 

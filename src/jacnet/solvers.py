@@ -94,6 +94,12 @@ class Solver:
         """One epoch at the network's current weights."""
         raise NotImplementedError(f"{type(self).__name__} implements run(), not epoch()")
 
+    def outputs_on(self, X: Array) -> Array | None:
+        """The network's outputs on the rows ``X`` at its current weights when the solver
+        holds them from its own work on those very rows (an epoch callback then needs no
+        forward pass of its own), else None."""
+        return None
+
     def run(self, run: Any) -> str:
         """Epochs until ``run.end_epoch`` or the solver gives a stop reason; that reason."""
         while True:
@@ -164,6 +170,7 @@ class LevenbergMarquardt(Solver):
         self.chunk = None if chunk is None else check_int(chunk, "chunk")
         self.obj: Any = None
         self._current: tuple[float, Any] | None = None
+        self._current_theta: Array | None = None  # the weights _current was evaluated at
 
     def bind(self, objective: Objective) -> LevenbergMarquardt:
         """Iterate on ``objective`` from now on (its network's current weights); returns self."""
@@ -189,10 +196,11 @@ class LevenbergMarquardt(Solver):
             trials += 1
             d = system.solve(self.mu)
             if d is not None:
-                net.theta[...] = theta0 + d
+                trial = theta0 + d
+                net.theta[...] = trial
                 new_loss, Y_new = self.obj.value()
                 if math.isfinite(new_loss) and new_loss < loss:
-                    self._current = (new_loss, Y_new)
+                    self._current, self._current_theta = (new_loss, Y_new), trial
                     self.mu = max(self.mu * self.mu_dec, _MU_MIN)
                     return LMStep(new_loss, grad_norm, self.mu, True, trials)
             self.mu *= self.mu_inc
@@ -204,11 +212,21 @@ class LevenbergMarquardt(Solver):
         (which would otherwise evaluate it again)."""
         if self._current is None:
             self._current = self.obj.value()
+            self._current_theta = self.obj.net.get_flat()
         return self._current
 
     def reset(self) -> None:
         """Forget the cached loss (after theta was changed from outside)."""
         self._current = None
+
+    def outputs_on(self, X: Array) -> Array | None:
+        """The outputs of the last evaluation (the accepted trial's) when ``X`` is the
+        objective's own rows and the weights are still the ones evaluated."""
+        theta = self._current_theta
+        if (self.obj is None or self._current is None or theta is None or self.obj.X is not X
+                or not np.array_equal(theta, self.obj.net.theta)):
+            return None
+        return self.obj.outputs(self._current[1])
 
     # ------------------------------------------------- the solver protocol
     def start(self, run: Any) -> None:
@@ -239,7 +257,7 @@ class LevenbergMarquardt(Solver):
             self.mu = previous.mu
 
     def release(self) -> None:
-        self.obj, self._current = None, None
+        self.obj, self._current, self._current_theta = None, None, None
 
 
 _SCIPY_FTOL = 2.220446049250313e-09  # scipy's default relative-reduction tolerance
