@@ -43,6 +43,11 @@ Cache = list[tuple[Array, Array, Array]]
 
 # Elements of one chunk of J (n * q * P): 4 Mi elements, 32 MiB in float64.
 _CHUNK_ELEMENTS = 1 << 22
+# param_jacobian fills J itself chunk by chunk, about this many elements of J at a time, so
+# that the chunks of two fillers and their bias rows stay in the shared cache while written;
+# but at least _FILL_ROWS samples, since each chunk costs a forward pass and Python calls.
+_FILL_ELEMENTS = 1 << 20
+_FILL_ROWS = 16
 # Below this many elements of J a call runs on the calling thread alone.
 _PARALLEL_ELEMENTS = 1 << 21
 # Below this many elements of a chunk the fill stays in numpy even with compiled kernels on:
@@ -223,7 +228,7 @@ def param_jacobian(
     q = layers[-1].n_out
     P = sum(layer.n_params for layer in layers)
     J = np.empty((N, q, P), dtype=X.dtype) if out is None else out
-    step = chunk or default_chunk(N, q * P)
+    step = chunk or min(N, max(_FILL_ROWS, _FILL_ELEMENTS // (q * P)))
 
     def fill(start: int, chunk_cache: Cache | None = None) -> None:
         rows = slice(start, start + step)
