@@ -51,7 +51,19 @@ of the same shape (the BLAS ceiling of the syrk form: its ratio is GN's effectiv
 N·q·P² over its time, as a fraction of dsyrk's; where its cost model expects it to pay
 (several outputs, layers not too narrow) jacnet builds the system from the Kronecker
 structure of J instead, never forming J, and can pass that ceiling). Networks are
-`n_in-h-h-n_out` with tanh hidden layers and a linear output."""
+`n_in-h-h-n_out` with tanh hidden layers and a linear output.
+
+The floor rows are the least repeatable figures of this file: a fresh J's time is mostly the
+first touch of its pages, whose cost on this VM varies from run to run by more than the
+target's margin. Three full runs of this suite on 2026-12-06 (the same kernels; in the first, J was
+not yet filled in chunks of about 1 Mi elements) read the fresh
+fill at 1.00x, 0.83x and 1.44x the floor in the first, at 0.57x, 0.73x and 0.71x in the
+second and at 0.49x, 0.48x and 1.49x in the third (8-64-64-1, 13-32-32-3, 64-128-128-10;
+target ≥ 0.8x). Written into memory the caller keeps (`out=`, the third row of each
+network), the fill itself took 17-22 ms, 11-13 ms and 151-240 ms (medians, the three
+runs), while the fresh floor's median ranged over 24-27 ms, 13-14 ms and 0.26-1.62 s:
+the fill's arithmetic is at or under the floor, and what bounds the fresh figure is the
+first touch of new memory, which both sides pay."""
 
 Array = np.ndarray
 TOL = 1e-10
