@@ -28,8 +28,8 @@ $(STAMP): pyproject.toml | $(UV)
 
 # torch==2.13.0 is the CPU wheel that lies in this machine's pip find-links (/opt/wheels);
 # uv does not look there and PyPI's 2.13.0 is a CUDA build of several GB, so the bench
-<<<<<<< HEAD
-# extra goes through the system's pip, pointed at the venv.
+# extra goes through the system's pip, pointed at the venv. The fast extra (numba) too:
+# the perf suite times jacnet with its compiled kernels and without them.
 #
 # laplace-torch (the uncertainty suite's peer) requires torchvision, and so do
 # backpack-for-pytorch and, through it, curvlinops-for-pytorch, though nothing the suite
@@ -40,15 +40,9 @@ $(STAMP): pyproject.toml | $(UV)
 # that an earlier install left in the venv is removed.
 LAPLACE_NO_DEPS := laplace-torch==0.3 backpack-for-pytorch==1.7.1 curvlinops-for-pytorch==3.0.1
 $(VENV)/.installed-bench: pyproject.toml $(STAMP)
-	$(PY) -m pip --python $(BIN)/python install -q --no-compile -e ".[dev,bench]"
+	$(PY) -m pip --python $(BIN)/python install -q --no-compile -e ".[dev,bench,fast]"
 	$(PY) -m pip --python $(BIN)/python install -q --no-compile --no-deps $(LAPLACE_NO_DEPS)
 	$(PY) -m pip --python $(BIN)/python uninstall -q -y torchvision
-=======
-# extra goes through the system's pip, pointed at the venv. The fast extra (numba) too:
-# the perf suite times jacnet with its compiled kernels and without them.
-$(VENV)/.installed-bench: pyproject.toml $(STAMP)
-	$(PY) -m pip --python $(BIN)/python install -q --no-compile -e ".[dev,bench,fast]"
->>>>>>> numba
 	touch $@
 
 run: $(STAMP)
