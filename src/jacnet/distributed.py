@@ -63,7 +63,7 @@ from .losses import Loss, get_loss
 from .network import Network
 from .objective import Objective
 from .record import TrainingRecord
-from .sobolev import SobolevData, SobolevObjective, check_second_order
+from .sobolev import SobolevData, SobolevObjective, check_second_order, derivatives_3d
 from .solvers import Solver
 from .stopping import stop_rules
 from .training import SOLVERS, STOCHASTIC, Callback, Run, configure, finish
@@ -565,14 +565,7 @@ def _prepare_derivatives(G: Any, rows: tuple[int, ...], q: int, n_in: int, dtype
     how the caller happened to chunk it. An (N, n_in) ``G`` is taken for one output;
     errors name ``name`` and the dimensions ``dims`` (the estimators' ``dydx``,
     ``("n_outputs", "n_features")``), as :func:`jacnet.sobolev.as_derivatives` does."""
-    G = _as_rows(G, name, rows)
-    given, n = G.shape, sum(rows)
-    if G.ndim == 2 and q == 1:
-        G = G[:, None, :]
-    if G.shape != (n, q, n_in):
-        one = f" or (N, {dims[1]}) = {(n, n_in)}" if q == 1 else ""
-        raise ValueError(f"{name} must have shape (N, {dims[0]}, {dims[1]}) = {(n, q, n_in)}"
-                         f"{one}, got {given}")
+    G = derivatives_3d(_as_rows(G, name, rows), sum(rows), q, n_in, name, dims)
     return G.rechunk({0: rows, 1: -1, 2: -1}).astype(dtype)
 
 

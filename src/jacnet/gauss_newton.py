@@ -38,6 +38,7 @@ from .losses import LogitModel, Loss
 Array = np.ndarray
 
 __all__ = [
+    "LinearSystem",
     "Workspace", "normal_equations", "curvature_sums", "logit_curvature_sums",
     "PrimalSystem", "DualSystem", "gauss_newton_system", "primal_system",
 ]
@@ -464,10 +465,11 @@ def _same_scale(a: float, b: float) -> float:
     return a
 
 
-class _LinearSystem:
-    """What both forms of Levenberg-Marquardt's system give the solver: the gradient's
+class LinearSystem:
+    """What every form of Levenberg-Marquardt's system gives the solver: the gradient's
     norm and the step for a damping ``mu`` (each form supplies ``Jtg``, ``scale`` and
-    :meth:`step`)."""
+    :meth:`step`; the primal and dual forms here, the derivative fit's residual-space form
+    in :mod:`jacnet.sobolev`)."""
 
     Jtg: Array
     scale: float
@@ -490,7 +492,7 @@ class _LinearSystem:
 
 
 @dataclass(frozen=True, eq=False)
-class PrimalSystem(_LinearSystem):
+class PrimalSystem(LinearSystem):
     """``(J^T H J + mu I) d = -J^T g``, Levenberg-Marquardt's system in parameter space.
 
     Attributes
@@ -523,7 +525,7 @@ class PrimalSystem(_LinearSystem):
 
 
 @dataclass(frozen=True, eq=False)
-class DualSystem(_LinearSystem):
+class DualSystem(LinearSystem):
     """The dual form of :class:`PrimalSystem` for fewer rows than parameters (``N q < P``):
     ``(A A^T + mu I) a = -r``, ``d = A^T a``, with ``A = H^(1/2) J`` and ``r = H^(-1/2) g``
     (so ``A^T A = J^T H J`` and ``A^T r = J^T g``): the same step from an (N q, N q) solve.

@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from .gauss_newton import DualSystem, PrimalSystem, Workspace, gauss_newton_system, primal_system
+from .gauss_newton import (
+    DualSystem,
+    LinearSystem,
+    PrimalSystem,
+    Workspace,
+    gauss_newton_system,
+    primal_system,
+)
 from .layers import blas_matmul
 from .losses import Loss
 from .network import Network
@@ -76,7 +83,7 @@ class Objective:
             grad += self.alpha * self.mask * self.net.theta
         return value, grad
 
-    def system(self, state: Any, chunk: int | None = None) -> PrimalSystem | DualSystem:
+    def system(self, state: Any, chunk: int | None = None) -> LinearSystem:
         """LM's linear system at the current theta, the penalty included.
 
         ``state`` is the second result of :meth:`value` at the same theta. With a penalty

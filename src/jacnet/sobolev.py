@@ -47,7 +47,7 @@ from scipy import linalg
 from scipy.linalg import blas
 
 from .activations import Activation
-from .gauss_newton import DualSystem, PrimalSystem
+from .gauss_newton import DualSystem, LinearSystem, PrimalSystem
 from .jacobian import Cache, default_chunk, param_offsets
 from .layers import Dense, blas_matmul, forward_cache
 from .losses import Loss, Scaled
@@ -61,7 +61,7 @@ __all__ = [
     "Tangents", "tangent_forward", "sobolev_rows", "fill_sobolev_jacobian",
     "sobolev_jacobian", "sobolev_loss", "check_derivatives", "as_derivatives",
     "check_second_order", "SobolevData", "SobolevObjective", "SobolevBackprop",
-    "GramDualSystem", "PenalizedDualSystem",
+    "GramDualSystem", "PenalizedDualSystem", "derivatives_3d",
 ]
 
 
@@ -220,17 +220,25 @@ def as_derivatives(G: Any, n_rows: int, q: int, n_in: int, dtype: Any = np.float
     arr = np.asarray(G)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    if arr.ndim == 2 and q == 1:
-        arr = arr[:, None, :]
-    if arr.shape != (n_rows, q, n_in):
-        one = f" or (N, {dims[1]}) = {(n_rows, n_in)}" if q == 1 else ""
-        raise ValueError(f"{name} must have shape (N, {dims[0]}, {dims[1]}) = "
-                         f"{(n_rows, q, n_in)}{one}, got {np.shape(G)}")
-    arr = arr.astype(dtype)
+    arr = derivatives_3d(arr, n_rows, q, n_in, name, dims).astype(dtype)
     if np.isinf(arr).any():
         raise ValueError(f"{name} must hold finite numbers or NaN (not observed), got an "
                          "infinite entry")
     return arr
+
+
+def derivatives_3d(G: Any, n_rows: int, q: int, n_in: int, name: str = "dTdX",
+                   dims: tuple[str, str] = ("n_out", "n_in")) -> Any:
+    """``G`` (numpy or dask) of shape (n_rows, q, n_in), an (n_rows, n_in) one taken for
+    ``q = 1``; any other shape is a ValueError naming ``name`` and the dimensions ``dims``."""
+    given = G.shape
+    if G.ndim == 2 and q == 1:
+        G = G[:, None, :]
+    if G.shape != (n_rows, q, n_in):
+        one = f" or (N, {dims[1]}) = {(n_rows, n_in)}" if q == 1 else ""
+        raise ValueError(f"{name} must have shape (N, {dims[0]}, {dims[1]}) = "
+                         f"{(n_rows, q, n_in)}{one}, got {given}")
+    return G
 
 
 @dataclass(frozen=True)
@@ -397,9 +405,7 @@ class SobolevObjective(Objective):
             JtJ = syrk(1.0, A.T, beta=1.0, c=JtJ, trans=0, lower=0, overwrite_c=1)
         return PrimalSystem(JtJ, Jtg, 2.0 / self.norm)
 
-    def system(  # type: ignore[override]  # a third form; LM reads grad_norm, solve only
-        self, state: Any, chunk: int | None = None
-    ) -> PrimalSystem | DualSystem | PenalizedDualSystem:
+    def system(self, state: Any, chunk: int | None = None) -> LinearSystem:
         """LM's system, the penalty included (:meth:`Objective.system`); with a penalty
         and fewer weighted residuals than parameters, in the residual space
         (:class:`PenalizedDualSystem`) rather than the primal ``(P, P)`` form (``br``,
@@ -479,7 +485,7 @@ class GramDualSystem(DualSystem):
 
 
 @dataclass(frozen=True, eq=False)
-class PenalizedDualSystem:
+class PenalizedDualSystem(LinearSystem):
     """``(A^T A + c diag(m) + mu I) d = -Jtg`` solved in the residual space: LM's system
     with a penalty ``c`` on the parameters where ``m`` holds (the weights; the biases
     ``f`` free), for ``A`` (n, P) with fewer rows n than parameters P.
@@ -524,10 +530,6 @@ class PenalizedDualSystem:
         Aw = np.ascontiguousarray(self.A[:, self.weights])
         return Aw, self.A[:, ~self.weights], _gram(Aw)
 
-    @property
-    def grad_norm(self) -> float:
-        """``||scale * Jtg||``: the norm of the penalised loss's gradient."""
-        return self.scale * float(np.linalg.norm(self.Jtg))
 
     def step(self, mu: float) -> Array:
         """The step ``d`` (P,); LinAlgError where a factor is not positive definite."""
@@ -545,14 +547,6 @@ class PenalizedDualSystem:
         d[~self.weights] = df
         d[self.weights] = -(bw - Aw.T @ y) / nu - Aw.T @ (Z @ df)
         return d
-
-    def solve(self, mu: float) -> Array | None:
-        """The step ``d`` (P,), or None where the damped matrix is not positive definite
-        (the caller raises mu)."""
-        try:
-            return self.step(mu)
-        except linalg.LinAlgError:
-            return None
 
 
 # ------------------------------------------------------------- the mini-batch gradient
