@@ -16,9 +16,6 @@ from jacnet.solvers import LevenbergMarquardt
 pytestmark = pytest.mark.usefixtures("gn_form")
 
 
-
-
-
 def test_objective_value_and_grad_include_the_l2_penalty_on_weights_only():
     X, T = sin_data(15)
     net = sin_net(6)
@@ -42,6 +39,73 @@ def test_lm_system_holds_the_upper_triangle_that_the_solve_reads():
     expected = J.T @ J + np.diag(0.3 * 25 / 2 * net.weight_mask())
     np.testing.assert_allclose(JtHJ, np.triu(expected), rtol=1e-12, atol=1e-12)
     assert not np.tril(JtHJ, -1).any()
+
+
+def _few_rows(case: str) -> Objective:
+    """N q < P: 5 samples of sin on a 1-5-1 net (P = 16), or 4 samples of 3 classes on
+    a 2-6-3 softmax net (P = 39, cross-entropy: the fused pair's dual form), with sample
+    weights and an L2 penalty."""
+    rng = np.random.default_rng(5)
+    if case == "mse":
+        X, T = sin_data(5)
+        net, loss = sin_net(2), "mse"
+    else:
+        X, T = rng.normal(size=(4, 2)), np.eye(3)[[0, 1, 2, 1]]
+        net = jn.Network([jn.Dense(2, 6, "tanh"), jn.Dense(6, 3, "softmax")], seed=2)
+        loss = "cross_entropy"
+    return Objective(net, X, T, get_loss(loss), rng.uniform(0.5, 2, len(X)), alpha=0.4)
+
+
+def _primal(obj: Objective) -> None:
+    """Make ``obj`` build the primal system however few its rows (the reference)."""
+    import jacnet.gauss_newton as gn
+
+    def data_system(state, chunk):
+        Y, cache = state
+        return gn.primal_system(obj.net.layers, obj.X, obj.T, obj.loss, obj.w, Y, chunk=chunk,
+                                cache=cache)
+
+    obj.data_system = data_system
+
+
+@pytest.mark.parametrize("case", ["mse", "softmax"])
+def test_lm_system_with_a_penalty_and_few_rows_stays_in_the_residual_space(case):
+    """Fewer residuals than parameters and a penalty: no P x P matrix (the dual form with
+    the penalty, PenalizedDualSystem). Its gradient is the penalised loss's gradient, and
+    its step solves (J^T H J + c diag(m) + mu I) d = -b as the primal system's does."""
+    import jacnet.gauss_newton as gn
+
+    obj = _few_rows(case)
+    system = obj.system(obj.value()[1])
+    assert type(system) is gn.PenalizedDualSystem
+    _, grad = obj.value_and_grad()
+    np.testing.assert_allclose(system.scale * system.Jtg, grad, rtol=1e-10, atol=1e-14)
+    ref = _few_rows(case)
+    _primal(ref)
+    primal = ref.system(ref.value()[1])
+    assert type(primal) is gn.PrimalSystem
+    M = np.triu(primal.JtHJ) + np.triu(primal.JtHJ, 1).T
+    for mu in (1e-3, 0.1, 10.0):
+        d = np.linalg.solve(M + mu * np.eye(len(M)), -primal.Jtg)
+        np.testing.assert_allclose(system.solve(mu), d, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["mse", "softmax"])
+def test_lm_with_a_penalty_and_few_rows_steps_as_the_primal_form(case):
+    """Ten LM iterations in the residual space and in the primal form: the same weights,
+    mu and loss."""
+    runs = []
+    for primal in (False, True):
+        obj = _few_rows(case)
+        if primal:
+            _primal(obj)
+        lm = LevenbergMarquardt().bind(obj)
+        steps = [lm.step() for _ in range(10)]
+        runs.append((obj.net.get_flat(), [s.mu for s in steps], steps[-1].loss))
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-7, atol=1e-9)
+    assert runs[0][1] == runs[1][1]
+    assert runs[0][2] == pytest.approx(runs[1][2], rel=1e-9)
+    assert runs[0][2] < _few_rows(case).value()[0]  # and it trained
 
 
 def test_lm_system_reuses_the_accepted_trials_forward_pass(monkeypatch):

@@ -18,7 +18,6 @@ from .gauss_newton import (
     PrimalSystem,
     Workspace,
     gauss_newton_system,
-    primal_system,
 )
 from .layers import blas_matmul
 from .losses import Loss
@@ -86,17 +85,21 @@ class Objective:
     def system(self, state: Any, chunk: int | None = None) -> LinearSystem:
         """LM's linear system at the current theta, the penalty included.
 
-        ``state`` is the second result of :meth:`value` at the same theta. With a penalty
-        the system is a :class:`~jacnet.gauss_newton.PrimalSystem` (the penalty adds to
-        its diagonal; only its upper triangle is set, the strictly lower one zero, which
-        is all the Cholesky solve reads); without one it may be a
-        :class:`~jacnet.gauss_newton.DualSystem`.
+        ``state`` is the second result of :meth:`value` at the same theta. The samples'
+        system (:meth:`data_system`) is a :class:`~jacnet.gauss_newton.PrimalSystem`, to
+        whose diagonal the penalty adds (only its upper triangle is set, the strictly
+        lower one zero, which is all the Cholesky solve reads), or, with fewer residuals
+        than parameters, a :class:`~jacnet.gauss_newton.DualSystem`, which with a penalty
+        becomes a :class:`~jacnet.gauss_newton.PenalizedDualSystem` (no P x P matrix).
         """
         system = self.data_system(state, chunk)
-        if self.mask is not None and isinstance(system, PrimalSystem):
-            c = self.alpha / system.scale  # the penalty's Hessian and gradient, model's units
-            np.einsum("ii->i", system.JtHJ)[...] += c * self.mask  # a view of the diagonal
-            system.Jtg[...] += c * self.mask * self.net.theta
+        if self.mask is None:
+            return system
+        c = self.alpha / system.scale  # the penalty's Hessian and gradient, model's units
+        if isinstance(system, DualSystem):
+            return system.penalized(c, self.mask, self.net.theta)
+        np.einsum("ii->i", system.JtHJ)[...] += c * self.mask  # a view of the diagonal
+        system.Jtg[...] += c * self.mask * self.net.theta
         return system
 
     # ------------------------------------------------- sums over the samples
@@ -113,9 +116,8 @@ class Objective:
         return self._backprop(self.X, self.T, self.w), self._backprop.grad
 
     def data_system(self, state: Any, chunk: int | None) -> PrimalSystem | DualSystem:
-        """The loss's Gauss-Newton system over the samples (no penalty): primal when a
-        penalty must enter it, else the dual form where that is smaller."""
+        """The loss's Gauss-Newton system over the samples (no penalty): the dual form
+        where that is smaller, else the primal."""
         Y, cache = state
-        build = gauss_newton_system if self.mask is None else primal_system
-        return build(self.net.layers, self.X, self.T, self.loss, self.w, Y, chunk=chunk,
-                     cache=cache, workspace=self._workspace)
+        return gauss_newton_system(self.net.layers, self.X, self.T, self.loss, self.w, Y,
+                                   chunk=chunk, cache=cache, workspace=self._workspace)

@@ -27,27 +27,26 @@ full-batch solvers run on it unchanged; :class:`SobolevBackprop` is the mini-bat
 gradient (the backward pass above with the residuals as seeds).
 
 LM's system is ``J^T H J`` by syrk on chunks of J, or, with fewer weighted residuals than
-parameters, solved in the residual space (:class:`GramDualSystem`; with a penalty
-:class:`PenalizedDualSystem`). The values' Kronecker form does not pay here: a derivative
-row of layer k is ``a (x) Dd + adot_d (x) s``, two Kronecker products whose left factors
-change with the input direction d, so one output's block sums take 1 + 3 n_in products
-of the size of the block per sample, against the 1 + n_in rows that syrk adds (the q rows
-of several outputs share them: only from about ten outputs on would it pay).
+parameters, solved in the residual space (:class:`~jacnet.gauss_newton.DualSystem`; with
+a penalty :class:`~jacnet.gauss_newton.PenalizedDualSystem`). The values' Kronecker form
+does not pay here: a derivative row of layer k is ``a (x) Dd + adot_d (x) s``, two
+Kronecker products whose left factors change with the input direction d, so one output's
+block sums take 1 + 3 n_in products of the size of the block per sample, against the
+1 + n_in rows that syrk adds (the q rows of several outputs share them: only from about
+ten outputs on would it pay).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import linalg
 from scipy.linalg import blas
 
 from .activations import Activation
-from .gauss_newton import DualSystem, LinearSystem, PrimalSystem
+from .gauss_newton import DualSystem, PrimalSystem
 from .jacobian import Cache, default_chunk, param_offsets
 from .layers import Dense, blas_matmul, forward_cache
 from .losses import Loss, Scaled
@@ -61,7 +60,7 @@ __all__ = [
     "Tangents", "tangent_forward", "sobolev_rows", "fill_sobolev_jacobian",
     "sobolev_jacobian", "sobolev_loss", "check_derivatives", "as_derivatives",
     "check_second_order", "SobolevData", "SobolevObjective", "SobolevBackprop",
-    "GramDualSystem", "PenalizedDualSystem", "derivatives_3d",
+    "derivatives_3d",
 ]
 
 
@@ -340,7 +339,8 @@ class SobolevObjective(Objective):
 
     Levenberg-Marquardt's system takes the smaller of two forms: the primal ``J^T H J``
     (P, P), or, with fewer weighted residuals ``N_e`` than parameters, the dual form in the
-    residual space (``N_e`` square; with a penalty, :class:`PenalizedDualSystem`).
+    residual space (``N_e`` square; with a penalty,
+    :class:`~jacnet.gauss_newton.PenalizedDualSystem`).
     """
 
     def __init__(self, net: Network, X: Any, T: Any, loss: Loss, w: Any, alpha: float = 0.0,
@@ -385,13 +385,14 @@ class SobolevObjective(Objective):
     def data_system(self, state: Any, chunk: int | None) -> PrimalSystem | DualSystem:
         """Levenberg-Marquardt's system of the values and derivatives: ``J^T H J`` and
         ``J^T H e`` (scale ``2 / c``), streamed over chunks (syrk on each chunk of J); the
-        dual form from the weighted rows when there are fewer than P and no penalty.
+        dual form from the weighted rows when there are fewer than P (the penalty, if any,
+        enters in :meth:`Objective.system`).
         ``state``: :meth:`data_value`'s at this theta (its forward pass is reused)."""
         N, P = self.X.shape[0], self.net.n_params
         step = self._step(chunk)
-        if self.mask is None and self.n_values < P:
+        if self.n_values < P:
             A, r = self._dual_rows(step, state)
-            return GramDualSystem(A, r, A.T @ r, 2.0 / self.norm)
+            return DualSystem(A, r, A.T @ r, 2.0 / self.norm)
         syrk, gemv = blas.get_blas_funcs(("syrk", "gemv"), dtype=self.net.dtype)
         JtJ = np.zeros((P, P), dtype=self.net.dtype, order="F")
         Jtg = np.zeros(P, dtype=self.net.dtype)
@@ -404,19 +405,6 @@ class SobolevObjective(Objective):
             Jtg = gemv(1.0, A.T, e, beta=1.0, y=Jtg, overwrite_y=1)
             JtJ = syrk(1.0, A.T, beta=1.0, c=JtJ, trans=0, lower=0, overwrite_c=1)
         return PrimalSystem(JtJ, Jtg, 2.0 / self.norm)
-
-    def system(self, state: Any, chunk: int | None = None) -> LinearSystem:
-        """LM's system, the penalty included (:meth:`Objective.system`); with a penalty
-        and fewer weighted residuals than parameters, in the residual space
-        (:class:`PenalizedDualSystem`) rather than the primal ``(P, P)`` form (``br``,
-        which reads ``J^T H J``, runs without the loop's penalty and never gets it)."""
-        if self.mask is None or self.n_values >= self.net.n_params:
-            return super().system(state, chunk)
-        A, r = self._dual_rows(self._step(chunk), state)
-        scale = 2.0 / self.norm
-        c = self.alpha / scale  # the penalty's Hessian in the model's units, as the primal's
-        return PenalizedDualSystem(A, r, A.T @ r + c * self.mask * self.net.theta, scale, c,
-                                   self.mask > 0)
 
     def _step(self, chunk: int | None) -> int:
         N, R = self.X.shape[0], self.net.n_out * (1 + self.net.n_in)
@@ -450,103 +438,6 @@ class SobolevObjective(Objective):
             As.append(A[keep] * sw[:, None])
             rs.append(sw * e[keep])
         return np.concatenate(As), np.concatenate(rs)
-
-
-# ------------------------------------------------------- the systems in residual space
-def _gram(A: Array) -> Array:
-    """``A A^T`` (n, n) of a C-contiguous (n, P) ``A`` by BLAS syrk, upper triangle only
-    (Fortran order; the Cholesky factor reads that triangle)."""
-    syrk = blas.get_blas_funcs("syrk", dtype=A.dtype)
-    return syrk(1.0, A.T, trans=1, lower=0)
-
-
-def _shifted_factor(M: Array, shift: float) -> tuple[Array, bool]:
-    """The Cholesky factor of ``M + shift I`` from ``M``'s upper triangle (``M`` is kept);
-    LinAlgError where it is not positive definite."""
-    F = np.array(M, order="F")
-    F.ravel(order="F")[:: F.shape[0] + 1] += shift
-    return linalg.cho_factor(F, lower=False, overwrite_a=True, check_finite=False)
-
-
-@dataclass(frozen=True, eq=False)
-class GramDualSystem(DualSystem):
-    """:class:`~jacnet.gauss_newton.DualSystem` that forms ``A A^T`` (BLAS syrk) once for
-    every trial of mu, where forming it per trial would cost as much as the system again."""
-
-    @functools.cached_property
-    def gram(self) -> Array:
-        """``A A^T`` (N_e, N_e), upper triangle."""
-        return _gram(self.A)
-
-    def step(self, mu: float) -> Array:
-        """``d = A^T a`` (P,) with ``(A A^T + mu I) a = -r``."""
-        return self.A.T @ linalg.cho_solve(_shifted_factor(self.gram, mu), -self.r,
-                                           check_finite=False)
-
-
-@dataclass(frozen=True, eq=False)
-class PenalizedDualSystem(LinearSystem):
-    """``(A^T A + c diag(m) + mu I) d = -Jtg`` solved in the residual space: LM's system
-    with a penalty ``c`` on the parameters where ``m`` holds (the weights; the biases
-    ``f`` free), for ``A`` (n, P) with fewer rows n than parameters P.
-
-    With ``nu = mu + c``, ``M = A_w A_w^T + nu I`` (n, n) and the blocks of the weights
-    ``w`` and the free parameters ``f``, block elimination and the Woodbury identity on
-    the weights' block give (derivation in docs/derivation.md, "Derivative fitting")
-
-        Z = M^-1 A_f,   y = M^-1 A_w b_w                       (one Cholesky of M)
-        (mu I + nu A_f^T Z) d_f = A_f^T y - b_f                (P_f square)
-        d_w = -(b_w - A_w^T y) / nu - A_w^T Z d_f
-
-    ``b = Jtg``. Cost per mu: n^3 / 3 + 2 n^2 P_f, against P^3 / 3 for the primal form;
-    ``A_w A_w^T`` is formed once (syrk).
-
-    Attributes
-    ----------
-    A : ndarray of shape (n, P)
-        ``H^(1/2) J``, the rows of positive weight.
-    r : ndarray of shape (n,)
-        ``H^(1/2) e``.
-    Jtg : ndarray of shape (P,)
-        ``A^T r + c m theta``: the penalised gradient over ``scale``.
-    scale : float
-        The loss's gradient is ``scale * Jtg``.
-    c : float
-        The penalty's Hessian on the weights, in the model's units (> 0).
-    weights : ndarray of bool, shape (P,)
-        Where the penalty applies (``m``).
-    """
-
-    A: Array
-    r: Array
-    Jtg: Array
-    scale: float
-    c: float
-    weights: Array
-
-    @functools.cached_property
-    def _blocks(self) -> tuple[Array, Array, Array]:
-        """``A_w`` (n, P_w), ``A_f`` (n, P_f) and ``A_w A_w^T`` (upper triangle)."""
-        Aw = np.ascontiguousarray(self.A[:, self.weights])
-        return Aw, self.A[:, ~self.weights], _gram(Aw)
-
-
-    def step(self, mu: float) -> Array:
-        """The step ``d`` (P,); LinAlgError where a factor is not positive definite."""
-        Aw, Af, K = self._blocks
-        bw, bf = self.Jtg[self.weights], self.Jtg[~self.weights]
-        nu = mu + self.c
-        Y = linalg.cho_solve(_shifted_factor(K, nu), np.column_stack([Af, Aw @ bw]),
-                             check_finite=False)
-        Z, y = Y[:, :-1], Y[:, -1]
-        d = np.empty_like(self.Jtg)
-        df = np.zeros(0, dtype=d.dtype)
-        if Af.shape[1]:
-            S = nu * (Af.T @ Z)  # the Schur complement, less mu I
-            df = linalg.cho_solve(_shifted_factor(S, mu), Af.T @ y - bf, check_finite=False)
-        d[~self.weights] = df
-        d[self.weights] = -(bw - Aw.T @ y) / nu - Aw.T @ (Z @ df)
-        return d
 
 
 # ------------------------------------------------------------- the mini-batch gradient
