@@ -274,6 +274,25 @@ def test_gn_forms_times_both_forms_and_restores_the_model():
     assert gn._kronecker_pays is model
 
 
+@pytest.mark.parametrize(("derivatives", "alpha"), [(True, 1e-4), (False, 1e-4), (False, 0.0)])
+def test_lm_forms_forces_each_form_and_reports_the_rule(derivatives, alpha):
+    """benchmarks.lm_forms builds each form it claims to time, on the rows it asks for,
+    and reports gauss_newton.dual_pays's choice."""
+    import jacnet.gauss_newton as gn
+    from benchmarks.lm_forms import compare, objective
+
+    widths = (2, 6, 6, 1)  # P = 67
+    for form, kind in (("primal", gn.PrimalSystem), ("dual", gn.DualSystem)):
+        obj = objective(widths, 0.85, derivatives, alpha, form)
+        system = obj.system(obj.value()[1])
+        assert isinstance(system, gn.PenalizedDualSystem if alpha and form == "dual" else kind)
+    plain = objective(widths, 0.85, derivatives, alpha)
+    n = plain.n_values if derivatives else plain.X.shape[0]
+    assert 0.8 * 67 <= n <= 0.85 * 67  # between the two shares: the penalty decides
+    ratio, dual = compare(widths, derivatives, alpha, 0.85, 1)
+    assert ratio > 0 and dual == (not alpha)
+
+
 def test_kernel_fault_counters_and_the_jacobian_note_built_on_them():
     """The core suite's fresh-J note reports the kernel's compaction stalls as counted, and
     says the spread is not compaction only when the count is zero."""

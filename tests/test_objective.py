@@ -108,6 +108,23 @@ def test_lm_with_a_penalty_and_few_rows_steps_as_the_primal_form(case):
     assert runs[0][2] < _few_rows(case).value()[0]  # and it trained
 
 
+@pytest.mark.parametrize(("n", "alpha", "form"), [
+    (12, 0.0, "DualSystem"), (12, 0.3, "PenalizedDualSystem"),  # 12 < 0.8 P
+    (14, 0.0, "DualSystem"), (14, 0.3, "PrimalSystem"),  # 0.8 P <= 14 < P
+    (16, 0.0, "PrimalSystem"), (16, 0.3, "PrimalSystem"),
+])
+def test_lm_system_form_follows_the_rows_and_the_penalty(n, alpha, form):
+    """The residual-space form below P rows, below 0.8 P with a penalty (whose step also
+    solves the free biases' block: measured slower from about there on); P = 16 here."""
+    import jacnet.gauss_newton as gn
+
+    X, T = sin_data(n)
+    obj = Objective(sin_net(1), X, T, get_loss("mse"), None, alpha=alpha)
+    assert obj.net.n_params == 16
+    assert type(obj.system(obj.value()[1])).__name__ == form
+    assert gn.dual_pays(n, 16, alpha > 0) == (form != "PrimalSystem")
+
+
 def test_lm_system_reuses_the_accepted_trials_forward_pass(monkeypatch):
     """When one chunk holds every row, the Gauss-Newton system takes the forward cache of
     the loss evaluation at the same theta instead of running the forward pass again; the

@@ -43,7 +43,7 @@ __all__ = [
     "LinearSystem",
     "Workspace", "normal_equations", "curvature_sums", "logit_curvature_sums",
     "PrimalSystem", "DualSystem", "PenalizedDualSystem", "gauss_newton_system",
-    "primal_system",
+    "primal_system", "dual_pays", "PENALIZED_DUAL_SHARE",
 ]
 
 
@@ -646,9 +646,11 @@ def _gram(A: Array) -> Array:
 def gauss_newton_system(
     layers: list[Dense], X: Array, T: Array, loss: Loss, w: Array | None, Y: Array, *,
     chunk: int | None = None, cache: Cache | None = None, workspace: Workspace | None = None,
+    penalized: bool = False,
 ) -> PrimalSystem | DualSystem:
     """The loss's Gauss-Newton system on ``(X, T, w)`` at ``Y = net(X)``, no penalty: the
-    dual form when ``N * n_out < P`` and it loses nothing (``H > 0``), else the primal.
+    dual form where it is the faster (:func:`dual_pays`) and loses nothing (``H > 0``),
+    else the primal.
 
     Parameters
     ----------
@@ -668,13 +670,17 @@ def gauss_newton_system(
         not run the forward pass again.
     workspace : Workspace, optional
         Where the sums keep their chunk buffers between calls.
+    penalized : bool, default False
+        Whether the caller adds an L2 penalty (:meth:`DualSystem.penalized`), whose
+        dual form pays on fewer rows.
 
     Returns
     -------
     PrimalSystem or DualSystem
         A primal system's ``J^T H J`` holds its upper triangle only.
     """
-    return _system(layers, X, T, loss, w, Y, _Stream(chunk, cache, workspace, False), True)
+    return _system(layers, X, T, loss, w, Y, _Stream(chunk, cache, workspace, False), True,
+                   penalized)
 
 
 def primal_system(
@@ -683,18 +689,32 @@ def primal_system(
 ) -> PrimalSystem:
     """:func:`gauss_newton_system` always in the primal form (to add a penalty's diagonal,
     or to sum partitions' systems)."""
-    system = _system(layers, X, T, loss, w, Y, _Stream(chunk, cache, workspace, False), False)
+    system = _system(layers, X, T, loss, w, Y, _Stream(chunk, cache, workspace, False), False,
+                     False)
     assert isinstance(system, PrimalSystem)
     return system
 
 
+#: The share of P below which the residual-space form with a penalty is the faster: its
+#: step carries the Schur complement of the free biases besides the n x n factor. Measured
+#: per LM epoch, one thread (docs/architecture.md, "The residual-space systems").
+PENALIZED_DUAL_SHARE = 0.8
+
+
+def dual_pays(n_rows: int, P: int, penalized: bool) -> bool:
+    """Whether LM's system of ``n_rows`` residuals (those of positive weight) and ``P``
+    parameters is faster in the residual space (n x n) than as ``P x P``: below ``P``
+    rows, or ``0.8 P`` with a penalty (:data:`PENALIZED_DUAL_SHARE`)."""
+    return n_rows < (PENALIZED_DUAL_SHARE if penalized else 1.0) * P
+
+
 def _system(layers: list[Dense], X: Array, T: Array, loss: Loss, w: Array | None, Y: Array,
-            stream: _Stream, dual: bool) -> PrimalSystem | DualSystem:
+            stream: _Stream, dual: bool, penalized: bool) -> PrimalSystem | DualSystem:
     P = sum(layer.n_params for layer in layers)
     model = loss.logit_model(layers[-1].activation, Y, T, w)
     if model is not None:  # a fused output pair: from the Jacobian of the logits
         (N, q) = model.g.shape
-        if dual and N * q < P and model.dual_r is not None:
+        if dual and dual_pays(N * q, P, penalized) and model.dual_r is not None:
             J = jac.param_jacobian(layers, X, stream.chunk, stream.cache, first=model.rows)
             A, r = J.reshape(N * q, P), model.dual_r.reshape(N * q)
             return DualSystem(A, r, A.T @ r, model.scale)
@@ -702,7 +722,7 @@ def _system(layers: list[Dense], X: Array, T: Array, loss: Loss, w: Array | None
         return PrimalSystem(*_sums(layers, X, terms, stream), model.scale)
     H, g, scale = loss.gauss_newton_terms(Y, T, w)
     nq = Y.size
-    if dual and nq < P and bool(np.all(H > 0)):
+    if dual and dual_pays(nq, P, penalized) and bool(np.all(H > 0)):
         h = np.sqrt(H).reshape(nq, 1)
         A = jac.param_jacobian(layers, X, stream.chunk, stream.cache).reshape(nq, P) * h
         r = g.reshape(nq) / h[:, 0]

@@ -117,7 +117,8 @@ class Objective:
 
     def data_system(self, state: Any, chunk: int | None) -> PrimalSystem | DualSystem:
         """The loss's Gauss-Newton system over the samples (no penalty): the dual form
-        where that is smaller, else the primal."""
+        where that is faster (:func:`~jacnet.gauss_newton.dual_pays`), else the primal."""
         Y, cache = state
         return gauss_newton_system(self.net.layers, self.X, self.T, self.loss, self.w, Y,
-                                   chunk=chunk, cache=cache, workspace=self._workspace)
+                                   chunk=chunk, cache=cache, workspace=self._workspace,
+                                   penalized=self.mask is not None)

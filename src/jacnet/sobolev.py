@@ -46,7 +46,7 @@ import numpy as np
 from scipy.linalg import blas
 
 from .activations import Activation
-from .gauss_newton import DualSystem, PrimalSystem
+from .gauss_newton import DualSystem, PrimalSystem, dual_pays
 from .jacobian import Cache, default_chunk, param_offsets
 from .layers import Dense, blas_matmul, forward_cache
 from .losses import Loss, Scaled
@@ -385,12 +385,13 @@ class SobolevObjective(Objective):
     def data_system(self, state: Any, chunk: int | None) -> PrimalSystem | DualSystem:
         """Levenberg-Marquardt's system of the values and derivatives: ``J^T H J`` and
         ``J^T H e`` (scale ``2 / c``), streamed over chunks (syrk on each chunk of J); the
-        dual form from the weighted rows when there are fewer than P (the penalty, if any,
-        enters in :meth:`Objective.system`).
+        dual form from the weighted rows where that is faster
+        (:func:`~jacnet.gauss_newton.dual_pays`; the penalty, if any, enters in
+        :meth:`Objective.system`).
         ``state``: :meth:`data_value`'s at this theta (its forward pass is reused)."""
         N, P = self.X.shape[0], self.net.n_params
         step = self._step(chunk)
-        if self.n_values < P:
+        if dual_pays(self.n_values, P, self.mask is not None):
             A, r = self._dual_rows(step, state)
             return DualSystem(A, r, A.T @ r, 2.0 / self.norm)
         syrk, gemv = blas.get_blas_funcs(("syrk", "gemv"), dtype=self.net.dtype)
