@@ -650,7 +650,7 @@ def test_br_collapse_guard_resume_equals_uninterrupted(tmp_path):
         full = jn.train(net, X, T, solver="br", max_epochs=200)
         theta_full = net.get_flat().copy()
         k = next(e["epoch"] for e in full.epochs if e.get("restart") == "collapse")
-        for stop in (k - 2, k + 3):  # interrupted (a callback) before and after it
+        for stop in (k - 2, k - 1, k + 3):  # interrupted (a callback) around it
             ck = tmp_path / f"br{stop}.ckpt"
             net.set_flat(theta0)
             jn.train(net, X, T, solver="br", max_epochs=200, checkpoint=str(ck),
@@ -661,6 +661,30 @@ def test_br_collapse_guard_resume_equals_uninterrupted(tmp_path):
             assert [e.get("restart") for e in rec.epochs] == [
                 e.get("restart") for e in full.epochs]
             np.testing.assert_array_equal(net.get_flat(), theta_full)
+
+
+def test_br_resumed_at_the_epoch_that_ended_a_collapsed_run_restarts_as_uninterrupted(
+        tmp_path):
+    """A checkpoint of the very epoch whose min_grad stop ended the collapsed trajectory:
+    the resumed run is not over there (the loop asks the solver, Solver.ended) but
+    restarts as the uninterrupted run did, to the same record and weights."""
+    net, X, T = _collapsing()
+    theta0 = net.get_flat().copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = jn.train(net, X, T, solver="br", max_epochs=100, min_grad=1e-2)
+        theta_full = net.get_flat().copy()
+        k = next(e["epoch"] for e in full.epochs if e.get("restart") == "collapse")
+        assert full.epochs[k - 2]["grad_norm"] < 1e-2  # epoch k - 1 met the min_grad stop
+        ck = tmp_path / "br.ckpt"
+        net.set_flat(theta0)
+        jn.train(net, X, T, solver="br", max_epochs=100, min_grad=1e-2, checkpoint=str(ck),
+                 checkpoint_every=1, callbacks=[lambda e, n: e["epoch"] >= k - 1])
+        net.set_flat(np.zeros_like(theta0))
+        rec = jn.train(net, X, T, solver="br", max_epochs=100, min_grad=1e-2, resume=str(ck))
+    assert rec.n_epochs == full.n_epochs
+    assert [e.get("restart") for e in rec.epochs] == [e.get("restart") for e in full.epochs]
+    np.testing.assert_array_equal(net.get_flat(), theta_full)
 
 
 def test_br_refuses_a_restart_that_is_not_a_bool():

@@ -555,6 +555,7 @@ class BayesianRegularization(Solver):
         self._resumed = False
         self._note: str | None = None  # the next record entry's "restart" field
         self._last_grad = math.nan
+        self._stopped: str | None = None  # a resumed run's last stop (see ended)
         self._release()
 
     def _release(self) -> None:
@@ -692,7 +693,7 @@ class BayesianRegularization(Solver):
         the trajectory; if it converged collapsed with epochs left, the restart (the
         budget's last epoch kept back) and the choice by evidence; that reason."""
         if self._collapse is None:
-            reason = self._epochs(run, run.max_epochs)
+            reason = self._resumed_stop(run) or self._epochs(run, run.max_epochs)
             if not self._restart_due(run, reason):
                 return self._end(run, reason)
             self._collapse = self._snapshot(reason)
@@ -711,6 +712,27 @@ class BayesianRegularization(Solver):
             if reason:
                 return reason
         return "max_epochs"
+
+    def ended(self, run: Any, reason: str) -> bool:
+        """A resumed run whose checkpoint holds the epoch that ended a collapsed
+        trajectory goes on to the restart, as the uninterrupted run did (the curvature at
+        the checkpoint's weights first: the collapse test and the snapshot read it)."""
+        if self._collapse is not None or not self.restart or reason not in _CONVERGED:
+            return True
+        if self._curv is None and not self._begin():
+            return True
+        if not self._restart_due(run, reason):
+            return True
+        self._stopped = reason
+        return False
+
+    def _resumed_stop(self, run: Any) -> str | None:
+        """The stop that :meth:`ended` kept, once, with the last epoch's gradient norm
+        (which :meth:`_snapshot` records)."""
+        reason, self._stopped = self._stopped, None
+        if reason is not None:
+            self._last_grad = float(run.record.epochs[-1]["grad_norm"])
+        return reason
 
     def _restart_due(self, run: Any, reason: str) -> bool:
         return (self.restart and reason in _CONVERGED

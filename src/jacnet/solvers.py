@@ -108,6 +108,13 @@ class Solver:
             if reason:
                 return reason
 
+    def ended(self, run: Any, reason: str) -> bool:
+        """Whether a resumed run, whose last recorded epoch met the stop rule ``reason``,
+        is over. True here; a solver with more to do after such a stop (``br``'s collapse
+        guard restarts after a collapsed trajectory converges) says False, and its
+        :meth:`run` then begins with that stop."""
+        return True
+
     def after_epoch(self, entry: dict[str, Any]) -> None:
         """Called with each recorded epoch, before the checkpoint (schedules observe it)."""
 

@@ -299,7 +299,8 @@ class Run:
     def execute(self, resumed: bool = False) -> str:
         """Start the solver and run it until a stop reason, which it returns. A resumed
         run whose last epoch already meets a stop rule (the epoch that ended it, under the
-        same settings) is over at once; a fresh one may be over before its first epoch
+        same settings) is over at once, unless its solver goes on from that stop
+        (:meth:`Solver.ended`); a fresh one may be over before its first epoch
         (trainlm's goal test at epoch 0, a budget of 0 epochs)."""
         self.solver.start(self)
         try:
@@ -310,6 +311,8 @@ class Run:
     def _execute(self, resumed: bool) -> str:
         if resumed and self.record.epochs:
             reason = self.fired(self.record.epochs[-1])
+            if reason is not None and not self.solver.ended(self, reason):
+                reason = None  # the solver goes on from that stop (br's collapse guard)
         else:
             if self.has_val:  # the initial weights are the first candidate (epoch 0)
                 initial = self.initial_val_loss = self.set_loss("validation")
