@@ -98,13 +98,17 @@ Where a sample set gives fewer residuals, N·(1 + d), than the network has weigh
 penalty is what restrains the weights between the samples: without it (α = 0, this
 study's previous run) LM drove the training residuals to zero there, and jenn's Adam,
 stopped after its iterations short of that, had the lower test RMSE at N ≤ 40 on the wing
-weight and at N = 48, 96 on Hartmann-6. The jenn rows name those sizes. There LM solves
-its system in the residual space (N·(1 + d) square, the penalty included; see
-docs/derivation.md) rather than as P × P.
+weight and at N = 48, 96 on Hartmann-6. The jenn rows name those sizes. Below 0.8 P
+residuals LM solves its system in the residual space (N·(1 + d) square, the penalty
+included; docs/derivation.md D1-D3, and docs/architecture.md for where that pays) rather
+than as P × P.
 
-The committed run used `--threads 1`: these networks' products are small, and with two
-BLAS threads per process on the shared two-core machine (other work running) single LM
-fits ran orders of magnitude slower than on one thread."""
+The committed run used `--threads 1` in two processes started together, one per core:
+Hartmann-6 in one, the jenn settings, Branin and the wing weight in the other (`--only`;
+the section joins their outputs, and each process's run and calibration lines are below).
+These networks' products are small, and with two BLAS threads per process on a shared
+two-core machine (an earlier run, other work running) single LM fits ran orders of
+magnitude slower than on one thread."""
 
 #: How this suite times (the run's "mode" line): it does not use Context.measure.
 MODE = ("one timed fit per seed, size and method (a study), after one untimed warm-up fit of "
