@@ -16,7 +16,8 @@ from numpy.testing import assert_allclose
 from sklearn.linear_model import BayesianRidge
 
 import jacnet as jn
-from jacnet.bayesian import BayesianRegularization, Laplace, parameter_groups
+from jacnet.bayesian import BayesianRegularization
+from jacnet.evidence import Laplace, parameter_groups
 from jacnet.objective import Objective
 from jacnet.training import SOLVERS
 
@@ -265,7 +266,7 @@ def test_factor_cholesky_and_its_eigendecomposition_fallback():
     (G's upper triangle) as numpy's; an H that is not positive definite goes to the
     eigendecomposition with its eigenvalues clipped at the floor, and a step on it is
     refused (a failed trial)."""
-    from jacnet.bayesian import Curvature, Factor
+    from jacnet.evidence import Curvature, Factor
 
     rng = np.random.default_rng(0)
     A = rng.normal(size=(9, 5))

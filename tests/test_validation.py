@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from jacnet.validation import as_matrix, as_weights, check_int, check_real, finite_as
+from jacnet.validation import as_matrix, as_weights, check_choice, check_int, check_real, finite_as
 
 
 # ------------------------------------------------------------------------ as_matrix
@@ -173,3 +173,23 @@ def test_check_real_int_beyond_float_range_is_a_value_error():
         check_real(big, "eps")
     with pytest.raises(ValueError, match="eps must be"):  # not inf, even where inf is fine
         check_real(-big, "eps", finite=False)
+
+
+def test_check_choice_keeps_an_option_and_names_the_others():
+    assert check_choice("per_layer", "weight_groups", ("single", "per_layer")) == "per_layer"
+    with pytest.raises(ValueError, match=r"noise must be one of \('shared', 'per_output'\), "
+                                         r"got 'both'"):
+        check_choice("both", "noise", ("shared", "per_output"))
+    with pytest.raises(TypeError, match="noise must be one of .* got int 3"):
+        check_choice(3, "noise", ("shared", "per_output"))
+
+
+@pytest.mark.parametrize(("setting", "value", "exc"), [
+    ("noise", "both", ValueError), ("noise", None, TypeError),
+    ("weight_groups", "per_unit", ValueError),
+])
+def test_br_refuses_a_noise_model_or_weight_grouping_it_does_not_know(setting, value, exc):
+    from jacnet.bayesian import BayesianRegularization
+
+    with pytest.raises(exc, match=f"{setting} must be one of"):
+        BayesianRegularization(**{setting: value})

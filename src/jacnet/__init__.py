@@ -12,7 +12,8 @@ The namespace holds the public API only: ``dir(jacnet)`` is ``__all__`` and the 
 import typing
 
 from .activations import ACTIVATIONS, Activation, Elementwise, get_activation, register_activation
-from .bayesian import BayesianRegularization, Laplace
+from .bayesian import BayesianRegularization
+from .evidence import Laplace
 from .gradcheck import GradCheck, gradcheck
 from .layers import Dense
 from .losses import LOSSES, Loss, get_loss

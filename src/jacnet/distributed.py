@@ -57,7 +57,7 @@ except ImportError as exc:  # pragma: no cover - the extra is part of dev
         "jacnet.distributed needs Dask: pip install 'jacnet[distributed]'"
     ) from exc
 
-from .bayesian import curvature
+from .evidence import curvature
 from .gauss_newton import DualSystem, PrimalSystem, primal_system
 from .losses import Loss, get_loss
 from .network import Network
@@ -174,7 +174,7 @@ def _part_curvature(model: _Model, theta: Array, X: Array, T: Array, w: Array | 
     """The partition's terms of a posterior's sums (:class:`jacnet.uncertainty.FitSums`):
     ``J^T W J`` (P, P), both triangles, and ``E_D``: of the values, and of the
     lambda-weighted derivative residuals where the fit had derivative data, as a
-    one-machine fit's posterior (:func:`jacnet.bayesian.curvature`)."""
+    one-machine fit's posterior (:func:`jacnet.evidence.curvature`)."""
     net = _local_net(model, theta)
     if G is not None:
         curv = curvature(net, X, T, w, chunk=model.chunk, derivatives=SobolevData(G, model.lam))

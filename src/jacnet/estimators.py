@@ -100,7 +100,7 @@ from .uncertainty import (
     penalty_posterior_from_sums,
     t_halfwidth,
 )
-from .validation import positive_int
+from .validation import check_choice, positive_int
 
 Array = np.ndarray
 
@@ -1500,8 +1500,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             had none.
         """
         coverage = check_coverage(coverage)
-        if method not in INTERVAL_METHODS:
-            raise ValueError(f"method must be one of {INTERVAL_METHODS}, got {method!r}")
+        check_choice(method, "method", INTERVAL_METHODS)
         if method == "t":
             mean, std = self.predict(X, return_std=True)
             half = t_halfwidth(std, self.posterior_.dof, coverage)

@@ -16,7 +16,7 @@ Two sources of ``Sigma`` and ``sigma^2``:
 
 - **Bayesian regularization** (``br``): ``Sigma = (2H)^-1``, ``H = beta J^T W J + alpha I``
   and ``sigma^2 = 1/(2 beta)``, at the alpha, beta the run found
-  (:class:`jacnet.bayesian.Laplace`).
+  (:class:`jacnet.evidence.Laplace`).
 - **A fit with a weight penalty** (``lm``, ``lbfgs``, the gradient solvers): the L2 term
   read as a Gaussian prior. Minimising ``sum w e^2 + lambda ||M theta||^2`` (``M`` the
   weights, not the biases) is the MAP estimate of a Gaussian likelihood of variance
@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from .bayesian import Curvature, Laplace, curvature, parameter_groups
+from .evidence import Curvature, Laplace, curvature, parameter_groups
 from .jacobian import default_chunk
 from .network import Network
 from .sobolev import SobolevData
@@ -128,7 +128,7 @@ def bayes_posterior(net: Network, X: Array, T: Array, w: Array | None, alpha: An
                     beta: Any, chunk: int | None = None,
                     derivatives: SobolevData | None = None) -> Posterior:
     """The posterior of a ``br`` fit at its ``alpha``, ``beta`` (trainbr's convention,
-    :class:`jacnet.bayesian.Laplace`) on its training rows ``(X, T, w)`` and, if it had
+    :class:`jacnet.evidence.Laplace`) on its training rows ``(X, T, w)`` and, if it had
     them, their derivative data (see the module docstring)."""
     lap = Laplace(net, X, T, alpha, beta, sample_weight=w, chunk=chunk,
                   dTdX=None if derivatives is None else derivatives.G,
@@ -165,7 +165,7 @@ class FitSums:
     mse_divisor: float
 
     def curvature(self, net: Network, groups: Array) -> Curvature:
-        """The sums as one noise block's :class:`~jacnet.bayesian.Curvature` at ``net``'s
+        """The sums as one noise block's :class:`~jacnet.evidence.Curvature` at ``net``'s
         theta (``J^T W e`` is not needed by a posterior: zeros)."""
         return Curvature(np.asarray(self.G, dtype=float)[None], np.zeros((1, net.n_params)),
                          np.array([self.E_D], dtype=float),
@@ -175,7 +175,7 @@ class FitSums:
 
 def bayes_posterior_from_sums(net: Network, sums: FitSums, alpha: Any, beta: Any) -> Posterior:
     """:func:`bayes_posterior` from the training rows' :class:`FitSums`, for one ``alpha``
-    and one shared ``beta`` (trainbr's model, :class:`jacnet.bayesian.Laplace`'s steps)."""
+    and one shared ``beta`` (trainbr's model, :class:`jacnet.evidence.Laplace`'s steps)."""
     curv = sums.curvature(net, parameter_groups(net))
     a, b = np.atleast_1d(np.asarray(alpha, float)), np.atleast_1d(np.asarray(beta, float))
     factor = curv.factor(a, b)

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_matrix", "as_weights", "check_int", "check_real", "finite_as", "positive_int"]
+__all__ = ["as_matrix", "as_weights", "check_choice", "check_int", "check_real", "finite_as",
+           "positive_int"]
 
 
 def as_matrix(
@@ -111,6 +112,17 @@ def check_int(value: Any, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
     return int(value)
+
+
+def check_choice(value: Any, name: str, options: tuple[str, ...]) -> str:
+    """``value`` if it is one of the strings ``options``: not a string is a TypeError,
+    another string a ValueError; both messages list the options."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {options}, got {type(value).__name__} "
+                        f"{value!r}")
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value
 
 
 positive_int = check_int  # the name most call sites read best with
