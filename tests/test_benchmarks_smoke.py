@@ -362,3 +362,14 @@ def test_compare_times_two_trees_and_checks_their_weights(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| training.lm.sinc"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[4] == "yes"
+
+
+def test_sobolev_ladder_reads_the_ratio_off_the_ladders_given(capsys):
+    """benchmarks.sobolev_ladder fits as the suite does on the sizes it is given and
+    prints each median and the ratio at both levels."""
+    from benchmarks.sobolev_ladder import main
+
+    main(["--with", "5,10", "--without", "5,10", "--seeds", "1", "--epochs", "2"])
+    out = capsys.readouterr().out
+    assert out.count("median RMSE") == 4
+    assert out.count("ratio") == 2 and "(10% of the test std)" in out
