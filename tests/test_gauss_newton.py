@@ -291,24 +291,24 @@ def test_cholesky_solve_of_the_shifted_system(dtype, order):
     and LinAlgError (which makes LM raise mu) when M + mu I is not positive definite."""
     from scipy import linalg
 
-    from jacnet.gauss_newton import _cho_solve_shifted
+    from jacnet.gauss_newton import cho_solve_shifted
 
     rng = np.random.default_rng(0)
     A = rng.normal(size=(30, 8))
     M = (A.T @ A).astype(dtype)
     rhs = rng.normal(size=8).astype(dtype)
     expected = np.linalg.solve(M.astype(np.float64) + 0.5 * np.eye(8), rhs)
-    x = _cho_solve_shifted(np.array(M, order=order), 0.5, rhs)
+    x = cho_solve_shifted(np.array(M, order=order), 0.5, rhs)
     assert x.dtype == dtype
     np.testing.assert_allclose(x, expected, rtol=1e-4 if dtype == np.float32 else 1e-10)
     indefinite = np.array(np.diag([1.0, -2.0, 3.0]), dtype=dtype, order=order)
     with pytest.raises(linalg.LinAlgError, match="not positive definite"):
-        _cho_solve_shifted(indefinite, 0.5, np.ones(3, dtype=dtype))
+        cho_solve_shifted(indefinite, 0.5, np.ones(3, dtype=dtype))
     # Only the upper triangle is read: what lies strictly below it does not matter.
     upper = np.array(np.triu(M) + np.tril(np.full_like(M, np.nan), -1), order=order)
-    np.testing.assert_array_equal(_cho_solve_shifted(upper, 0.5, rhs), x)
+    np.testing.assert_array_equal(cho_solve_shifted(upper, 0.5, rhs), x)
     with pytest.raises(ValueError, match="contiguous"):
-        _cho_solve_shifted(np.eye(6, dtype=dtype)[::2, ::2], 0.5, np.ones(3, dtype=dtype))
+        cho_solve_shifted(np.eye(6, dtype=dtype)[::2, ::2], 0.5, np.ones(3, dtype=dtype))
 
 
 # A confidently wrong output: softmax below eps, a sigmoid rounded to 1, an exp output

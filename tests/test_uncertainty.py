@@ -58,8 +58,15 @@ def _explicit(est, X, y, X_test):
     T = est.scale_out(np.asarray(y, float).reshape(len(X), -1))
     N, q, P = T.shape[0], T.shape[1], net.n_params
     J = net.jacobian(Xs).reshape(N * q, P)
-    G = J.T @ J
     E_D = float(((net.forward(Xs) - T) ** 2).sum())
+    return _explicit_from_sums(est, J.T @ J, E_D, N * q, X_test)
+
+
+def _explicit_from_sums(est, G, E_D, N_e, X_test):
+    """(std, cov, dof) at ``X_test`` from the training rows' explicit sums ``J^T W J``,
+    ``E_D`` and ``N_e`` (``br``'s posterior, or the penalty's), by explicit inverses."""
+    net = est.network_
+    q, P = net.n_out, net.n_params
     if est.solver == "br":
         alpha, beta = est.alpha_, est.beta_
         H = beta * G + alpha * np.eye(P)
@@ -73,14 +80,14 @@ def _explicit(est, X, y, X_test):
         Lam = np.diag(lam * mask + eps * (1 - mask))
         inv = np.linalg.inv(G + Lam)
         gamma = P - np.trace(Lam @ inv)
-        noise = E_D / (N * q - gamma)
+        noise = E_D / (N_e - gamma)
         Sigma = noise * inv
     Jt = net.jacobian(est.scale_in(X_test))  # (n, q, P)
     cov = Jt @ Sigma @ Jt.transpose(0, 2, 1) + noise * np.eye(q)
     s = np.ones(q) if est.y_scale_ is None else est.y_scale_
     cov = cov * s[:, None] * s[None, :]
     std = np.sqrt(np.einsum("nkk->nk", cov))
-    return std, cov, N * q - gamma
+    return std, cov, N_e - gamma
 
 
 # ------------------------------------------------------------------ the explicit formula
@@ -152,30 +159,13 @@ def test_uncertainty_derivative_fit_std_equals_the_explicit_formula(solver, q):
     GN = J.T @ (weight[:, None] * J)
     E_D = float(weight @ (e * e))
     N_e = float((w[:, None] * seen).sum())  # values and observed derivatives, weighted
-    if solver == "br":
-        alpha, beta = est.alpha_, est.beta_
-        H = beta * GN + alpha * np.eye(P)
-        Sigma = np.linalg.inv(2 * H)
-        gamma = P - alpha * np.trace(np.linalg.inv(H))
-        noise = 1 / (2 * beta)
-    else:
-        mask = net.weight_mask()
-        eps = JITTER * np.mean(np.diag(GN))
-        Lam = np.diag(q * est.alpha * mask + eps * (1 - mask))
-        inv = np.linalg.inv(GN + Lam)
-        gamma = P - np.trace(Lam @ inv)
-        noise = E_D / (N_e - gamma)
-        Sigma = noise * inv
     X_test = np.random.default_rng(5).uniform(-2, 2, size=(6, 2))
-    Jt = net.jacobian(est.scale_in(X_test))  # (n, q, P)
-    s = est.y_scale_
-    cov = (Jt @ Sigma @ Jt.transpose(0, 2, 1) + noise * np.eye(q)) * np.outer(s, s)
-    std = np.sqrt(np.einsum("nkk->nk", cov))
+    std, cov, dof = _explicit_from_sums(est, GN, E_D, N_e, X_test)
     mean, got = est.predict(X_test, return_std=True)
     np.testing.assert_allclose(got.reshape(6, q), std, rtol=1e-10)
     np.testing.assert_allclose(est.predict(X_test, return_cov=True)[1], cov, rtol=1e-10,
                                atol=1e-12 * np.abs(cov).max())
-    assert est.posterior_.dof == pytest.approx(N_e - gamma, rel=1e-10)
+    assert est.posterior_.dof == pytest.approx(dof, rel=1e-10)
     # the posterior of the values alone (what predict gave before) spreads the mean wider
     # everywhere, relative to its noise (the penalty's noise estimate differs with them)
     if solver == "br":

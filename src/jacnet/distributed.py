@@ -43,7 +43,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -165,7 +165,7 @@ def _sobolev_system(model: _Model, theta: Array, X: Array, T: Array, w: Array | 
     one-machine objective: its ``A^T A`` is the same ``J^T H J``."""
     system = _sobolev(model, theta, X, T, w, G).data_system(None, model.chunk)
     if isinstance(system, DualSystem):
-        return PrimalSystem(np.triu(system.A.T @ system.A), system.Jtg, model.scale)
+        system = system.primal()
     return PrimalSystem(system.JtHJ, system.Jtg, model.scale)
 
 
@@ -371,13 +371,44 @@ class Partitions:
         return result
 
 
-class DaskObjective(Objective):
+class _PartitionSums:
+    """The three ``data_*`` sums of an :class:`~jacnet.objective.Objective` as reductions
+    over its :class:`Partitions`: a subclass names its partition functions (the value,
+    the value and gradient, the primal system) in ``_SUMS``."""
+
+    parts: Partitions
+    model: Future
+    net: Network
+    grad: Array
+    _SUMS: ClassVar[tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]]
+
+    def reduce(self, fn: Callable[..., Any]) -> Any:
+        """``sum_p fn(model, theta, X_p, T_p, w_p, G_p, share_p)`` at the network's theta."""
+        return self.parts.reduce(fn, self.model, self.net.get_flat())
+
+    def data_value(self) -> tuple[float, Any]:
+        return float(self.reduce(self._SUMS[0])), None
+
+    def data_value_and_grad(self) -> tuple[float, Array]:
+        value, grad = self.reduce(self._SUMS[1])
+        self.grad[...] = grad
+        return float(value), self.grad
+
+    def data_system(self, state: Any, chunk: int | None) -> PrimalSystem:
+        system = self.reduce(self._SUMS[2])
+        assert isinstance(system, PrimalSystem)
+        return system
+
+
+class DaskObjective(_PartitionSums, Objective):
     """:class:`~jacnet.objective.Objective` whose sums over samples run on a Dask cluster.
 
     ``X``, ``T`` and ``w`` are dask arrays with the same row chunks, already validated
     (see :func:`train`); :class:`Partitions` persists them on the workers, once, and
     every evaluation maps over their partitions and tree-reduces the partial sums.
     """
+
+    _SUMS = (_part_value, _part_value_and_grad, _part_system)
 
     def __init__(self, net: Network, X: Any, T: Any, loss: Loss, w: Any, alpha: float,
                  client: Client, chunk: int | None = None) -> None:
@@ -389,25 +420,8 @@ class DaskObjective(Objective):
         self.scale = _global_scale(loss, self.total_weight, net.n_out)
         self.model = self.parts.hold(_Model(net, loss, chunk, self.scale))
 
-    def reduce(self, fn: Callable[..., Any]) -> Any:
-        """``sum_p fn(model, theta, X_p, T_p, w_p, G_p, share_p)`` at the network's theta."""
-        return self.parts.reduce(fn, self.model, self.net.get_flat())
 
-    def data_value(self) -> tuple[float, Any]:
-        return float(self.reduce(_part_value)), None
-
-    def data_value_and_grad(self) -> tuple[float, Array]:
-        value, grad = self.reduce(_part_value_and_grad)
-        self.grad[...] = grad
-        return float(value), self.grad
-
-    def data_system(self, state: Any, chunk: int | None) -> PrimalSystem:
-        system = self.reduce(_part_system)
-        assert isinstance(system, PrimalSystem)
-        return system
-
-
-class DaskSobolevObjective(SobolevObjective):
+class DaskSobolevObjective(_PartitionSums, SobolevObjective):
     """:class:`~jacnet.sobolev.SobolevObjective` (values and input derivatives) whose sums
     over samples run on a Dask cluster, as :class:`DaskObjective`'s.
 
@@ -417,6 +431,8 @@ class DaskSobolevObjective(SobolevObjective):
     partitions' terms add up to the whole's; the counts that Bayesian regularization reads
     (``n_values``, ``n_weighted``) come from the pass that checks the partitions.
     """
+
+    _SUMS = (_sobolev_value, _sobolev_value_and_grad, _sobolev_system)
 
     def __init__(self, net: Network, X: Any, T: Any, loss: Loss, w: Any, alpha: float,
                  client: Client, chunk: int | None = None, *, data: SobolevData,
@@ -438,23 +454,6 @@ class DaskSobolevObjective(SobolevObjective):
         self.n_weighted = float(self.n_values) if w is None else float(
             self.total_weight * net.n_out + weighted)
         self.model = parts.hold(_Model(net, loss, chunk, self.scale, data.lam, self.norm))
-
-    def reduce(self, fn: Callable[..., Any]) -> Any:
-        """``sum_p fn(model, theta, X_p, T_p, w_p, G_p, share_p)`` at the network's theta."""
-        return self.parts.reduce(fn, self.model, self.net.get_flat())
-
-    def data_value(self) -> tuple[float, Any]:
-        return float(self.reduce(_sobolev_value)), None
-
-    def data_value_and_grad(self) -> tuple[float, Array]:
-        value, grad = self.reduce(_sobolev_value_and_grad)
-        self.grad[...] = grad
-        return float(value), self.grad
-
-    def data_system(self, state: Any, chunk: int | None) -> PrimalSystem:
-        system = self.reduce(_sobolev_system)
-        assert isinstance(system, PrimalSystem)
-        return system
 
 
 #: The largest network (parameters) whose posterior sums a Dask fit by ``lbfgs`` adds up

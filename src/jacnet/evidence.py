@@ -83,7 +83,7 @@ import numpy as np
 from scipy import linalg
 from scipy.linalg import lapack
 
-from .gauss_newton import DualSystem
+from .gauss_newton import DualSystem, cho_solve_shifted
 from .jacobian import default_chunk, param_offsets
 from .losses import get_loss
 from .network import Network
@@ -97,7 +97,7 @@ __all__ = ["Laplace", "Curvature", "Factor", "curvature", "parameter_groups",
 
 # LAPACK directly: the matrices are finite by construction, and scipy's cho_factor would
 # check that again on every trial
-_potrf, _potrs, _trtri = lapack.get_lapack_funcs(("potrf", "potrs", "trtri"),
+_potrf, _trtri = lapack.get_lapack_funcs(("potrf", "trtri"),
                                                   dtype=np.float64)
 WEIGHT_GROUPS = ("single", "per_layer")
 
@@ -178,12 +178,11 @@ class Factor:
 
 def _shifted_solve(M: Array, g: Array) -> Array | None:
     """``-M^-1 g`` (P,) by Cholesky from ``M``'s upper triangle (``M`` is overwritten);
-    None when ``M`` is not numerically positive definite."""
-    U, info = _potrf(M, lower=0, clean=0, overwrite_a=1)
-    if info != 0:
+    None when ``M`` is not numerically positive definite (a failed trial)."""
+    try:
+        return -cho_solve_shifted(M, 0.0, g)
+    except linalg.LinAlgError:
         return None
-    x, info = _potrs(U, g, lower=0)
-    return -x if info == 0 else None
 
 
 class Curvature:
@@ -371,11 +370,10 @@ class SharedNoise:
 
     def curvature(self, loss: float, state: Any, groups: Array, chunk: int | None
                   ) -> Curvature:
-        system = self.obj.system(state, chunk)
-        if isinstance(system, DualSystem):  # N q < P: J^T W J = A^T A
-            G = np.asarray(system.A.T @ system.A, dtype=float)
-        else:  # its upper triangle, all that is read
-            G = np.asarray(system.JtHJ, dtype=float)
+        system = self.obj.data_system(state, chunk)  # the samples' sums, no penalty
+        if isinstance(system, DualSystem):  # fewer rows than P: J^T W J = A^T A
+            system = system.primal()
+        G = np.asarray(system.JtHJ, dtype=float)  # its upper triangle, all that is read
         self.norm = 2.0 / system.scale
         theta = self.obj.net.get_flat().astype(float)
         return Curvature(G[None], np.asarray(system.Jtg, dtype=float)[None],

@@ -43,7 +43,7 @@ __all__ = [
     "LinearSystem",
     "Workspace", "normal_equations", "curvature_sums", "logit_curvature_sums",
     "PrimalSystem", "DualSystem", "PenalizedDualSystem", "gauss_newton_system",
-    "primal_system", "dual_pays", "PENALIZED_DUAL_SHARE",
+    "primal_system", "dual_pays", "PENALIZED_DUAL_SHARE", "cho_solve_shifted",
 ]
 
 
@@ -516,7 +516,7 @@ class PrimalSystem(LinearSystem):
     def step(self, mu: float) -> Array:
         """``d = -(J^T H J + mu I)^-1 J^T g`` (P,) by Cholesky; LinAlgError when the
         matrix is not positive definite."""
-        return _cho_solve_shifted(self.JtHJ.copy(order="K"), mu, -self.Jtg)
+        return cho_solve_shifted(self.JtHJ.copy(order="K"), mu, -self.Jtg)
 
     def __add__(self, other: Any) -> PrimalSystem:
         """The system of both operands' samples (new arrays: the operands stay as they are)."""
@@ -556,7 +556,13 @@ class DualSystem(LinearSystem):
     def step(self, mu: float) -> Array:
         """``d = A^T a`` (P,) with ``(A A^T + mu I) a = -r`` by Cholesky; LinAlgError when
         the matrix is not positive definite."""
-        return self.A.T @ _cho_solve_shifted(self.gram.copy(order="F"), mu, -self.r)
+        return self.A.T @ cho_solve_shifted(self.gram.copy(order="F"), mu, -self.r)
+
+    def primal(self) -> PrimalSystem:
+        """The same system as a :class:`PrimalSystem`: ``A^T A`` (P, P) by syrk, upper
+        triangle (for a caller that needs ``J^T H J`` itself, or sums partitions)."""
+        syrk = blas.get_blas_funcs("syrk", dtype=self.A.dtype)
+        return PrimalSystem(syrk(1.0, self.A.T, trans=0, lower=0), self.Jtg, self.scale)
 
     def penalized(self, c: float, mask: Array, theta: Array) -> PenalizedDualSystem:
         """This system with the penalty ``(c / 2) ||m theta||^2`` added (``c`` in the
@@ -624,13 +630,13 @@ class PenalizedDualSystem(LinearSystem):
         Aw, Af, K = self._blocks
         bw, bf = self.Jtg[self.weights], self.Jtg[~self.weights]
         nu = mu + self.c
-        Y = _cho_solve_shifted(K.copy(order="F"), nu, np.column_stack([Af, Aw @ bw]))
+        Y = cho_solve_shifted(K.copy(order="F"), nu, np.column_stack([Af, Aw @ bw]))
         Z, y = Y[:, :-1], Y[:, -1]
         d = np.empty_like(self.Jtg)
         df = np.zeros(0, dtype=d.dtype)
         if Af.shape[1]:
             S = nu * (Af.T @ Z)  # the Schur complement, less mu I (symmetric, contiguous)
-            df = _cho_solve_shifted(S, mu, Af.T @ y - bf)
+            df = cho_solve_shifted(S, mu, Af.T @ y - bf)
         d[~self.weights] = df
         d[self.weights] = -(bw - Aw.T @ y) / nu - Aw.T @ (Z @ df)
         return d
@@ -732,7 +738,7 @@ def _system(layers: list[Dense], X: Array, T: Array, loss: Loss, w: Array | None
                         scale)
 
 
-def _cho_solve_shifted(M: Array, mu: float, rhs: Array) -> Array:
+def cho_solve_shifted(M: Array, mu: float, rhs: Array) -> Array:
     """Solve ``(M + mu I) x = rhs`` by Cholesky from ``M``'s upper triangle, overwriting ``M``.
 
     ``M`` is square and contiguous (C or Fortran order); only its upper triangle is read, so

@@ -147,7 +147,7 @@ class FitSums:
     Attributes
     ----------
     G : ndarray of shape (P, P)
-        ``J^T W J``, symmetric (both triangles set).
+        ``J^T W J``; only its upper triangle is read (as :class:`~jacnet.evidence.Curvature`'s).
     E_D : float
         ``sum_s w_s ||y_s - t_s||^2``.
     n_values : float
